@@ -1,0 +1,50 @@
+"""symgrad: verified gradient-flow analysis for deep networks.
+
+The package reads in one direction:
+
+* specification: :mod:`symgrad.activations`, :mod:`symgrad.losses`, :mod:`symgrad.networks`;
+* symbolic derivation: :mod:`symgrad.derivation` (closed-form gradient chains, linear in depth);
+* the command line on top: :mod:`symgrad.cli`.
+
+>>> import symgrad
+>>> net = symgrad.chain(3)
+>>> net.gradient("b1").expr
+sigmoid'(z1)*w2*sigmoid'(z2)*w3*sigmoid'(z3)*(a3 - y)
+"""
+
+from .activations import (
+    BUILTIN_ACTIVATIONS,
+    Activation,
+    DerivativeBound,
+    activation,
+    custom_activation,
+)
+from .derivation import Gradient, SymbolicChain, SymbolicGradient
+from .errors import GradientCheckError, InvalidArgument, SymgradError
+from .losses import BUILTIN_LOSSES, Loss, loss
+from .networks import MAX_COMPOSE_DEPTH, MAX_DEPTH, Chain, Network, chain, network
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Activation",
+    "BUILTIN_ACTIVATIONS",
+    "BUILTIN_LOSSES",
+    "Chain",
+    "DerivativeBound",
+    "Gradient",
+    "GradientCheckError",
+    "InvalidArgument",
+    "Loss",
+    "MAX_COMPOSE_DEPTH",
+    "MAX_DEPTH",
+    "Network",
+    "SymbolicChain",
+    "SymbolicGradient",
+    "SymgradError",
+    "activation",
+    "chain",
+    "custom_activation",
+    "loss",
+    "network",
+]

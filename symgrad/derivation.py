@@ -1,0 +1,410 @@
+"""Closed-form gradients, built from local factors in time linear in depth.
+
+For a chain the gradient of ``b_j`` is the product, in chain order, of
+
+    φ'(z_j) · w_{j+1} φ'(z_{j+1}) · … · w_L φ'(z_L) · ∂C/∂a_L
+
+(and ``a_{j-1}`` in front for ``w_j``).  The per-layer factors are made once per network; each
+gradient's factor tuple is a slice of the shared sequence, so deriving all 2L gradients copies
+pointers instead of rebuilding suffix products.  Nothing is composed into one expression and
+nothing is simplified.  A dense network's ``δ^l = Σ'(z^l)(W^{l+1})ᵀ … Σ'(z^L) ∇_a C`` is the same
+product of matrix expressions.
+
+``Gradient.expr`` is an *unevaluated* product in chain order (so it reads as the literature
+writes it and costs O(L) to build); ``Gradient.doit()`` turns every φ' into its closed form and
+returns SymPy's canonical product; ``Gradient.explicit()`` rewrites it in inputs and parameters.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+
+import sympy
+from sympy import Basic, KroneckerDelta, MatrixExpr, MatrixSymbol, Mul, S
+
+from .activations import Activation, activation as _activation
+from .errors import InvalidArgument
+from .losses import loss as _loss
+from .networks import Chain, Network
+
+__all__ = ["Gradient", "SymbolicChain", "SymbolicGradient", "derive"]
+
+
+class Gradient:
+    """The closed-form gradient ``∂C/∂wrt`` of one parameter (or input) of a network.
+
+    * ``factors``: the factors in chain order (SymPy expressions; matrices for dense layers).
+    * ``expr``: their product, unevaluated, in chain order.
+    * ``doit()``: the canonical SymPy product with each φ' in closed form.
+    * ``explicit()``: the same gradient in inputs, target and parameters only (small depths).
+    * ``latex()``: ``\\frac{\\partial C}{\\partial b_{1}} = \\sigma'(z_{1}) w_{2} …``.
+    """
+
+    def __init__(self, network, wrt: str, factors: tuple, entry: tuple[int, int] | None = None):
+        self.network = network
+        self.wrt = wrt
+        self.factors = factors
+        self._entry = entry
+
+    def __repr__(self):
+        return "Gradient(∂C/∂%s = %s)" % (self.wrt, sympy.sstr(self.expr, order="none"))
+
+    @cached_property
+    def expr(self) -> sympy.Expr:
+        if self.factors and isinstance(self.factors[0], MatrixExpr):
+            prod = sympy.MatMul(*self.factors)
+            if self._entry is not None:
+                # Indexing a MatMul evaluates the entry; keep it as an unevaluated element instead.
+                return sympy.matrices.expressions.matexpr.MatrixElement(prod, *self._entry)
+            return prod
+        return Mul(*self.factors, evaluate=False) if len(self.factors) > 1 else self.factors[0]
+
+    def doit(self) -> sympy.Expr:
+        """The canonical SymPy form, with every φ' replaced by its closed form."""
+        if isinstance(self.factors[0], MatrixExpr):
+            return self._explicit_matrix(local=True)
+        return Mul(*[f.doit() for f in self.factors])
+
+    def explicit(self) -> sympy.Expr:
+        """The gradient in terms of the inputs, the target and the parameters only.
+
+        Composes the forward pass, so it is limited to depth ≤ ``symgrad.MAX_COMPOSE_DEPTH``.
+        """
+        self.network._check_compose()
+        if isinstance(self.factors[0], MatrixExpr):
+            return self._explicit_matrix(local=False)
+        fwd = self.network.forward()
+        mapping = {self.network.local_symbols[k]: v for k, v in fwd.items()}
+        return Mul(*[f.xreplace(mapping).doit() for f in self.factors])
+
+    def _explicit_matrix(self, local: bool):
+        net = self.network
+        if local:
+            vec = {}
+            for l in range(1, net.depth + 1):
+                for kind in "za":
+                    vec["%s%d" % (kind, l)] = sympy.ImmutableMatrix([net.local_symbols["%s%d[%d]" % (kind, l, i)] for i in range(net.widths[l])])
+        else:
+            vec = dict(net.forward())
+        vec.update(net.arrays)
+        out = None
+        for f in self.factors:
+            m = _explicit_factor(f, vec)
+            out = m if out is None else out * m
+        out = sympy.ImmutableMatrix(out)
+        if self._entry is not None:
+            return out[self._entry]
+        return out
+
+    def latex(self) -> str:
+        """``\\frac{\\partial C}{\\partial w} = …`` with the factors in chain order."""
+        lhs = r"\frac{\partial C}{\partial %s}" % _latex_name(self.wrt)
+        parts = []
+        for f in self.factors:
+            s = sympy.latex(f)
+            parts.append(r"\left(%s\right)" % s if isinstance(f, (sympy.Add, sympy.MatAdd)) else s)
+        rhs = " ".join(parts)
+        if self._entry is not None:
+            rhs = r"\left[%s\right]_{%d,%d}" % (rhs, self._entry[0], self._entry[1])
+        return "%s = %s" % (lhs, rhs)
+
+    def _repr_latex_(self) -> str:
+        return "$\\displaystyle %s$" % self.latex()
+
+
+def _latex_name(name: str) -> str:
+    m = re.fullmatch(r"([A-Za-z]+)(\d+)(?:\[(\d+)(?:,(\d+))?\])?", name)
+    if not m:
+        return name
+    base, layer, i, j = m.groups()
+    if base in ("W", "b") and i is not None:
+        idx = i if j is None else "%s%s" % (i, j)
+        return "%s^{%s}_{%s}" % (base, layer, idx)
+    if base in ("W",):
+        return "W^{%s}" % layer
+    return "%s_{%s}" % (base, layer)
+
+
+# ---------------------------------------------------------------------------------------------
+# Chains
+# ---------------------------------------------------------------------------------------------
+
+
+def _chain_sequence(net: Chain) -> tuple:
+    """``(φ'_1(z_1), w_2, φ'_2(z_2), …, w_L, φ'_L(z_L), ∂C/∂a_L)``, made once per chain.
+
+    With cross-entropy and a sigmoid output the last two collapse to ``a_L − y``.
+    """
+    cached = net.__dict__.get("_sequence")
+    if cached is not None:
+        return cached
+    s, loc, L = net.symbols, net.local_symbols, net.depth
+    seq = []
+    for j, act in enumerate(net.activations[:-1], start=1):
+        seq.append(act.prime(loc["z%d" % j]))
+        seq.append(s["w%d" % (j + 1)])
+    seq.extend(net.cost.output_delta(net.activations[-1], loc["a%d" % L], loc["z%d" % L], s["y"]))
+    net.__dict__["_sequence"] = tuple(seq)
+    return net.__dict__["_sequence"]
+
+
+def _chain_gradient(net: Chain, name: str) -> Gradient:
+    m = re.fullmatch(r"([wb])(\d+)|a0", name)
+    j = int(m.group(2)) if m and m.group(2) else None
+    if not m or (j is not None and not 1 <= j <= net.depth) or (m.group(2) or "0")[0] == "0" and name != "a0":
+        raise InvalidArgument(
+            "unknown parameter %r for a depth-%d chain; known: w1..w%d, b1..b%d and the input a0"
+            % (name, net.depth, net.depth, net.depth)
+        )
+    seq = _chain_sequence(net)
+    if name == "a0":
+        return Gradient(net, name, (net.symbols["w1"],) + seq)
+    tail = seq[2 * (j - 1):]
+    if m.group(1) == "w":
+        prev = net.symbols["a0"] if j == 1 else net.local_symbols["a%d" % (j - 1)]
+        return Gradient(net, name, (prev,) + tail)
+    return Gradient(net, name, tail)
+
+
+# ---------------------------------------------------------------------------------------------
+# Dense networks: matrix expressions with Σ'(z^l) as a diagonal Jacobian
+# ---------------------------------------------------------------------------------------------
+
+
+class ActivationJacobian(MatrixExpr):
+    r"""Σ'(z^l) = diag(φ'(z^l_1), …, φ'(z^l_n)), unevaluated; prints ``\Sigma'(z^{l})``."""
+
+    _activation: Activation
+
+    def __new__(cls, zvec):
+        return Basic.__new__(cls, zvec)
+
+    @property
+    def shape(self):
+        n = self.args[0].shape[0]
+        return (n, n)
+
+    def _entry(self, i, j, **kwargs):
+        return KroneckerDelta(i, j) * self._activation.prime(self.args[0][i, 0])
+
+    def _latex(self, printer):
+        return r"\Sigma'\left(%s\right)" % printer._print(self.args[0])
+
+    def _sympystr(self, printer):
+        return "diag(%s'(%s))" % (self._activation.name, printer._print(self.args[0]))
+
+
+class CostGradient(MatrixExpr):
+    r"""∇_a C for a loss whose ∂C/∂a_i is not simply a_i − y_i; prints ``\nabla_{a} C``."""
+
+    _loss = None
+
+    def __new__(cls, avec, yvec):
+        return Basic.__new__(cls, avec, yvec)
+
+    @property
+    def shape(self):
+        return self.args[0].shape
+
+    def _entry(self, i, j, **kwargs):
+        return self._loss.dcost(self.args[0][i, j], self.args[1][i, j])
+
+    def _latex(self, printer):
+        return r"\nabla_{a} C"
+
+    def _sympystr(self, printer):
+        return "grad_a C(%s, %s)" % (printer._print(self.args[0]), printer._print(self.args[1]))
+
+
+def _jacobian_class(act: Activation):
+    cache = act.__dict__.setdefault("_jacobian_cls", None)
+    if cache is None:
+        cache = type("Sigma_%s" % act.prime.__name__, (ActivationJacobian,), {"_activation": act})
+        act.__dict__["_jacobian_cls"] = cache
+    return cache
+
+
+def _explicit_factor(f, vec: dict) -> sympy.ImmutableMatrix:
+    """A matrix factor as an explicit matrix, with the symbolic vectors/matrices in ``vec``."""
+    if isinstance(f, MatrixSymbol):
+        return vec[f.name]
+    if isinstance(f, sympy.Transpose):
+        return _explicit_factor(f.arg, vec).T
+    if isinstance(f, ActivationJacobian):
+        zv = vec[f.args[0].name]
+        return sympy.ImmutableMatrix(sympy.diag(*[f._activation.derivative_at(zi) for zi in zv]))
+    if isinstance(f, CostGradient):
+        av, yv = vec[f.args[0].name], vec[f.args[1].name]
+        return sympy.ImmutableMatrix([f._loss.dcost(ai, yi) for ai, yi in zip(av, yv)])
+    if isinstance(f, sympy.MatAdd):
+        out = None
+        for t in f.args:
+            m = _explicit_factor(t, vec)
+            out = m if out is None else out + m
+        return out
+    if isinstance(f, sympy.MatMul):
+        coeff, mats = f.as_coeff_matrices()
+        out = None
+        for t in mats:
+            m = _explicit_factor(t, vec)
+            out = m if out is None else out * m
+        return coeff * out
+    raise TypeError("cannot make %r explicit" % (f,))  # pragma: no cover - internal invariant
+
+
+def _dense_sequence(net: Network) -> tuple:
+    cached = net.__dict__.get("_sequence")
+    if cached is not None:
+        return cached
+    n, L = net.widths, net.depth
+    zs = [None] + [MatrixSymbol("z%d" % l, n[l], 1) for l in range(1, L + 1)]
+    seq = []
+    for l in range(1, L):
+        seq.append(_jacobian_class(net.activations[l - 1])(zs[l]))
+        seq.append(MatrixSymbol("W%d" % (l + 1), n[l + 1], n[l]).T)
+    aL, y = MatrixSymbol("a%d" % L, n[L], 1), MatrixSymbol("y", n[L], 1)
+    out_act = net.activations[-1]
+    if net.cost.cancels_with(out_act):
+        seq.append(aL - y)
+    else:
+        seq.append(_jacobian_class(out_act)(zs[L]))
+        if net.cost.name == "quadratic":
+            seq.append(aL - y)
+        else:
+            grad_cls = type("CostGradient_%s" % net.cost.name, (CostGradient,), {"_loss": net.cost})
+            seq.append(grad_cls(aL, y))
+    net.__dict__["_sequence"] = tuple(seq)
+    return net.__dict__["_sequence"]
+
+
+def _dense_gradient(net: Network, name: str) -> Gradient:
+    m = re.fullmatch(r"(W|b|a)(\d+)(?:\[(\d+)(?:,(\d+))?\])?", name)
+    known = "W1..W%d, b1..b%d (or entries such as 'W1[0,0]', 'b1[0]') and the input a0" % (net.depth, net.depth)
+    if not m:
+        raise InvalidArgument("unknown parameter %r for %r; known: %s" % (name, net, known))
+    kind, layer, i, j = m.group(1), int(m.group(2)), m.group(3), m.group(4)
+    if (kind == "a" and layer != 0) or (kind != "a" and not 1 <= layer <= net.depth) or m.group(2) != str(layer):
+        raise InvalidArgument("unknown parameter %r for %r; known: %s" % (name, net, known))
+    shape = net.shape("%s%d" % (kind, layer))
+    entry = None
+    if i is not None:
+        idx = (int(i),) if j is None else (int(i), int(j))
+        if len(idx) != len(shape) or any(a >= b for a, b in zip(idx, shape)):
+            raise InvalidArgument("entry %r is out of range: %s%d has shape %s" % (name, kind, layer, shape))
+        entry = (idx[0], idx[1] if len(idx) == 2 else 0)
+    seq = _dense_sequence(net)
+    n = net.widths
+    if kind == "a":
+        factors = (MatrixSymbol("W1", n[1], n[0]).T,) + seq
+    else:
+        factors = seq[2 * (layer - 1):]
+        if kind == "W":
+            factors = factors + (MatrixSymbol("a%d" % (layer - 1), n[layer - 1], 1).T,)
+    return Gradient(net, name, factors, entry)
+
+
+def derive(net, name: str) -> Gradient:
+    """The closed-form gradient of parameter ``name`` of ``net`` (see :class:`Gradient`)."""
+    if not isinstance(name, str):
+        raise InvalidArgument("parameter name must be a str such as 'b1' or 'W2[1,0]', not %r" % (name,))
+    if isinstance(net, Chain):
+        return _chain_gradient(net, name.strip())
+    if isinstance(net, Network):
+        return _dense_gradient(net, name.strip())
+    raise InvalidArgument("net must be a symgrad chain or network, not %r" % (net,))
+
+
+# ---------------------------------------------------------------------------------------------
+# Symbolic depth
+# ---------------------------------------------------------------------------------------------
+
+
+class SymbolicGradient:
+    """``∂C/∂b_j = φ'(z_j) · Π_{k=j+1}^{L} w_k φ'(z_k) · ∂C/∂a_L`` (and ``a_{j-1}`` · that for ``w_j``)
+    for a symbolic depth ``L`` and layer ``j``, with indexed symbols."""
+
+    def __init__(self, chain: "SymbolicChain", kind: str, layer, factors: tuple):
+        self.chain, self.kind, self.layer = chain, kind, layer
+        #: The factors in chain order: [a_{j-1},] φ'(z_j), Π w_k φ'(z_k), ∂C/∂a_L.
+        self.factors = factors
+        #: Their product (SymPy's canonical form).
+        self.expr = Mul(*factors)
+
+    def __repr__(self):
+        return "SymbolicGradient(∂C/∂%s_%s = %s)" % (self.kind, self.layer, self.expr)
+
+    def at(self, depth: int, layer: int | None = None) -> sympy.Expr:
+        """Substitute a concrete depth (and layer, if symbolic) and expand the product, in the
+        symbols of ``symgrad.chain(depth, ...)``.  Equals ``Mul(*chain(depth).gradient(name).factors)``."""
+        from .networks import _check_depth
+
+        depth = _check_depth(depth)
+        sc = self.chain
+        subs = {sc.L: depth}
+        if isinstance(self.layer, sympy.Symbol):
+            if layer is None:
+                raise InvalidArgument("this gradient is for a symbolic layer %s; pass layer=… to at()" % self.layer)
+            subs[self.layer] = layer
+        expr = self.expr.xreplace(subs)
+        expr = expr.replace(lambda e: isinstance(e, sympy.Product), _expand_product)
+        net = Chain(depth, activation=sc.activation, loss=sc.cost)
+        mapping = {}
+        for base, table in ((sc.w, net.symbols), (sc.b, net.symbols), (sc.z, net.local_symbols), (sc.a, net.local_symbols)):
+            for idx in range(0, depth + 1):
+                key = "%s%d" % (base.name, idx)
+                if key in table:
+                    mapping[base[idx]] = table[key]
+        mapping[sc.a[0]] = net.symbols["a0"]
+        mapping[sc.y] = net.symbols["y"]
+        return expr.xreplace(mapping)
+
+    def latex(self) -> str:
+        lhs = r"\frac{\partial C}{\partial %s_{%s}}" % (self.kind, sympy.latex(self.layer))
+        parts = [r"\left(%s\right)" % sympy.latex(f, order="none") if isinstance(f, sympy.Add) else sympy.latex(f, order="none") for f in self.factors]
+        return "%s = %s" % (lhs, " ".join(parts))
+
+    def _repr_latex_(self):
+        return "$\\displaystyle %s$" % self.latex()
+
+
+def _expand_product(p: sympy.Product) -> sympy.Expr:
+    (k, lo, hi), = p.limits
+    if not (lo.is_Integer and hi.is_Integer):
+        raise InvalidArgument("product limits %s..%s are not concrete" % (lo, hi))
+    return Mul(*[p.function.xreplace({k: sympy.Integer(i)}) for i in range(int(lo), int(hi) + 1)])
+
+
+class SymbolicChain:
+    """A chain of symbolic depth ``L`` (make one with ``symgrad.chain(sympy.Symbol('L'))``)."""
+
+    def __init__(self, depth, activation="sigmoid", loss="quadratic"):
+        if not isinstance(depth, sympy.Symbol):
+            raise InvalidArgument("symbolic depth must be a SymPy Symbol such as sympy.Symbol('L', integer=True, positive=True), not %r" % (depth,))
+        self.L = depth
+        self.activation = _activation(activation)
+        self.cost = _loss(loss)
+        self.w, self.b, self.z, self.a = (sympy.IndexedBase(s, real=True) for s in ("w", "b", "z", "a"))
+        self.y = sympy.Symbol("y", real=True)
+        self.k = sympy.Symbol("k", integer=True, positive=True)
+
+    def __repr__(self):
+        return "SymbolicChain(depth=%s, activation=%r, loss=%r)" % (self.L, self.activation.name, self.cost.name)
+
+    def gradient(self, kind: str, layer=None) -> SymbolicGradient:
+        """``gradient('b')`` for ∂C/∂b_j at a symbolic layer j (or ``layer=1``), likewise ``'w'``."""
+        if kind not in ("w", "b"):
+            raise InvalidArgument("kind=%r must be 'w' or 'b'" % (kind,))
+        j = sympy.Symbol("j", integer=True, positive=True) if layer is None else sympy.sympify(layer)
+        k, L = self.k, self.L
+        prime = self.activation.prime
+        w, z = self.w, self.z
+        term = Mul(w[k], prime(z[k]), evaluate=False)  # w_k φ'(z_k), kept in the literature's order
+        if self.cost.cancels_with(self.activation):
+            # σ'(z_L) · ∂C/∂a_L = a_L − y for cross-entropy with a sigmoid output (valid for j < L).
+            factors = (prime(z[j]), sympy.Product(term, (k, j + 1, L - 1)), w[L], self.a[L] - self.y)
+        else:
+            factors = (prime(z[j]), sympy.Product(term, (k, j + 1, L)), self.cost.dcost(self.a[L], self.y))
+        if kind == "w":
+            factors = (self.a[j - 1],) + factors
+        return SymbolicGradient(self, kind, j, factors)

@@ -1,0 +1,86 @@
+"""Cost functions C(a, y) of the network output a and target y, with ∂C/∂a in closed form.
+
+* ``quadratic``: ``C = ½ Σ_i (a_i − y_i)²`` and ``∂C/∂a_i = a_i − y_i``.
+* ``cross_entropy`` (binary): ``C = −Σ_i [y_i log a_i + (1 − y_i) log(1 − a_i)]`` and
+  ``∂C/∂a_i = (a_i − y_i) / (a_i (1 − a_i))``.  With a sigmoid output the σ' of the last layer
+  cancels: ``∂C/∂z_L = a_L − y`` (:meth:`Loss.output_delta` applies this).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import sympy
+
+from .errors import InvalidArgument
+
+__all__ = ["Loss", "loss", "BUILTIN_LOSSES"]
+
+
+@dataclass(frozen=True)
+class Loss:
+    """A cost ``C(a, y)`` for one output unit (summed over the output units of a network)."""
+
+    name: str
+    cost: Callable[[sympy.Expr, sympy.Expr], sympy.Expr]
+    dcost: Callable[[sympy.Expr, sympy.Expr], sympy.Expr]
+    value: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    dvalue: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    latex: str
+
+    def output_delta(self, act, a_out, z_out, y) -> tuple[sympy.Expr, ...]:
+        """The factors of ``∂C/∂z_L = φ'(z_L) · ∂C/∂a_L`` for one output unit, after the
+        cancellation that cross-entropy with a sigmoid output allows (then just ``a_L − y``)."""
+        if self.cancels_with(act):
+            return (a_out - y,)
+        return (act.prime(z_out), self.dcost(a_out, y))
+
+    def cancels_with(self, act) -> bool:
+        """True when φ'(z_L) · ∂C/∂a_L collapses to ``a_L − y`` (cross-entropy with sigmoid)."""
+        return self.name == "cross_entropy" and act.name == "sigmoid"
+
+
+def _bce_value(a, y):
+    # Clipping would hide a saturated output; a = 0 or 1 with a wrong target is an infinite cost.
+    with np.errstate(divide="ignore"):
+        return -(y * np.log(a) + (1.0 - y) * np.log1p(-a))
+
+
+def _make_losses():
+    quadratic = Loss(
+        "quadratic",
+        lambda a, y: sympy.Rational(1, 2) * (a - y) ** 2,
+        lambda a, y: a - y,
+        lambda a, y: 0.5 * np.square(a - y),
+        lambda a, y: a - y,
+        r"\tfrac12 (a - y)^2",
+    )
+    cross_entropy = Loss(
+        "cross_entropy",
+        lambda a, y: -(y * sympy.log(a) + (1 - y) * sympy.log(1 - a)),
+        lambda a, y: (a - y) / (a * (1 - a)),
+        _bce_value,
+        lambda a, y: (a - y) / (a * (1.0 - a)),
+        r"-\left[y \ln a + (1 - y) \ln (1 - a)\right]",
+    )
+    return {"quadratic": quadratic, "mse": quadratic, "cross_entropy": cross_entropy, "bce": cross_entropy}
+
+
+_LOSSES = _make_losses()
+#: Names accepted by :func:`loss` (``mse`` and ``bce`` are aliases).
+BUILTIN_LOSSES: tuple[str, ...] = tuple(_LOSSES)
+
+
+def loss(spec) -> Loss:
+    """Return a built-in :class:`Loss` by name, or ``spec`` itself if it is one.
+
+    >>> loss("quadratic").dcost(sympy.Symbol("a"), sympy.Symbol("y"))
+    a - y
+    """
+    if isinstance(spec, Loss):
+        return spec
+    if isinstance(spec, str) and spec.strip().lower() in _LOSSES:
+        return _LOSSES[spec.strip().lower()]
+    raise InvalidArgument("unknown loss %r; known: %s" % (spec, ", ".join(BUILTIN_LOSSES)))

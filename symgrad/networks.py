@@ -1,0 +1,253 @@
+"""Network specifications: Nielsen's single-neuron chain and dense networks.
+
+A specification names the symbols (inputs, target, parameters, and the local ``z``/``a`` of each
+layer) and composes the loss for small depths.  It never derives anything itself:
+:mod:`symgrad.derivation` builds gradients from per-layer local factors.
+
+Naming
+    Chain: input ``a0``, target ``y``, parameters ``w1..wL``, ``b1..bL``; locals ``z1..zL``,
+    ``a1..aL`` with ``z_j = w_j a_{j-1} + b_j`` and ``a_j = φ_j(z_j)``.
+
+    Dense network with widths ``[n0, ..., nL]``: arrays ``a0`` (n0), ``y`` (nL), ``W1..WL``
+    (``W_l`` is n_l × n_{l-1}) and ``b1..bL``; single entries are addressed as ``"W2[1,0]"``,
+    ``"b1[0]"``, ``"a0[2]"``, ``"y[0]"``; locals ``z2[i]``, ``a2[i]``.
+"""
+
+from __future__ import annotations
+
+import numbers
+import re
+from functools import cached_property
+from typing import Sequence
+
+import sympy
+
+from .activations import Activation, activation as _activation
+from .errors import InvalidArgument
+from .losses import Loss, loss as _loss
+
+__all__ = ["Chain", "Network", "chain", "network", "MAX_DEPTH", "MAX_COMPOSE_DEPTH", "MAX_WIDTH"]
+
+#: Deepest chain symgrad accepts.  The symbolic derivation is linear in depth (about 30 µs a
+#: layer), so this bounds a single call to well under a minute.
+MAX_DEPTH = 1_000_000
+#: Deepest network whose loss :meth:`Chain.loss` / ``explicit()`` will compose into one
+#: expression.  Beyond this, composed expressions are too large to differentiate or print.
+MAX_COMPOSE_DEPTH = 64
+#: Widest layer of a dense network.
+MAX_WIDTH = 100_000
+
+
+def _check_depth(depth) -> int:
+    if isinstance(depth, bool) or not isinstance(depth, numbers.Integral):
+        if isinstance(depth, float) and depth.is_integer():
+            raise InvalidArgument("depth=%r must be an int, not a float; pass depth=%d" % (depth, int(depth)))
+        raise InvalidArgument("depth=%r must be a positive int (got %s), e.g. depth=4" % (depth, type(depth).__name__))
+    if depth < 1:
+        raise InvalidArgument("depth=%d must be at least 1 (a chain needs one layer), e.g. depth=4" % depth)
+    if depth > MAX_DEPTH:
+        raise InvalidArgument("depth=%d exceeds the maximum %d (symgrad.MAX_DEPTH)" % (depth, MAX_DEPTH))
+    return int(depth)
+
+
+def _per_layer(spec, n: int, what: str) -> tuple[Activation, ...]:
+    if isinstance(spec, (list, tuple)):
+        if len(spec) != n:
+            raise InvalidArgument("%s: %d activations given for %d layers; give one per layer or a single one" % (what, len(spec), n))
+        return tuple(_activation(s) for s in spec)
+    act = _activation(spec)
+    return (act,) * n
+
+
+class _Net:
+    """Shared parts of :class:`Chain` and :class:`Network`."""
+
+    depth: int
+    activations: tuple[Activation, ...]
+    cost: Loss
+
+    @property
+    def activation(self) -> Activation:
+        """The activation, when all layers share one (otherwise see ``activations``)."""
+        if any(a != self.activations[0] for a in self.activations):
+            raise InvalidArgument("this network has per-layer activations; use net.activations[l - 1]")
+        return self.activations[0]
+
+    def gradient(self, name: str):
+        """The closed-form gradient ``∂C/∂name`` as a :class:`symgrad.Gradient`."""
+        from .derivation import derive
+
+        return derive(self, name)
+
+    def _check_compose(self):
+        if self.depth > MAX_COMPOSE_DEPTH:
+            raise InvalidArgument(
+                "depth %d is too deep to compose into one expression (limit %d, symgrad.MAX_COMPOSE_DEPTH); "
+                "use net.gradient(name), which is built from local factors" % (self.depth, MAX_COMPOSE_DEPTH)
+            )
+
+
+class Chain(_Net):
+    """Nielsen's single-neuron chain of ``depth`` layers (use :func:`chain` to make one)."""
+
+    def __init__(self, depth, activation="sigmoid", loss="quadratic"):
+        self.depth = _check_depth(depth)
+        self.activations = _per_layer(activation, self.depth, "chain")
+        self.cost = _loss(loss)
+
+    def __repr__(self):
+        acts = self.activations[0].name if len(set(a.name for a in self.activations)) == 1 else "mixed"
+        return "Chain(depth=%d, activation=%r, loss=%r)" % (self.depth, acts, self.cost.name)
+
+    @cached_property
+    def parameters(self) -> tuple[str, ...]:
+        """Parameter names, ``('w1', ..., 'wL', 'b1', ..., 'bL')``."""
+        L = self.depth
+        return tuple("w%d" % j for j in range(1, L + 1)) + tuple("b%d" % j for j in range(1, L + 1))
+
+    @cached_property
+    def symbols(self) -> dict[str, sympy.Symbol]:
+        """Name → real Symbol for the input ``a0``, the target ``y`` and every parameter."""
+        L = self.depth
+        out = {"a0": sympy.Symbol("a0", real=True), "y": sympy.Symbol("y", real=True)}
+        out.update(zip(("w%d" % j for j in range(1, L + 1)), sympy.symbols("w1:%d" % (L + 1), real=True, seq=True)))
+        out.update(zip(("b%d" % j for j in range(1, L + 1)), sympy.symbols("b1:%d" % (L + 1), real=True, seq=True)))
+        return out
+
+    @cached_property
+    def local_symbols(self) -> dict[str, sympy.Symbol]:
+        """Name → Symbol for the pre-activations ``z1..zL`` and activations ``a1..aL``."""
+        L = self.depth
+        out = dict(zip(("z%d" % j for j in range(1, L + 1)), sympy.symbols("z1:%d" % (L + 1), real=True, seq=True)))
+        out.update(zip(("a%d" % j for j in range(1, L + 1)), sympy.symbols("a1:%d" % (L + 1), real=True, seq=True)))
+        return out
+
+    def forward(self) -> dict[str, sympy.Expr]:
+        """Local name → its explicit expression in inputs and parameters (``z2 → w2 σ(w1 a0 + b1) + b2``)."""
+        self._check_compose()
+        s = self.symbols
+        out, prev = {}, s["a0"]
+        for j, act in enumerate(self.activations, start=1):
+            zj = s["w%d" % j] * prev + s["b%d" % j]
+            prev = act(zj)
+            out["z%d" % j], out["a%d" % j] = zj, prev
+        return out
+
+    def loss(self) -> sympy.Expr:
+        """The composed cost ``C(a_L, y)`` in ``a0``, ``y`` and the parameters (depth ≤ MAX_COMPOSE_DEPTH)."""
+        return self.cost.cost(self.forward()["a%d" % self.depth], self.symbols["y"])
+
+
+class Network(_Net):
+    """A dense network with widths ``[n0, ..., nL]`` (use :func:`network` to make one)."""
+
+    def __init__(self, widths: Sequence[int], activation="sigmoid", loss="quadratic"):
+        if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
+            raise InvalidArgument("widths=%r must be a list of layer widths [n0, ..., nL], e.g. [2, 3, 1]" % (widths,))
+        if len(widths) < 2:
+            raise InvalidArgument("widths=%r needs at least two entries (input and output), e.g. [2, 3, 1]" % (list(widths),))
+        for i, n in enumerate(widths):
+            if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+                raise InvalidArgument("widths[%d]=%r must be a positive int; every layer needs at least one unit" % (i, n))
+            if n > MAX_WIDTH:
+                raise InvalidArgument("widths[%d]=%d exceeds the maximum width %d" % (i, n, MAX_WIDTH))
+        self.widths = tuple(int(n) for n in widths)
+        self.depth = _check_depth(len(self.widths) - 1)
+        self.activations = _per_layer(activation, self.depth, "network")
+        self.cost = _loss(loss)
+
+    def __repr__(self):
+        acts = self.activations[0].name if len(set(a.name for a in self.activations)) == 1 else [a.name for a in self.activations]
+        return "Network(widths=%r, activation=%r, loss=%r)" % (list(self.widths), acts, self.cost.name)
+
+    @cached_property
+    def parameters(self) -> tuple[str, ...]:
+        """Array parameter names ``('W1', ..., 'WL', 'b1', ..., 'bL')``."""
+        L = self.depth
+        return tuple("W%d" % l for l in range(1, L + 1)) + tuple("b%d" % l for l in range(1, L + 1))
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        """Shape of an array parameter or input: ``W_l`` is (n_l, n_{l-1}); ``b_l`` (n_l,)."""
+        n = self.widths
+        if name == "a0":
+            return (n[0],)
+        if name == "y":
+            return (n[-1],)
+        m = re.fullmatch(r"([Wb])(\d+)", name)
+        if m and 1 <= int(m.group(2)) <= self.depth:
+            l = int(m.group(2))
+            return (n[l], n[l - 1]) if m.group(1) == "W" else (n[l],)
+        raise InvalidArgument("unknown array %r; known: a0, y, %s" % (name, ", ".join(self.parameters)))
+
+    @cached_property
+    def arrays(self) -> dict[str, sympy.ImmutableMatrix]:
+        """Name → matrix of scalar symbols: ``W2`` (n2 × n1), column vectors ``b2``, ``a0``, ``y``."""
+        out = {}
+        for name in ("a0", "y") + self.parameters:
+            shp = self.shape(name)
+            if len(shp) == 2:
+                out[name] = sympy.ImmutableMatrix(shp[0], shp[1], lambda i, j: sympy.Symbol("%s[%d,%d]" % (name, i, j), real=True))
+            else:
+                out[name] = sympy.ImmutableMatrix(shp[0], 1, lambda i, _: sympy.Symbol("%s[%d]" % (name, i), real=True))
+        return out
+
+    @cached_property
+    def symbols(self) -> dict[str, sympy.Symbol]:
+        """Name → real Symbol for every scalar input, target and parameter entry (``'W2[1,0]'``)."""
+        return {str(s): s for m in self.arrays.values() for s in m}
+
+    @cached_property
+    def local_symbols(self) -> dict[str, sympy.Symbol]:
+        """Name → Symbol for every ``z{l}[i]`` and ``a{l}[i]``."""
+        out = {}
+        for l in range(1, self.depth + 1):
+            for kind in "za":
+                for i in range(self.widths[l]):
+                    out["%s%d[%d]" % (kind, l, i)] = sympy.Symbol("%s%d[%d]" % (kind, l, i), real=True)
+        return out
+
+    def forward(self) -> dict[str, sympy.ImmutableMatrix]:
+        """``z{l}``/``a{l}`` → explicit column vectors in inputs and parameters."""
+        self._check_compose()
+        arr = self.arrays
+        out, prev = {}, arr["a0"]
+        for l, act in enumerate(self.activations, start=1):
+            zl = arr["W%d" % l] * prev + arr["b%d" % l]
+            prev = zl.applyfunc(act)
+            out["z%d" % l], out["a%d" % l] = zl, prev
+        return out
+
+    def loss(self) -> sympy.Expr:
+        """The composed cost, summed over the output units."""
+        aL, y = self.forward()["a%d" % self.depth], self.arrays["y"]
+        return sympy.Add(*[self.cost.cost(aL[i], y[i]) for i in range(self.widths[-1])])
+
+
+def chain(depth, activation="sigmoid", loss="quadratic"):
+    """Nielsen's single-neuron chain: ``z_j = w_j a_{j-1} + b_j``, ``a_j = φ(z_j)``, cost ``C(a_L, y)``.
+
+    ``depth`` is a positive int, or a SymPy symbol for the symbolic-depth closed form
+    (a :class:`symgrad.derivation.SymbolicChain`).  ``activation`` is one activation for all
+    layers or a list with one per layer.
+
+    >>> net = chain(4)
+    >>> net.gradient("b1").expr
+    sigmoid'(z1)*w2*sigmoid'(z2)*w3*sigmoid'(z3)*w4*sigmoid'(z4)*(a4 - y)
+    """
+    if isinstance(depth, sympy.Basic) and not depth.is_Integer:
+        from .derivation import SymbolicChain
+
+        return SymbolicChain(depth, activation=activation, loss=loss)
+    if isinstance(depth, sympy.Integer):
+        depth = int(depth)
+    return Chain(depth, activation=activation, loss=loss)
+
+
+def network(widths, activation="sigmoid", loss="quadratic") -> Network:
+    """A dense network with layer widths ``[n0, ..., nL]``.
+
+    >>> net = network([2, 3, 1])
+    >>> net.gradient("b1").expr
+    sigmoid'(z1)*W2.T*sigmoid'(z2)*(a2 - y)
+    """
+    return Network(widths, activation=activation, loss=loss)
