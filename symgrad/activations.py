@@ -201,6 +201,12 @@ class ActivationPrime(Function):
     nargs = 1
     _activation: "Activation"
 
+    @classmethod
+    def at(cls, arg: sympy.Basic) -> "ActivationPrime":
+        """``cls(arg)`` without the evaluation machinery (φ' never auto-evaluates, so the result
+        is the same object structure), about 10× faster: chains make one per layer."""
+        return sympy.Basic.__new__(cls, arg)
+
     def doit(self, deep=True, **hints):
         arg = self.args[0].doit(deep=deep, **hints) if deep else self.args[0]
         return self._activation.derivative_at(arg)

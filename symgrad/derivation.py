@@ -58,7 +58,9 @@ class Gradient:
                 # Indexing a MatMul evaluates the entry; keep it as an unevaluated element instead.
                 return sympy.matrices.expressions.matexpr.MatrixElement(prod, *self._entry)
             return prod
-        return Mul(*self.factors, evaluate=False) if len(self.factors) > 1 else self.factors[0]
+        # Mul(*factors, evaluate=False) re-sympifies every factor and scans them for constructor
+        # postprocessors; the factors are already SymPy scalars, so build the node directly.
+        return Mul._from_args(self.factors, True) if len(self.factors) > 1 else self.factors[0]
 
     def doit(self) -> sympy.Expr:
         """The canonical SymPy form, with every φ' replaced by its closed form."""
@@ -142,7 +144,7 @@ def _chain_sequence(net: Chain) -> tuple:
     s, loc, L = net.symbols, net.local_symbols, net.depth
     seq = []
     for j, act in enumerate(net.activations[:-1], start=1):
-        seq.append(act.prime(loc["z%d" % j]))
+        seq.append(act.prime.at(loc["z%d" % j]))
         seq.append(s["w%d" % (j + 1)])
     seq.extend(net.cost.output_delta(net.activations[-1], loc["a%d" % L], loc["z%d" % L], s["y"]))
     net.__dict__["_sequence"] = tuple(seq)

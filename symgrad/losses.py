@@ -35,7 +35,7 @@ class Loss:
         cancellation that cross-entropy with a sigmoid output allows (then just ``a_L − y``)."""
         if self.cancels_with(act):
             return (a_out - y,)
-        return (act.prime(z_out), self.dcost(a_out, y))
+        return (act.prime.at(z_out), self.dcost(a_out, y))
 
     def cancels_with(self, act) -> bool:
         """True when φ'(z_L) · ∂C/∂a_L collapses to ``a_L − y`` (cross-entropy with sigmoid)."""
