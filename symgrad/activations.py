@@ -253,13 +253,16 @@ def _np_log_sigmoid(x):
 
 
 def _np_dtanh(x):
-    e = np.exp(-2.0 * np.abs(x))
+    # Clamp before doubling: 2|x| overflows past 8.9e307, and e^{-2|x|} is 0 long before that.
+    e = np.exp(-2.0 * np.minimum(np.abs(x), 1e4))
     return 4.0 * e / ((1.0 + e) * (1.0 + e))
 
 
 def _np_log_dtanh(x):
     a = np.abs(x)
-    return math.log(4.0) - 2.0 * a - 2.0 * np.log1p(np.exp(-2.0 * a))
+    with np.errstate(over="ignore"):  # below −1.8e308 the correctly rounded log is −inf
+        twice = -2.0 * a
+    return math.log(4.0) + twice - 2.0 * np.log1p(np.exp(-2.0 * np.minimum(a, 1e4)))
 
 
 def _log_abs_where(t):
@@ -302,11 +305,16 @@ def _np_gelu_log_grad(x):
     −1.8e308 and the result is −inf (correctly rounded), never nan."""
     from scipy.special import log_ndtr, ndtr
 
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore"):  # x² overflows past 1.3e154: log ϕ is then −inf, correctly rounded
         log_pdf = -0.5 * np.square(x) - _SQRT_2PI_LOG
-        ratio = np.exp(np.where(x < 0, log_ndtr(x) - log_pdf, 0.0))
-    right = np.log(ndtr(np.maximum(x, 0.0)) + np.maximum(x, 0.0) * np.exp(-0.5 * np.square(np.minimum(x, 40.0)) - _SQRT_2PI_LOG))
-    left = log_pdf + _log_abs_where(ratio + x)
+    # Below −1e8, R(x) + x = x + 1/|x| + … equals x to double precision (and log Φ − log ϕ
+    # would cancel catastrophically), so use log|x| there.
+    far = x < -1e8
+    xs = np.where(far | (x >= 0), -1.0, x)
+    ratio = np.exp(log_ndtr(xs) + 0.5 * np.square(xs) + _SQRT_2PI_LOG)
+    left = log_pdf + np.where(far, np.log(np.where(far, -x, 1.0)), _log_abs_where(ratio + xs))
+    xp = np.maximum(x, 0.0)
+    right = np.log(ndtr(xp) + xp * np.exp(-0.5 * np.square(np.minimum(xp, 40.0)) - _SQRT_2PI_LOG))
     return np.where(x >= 0, right, left)
 
 
@@ -436,9 +444,10 @@ def _certified_root(f: Callable[[sympy.Expr], sympy.Expr], lo, hi, digits: int =
         eps = mpmath.mpf(10) ** (-digits)
         a, b = sympy.Rational(str(r - eps)), sympy.Rational(str(r + eps))
         fa, fb = f(a).evalf(digits + 20), f(b).evalf(digits + 20)
+        text = mpmath.nstr(r, digits + 5)  # inside workdps: str() outside would round to 15 digits
     if not (fa * fb < 0):
         raise ArithmeticError("root of %s in [%s, %s] could not be certified" % (f, lo, hi))
-    return sympy.Float(str(r), digits)
+    return sympy.Float(text, digits)
 
 
 def _make_builtins() -> dict[str, Callable[..., Activation]]:
