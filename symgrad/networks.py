@@ -110,6 +110,12 @@ class _Net:
 
         return derive(self, name)
 
+    def sample(self, batch=None, *, init="normal", seed=None, value=None):
+        """Draw parameters for this network (see :func:`symgrad.numeric.sample`)."""
+        from .numeric import sample
+
+        return sample(self, batch, init=init, seed=seed, value=value)
+
     def _check_compose(self):
         if self.depth > MAX_COMPOSE_DEPTH:
             raise InvalidArgument(
@@ -265,8 +271,8 @@ def chain(depth, activation="sigmoid", loss="quadratic"):
     layers or a list with one per layer.
 
     >>> net = chain(4)
-    >>> net.gradient("b1").expr
-    sigmoid'(z1)*w2*sigmoid'(z2)*w3*sigmoid'(z3)*w4*sigmoid'(z4)*(a4 - y)
+    >>> net.gradient("b1")
+    Gradient(∂C/∂b1 = sigmoid'(z1)*w2*sigmoid'(z2)*w3*sigmoid'(z3)*w4*sigmoid'(z4)*(a4 - y))
     """
     if isinstance(depth, sympy.Basic) and not depth.is_Integer:
         from .derivation import SymbolicChain
@@ -281,7 +287,7 @@ def network(widths, activation="sigmoid", loss="quadratic") -> Network:
     """A dense network with layer widths ``[n0, ..., nL]``.
 
     >>> net = network([2, 3, 1])
-    >>> net.gradient("b1").expr
-    sigmoid'(z1)*W2.T*sigmoid'(z2)*(a2 - y)
+    >>> net.gradient("b1")
+    Gradient(∂C/∂b1 = diag(sigmoid'(z1))*W2.T*diag(sigmoid'(z2))*(a2 - y))
     """
     return Network(widths, activation=activation, loss=loss)

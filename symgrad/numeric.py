@@ -1,0 +1,1263 @@
+"""Numbers for the closed forms: parameters, forward and backward passes, log space, gradient checks.
+
+Parameters
+    A mapping from the network's own names to float arrays, like a PyTorch ``state_dict``:
+    ``a0``, ``y``, ``w1..wL``, ``b1..bL`` for a chain (scalars); ``a0`` (n0,), ``y`` (nL,),
+    ``W1..WL`` (n_l, n_{l-1}), ``b1..bL`` (n_l,) for a dense network.  Any entry may carry one
+    leading batch axis of a common size B; unbatched entries broadcast.  Each batch index is an
+    independent network evaluation (as with ``torch.func.vmap``): every gradient is the
+    per-sample ``∂C_i/∂p``, with shape ``(B,) + shape(p)`` as soon as anything is batched.
+    :func:`sample` draws parameters; ``BackpropResult.total(name)`` sums a gradient over the batch.
+
+Validation (nothing is computed on garbage)
+    A missing or unknown name, a wrong shape, inconsistent batch sizes, nan or ±inf, and a
+    non-float dtype raise :class:`InvalidArgument` naming the parameter and the expected shape.
+    Integer and bool inputs are *rejected*, not converted (write ``1.0``, or ``x.astype(float)``).
+    float64 and float32 are accepted; the computation runs in float32 only if every entry is.
+
+What "no inf, no nan" means
+    For finite inputs, no ``RuntimeWarning`` is ever emitted and no nan is ever returned.  The
+    forward values z_l, a_l are finite: if an exact pre-activation exceeds the float64 range
+    (|w a + b| > 1.8e308) :class:`InvalidArgument` is raised, naming the layer and batch index.
+    A linear-space gradient is ±inf only as the correctly rounded value of a gradient whose
+    exact magnitude exceeds 1.8e308 (an exploding gradient), and 0 where it underflows; with
+    ``log_space=True`` the same gradient's ``log|∂C/∂p|`` is finite, and −inf exactly where the
+    gradient is exactly zero in float64 arithmetic (a dead ReLU, ``a_{j-1} = 0``, ``a_L = y``, w = 0;
+    the sign is then 0) or its log-magnitude is itself below −1.8e308 (|z| ~ 1e308 for σ' or
+    tanh', z < −1.9e154 for GELU; the sign is kept).
+
+>>> import symgrad
+>>> from symgrad.numeric import backprop, sample
+>>> net = symgrad.chain(3)
+>>> params = sample(net, 4, seed=0)
+>>> res = backprop(net, params)
+>>> res.grads["b1"].shape, res.layer_norms.shape
+((4,), (4, 3))
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import warnings
+import zlib
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import sympy
+
+from ._numeric_logs import grad_sign, log_abs, log_abs_value, sign_value, stable_sigmoid_minus_y
+from .errors import GradientCheckError, InvalidArgument
+from .networks import Chain, Network
+
+__all__ = [
+    "BackpropResult",
+    "GradientCheckReport",
+    "PrecisionWarning",
+    "TOLERANCES",
+    "Tolerance",
+    "backprop",
+    "check_gradients",
+    "evaluate_gradient",
+    "forward",
+    "sample",
+]
+
+#: Samples per block along the batch axis.  8192 float64 values are 64 KiB, so the few per-layer
+#: work arrays of one block stay in the L2 cache while the layer loop runs over them.
+DEFAULT_BLOCK = 8192
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling
+# ---------------------------------------------------------------------------------------------
+
+_INITS = ("normal", "uniform", "xavier", "glorot", "xavier_normal", "he", "kaiming", "constant")
+
+
+def sample(net, batch=None, *, init="normal", seed=None, value=None, dtype=np.float64) -> dict:
+    """Draw a parameter mapping for ``net`` (``a0``, ``y`` and every parameter).
+
+    ``batch``: ``None`` for one network, or B for a leading batch axis of B independent draws.
+
+    ``init`` (weights; biases are N(0,1) for ``normal`` and U(−1,1) for ``uniform``, else 0):
+
+    * ``"normal"``: N(0, 1);  ``"uniform"``: U(−1, 1);
+    * ``"xavier"`` / ``"glorot"``: U(−r, r) with r = √(6/(fan_in + fan_out)) (Glorot & Bengio);
+      ``"xavier_normal"``: N(0, 2/(fan_in + fan_out));
+    * ``"he"`` / ``"kaiming"``: N(0, 2/fan_in) (He et al.);
+    * ``"constant"``: every weight and bias equals ``value``.
+
+    A chain's fan_in and fan_out are 1.  The input ``a0`` is N(0, 1) and the target ``y`` is
+    U(0, 1) (a valid cross-entropy target).  ``value`` fixes entries for worked examples: a
+    number sets every weight and bias, a mapping ``{"w1": 0.5, "a0": 1.0, ...}`` sets those
+    names (broadcast over the batch) and draws the rest.
+
+    >>> import symgrad
+    >>> p = sample(symgrad.chain(2), value={"w1": 0.5, "w2": 0.5, "b1": 0.0, "b2": 0.0, "a0": 1.0, "y": 0.0})
+    >>> float(p["w2"])
+    0.5
+    """
+    if not isinstance(net, (Chain, Network)):
+        raise InvalidArgument("sample: net must be a symgrad chain or network, not %r" % (net,))
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1):
+        raise InvalidArgument("sample: batch=%r must be None or a positive int, e.g. batch=1000" % (batch,))
+    key = init.strip().lower() if isinstance(init, str) else init
+    if key not in _INITS:
+        raise InvalidArgument("sample: unknown init %r; known: %s" % (init, ", ".join(_INITS)))
+    overrides: dict = {}
+    if isinstance(value, Mapping):
+        overrides = dict(value)
+    elif value is not None:
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) or not math.isfinite(value):
+            raise InvalidArgument("sample: value=%r must be a finite number or a mapping of names to values" % (value,))
+        overrides = {p: float(value) for p in net.parameters}
+    elif key == "constant":
+        raise InvalidArgument("sample: init='constant' needs value=, e.g. value=0.5")
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise InvalidArgument("sample: dtype=%s must be float32 or float64" % dtype)
+    names = ("a0", "y") + tuple(net.parameters)
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise InvalidArgument("sample: value names %s are not parameters of %r; known: %s" % (unknown, net, _known_names(net)))
+    rng = np.random.default_rng(seed)
+    lead = () if batch is None else (int(batch),)
+
+    def weights(shape, fan_in, fan_out):
+        if key == "normal":
+            return rng.standard_normal(shape)
+        if key == "uniform":
+            return rng.uniform(-1.0, 1.0, shape)
+        if key in ("xavier", "glorot"):
+            r = math.sqrt(6.0 / (fan_in + fan_out))
+            return rng.uniform(-r, r, shape)
+        if key == "xavier_normal":
+            return rng.normal(0.0, math.sqrt(2.0 / (fan_in + fan_out)), shape)
+        if key in ("he", "kaiming"):
+            return rng.normal(0.0, math.sqrt(2.0 / fan_in), shape)
+        return np.zeros(shape)
+
+    def biases(shape):
+        if key == "normal":
+            return rng.standard_normal(shape)
+        if key == "uniform":
+            return rng.uniform(-1.0, 1.0, shape)
+        return np.zeros(shape)
+
+    out: dict = {}
+    if isinstance(net, Chain):
+        L = net.depth
+        # One (L, B) array per kind, handed out as contiguous rows: no per-layer allocation.
+        W = weights((L,) + lead, 1, 1).astype(dtype, copy=False)
+        Bs = biases((L,) + lead).astype(dtype, copy=False)
+        out["a0"] = rng.standard_normal(lead).astype(dtype)
+        out["y"] = rng.uniform(0.0, 1.0, lead).astype(dtype)
+        for j in range(L):
+            out["w%d" % (j + 1)] = W[j]
+            out["b%d" % (j + 1)] = Bs[j]
+        if not lead:
+            # Scalars: Python floats for float64 (cheap to validate by the 100000), else NumPy scalars.
+            conv = float if dtype == np.float64 else dtype.type
+            out = {k: conv(v) for k, v in out.items()}
+    else:
+        n = net.widths
+        out["a0"] = rng.standard_normal(lead + (n[0],)).astype(dtype)
+        out["y"] = rng.uniform(0.0, 1.0, lead + (n[-1],)).astype(dtype)
+        for l in range(1, net.depth + 1):
+            out["W%d" % l] = weights(lead + (n[l], n[l - 1]), n[l - 1], n[l]).astype(dtype, copy=False)
+        for l in range(1, net.depth + 1):
+            out["b%d" % l] = biases(lead + (n[l],)).astype(dtype, copy=False)
+    for name, v in overrides.items():
+        arr = np.asarray(v, dtype=float)
+        base = _base_shape(net, name)
+        try:
+            out[name] = np.array(np.broadcast_to(arr, lead + base), dtype=dtype)[()] if (lead or base) else dtype.type(arr)
+        except ValueError:
+            raise InvalidArgument("sample: value for %r has shape %s; expected %s" % (name, arr.shape, base)) from None
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------------------------
+
+
+def _known_names(net) -> str:
+    L = net.depth
+    if isinstance(net, Chain):
+        return "a0, y, w1..w%d, b1..b%d" % (L, L)
+    return "a0, y, W1..W%d, b1..b%d" % (L, L)
+
+
+def _base_shape(net, name) -> tuple:
+    return () if isinstance(net, Chain) else net.shape(name)
+
+
+_FAST_SCALARS = (float, np.float64)
+
+
+def _all_finite(arr) -> bool:
+    if arr.size == 0:
+        return True
+    # A sum is one fast pass and is non-finite whenever an entry is; only if finite entries
+    # overflow the sum do we pay for the exact elementwise check.
+    with np.errstate(over="ignore", invalid="ignore"):
+        s = arr.sum()
+    return bool(np.isfinite(s)) or bool(np.isfinite(arr).all())
+
+
+@dataclass
+class _Inputs:
+    net: object
+    values: dict  # name -> ndarray (unbatched: base shape; batched: (B,) + base)
+    batched: dict  # name -> bool
+    batch: int | None
+    dtype: np.dtype
+    ws: list = None  # chains: per-layer weights and biases, and whether each is batched
+    bs: list = None
+    wb: list = None
+    bb: list = None
+    wstack: np.ndarray = None  # chains with unbatched weights: all of them as one (L,) array
+
+    def block(self, name, s, e):
+        v = self.values[name]
+        return v[s:e] if self.batched[name] else v
+
+    def w(self, j, s, e):
+        """w_{j+1} for samples s:e (0-based layer j)."""
+        return self.ws[j][s:e] if self.wb[j] else self.ws[j]
+
+    def b(self, j, s, e):
+        return self.bs[j][s:e] if self.bb[j] else self.bs[j]
+
+    def replace(self, name, arr):
+        """A copy with one entry replaced (for finite differences)."""
+        new = _Inputs(self.net, {**self.values, name: arr}, self.batched, self.batch, self.dtype)
+        if self.ws is not None:
+            new.ws, new.bs, new.wb, new.bb = list(self.ws), list(self.bs), self.wb, self.bb
+            kind, j = name[0], name[1:]
+            if kind in "wb" and j.isdigit():
+                (new.ws if kind == "w" else new.bs)[int(j) - 1] = arr
+            if not any(self.wb):
+                new.wstack = np.array(new.ws, dtype=self.dtype)
+        return new
+
+
+def _validate(net, params) -> _Inputs:
+    if not isinstance(net, (Chain, Network)):
+        raise InvalidArgument("net must be a symgrad chain or network, not %r" % (net,))
+    if not isinstance(params, Mapping):
+        raise InvalidArgument("params must be a mapping name → array such as symgrad.numeric.sample(net) returns, not %s" % type(params).__name__)
+    names = ("a0", "y") + tuple(net.parameters)
+    known = set(names)
+    unknown = [k for k in params if k not in known]
+    if unknown:
+        bad = unknown[0]
+        raise InvalidArgument("unknown parameter %r for %r; expected exactly: %s" % (bad, net, _known_names(net)))
+    values, batched, batch, batch_from, dtypes = {}, {}, None, None, set()
+    is_chain = isinstance(net, Chain)
+    if is_chain and len(params) == len(names):
+        # Fast path for a (deep) chain given as plain float scalars: one array, one finiteness check.
+        vals = [params[n] for n in names]
+        if all(type(v) in _FAST_SCALARS for v in vals):
+            stacked = np.array(vals, dtype=np.float64)
+            if _all_finite(stacked):
+                if net.cost.name == "cross_entropy":
+                    _check_unit_target(stacked[1], net)
+                return _finish(net, dict(zip(names, stacked)), dict.fromkeys(names, False), None, np.dtype(np.float64))
+    scalars = []
+    for name in names:
+        base = _base_shape(net, name)
+        if name not in params:
+            raise InvalidArgument("missing parameter %r: expected a float array of shape %s (or (batch,) + %s)" % (name, base, base))
+        v = params[name]
+        if is_chain and type(v) in _FAST_SCALARS:
+            # Deep chains have 2L scalar entries: check them together below, not one by one.
+            values[name], batched[name] = v, False
+            scalars.append(name)
+            continue
+        arr = v if isinstance(v, np.ndarray) else np.asarray(v)
+        kind = arr.dtype.kind
+        if kind != "f" or arr.dtype.itemsize not in (4, 8):
+            what = {"b": "bool", "i": "integer", "u": "unsigned integer", "c": "complex"}.get(kind, str(arr.dtype))
+            raise InvalidArgument(
+                "parameter %r has dtype %s (%s); expected float64 (or float32) of shape %s. Integers are not "
+                "converted silently: pass floats, e.g. 1.0 or x.astype(float)" % (name, arr.dtype, what, base)
+            )
+        if arr.shape == base:
+            batched[name] = False
+        elif arr.ndim == len(base) + 1 and arr.shape[1:] == base and arr.shape[0] >= 1:
+            batched[name] = True
+            if batch is None:
+                batch, batch_from = arr.shape[0], name
+            elif arr.shape[0] != batch:
+                raise InvalidArgument(
+                    "parameter %r has batch size %d but %r has %d; expected shape %s or %s"
+                    % (name, arr.shape[0], batch_from, batch, base, (batch,) + base)
+                )
+        else:
+            raise InvalidArgument("parameter %r has shape %s; expected %s or (batch,) + %s" % (name, arr.shape, base, base))
+        if not _all_finite(arr):
+            idx = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+            raise InvalidArgument(
+                "parameter %r (expected shape %s) contains %r at index %s; inputs must be finite"
+                % (name, base, arr[idx].item(), idx)
+            )
+        values[name] = arr
+        dtypes.add(arr.dtype)
+    if net.cost.name == "cross_entropy":
+        _check_unit_target(values["y"], net)
+    if scalars:
+        stacked = np.array([values[n] for n in scalars], dtype=np.float64)
+        if not _all_finite(stacked):
+            bad = scalars[int(np.argmax(~np.isfinite(stacked)))]
+            raise InvalidArgument("parameter %r (expected shape ()) is %r; inputs must be finite" % (bad, values[bad]))
+        for n, v in zip(scalars, stacked):
+            values[n] = v
+        dtypes.add(np.dtype(np.float64))
+    dtype = np.dtype(np.float32) if dtypes == {np.dtype(np.float32)} else np.dtype(np.float64)
+    for name, arr in values.items():
+        if arr.dtype != dtype:
+            values[name] = arr.astype(dtype)
+    return _finish(net, values, batched, batch, dtype)
+
+
+def _check_unit_target(y, net):
+    y = np.asarray(y)
+    if not (np.all(y >= 0) and np.all(y <= 1)):
+        bad = y[~((y >= 0) & (y <= 1))].flat[0]
+        raise InvalidArgument("parameter 'y' (expected shape %s) = %r: a cross_entropy target must lie in [0, 1]" % (_base_shape(net, "y"), float(bad)))
+
+
+def _finish(net, values, batched, batch, dtype) -> _Inputs:
+    inp = _Inputs(net, values, batched, batch, dtype)
+    if isinstance(net, Chain):
+        L = net.depth
+        inp.ws = [values["w%d" % j] for j in range(1, L + 1)]
+        inp.bs = [values["b%d" % j] for j in range(1, L + 1)]
+        inp.wb = [batched["w%d" % j] for j in range(1, L + 1)]
+        inp.bb = [batched["b%d" % j] for j in range(1, L + 1)]
+        if not any(inp.wb):
+            inp.wstack = np.array(inp.ws, dtype=dtype)
+    return inp
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BackpropResult:
+    """What :func:`backprop` returns.
+
+    * ``grads``: name → ``∂C/∂name`` (per sample: leading batch axis when the input is batched);
+    * ``deltas``: ``[δ^1, …, δ^L]`` with ``δ^l = ∂C/∂z^l`` (= ``∂C/∂b_l``); ``None`` for a chain
+      evaluated with ``wrt=`` (which keeps only the gradients asked for);
+    * ``layer_norms``: ‖δ^l‖ per layer, "the speed of learning" of layer l (Nielsen, ch. 5),
+      shape (L,) or (B, L);
+    * ``log_abs``, ``sign``: name → ``log|∂C/∂name|`` and its sign (only with ``log_space=True``);
+    * ``loss``: the cost C per sample.
+    """
+
+    grads: dict
+    deltas: list
+    loss: object
+    log_abs: dict | None = None
+    sign: dict | None = None
+    batch: int | None = None
+    _norms: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def layer_norms(self) -> np.ndarray:
+        if self.deltas is None:
+            raise InvalidArgument("layer_norms need every δ^l: call backprop without wrt= (wrt keeps memory bounded by dropping them)")
+        if self._norms is None:
+            ax = 1 if self.batch is not None else 0
+            cols = [np.abs(d) if np.ndim(d) == ax else np.sqrt(np.sum(np.square(d, dtype=np.float64), axis=-1)) for d in self.deltas]
+            with np.errstate(over="ignore"):
+                self._norms = np.stack([np.asarray(c, dtype=np.float64) for c in cols], axis=-1)
+        return self._norms
+
+    def total(self, name: str) -> np.ndarray:
+        """``Σ_i ∂C_i/∂name`` over the batch: the gradient of the summed loss (PyTorch's ``.grad``)."""
+        g = self.grads[name]
+        return np.sum(g, axis=0) if self.batch is not None else g
+
+
+# ---------------------------------------------------------------------------------------------
+# Chains: blocked kernels
+# ---------------------------------------------------------------------------------------------
+
+
+def _is_sigmoid(act) -> bool:
+    return act.builtin and act.name == "sigmoid"
+
+
+def _chain_blocks(B: int | None, block: int):
+    n = 1 if B is None else B
+    return [(s, min(s + block, n)) for s in range(0, n, block)]
+
+
+def _overflow_error(net, j, s, z):
+    bad = s + int(np.argmax(~np.isfinite(z))) if np.ndim(z) else s
+    return InvalidArgument(
+        "the forward pass overflows float64 at layer %d (z%d = w%d·a%d + b%d exceeds 1.8e308) for batch index %d; "
+        "scale the parameters down" % (j, j, j, j - 1, j, bad)
+    )
+
+
+def _chain_forward(inp: _Inputs, s, e, Z=None, A=None, D=None):
+    """Forward pass of one block: fills Z[j] = z_{j+1}, A[j] = a_j (A[0] = a0), D[j] = φ'(z_{j+1})
+    for the arrays given, and returns (a_L, z_L).  Raises InvalidArgument on overflow."""
+    net = inp.net
+    n = e - s
+    if n == 1 and D is None and all(_is_sigmoid(a) for a in net.activations):
+        return _sigmoid_forward_scalar(inp, s, Z, A)
+    a = np.empty(n, dtype=inp.dtype)
+    a[...] = inp.block("a0", s, e)
+    zj = None
+    with np.errstate(over="raise", invalid="raise"):
+        for j, act in enumerate(net.activations):
+            if A is not None:
+                A[j] = a
+            w, b = inp.w(j, s, e), inp.b(j, s, e)
+            try:
+                zj = a * w + b
+            except FloatingPointError:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    raise _overflow_error(net, j + 1, s, a * w + b) from None
+            if Z is not None:
+                Z[j] = zj
+            try:
+                if D is not None:
+                    D[j] = act.grad(zj)
+                a = act.value(zj)
+            except FloatingPointError:
+                raise InvalidArgument("the %s kernel overflowed at layer %d (a custom activation?)" % (act.name, j + 1)) from None
+    return a, zj
+
+
+def _sigmoid_forward_scalar(inp: _Inputs, s, Z, A):
+    """One sample through a sigmoid chain in plain Python floats: a deep chain with batch 1
+    (depth 100000) would otherwise pay NumPy's per-call overhead a dozen times per layer."""
+    one = lambda v, bat: float(v[s]) if bat else float(v)  # noqa: E731
+    ws = [one(v, bt) for v, bt in zip(inp.ws, inp.wb)]
+    bs = [one(v, bt) for v, bt in zip(inp.bs, inp.bb)]
+    a = one(inp.values["a0"], inp.batched["a0"])
+    zs, as_ = [], []
+    exp, isfinite = math.exp, math.isfinite
+    for j in range(len(ws)):
+        as_.append(a)
+        z = ws[j] * a + bs[j]  # float overflow gives inf here (no exception): checked next
+        if not isfinite(z):
+            raise _overflow_error(inp.net, j + 1, s, np.array([z]))
+        zs.append(z)
+        if z >= 0:
+            a = 1.0 / (1.0 + exp(-z))
+        else:
+            ez = exp(z)
+            a = ez / (1.0 + ez)
+    if Z is not None:
+        Z[:, 0] = zs
+    if A is not None:
+        A[:, 0] = as_
+    dt = inp.dtype
+    return np.array([a], dtype=dt), np.array([zs[-1]], dtype=dt)
+
+
+def _output_delta(net, aL, zL, y):
+    """∂C/∂a_L factor (or δ_L itself when the loss cancels φ'), and the per-sample loss."""
+    act, cost = net.activations[-1], net.cost
+    if cost.cancels_with(act):
+        # Binary cross-entropy from the logit: softplus(z) − y z, finite for every finite z.
+        loss = np.maximum(zL, 0.0) - y * zL + np.log1p(np.exp(-np.abs(zL)))
+        return aL - y, loss, True
+    if cost.name == "cross_entropy":
+        if not (np.all(aL > 0) and np.all(aL < 1)):
+            i = int(np.argmax(~((aL > 0) & (aL < 1)))) if np.ndim(aL) else 0
+            raise InvalidArgument(
+                "cross_entropy needs the output a_L in (0, 1), but the %s output gives a_L = %r (batch index %d); "
+                "use a sigmoid output layer" % (act.name, float(np.reshape(aL, -1)[i]), i)
+            )
+        loss = -(y * np.log(aL) + (1.0 - y) * np.log1p(-aL))
+        return (aL - y) / (aL * (1.0 - aL)), loss, False
+    with np.errstate(over="ignore"):
+        return aL - y, 0.5 * np.square(aL - y), False
+
+
+def _sigmoid_block(inp: _Inputs, s, e, D, A, work):
+    """The fast path for all-sigmoid chains, in place: D becomes δ (= ∂C/∂b), A becomes ∂C/∂w.
+
+    Per layer: z = w a + b; e = exp(−|z|); r = 1/(1 + e) = σ(|z|); t = e r = σ(−|z|);
+    a = r where z ≥ 0 else t;  σ'(z) = t r.  One exp, no temporaries, all in the block's buffers.
+    """
+    net, L = inp.net, inp.net.depth
+    z, ex, r, mask = work
+    a = A[0]
+    a[...] = inp.block("a0", s, e)
+    with np.errstate(over="raise", invalid="raise"):
+        for j in range(L):
+            w, b = inp.w(j, s, e), inp.b(j, s, e)
+            try:
+                np.multiply(A[j], w, out=z)
+                z += b
+            except FloatingPointError:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    raise _overflow_error(net, j + 1, s, A[j] * w + b) from None
+            np.copysign(z, -1.0, out=ex)
+            np.exp(ex, out=ex)
+            np.add(ex, 1.0, out=r)
+            np.reciprocal(r, out=r)
+            t = D[j]
+            np.multiply(ex, r, out=t)
+            nxt = A[j + 1] if j + 1 < L else ex  # a_L is only needed for the loss: reuse ex
+            np.greater_equal(z, 0.0, out=mask)
+            np.copyto(nxt, t)
+            np.copyto(nxt, r, where=mask)
+            t *= r
+            if j + 1 == L:
+                aL = nxt
+    y = inp.block("y", s, e)
+    d, loss, cancel = _output_delta(net, aL, z, y)
+    with np.errstate(over="raise", invalid="raise", under="ignore"):
+        if cancel:
+            D[L - 1] = d
+        else:
+            D[L - 1] *= d
+        for j in range(L - 2, -1, -1):
+            D[j] *= D[j + 1]
+            D[j] *= inp.w(j + 1, s, e)
+        A *= D
+    return loss
+
+
+def _generic_block(inp: _Inputs, s, e, D, A):
+    """Any activations: forward per layer, φ' vectorised over layers, backward by one reverse
+    cumulative product δ_j = Π_{k≥j} c_k with c_j = φ'(z_j) w_{j+1}.  D becomes δ, A becomes ∂C/∂w."""
+    net, L = inp.net, inp.net.depth
+    n = e - s
+    Z = np.empty((L, n), dtype=inp.dtype)
+    aL, zL = _chain_forward(inp, s, e, Z=Z, A=A)
+    _fill_grads(net, Z, D)
+    y = inp.block("y", s, e)
+    d, loss, cancel = _output_delta(net, aL, zL, y)
+    with np.errstate(over="raise", invalid="raise", under="ignore"):
+        if cancel:
+            D[L - 1] = d
+        else:
+            D[L - 1] *= d
+        if L > 1:
+            D[: L - 1] *= _w_rows(inp, s, e)
+            rev = D[::-1]
+            np.multiply.accumulate(rev, axis=0, out=rev)
+        A *= D
+    return loss
+
+
+def _w_rows(inp: _Inputs, s, e):
+    """w_2..w_L for samples s:e as an (L−1, 1) or (L−1, n) array."""
+    if inp.wstack is not None:
+        return inp.wstack[1:, None]
+    n = e - s
+    out = np.empty((len(inp.ws) - 1, n), dtype=inp.dtype)
+    for j in range(1, len(inp.ws)):
+        out[j - 1] = inp.w(j, s, e)
+    return out
+
+
+def _groups(net) -> dict:
+    """Activation → the 0-based layers using it (one group for a uniform chain)."""
+    acts = net.activations
+    first = acts[0]
+    if all(a is first for a in acts):
+        return {first: list(range(len(acts)))}
+    groups: dict = {}
+    for j, act in enumerate(acts):
+        groups.setdefault(act, []).append(j)
+    return groups
+
+
+def _fill_grads(net, Z, D):
+    """D[j] = φ_j'(Z[j]), one call per distinct activation (one call in all for a uniform chain)."""
+    for act, idx in _groups(net).items():
+        if len(idx) == len(net.activations):
+            D[...] = act.grad(Z)
+        else:
+            D[idx] = act.grad(Z[idx])
+
+
+def _log_block(inp: _Inputs, s, e):
+    """Log space for one block: log|∂C/∂b_j| = log|φ'(z_j)| + Σ_{k>j} (log|w_k| + log|φ'(z_k)|)
+    + log|∂C/∂a_L|, as sums (never products), with the sign carried separately."""
+    net, L = inp.net, inp.net.depth
+    n = e - s
+    Z = np.empty((L, n), dtype=np.float64)
+    aL, zL = _chain_forward(inp, s, e, Z=Z)
+    LG = np.empty((L, n))
+    SG = np.empty((L, n))
+    LA = np.empty((L, n))  # log|a_{j-1}|
+    SA = np.empty((L, n))
+    a0 = np.broadcast_to(inp.block("a0", s, e), (n,))
+    LA[0], SA[0] = log_abs(a0), np.sign(a0)
+    for act, idx in _groups(net).items():
+        zi = Z[idx] if len(idx) < L else Z
+        LG[idx] = act.log_abs_grad(zi)
+        SG[idx] = grad_sign(act, zi)
+        if len(idx) == L:
+            if L > 1:
+                LA[1:] = log_abs_value(act, Z[:-1])
+                SA[1:] = sign_value(act, Z[:-1])
+            continue
+        nxt = [j + 1 for j in idx if j + 1 < L]
+        if nxt:
+            src = [j for j in idx if j + 1 < L]
+            LA[nxt] = log_abs_value(act, Z[src])
+            SA[nxt] = sign_value(act, Z[src])
+    out_act, cost = net.activations[-1], net.cost
+    y = np.broadcast_to(inp.block("y", s, e), (n,))
+    if cost.cancels_with(out_act):
+        dy = stable_sigmoid_minus_y(zL, y)
+        LG[L - 1], SG[L - 1] = log_abs(dy), np.sign(dy)
+    else:
+        d = aL - y
+        LG[L - 1] += log_abs(d)
+        SG[L - 1] *= np.sign(d)
+        if cost.name == "cross_entropy":
+            LG[L - 1] -= np.log(aL) + np.log1p(-aL)
+    # Fold log|w_{j+1}| into layer j, then reverse cumulative sums: S_j = Σ_{k≥j}.
+    if L > 1:
+        Wr = _w_rows(inp, s, e)
+        LG[: L - 1] += log_abs(Wr)
+        SG[: L - 1] *= np.sign(Wr)
+    # log|·| ≤ 710 for finite values, so sums only overflow downward, to the correctly rounded −inf.
+    with np.errstate(over="ignore"):
+        S = np.cumsum(LG[::-1], axis=0)[::-1]
+        SS = np.cumprod(SG[::-1], axis=0)[::-1]
+        return S, SS, S + LA, SS * SA
+
+
+def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads=None) -> BackpropResult:
+    """Forward and backward pass: every parameter's gradient, the δ^l and the layer norms.
+
+    ``log_space=True`` adds ``log|∂C/∂p|`` and the sign for every gradient, accumulated as sums
+    of ``log|w|`` and ``log|φ'(z)|`` so that they stay finite where the product underflows
+    (a depth-100000 sigmoid chain).  ``wrt`` restricts the returned gradients (to save memory).
+    Chains run in blocks of ``block_size`` samples (default 8192) along the batch axis, on
+    ``threads`` threads (default: the CPU count, at most 8); NumPy releases the GIL, so blocks
+    run in parallel.  Only the outputs asked for are held in full.
+
+    >>> import symgrad
+    >>> net = symgrad.chain(2)
+    >>> p = sample(net, value={"w1": 1.0, "w2": 1.0, "b1": 0.0, "b2": 0.0, "a0": 0.0, "y": 0.0})
+    >>> round(float(backprop(net, p).grads["b2"]), 6)  # σ'(z2) (a2 − y) at z2 = σ(0) = 0.5
+    0.14628
+    """
+    inp = _validate(net, params)
+    if wrt is not None:
+        wrt = [wrt] if isinstance(wrt, str) else list(wrt)
+        for name in wrt:
+            if name not in net.parameters:
+                raise InvalidArgument("wrt: unknown parameter %r; known: %s" % (name, _known_names(net)))
+    if isinstance(net, Network):
+        return _dense_backprop(inp, log_space=log_space, wrt=wrt)
+    block = DEFAULT_BLOCK if block_size is None else int(block_size)
+    if block < 1:
+        raise InvalidArgument("block_size=%r must be a positive int" % (block_size,))
+    L, B, dt = net.depth, inp.batch, inp.dtype
+    n = 1 if B is None else B
+    want = set(net.parameters if wrt is None else wrt)
+    want_w = [j for j in range(L) if "w%d" % (j + 1) in want]
+    # With wrt=None every δ^l is returned (it is ∂C/∂b_l), so the kernels write straight into
+    # the outputs.  With wrt, only the rows asked for are kept: memory is O(L·block) per thread.
+    want_b = [j for j in range(L) if "b%d" % (j + 1) in want]
+    gb = np.empty((L, n), dtype=dt) if wrt is None else None
+    gb_rows = np.empty((len(want_b), n), dtype=dt) if gb is None and want_b else None
+    gw = np.empty((L, n), dtype=dt) if len(want_w) == L else None
+    gw_rows = np.empty((len(want_w), n), dtype=dt) if gw is None and want_w else None
+    loss = np.empty(n, dtype=dt)
+    blocks = _chain_blocks(B, block)
+    # The in-place sigmoid kernel pays ~12 NumPy calls per layer: for tiny blocks the generic
+    # kernel (one Python-float forward loop, vectorised φ' and backward) is faster.
+    fast = all(_is_sigmoid(a) for a in net.activations) and min(block, n) >= 64
+    logs = (np.empty((L, n)), np.empty((L, n)), np.empty((L, n)), np.empty((L, n))) if log_space else None
+    need_log_fallback = []
+
+    def run(blk):
+        s, e = blk
+        D = gb[:, s:e] if gb is not None else np.empty((L, e - s), dtype=dt)
+        A = gw[:, s:e] if gw is not None else np.empty((L, e - s), dtype=dt)
+        try:
+            if fast:
+                m = e - s
+                work = (np.empty(m, dt), np.empty(m, dt), np.empty(m, dt), np.empty(m, bool))
+                loss[s:e] = _sigmoid_block(inp, s, e, D, A, work)
+            else:
+                loss[s:e] = _generic_block(inp, s, e, D, A)
+        except FloatingPointError:
+            # An exploding gradient overflowed (or met 0·inf): redo this block in log space,
+            # where the correctly rounded linear value is sign · exp(log|g|) (±inf or 0, no nan).
+            need_log_fallback.append(blk)
+        if gw_rows is not None:
+            gw_rows[:, s:e] = A[want_w]
+        if gb_rows is not None:
+            gb_rows[:, s:e] = D[want_b]
+        if logs is not None or blk in need_log_fallback:
+            S, SS, SW, SSW = _log_block(inp, s, e)
+            if logs is not None:
+                logs[0][:, s:e], logs[1][:, s:e], logs[2][:, s:e], logs[3][:, s:e] = S, SS, SW, SSW
+            if blk in need_log_fallback:
+                with np.errstate(over="ignore"):
+                    D[...] = SS * np.exp(S)
+                    full = SSW * np.exp(SW)
+                if gw is not None:
+                    A[...] = full
+                if gw_rows is not None:
+                    gw_rows[:, s:e] = full[want_w]
+                if gb_rows is not None:
+                    gb_rows[:, s:e] = D[want_b]
+                _, zL = _chain_forward(inp, s, e)
+                y = np.broadcast_to(inp.block("y", s, e), (e - s,))
+                with np.errstate(over="ignore"):
+                    if net.cost.cancels_with(net.activations[-1]):
+                        loss[s:e] = np.maximum(zL, 0.0) - y * zL + np.log1p(np.exp(-np.abs(zL)))
+                    else:
+                        aL = net.activations[-1].value(zL)
+                        loss[s:e] = _output_delta(net, aL, zL, y)[1]
+
+    nthreads = min(threads or min(os.cpu_count() or 1, 8), len(blocks))
+    if nthreads > 1:
+        with ThreadPoolExecutor(nthreads) as pool:
+            list(pool.map(run, blocks))
+    else:
+        for blk in blocks:
+            run(blk)
+
+    # Rows of the (L, n) outputs, or (batch None) their single entries as NumPy scalars.
+    rows = (lambda M: list(M[:, 0])) if B is None else (lambda M: list(M))
+    wnames = ["w%d" % (j + 1) for j in range(L)]
+    bnames = ["b%d" % (j + 1) for j in range(L)]
+    grads, log_abs_d, sign_d = {}, ({} if log_space else None), ({} if log_space else None)
+    deltas = rows(gb) if gb is not None else None
+    if gw is not None:
+        grads.update(zip(wnames, rows(gw)))
+    elif gw_rows is not None:
+        grads.update(zip([wnames[j] for j in want_w], rows(gw_rows)))
+    if gb is not None:
+        grads.update(zip(bnames, deltas))
+    elif gb_rows is not None:
+        grads.update(zip([bnames[j] for j in want_b], rows(gb_rows)))
+    if log_space:
+        for names_, la, sg in ((wnames, logs[2], logs[3]), (bnames, logs[0], logs[1])):
+            for n, l_, s_ in zip(names_, rows(la), rows(sg)):
+                if n in want:
+                    log_abs_d[n], sign_d[n] = l_, s_
+    squeeze = (lambda x: x[0]) if B is None else (lambda x: x)
+    return BackpropResult(grads, deltas, squeeze(loss), log_abs_d, sign_d, B)
+
+
+def forward(net, params) -> dict:
+    """The forward pass: local name → value (``z1``, ``a1``, …), plus ``loss`` (per sample).
+
+    Holds every layer's values; for deep chains with large batches prefer :func:`backprop`.
+    """
+    inp = _validate(net, params)
+    return _forward_locals(inp)
+
+
+def _forward_locals(inp: _Inputs) -> dict:
+    net, L, B = inp.net, inp.net.depth, inp.batch
+    out = {}
+    if isinstance(net, Chain):
+        n = 1 if B is None else B
+        Z = np.empty((L, n), dtype=inp.dtype)
+        A = np.empty((L, n), dtype=inp.dtype)
+        aL, zL = _chain_forward(inp, 0, n, Z=Z, A=A)
+        squeeze = (lambda x: x[..., 0][()]) if B is None else (lambda x: x)
+        for j in range(L):
+            out["z%d" % (j + 1)] = squeeze(Z[j])
+            if j + 1 < L:
+                out["a%d" % (j + 1)] = squeeze(A[j + 1])
+        out["a%d" % L] = squeeze(np.asarray(aL))
+        y = np.broadcast_to(inp.block("y", 0, n), (n,))
+        out["loss"] = squeeze(np.asarray(_output_delta(net, aL, zL, y)[1]))
+        return out
+    zs, As = _dense_forward(inp)
+    for l in range(1, L + 1):
+        out["z%d" % l], out["a%d" % l] = zs[l], As[l]
+    out["loss"] = _dense_loss(inp, zs[L], As[L])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Dense networks
+# ---------------------------------------------------------------------------------------------
+
+
+def _matvec(W, v, batched_W):
+    """z = W v for v of shape (..., n_in); W (n_out, n_in) or (B, n_out, n_in)."""
+    if batched_W:
+        return np.matmul(W, v[..., None])[..., 0]
+    return v @ W.T
+
+
+def _vecmat(v, W, batched_W):
+    """Wᵀ v for v (..., n_out)."""
+    if batched_W:
+        return np.matmul(v[..., None, :], W)[..., 0, :]
+    return v @ W
+
+
+def _dense_forward(inp: _Inputs):
+    net, L = inp.net, inp.net.depth
+    a = inp.values["a0"]
+    zs, As = [None], [a]
+    with np.errstate(over="raise", invalid="raise"):
+        for l, act in enumerate(net.activations, start=1):
+            W, b = inp.values["W%d" % l], inp.values["b%d" % l]
+            try:
+                z = _matvec(W, a, inp.batched["W%d" % l]) + b
+            except FloatingPointError:
+                raise InvalidArgument(
+                    "the forward pass overflows float64 at layer %d (z%d = W%d a%d + b%d exceeds 1.8e308); "
+                    "scale the parameters down" % (l, l, l, l - 1, l)
+                ) from None
+            a = act.value(z)
+            zs.append(z)
+            As.append(a)
+    return zs, As
+
+
+def _dense_loss(inp, zL, aL):
+    net = inp.net
+    y = inp.values["y"]
+    if net.cost.cancels_with(net.activations[-1]):
+        per = np.maximum(zL, 0.0) - y * zL + np.log1p(np.exp(-np.abs(zL)))
+    else:
+        per = _output_delta(net, aL, zL, y)[1]
+    with np.errstate(over="ignore"):
+        return np.sum(per, axis=-1)
+
+
+def _dense_backprop(inp: _Inputs, *, log_space: bool, wrt) -> BackpropResult:
+    """δ^l carried as (mantissa m_l, log-scale k_l) per sample, δ^l = m_l e^{k_l} with max|m_l| = 1,
+    so that log|δ^l_i| is finite even where δ^l underflows or overflows; linear values are
+    recovered as sign · exp(log|·|), which rounds to 0 or ±inf without nan."""
+    net, L = inp.net, inp.net.depth
+    zs, As = _dense_forward(inp)
+    y = inp.values["y"]
+    out_act, cost = net.activations[-1], net.cost
+    zL, aL = zs[L], As[L]
+    loss = _dense_loss(inp, zL, aL)
+    with np.errstate(over="ignore", divide="ignore"):
+        if cost.cancels_with(out_act):
+            d = aL - y
+            logd, sgn = log_abs(d), np.sign(d)
+        else:
+            dC = _output_delta(net, aL, zL, y)[0]
+            g = out_act.grad(zL)
+            logd = out_act.log_abs_grad(zL) + log_abs(aL - y)
+            if cost.name == "cross_entropy":
+                logd = logd - (np.log(aL) + np.log1p(-aL))
+            sgn = grad_sign(out_act, zL, g) * np.sign(dC)
+    want = set(net.parameters if wrt is None else wrt)
+    log_delta = [None] * (L + 1)
+    sign_delta = [None] * (L + 1)
+    log_delta[L], sign_delta[L] = logd, sgn
+    for l in range(L, 1, -1):
+        # Sums of logs overflow only downward (to the correctly rounded −inf): ignore that.
+        with np.errstate(over="ignore"):
+            k = np.max(log_delta[l], axis=-1, keepdims=True)
+            k = np.where(np.isfinite(k), k, 0.0)
+            m = sign_delta[l] * np.exp(log_delta[l] - k)
+            v = _vecmat(m, inp.values["W%d" % l], inp.batched["W%d" % l])
+            act = net.activations[l - 2]
+            z = zs[l - 1]
+            log_delta[l - 1] = act.log_abs_grad(z) + log_abs(v) + k
+            sign_delta[l - 1] = grad_sign(act, z) * np.sign(v)
+    grads, log_abs_d, sign_d = {}, ({} if log_space else None), ({} if log_space else None)
+    deltas = []
+    with np.errstate(over="ignore"):
+        for l in range(1, L + 1):
+            delta = sign_delta[l] * np.exp(log_delta[l])
+            deltas.append(delta)
+            if "b%d" % l in want:
+                grads["b%d" % l] = delta
+            a_prev = As[l - 1]
+            wn = "W%d" % l
+            if wn in want:
+                if np.all(np.isfinite(delta)):
+                    grads[wn] = delta[..., :, None] * a_prev[..., None, :]
+                else:  # an overflowed δ times an exact zero would be 0·inf: go through logs
+                    la = log_abs(a_prev)[..., None, :] + log_delta[l][..., :, None]
+                    grads[wn] = sign_delta[l][..., :, None] * np.sign(a_prev)[..., None, :] * np.exp(la)
+            if log_space:
+                z_prev = zs[l - 1]
+                if l == 1:
+                    la, sa = log_abs(a_prev), np.sign(a_prev)
+                else:
+                    pact = net.activations[l - 2]
+                    la, sa = log_abs_value(pact, z_prev), sign_value(pact, z_prev)
+                if "b%d" % l in want:
+                    log_abs_d["b%d" % l], sign_d["b%d" % l] = log_delta[l], sign_delta[l]
+                if wn in want:
+                    log_abs_d[wn] = log_delta[l][..., :, None] + la[..., None, :]
+                    sign_d[wn] = sign_delta[l][..., :, None] * sa[..., None, :]
+    # Unbatched inputs with batched parameters (or vice versa) broadcast to the batch.
+    if inp.batch is not None:
+        B = inp.batch
+        grads = {k: np.broadcast_to(v, (B,) + _base_shape(net, k)) if v.ndim == len(_base_shape(net, k)) else v for k, v in grads.items()}
+        deltas = [d if d.ndim == 2 else np.broadcast_to(d, (B,) + d.shape) for d in deltas]
+    return BackpropResult(grads, deltas, loss, log_abs_d, sign_d, inp.batch)
+
+
+# ---------------------------------------------------------------------------------------------
+# Closed forms evaluated
+# ---------------------------------------------------------------------------------------------
+
+_LAMBDA_CACHE: dict = {}
+
+
+def _lambdified(expr):
+    """One lambdify (with common-subexpression elimination) per distinct factor expression."""
+    fn = _LAMBDA_CACHE.get(expr)
+    if fn is None:
+        syms = sorted(expr.free_symbols, key=lambda s: s.name)
+        f = sympy.lambdify(syms, expr, modules="numpy", cse=True)
+        fn = (syms, f)
+        _LAMBDA_CACHE[expr] = fn
+    return fn
+
+
+def evaluate_gradient(gradient, params, *, log_space=False, _locals=None):
+    """Evaluate a closed-form :class:`symgrad.Gradient` numerically, factor by factor.
+
+    Each factor of ``gradient.factors`` is evaluated from the forward pass's local values
+    (``φ'(z_j)`` by the activation's stable kernel at z_j; symbols by their values; any other
+    factor, such as ``a_L − y``, through one ``lambdify(..., cse=True)``) and the factors are
+    multiplied in chain order.  The network is never composed into one expression.
+
+    With ``log_space=True`` returns ``(value, log|value|, sign)``, the log-magnitude being the
+    sum of the factors' ``log|·|``.
+
+    >>> import symgrad
+    >>> net = symgrad.chain(3)
+    >>> p = sample(net, 5, seed=1)
+    >>> g = evaluate_gradient(net.gradient("w2"), p)
+    >>> bool(np.allclose(g, backprop(net, p).grads["w2"]))
+    True
+    """
+    from .derivation import Gradient
+
+    if not isinstance(gradient, Gradient):
+        raise InvalidArgument("evaluate_gradient: expected a symgrad Gradient (net.gradient(name)), not %r" % (gradient,))
+    net = gradient.network
+    inp = params if isinstance(params, _Inputs) else _validate(net, params)
+    loc = _locals if _locals is not None else _forward_locals(inp)
+    if isinstance(net, Chain):
+        return _eval_chain_factors(gradient, inp, loc, log_space)
+    return _eval_dense_factors(gradient, inp, loc, log_space)
+
+
+def _sym_value(name, inp, loc):
+    if name in inp.values:
+        return inp.values[name]
+    return loc[name]
+
+
+def _eval_chain_factors(gradient, inp, loc, log_space):
+    from .activations import ActivationPrime
+
+    value = None
+    logv = 0.0
+    sign = 1.0
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        for f in gradient.factors:
+            if isinstance(f, ActivationPrime):
+                zv = np.asarray(_sym_value(f.args[0].name, inp, loc))
+                v = f._activation.grad(zv)
+                if log_space:
+                    lv, sv = f._activation.log_abs_grad(zv), grad_sign(f._activation, zv, v)
+            elif isinstance(f, sympy.Symbol):
+                v = np.asarray(_sym_value(f.name, inp, loc))
+                lv, sv = (log_abs(v), np.sign(v)) if log_space else (None, None)
+            else:
+                syms, fn = _lambdified(f)
+                v = np.asarray(fn(*[_sym_value(s.name, inp, loc) for s in syms]), dtype=inp.dtype)
+                lv, sv = (log_abs(v), np.sign(v)) if log_space else (None, None)
+            value = v if value is None else value * v
+            if log_space:
+                logv = logv + lv
+                sign = sign * sv
+        if inp.batch is not None:
+            value = np.broadcast_to(value, (inp.batch,))
+    value = value[()] if np.ndim(value) == 0 else value
+    if log_space:
+        return value, logv, sign
+    return value
+
+
+def _eval_matrix(f, inp, loc):
+    """A matrix-expression factor as (B?, rows, cols) arrays (vectors as (B?, n, 1))."""
+    from .derivation import ActivationJacobian, CostGradient
+
+    if isinstance(f, sympy.MatrixSymbol):
+        v = np.asarray(_sym_value(f.name, inp, loc))
+        return v if f.name.startswith("W") else v[..., :, None]
+    if isinstance(f, sympy.Transpose):
+        return np.swapaxes(_eval_matrix(f.arg, inp, loc), -1, -2)
+    if isinstance(f, ActivationJacobian):
+        zv = np.asarray(_sym_value(f.args[0].name, inp, loc))
+        return ("diag", f._activation.grad(zv)[..., :, None])
+    if isinstance(f, CostGradient):
+        a = _sym_value(f.args[0].name, inp, loc)
+        y = _sym_value(f.args[1].name, inp, loc)
+        return (f._loss.dvalue(a, y))[..., :, None]
+    if isinstance(f, sympy.MatAdd):
+        out = None
+        for t in f.args:
+            m = _eval_matrix(t, inp, loc)
+            out = m if out is None else out + m
+        return out
+    if isinstance(f, sympy.MatMul):
+        coeff, mats = f.as_coeff_matrices()
+        out = None
+        for t in mats:
+            m = _eval_matrix(t, inp, loc)
+            out = m if out is None else np.matmul(out, m)
+        return float(coeff) * out
+    raise InvalidArgument("evaluate_gradient: cannot evaluate factor %r" % (f,))
+
+
+def _eval_dense_factors(gradient, inp, loc, log_space):
+    # Multiply right to left: every product is then a matrix times a vector, never a matrix product.
+    factors = list(gradient.factors)
+    trailing = None
+    if isinstance(factors[-1], sympy.Transpose) and isinstance(factors[-1].arg, sympy.MatrixSymbol) and factors[-1].arg.name.startswith("a"):
+        trailing = np.asarray(_sym_value(factors[-1].arg.name, inp, loc))
+        factors = factors[:-1]
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        v = None
+        for f in reversed(factors):
+            m = _eval_matrix(f, inp, loc)
+            if v is None:
+                v = m[1] if isinstance(m, tuple) else m
+            elif isinstance(m, tuple):
+                v = m[1] * v
+            else:
+                v = np.matmul(m, v)
+        v = v[..., 0]
+        if trailing is not None:
+            v = v[..., :, None] * trailing[..., None, :]
+    if inp.batch is not None and v.ndim == len(_grad_shape(gradient)):
+        v = np.broadcast_to(v, (inp.batch,) + v.shape)
+    if gradient._entry is not None:
+        i, j = gradient._entry
+        v = v[..., i, j] if v.ndim - (inp.batch is not None) == 2 else v[..., i]
+        v = v[()] if np.ndim(v) == 0 else v
+    if log_space:
+        return v, log_abs(v), np.sign(v)
+    return v
+
+
+def _grad_shape(gradient):
+    name = re.match(r"[A-Za-z]+\d+", gradient.wrt).group(0)
+    return gradient.network.shape(name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradient checks
+# ---------------------------------------------------------------------------------------------
+
+
+class PrecisionWarning(UserWarning):
+    """A gradient check runs in a precision too low for tight finite differences (float32)."""
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Central-difference step ``eps`` (relative: h = eps·max(1, |p|)) and the tolerance
+    ``|x − ref| ≤ atol + rtol·|ref|``, with the closed form as ``ref``."""
+
+    eps: float
+    rtol: float
+    atol: float
+
+
+#: Per-dtype defaults, like JAX's ``check_grads`` and PyTorch's ``gradcheck``.  The central
+#: difference has truncation error O(h²) and rounding error O(ε_mach·|C|/h): h = 1e-6 balances
+#: them for float64 (≈1e-10 relative); float32 (ε ≈ 1.2e-7) needs h ≈ 1e-3 and a 1e-2 rtol.
+TOLERANCES = {
+    np.dtype(np.float64): Tolerance(eps=1e-6, rtol=1e-5, atol=1e-8),
+    np.dtype(np.float32): Tolerance(eps=1e-3, rtol=2e-2, atol=1e-3),
+}
+
+
+@dataclass
+class GradientCheckReport:
+    """Outcome of :func:`check_gradients`: ``ok``, the names checked, the failures (readable
+    lines), and the largest relative error of each comparison."""
+
+    ok: bool
+    checked: list
+    failures: list
+    max_rel_error: dict
+
+    def __str__(self):
+        head = "gradient check %s: %d parameters" % ("passed" if self.ok else "FAILED", len(self.checked))
+        errs = ", ".join("%s %.2e" % kv for kv in self.max_rel_error.items())
+        return "\n".join([head + " (max relative error: " + errs + ")"] + self.failures)
+
+
+def _entries_for(shape, limit, seed_name):
+    """Indices of a parameter checked by finite differences: all, or a fixed random subset."""
+    total = int(np.prod(shape)) if shape else 1
+    idx = list(np.ndindex(*shape)) if shape else [()]
+    if total <= limit:
+        return idx
+    rng = np.random.default_rng(zlib.crc32(seed_name.encode()))  # the same subset in every run
+    pick = rng.choice(total, size=limit, replace=False)
+    return [idx[i] for i in sorted(pick)]
+
+
+def check_gradients(net, params, *, wrt=None, grad_fn=None, eps=None, rtol=None, atol=None,
+                    fd_entries=64, raise_on_failure=True) -> GradientCheckReport:
+    """Compare the closed form, backprop and central finite differences (and ``grad_fn``).
+
+    * closed form: :func:`evaluate_gradient` of ``net.gradient(name)``;
+    * backprop: :func:`backprop`;
+    * finite differences: ``(C(p + h) − C(p − h)) / 2h`` with ``h = eps·max(1, |p|)``, per sample
+      (a batched parameter is perturbed in every sample at once, since samples are independent);
+      at most ``fd_entries`` entries of each array parameter (a fixed random subset);
+    * ``grad_fn(params) -> {name: gradient}``: the user's own gradients ("test my backprop"),
+      compared with the closed form.
+
+    Tolerances default to :data:`TOLERANCES` for the parameters' dtype (float64: eps=1e-6,
+    rtol=1e-5, atol=1e-8).  float32 is supported with looser defaults and a
+    :class:`PrecisionWarning`, as PyTorch's gradcheck warns for non-double inputs.  Points at a
+    kink (ReLU at 0) make finite differences disagree by design; avoid them.
+
+    On a mismatch raises :class:`GradientCheckError` naming the parameter, the batch index, the
+    values and the relative error (or returns the report with ``raise_on_failure=False``).
+
+    >>> import symgrad
+    >>> net = symgrad.chain(3, "tanh")
+    >>> check_gradients(net, sample(net, 8, seed=0)).ok
+    True
+    """
+    inp = _validate(net, params)
+    tol = TOLERANCES[inp.dtype]
+    if inp.dtype == np.float32:
+        warnings.warn(
+            "check_gradients: the parameters are float32; finite differences are only accurate to about "
+            "1e-2 there (eps=%g, rtol=%g, atol=%g). Use float64 for a tight check." % (tol.eps, tol.rtol, tol.atol),
+            PrecisionWarning,
+            stacklevel=2,
+        )
+    eps = tol.eps if eps is None else float(eps)
+    rtol = tol.rtol if rtol is None else float(rtol)
+    atol = tol.atol if atol is None else float(atol)
+    names = list(net.parameters) if wrt is None else ([wrt] if isinstance(wrt, str) else list(wrt))
+    for name in names:
+        if name not in net.parameters:
+            raise InvalidArgument("check_gradients: unknown parameter %r; known: %s" % (name, _known_names(net)))
+    bp = backprop(net, params, wrt=names)
+    loc = _forward_locals(inp)
+    user = None
+    if grad_fn is not None:
+        user = grad_fn(params)
+        if not isinstance(user, Mapping):
+            raise InvalidArgument("check_gradients: grad_fn must return a mapping name → gradient, got %s" % type(user).__name__)
+        missing = [n for n in names if n not in user]
+        if missing:
+            raise InvalidArgument("check_gradients: grad_fn returned no gradient for %s" % missing)
+    B = inp.batch
+    failures, max_rel = [], {"backprop": 0.0, "finite_difference": 0.0}
+    if user is not None:
+        max_rel["grad_fn"] = 0.0
+
+    def compare(kind, name, got, ref, fd_vals, bp_vals, idx_list=None):
+        got = np.broadcast_to(np.asarray(got, dtype=np.float64), np.shape(ref))
+        ref = np.asarray(ref, dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            err = np.abs(got - ref)
+            rel = err / np.maximum(np.abs(ref), np.finfo(np.float64).tiny)
+            bad = ~(err <= atol + rtol * np.abs(ref))
+        finite_rel = rel[np.isfinite(rel)]
+        if finite_rel.size:
+            max_rel[kind] = max(max_rel[kind], float(finite_rel.max()))
+        if not bad.any():
+            return
+        pos = tuple(int(i) for i in np.argwhere(bad)[0])
+        bidx = pos[0] if B is not None else None
+        entry = pos[1:] if B is not None else pos
+        if idx_list is not None:  # finite differences are over a subset of entries
+            entry = idx_list[entry[0]] if entry else ()
+        label = name + ("[%s]" % ",".join(map(str, entry)) if entry else "")
+        vals = {"closed form": ref[pos], "backprop": bp_vals[pos] if bp_vals is not None else float("nan")}
+        if fd_vals is not None:
+            vals["finite difference"] = fd_vals[pos]
+        vals[kind.replace("_", " ")] = got[pos]
+        failures.append(
+            "%s: ∂C/∂%s%s: %s; relative error %.3e (rtol=%g, atol=%g)"
+            % (kind, label, "" if bidx is None else " at batch index %d" % bidx,
+               ", ".join("%s = %.17g" % kv for kv in vals.items()), rel[pos], rtol, atol)
+        )
+
+    for name in names:
+        cf = np.asarray(evaluate_gradient(net.gradient(name), inp, _locals=loc), dtype=np.float64)
+        g = np.asarray(bp.grads[name], dtype=np.float64)
+        base = _base_shape(net, name)
+        entries = _entries_for(base, fd_entries, name)
+        fd = _finite_differences(inp, name, entries, eps)
+        # Gather the closed form and backprop at the FD entries: shape (B?, len(entries)).
+        pick = (lambda a: np.stack([a[(Ellipsis,) + e] if e else a for e in entries], axis=-1)) if base else (lambda a: a)
+        cf_sub, bp_sub = pick(cf), pick(g)
+        compare("backprop", name, g, cf, None, g)
+        compare("finite_difference", name, fd, cf_sub, fd, bp_sub, entries if base else None)
+        if user is not None:
+            compare("grad_fn", name, user[name], cf, None, g)
+    report = GradientCheckReport(not failures, names, failures, max_rel)
+    if failures and raise_on_failure:
+        shown = failures[:10] + (["… and %d more" % (len(failures) - 10)] if len(failures) > 10 else [])
+        raise GradientCheckError("gradient check failed for %d comparison(s):\n  %s" % (len(failures), "\n  ".join(shown)))
+    return report
+
+
+def _loss_of(inp: _Inputs):
+    net = inp.net
+    if isinstance(net, Chain):
+        n = 1 if inp.batch is None else inp.batch
+        aL, zL = _chain_forward(inp, 0, n)
+        y = np.broadcast_to(inp.block("y", 0, n), (n,))
+        loss = np.asarray(_output_delta(net, aL, zL, y)[1], dtype=np.float64)
+        return loss if inp.batch is not None else loss[0]
+    zs, As = _dense_forward(inp)
+    return np.asarray(_dense_loss(inp, zs[-1], As[-1]), dtype=np.float64)
+
+
+def _finite_differences(inp: _Inputs, name, entries, eps):
+    base = inp.values[name]
+    out = []
+    for e in entries:
+        key = (Ellipsis,) + e if e else Ellipsis
+        p0 = np.array(base[key], dtype=inp.dtype, copy=True)
+        h = (eps * np.maximum(1.0, np.abs(p0))).astype(inp.dtype)
+        vals = []
+        for sgn in (1.0, -1.0):
+            arr = np.array(base, copy=True)
+            arr[key] = p0 + sgn * h
+            vals.append(_loss_of(inp.replace(name, arr)))
+        hh = np.asarray(h, dtype=np.float64)
+        # The step actually taken (p ± h rounded) is what divides the difference.
+        step = (np.asarray(p0 + h, dtype=np.float64) - np.asarray(p0 - h, dtype=np.float64))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = (vals[0] - vals[1]) / np.where(step != 0, step, 2 * hh)
+        out.append(d)
+    if not np.shape(base) or not _base_shape(inp.net, name):
+        return out[0]
+    return np.stack(out, axis=-1)
