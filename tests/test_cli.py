@@ -1,0 +1,263 @@
+"""The ``symgrad`` command line: derive, latex, bounds, bad input and atomic output."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+import symgrad
+from symgrad import cli
+from symgrad._io import MARKER, is_symgrad_file, write_atomic
+
+
+def run(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _has_parser():
+    try:
+        import symgrad._parse  # noqa: F401
+    except ModuleNotFoundError:
+        return False
+    return True
+
+
+needs_parser = pytest.mark.skipif(not _has_parser(), reason="symgrad._parse (expression-string activations) NOT PRESENT yet")
+
+
+# --- derive --------------------------------------------------------------------------------------
+
+
+def test_readme_main_job_derive_verifies_exactly(capsys):
+    code, out, err = run(capsys, "derive", "--depth", "4", "--activation", "sigmoid", "--wrt", "b1", "--verify")
+    assert code == 0, err
+    assert "sigmoid'(z1)*w2*sigmoid'(z2)*w3*sigmoid'(z3)*w4*sigmoid'(z4)*(a4 - y)" in out
+    assert "verified against sympy.diff of the composed loss: exact match" in out
+
+
+@pytest.mark.parametrize("fmt, expected", [("latex", r"\frac{\partial C}{\partial b_{1}}"), ("srepr", "Symbol('w2'"), ("text", "factors (chain order)")])
+def test_derive_output_formats(capsys, fmt, expected):
+    code, out, _ = run(capsys, "derive", "--depth", "3", "--format", fmt)
+    assert code == 0 and expected in out
+
+
+def test_derive_dense_network(capsys):
+    code, out, _ = run(capsys, "derive", "--widths", "2,3,1", "--wrt", "W2[0,1]", "--verify")
+    assert code == 0 and "exact match" in out
+
+
+# --- latex ---------------------------------------------------------------------------------------
+
+
+def test_latex_to_stdout_is_a_standalone_document(capsys):
+    code, out, _ = run(capsys, "latex", "--depth", "4")
+    assert code == 0 and out.startswith(MARKER) and r"\begin{document}" in out
+
+
+def test_latex_fragment_has_no_preamble(capsys):
+    code, out, _ = run(capsys, "latex", "--fragment", "--widths", "2,3,1")
+    assert code == 0 and r"\documentclass" not in out and r"\delta^{l}" in out
+
+
+def test_latex_writes_file_with_marker_and_several_gradients(tmp_path, capsys):
+    target = tmp_path / "g.tex"
+    code, _, err = run(capsys, "latex", "--wrt", "b1,w2", "-o", str(target))
+    assert code == 0 and "wrote" in err
+    text = target.read_text()
+    assert text.startswith(MARKER) and r"\partial C / \partial w_{2}" in text
+    assert [p.name for p in tmp_path.iterdir()] == ["g.tex"]  # no temporary file left behind
+
+
+def test_latex_overwrites_its_own_file_but_not_a_foreign_one(tmp_path, capsys):
+    target = tmp_path / "g.tex"
+    assert run(capsys, "latex", "-o", str(target))[0] == 0
+    assert run(capsys, "latex", "--depth", "3", "-o", str(target))[0] == 0
+    foreign = tmp_path / "notes.tex"
+    foreign.write_text("my thesis\n")
+    code, _, err = run(capsys, "latex", "-o", str(foreign))
+    assert code == 2 and "refusing to overwrite" in err and "--force" in err
+    assert foreign.read_text() == "my thesis\n"
+    assert run(capsys, "latex", "-o", str(foreign), "--force")[0] == 0
+    assert foreign.read_text().startswith(MARKER)
+
+
+def test_latex_pdf_is_compiled_next_to_the_tex(tmp_path, capsys):
+    if shutil.which("pdflatex") is None:
+        msg = "pdflatex NOT INSTALLED: `symgrad latex --pdf` was not tested"
+        pytest.fail(msg) if os.environ.get("CI") else pytest.skip(msg)
+    target = tmp_path / "chain.tex"
+    code, _, err = run(capsys, "latex", "--depth", "4", "--wrt", "b1", "-o", str(target), "--pdf")
+    assert code == 0, err
+    pdf = tmp_path / "chain.pdf"
+    assert pdf.read_bytes().startswith(b"%PDF") and is_symgrad_file(pdf)
+    assert run(capsys, "latex", "--depth", "4", "-o", str(target), "--pdf")[0] == 0  # its own PDF: replaced
+
+
+# --- bounds --------------------------------------------------------------------------------------
+
+
+def test_bounds_sigmoid_reports_sup_argmax_range_and_vanishing(capsys):
+    code, out, _ = run(capsys, "bounds", "--activation", "sigmoid", "--weight-scale", "1")
+    assert code == 0
+    assert "1/4" in out and "{0}" in out and "(0, 1/4]" in out and "vanishing" in out and "0.25" in out
+
+
+@pytest.mark.parametrize("act, scale, regime", [("sigmoid", "8", "exploding"), ("identity", "1", "neither"), ("tanh", "0.5", "vanishing"), ("relu", "2", "exploding")])
+def test_bounds_regimes(capsys, act, scale, regime):
+    code, out, _ = run(capsys, "bounds", "--activation", act, "--weight-scale", scale)
+    assert code == 0 and "regime          %s" % regime in out
+
+
+def test_bounds_json(capsys):
+    import json
+
+    code, out, _ = run(capsys, "bounds", "--activation", "tanh", "--json")
+    facts = json.loads(out)
+    assert code == 0 and facts["sup_abs_phi_prime"] == "1" and facts["regime"] == "neither"
+
+
+# --- help ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["derive", "latex", "bounds"])
+def test_help_shows_a_runnable_example(capsys, tmp_path, monkeypatch, command):
+    code, out, _ = run(capsys, command, "--help")
+    assert code == 0
+    example = [line for line in out.splitlines() if line.startswith("example: symgrad %s" % command)]
+    assert example, out
+    argv = example[0].split()[2:]
+    if "--pdf" in argv and shutil.which("pdflatex") is None:
+        argv.remove("--pdf")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, *argv)
+    assert code == 0, err
+
+
+def test_top_level_help(capsys):
+    code, out, _ = run(capsys, "--help")
+    assert code == 0 and "derive" in out and "latex" in out and "bounds" in out
+
+
+# --- bad input: exit 2, one line naming the problem, no traceback -------------------------------
+
+BAD = [
+    (["--frobnicate"], "required: COMMAND"),
+    (["derive", "extra"], "unrecognized arguments: extra"),
+    ([], "required"),
+    (["fly"], "invalid choice"),
+    (["derive", "--nope"], "unrecognized arguments"),
+    (["derive", "--depth", "0"], "not a positive depth"),
+    (["derive", "--depth", "-3"], "not a positive depth"),
+    (["derive", "--depth", "abc"], "not an integer"),
+    (["derive", "--depth", "2.5"], "not an integer"),
+    (["derive", "--depth", "2000000"], "exceeds the maximum"),
+    (["derive", "--depth"], "expected one argument"),
+    (["derive", "--depth", "3", "--widths", "2,1"], "not allowed with"),
+    (["derive", "--widths", "2,x,1"], "comma-separated"),
+    (["derive", "--widths", "3"], "at least two entries"),
+    (["derive", "--widths", "2,0,1"], "positive int"),
+    (["derive", "--activation", "sigmoidd"], "unknown activation"),
+    (["derive", "--loss", "hinge"], "unknown loss"),
+    (["derive", "--wrt", "b9"], "unknown parameter"),
+    (["derive", "--wrt", "w0"], "unknown parameter"),
+    (["derive", "--wrt", "x1"], "unknown parameter"),
+    (["derive", "--widths", "2,3,1", "--wrt", "W5"], "unknown parameter"),
+    (["derive", "--widths", "2,3,1", "--wrt", "W2[5,0]"], "out of range"),
+    (["derive", "--format", "pdf"], "invalid choice"),
+    (["latex", "--wrt", "b1,b7"], "unknown parameter"),
+    (["latex", "--wrt", ","], "names no parameter"),
+    (["latex", "--pdf"], "--pdf needs -o"),
+    (["latex", "-o", "out.pdf"], "give the .tex path"),
+    (["latex", "-o", "{tmp}/missing/dir/g.tex"], "does not exist"),
+    (["latex", "-o", "{tmp}"], "is a directory"),
+    (["latex", "-o", "{tmp}/foreign.tex"], "refusing to overwrite"),
+    (["latex", "--frobnicate"], "unrecognized arguments"),
+    (["bounds", "--activation", "nope"], "unknown activation"),
+    (["bounds", "--weight-scale", "abc"], "not a number"),
+    (["bounds", "--weight-scale", "-1"], ">= 0"),
+    (["bounds", "--weight-scale", "nan"], ">= 0"),
+    (["bounds", "--weight-scale", "inf"], ">= 0"),
+    (["bounds", "--depth", "0"], "not a positive depth"),
+]
+BAD_EXPRESSIONS = [
+    (["derive", "--activation", "__import__('os').system('true')"], ""),
+    (["derive", "--activation", "z +"], ""),
+    (["derive", "--activation", "y*z"], ""),
+    (["bounds", "--activation", "z**"], ""),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD, ids=[" ".join(a) or "<none>" for a, _ in BAD])
+def test_bad_input_exits_2_with_one_line_naming_the_problem(capsys, tmp_path, argv, message):
+    (tmp_path / "foreign.tex").write_text("not symgrad's\n")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("symgrad: error:") and message in lines[0], lines[0]
+    assert "Traceback" not in err
+    assert (tmp_path / "foreign.tex").read_text() == "not symgrad's\n"
+
+
+@needs_parser
+@pytest.mark.parametrize("argv, message", BAD_EXPRESSIONS, ids=[" ".join(a) for a, _ in BAD_EXPRESSIONS])
+def test_bad_activation_strings_exit_2(capsys, argv, message):
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_unwritable_directory_exits_2(tmp_path, capsys):
+    if os.geteuid() == 0:
+        pytest.skip("running as root: permissions do not stop writes")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        code, _, err = run(capsys, "latex", "-o", str(ro / "g.tex"))
+    finally:
+        ro.chmod(0o700)
+    assert code == 2 and "not writable" in err
+
+
+# --- atomic writes and progress -----------------------------------------------------------------
+
+
+def test_write_atomic_replaces_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "x.tex"
+    write_atomic(path, MARKER + "\none\n")
+    write_atomic(path, MARKER + "\ntwo\n")
+    assert path.read_text().endswith("two\n") and os.listdir(tmp_path) == ["x.tex"]
+
+
+def test_write_atomic_failure_keeps_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "x.tex"
+    write_atomic(path, MARKER + "\nold\n")
+
+    def boom(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(symgrad.InvalidArgument, match="No space left"):
+        write_atomic(path, MARKER + "\nnew\n")
+    assert path.read_text().endswith("old\n") and os.listdir(tmp_path) == ["x.tex"]
+
+
+def test_progress_is_reported_on_stderr_for_slow_steps(capsys, monkeypatch):
+    import time
+
+    monkeypatch.setattr(cli, "PROGRESS_AFTER_S", 0.01)
+    with cli._progress("thinking"):
+        time.sleep(0.1)
+    out, err = capsys.readouterr()
+    assert out == "" and "symgrad: thinking ..." in err and "done" in err
+
+
+def test_progress_is_silent_for_quick_steps(capsys):
+    with cli._progress("quick"):
+        pass
+    assert capsys.readouterr().err == ""
