@@ -267,12 +267,13 @@ def _dense_sequence(net: Network) -> tuple:
         seq.append(MatrixSymbol("W%d" % (l + 1), n[l + 1], n[l]).T)
     aL, y = MatrixSymbol("a%d" % L, n[L], 1), MatrixSymbol("y", n[L], 1)
     out_act = net.activations[-1]
+    residual = sympy.MatAdd(aL, -y)  # unevaluated, so it prints a − y as written
     if net.cost.cancels_with(out_act):
-        seq.append(aL - y)
+        seq.append(residual)
     else:
         seq.append(_jacobian_class(out_act)(zs[L]))
         if net.cost.name == "quadratic":
-            seq.append(aL - y)
+            seq.append(residual)
         else:
             grad_cls = type("CostGradient_%s" % net.cost.name, (CostGradient,), {"_loss": net.cost})
             seq.append(grad_cls(aL, y))
@@ -407,6 +408,11 @@ class SymbolicChain:
             factors = (prime(z[j]), sympy.Product(term, (k, j + 1, L - 1)), w[L], self.a[L] - self.y)
         else:
             factors = (prime(z[j]), sympy.Product(term, (k, j + 1, L)), self.cost.dcost(self.a[L], self.y))
+        # Same objects, but printed as the literature writes them (j + 1, a_L − y).
+        pretty = {self.a[L] - self.y: sympy.Add(self.a[L], -self.y, evaluate=False)}
+        if isinstance(j, sympy.Symbol):
+            pretty[j + 1] = sympy.Add(j, 1, evaluate=False)
+        factors = tuple(f.xreplace(pretty) for f in factors)
         if kind == "w":
             factors = (self.a[j - 1],) + factors
         return SymbolicGradient(self, kind, j, factors)
