@@ -84,8 +84,8 @@ class sigmoid(Function):
         return self.rewrite(sympy.exp)._eval_evalf(prec)
 
     def _latex(self, printer, exp=None):
-        s = r"\sigma\left(%s\right)" % printer._print(self.args[0])
-        return s if exp is None else r"\sigma^{%s}\left(%s\right)" % (exp, printer._print(self.args[0]))
+        s = r"\sigma\mathopen{}\left(%s\right)" % printer._print(self.args[0])
+        return s if exp is None else r"\sigma^{%s}\mathopen{}\left(%s\right)" % (exp, printer._print(self.args[0]))
 
 
 class relu(Function):
@@ -219,7 +219,8 @@ class ActivationPrime(Function):
         return self.doit()._eval_evalf(prec)
 
     def _latex(self, printer, exp=None):
-        s = r"%s'\left(%s\right)" % (self._activation.latex_name, printer._print(self.args[0]))
+        # \mathopen{} stops TeX spacing \left( as an inner atom: σ'(z), not σ' (z).
+        s = r"%s'\mathopen{}\left(%s\right)" % (self._activation.latex_name, printer._print(self.args[0]))
         return s if exp is None else r"\left(%s\right)^{%s}" % (s, exp)
 
     def _sympystr(self, printer):

@@ -64,8 +64,8 @@ def test_sigmoid_derivative_is_sigma_times_one_minus_sigma_and_prints_as_sigma()
     s = symgrad.activations.sigmoid(z)
     assert act.derivative == s * (1 - s)
     assert sympy.diff(s, z) == s * (1 - s)
-    assert sympy.latex(s) == r"\sigma\left(z\right)"
-    assert sympy.latex(act.prime(z)) == r"\sigma'\left(z\right)"
+    assert sympy.latex(s) == r"\sigma\mathopen{}\left(z\right)"
+    assert sympy.latex(act.prime(z)) == r"\sigma'\mathopen{}\left(z\right)"
     # no swelling: the 5th derivative is a polynomial in σ of degree 6
     d5 = sympy.diff(s, z, 5)
     assert d5.atoms(sympy.Function) == {s}

@@ -89,8 +89,8 @@ def test_nielsen_chain_has_the_literature_factors_in_chain_order():
     )
     assert sympy.sstr(g.expr, order="none") == "sigmoid'(z1)*w2*sigmoid'(z2)*w3*sigmoid'(z3)*w4*sigmoid'(z4)*(a4 - y)"
     assert g.latex() == (
-        r"\frac{\partial C}{\partial b_{1}} = \sigma'\left(z_{1}\right) w_{2} \sigma'\left(z_{2}\right) w_{3} "
-        r"\sigma'\left(z_{3}\right) w_{4} \sigma'\left(z_{4}\right) \left(a_{4} - y\right)"
+        r"\frac{\partial C}{\partial b_{1}} = \sigma'\mathopen{}\left(z_{1}\right) w_{2} \sigma'\mathopen{}\left(z_{2}\right) w_{3} "
+        r"\sigma'\mathopen{}\left(z_{3}\right) w_{4} \sigma'\mathopen{}\left(z_{4}\right) \left(a_{4} - y\right)"
     )
 
 
@@ -218,8 +218,8 @@ def test_symbolic_depth_product_doit_matches_concrete():
 def test_symbolic_depth_prints_the_product_form():
     sg = symgrad.chain(L).gradient("b")
     tex = sg.latex()
-    assert r"\prod_{k=j + 1}^{L} {w}_{k} \sigma'\left({z}_{k}\right)" in tex
-    assert tex.startswith(r"\frac{\partial C}{\partial b_{j}} = \sigma'\left({z}_{j}\right)")
+    assert r"\prod_{k=j + 1}^{L} {w}_{k} \sigma'\mathopen{}\left({z}_{k}\right)" in tex
+    assert tex.startswith(r"\frac{\partial C}{\partial b_{j}} = \sigma'\mathopen{}\left({z}_{j}\right)")
 
 
 def test_symbolic_depth_cross_entropy_sigmoid_matches_concrete_below_the_output():

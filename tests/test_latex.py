@@ -56,7 +56,7 @@ def test_chain_derivation_has_forward_chain_rule_local_derivatives_closed_and_pr
     assert r"z_{k} &= w_{k}\, a_{k-1} + b_{k}" in tex
     assert r"a_{k} &= \sigma(z_{k})" in tex
     assert r"\frac{\partial C}{\partial b_{1}}" in tex
-    assert r"\frac{\partial a_{1}}{\partial z_{1}} &= \sigma'\left(z_{1}\right)" in tex
+    assert r"\frac{\partial a_{1}}{\partial z_{1}} &= \sigma'\mathopen{}\left(z_{1}\right)" in tex
     assert r"\frac{\partial z_{2}}{\partial a_{1}} &= w_{2}" in tex
     assert r"\prod_{k=2}^{4} w_{k}\, \sigma'(z_{k})" in tex
     assert r"\prod_{k=j+1}^{L}" in tex
@@ -106,7 +106,7 @@ def test_depth_12_is_shown_in_full_but_deeper_chains_elide_the_middle():
 def test_full_derivation_lists_every_layer():
     tex = sl.derivation(symgrad.chain(40).gradient("b1"), full=True)
     for k in range(1, 41):
-        assert r"\sigma'\left(z_{%d}\right)" % k in tex
+        assert r"\sigma'\mathopen{}\left(z_{%d}\right)" % k in tex
     assert "elided" not in tex
 
 
@@ -129,7 +129,7 @@ def test_dense_entry_gradient_indexes_the_product():
 
 def test_custom_activation_prints_in_mathematical_form():
     tex = sl.derivation(symgrad.chain(3, activation=swish_custom()).gradient("b1"))
-    assert r"\varphi(z) &= z \sigma\left(z\right)" in tex
+    assert r"\varphi(z) &= z \sigma\mathopen{}\left(z\right)" in tex
     assert "sigmoid" not in tex and "z*" not in tex
 
 
