@@ -20,7 +20,10 @@ EXAMPLES = {
     "derive": "example: symgrad derive --depth 4 --activation sigmoid --wrt b1 --verify",
     "latex": "example: symgrad latex --depth 4 --activation sigmoid --wrt b1 -o chain.tex --pdf",
     "bounds": "example: symgrad bounds --activation sigmoid --weight-scale 1.0 --depth 10",
+    "check": "example: symgrad check --widths 2,3,1 --activation tanh --batch 8 --init xavier --seed 0",
 }
+#: Largest ``symgrad check --batch`` (each sample is a full network evaluation per finite difference).
+MAX_BATCH = 100_000
 #: How long a step runs silently before it reports progress on stderr.
 PROGRESS_AFTER_S = 1.0
 
@@ -64,6 +67,49 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("%d is not a positive depth; pass e.g. --depth 4" % value)
     return value
+
+
+def _batch(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not an integer; pass a batch size, e.g. --batch 8" % text) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("%d is not a positive batch size; pass e.g. --batch 8" % value)
+    if value > MAX_BATCH:
+        raise argparse.ArgumentTypeError("--batch %d exceeds the maximum %d" % (value, MAX_BATCH))
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not an integer; pass e.g. --seed 0" % text) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("%d is not a non-negative seed; pass e.g. --seed 0" % value)
+    return value
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a number; pass e.g. --value 0.5" % text) from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError("%r is not a finite number; pass e.g. --value 0.5" % text)
+    return value
+
+
+#: ``symgrad.numeric.sample``'s inits (kept here so ``--help`` does not import NumPy).
+INITS = ("normal", "uniform", "xavier", "glorot", "xavier_normal", "he", "kaiming", "constant")
+
+
+def _init(text: str) -> str:
+    key = text.strip().lower()
+    if key not in INITS:
+        raise argparse.ArgumentTypeError("unknown init %r; known: %s" % (text, ", ".join(INITS)))
+    return key
 
 
 def _weight_scale(text: str) -> float:
@@ -195,6 +241,60 @@ def _cmd_latex(args) -> int:
     return 0
 
 
+def _check_names(net, wrt: str | None) -> list[str]:
+    """The parameters ``--wrt`` names (all of them by default), validated, in order, without repeats."""
+    if wrt is None:
+        return list(net.parameters)
+    names = [w.strip() for w in _split_wrt(wrt)]
+    if not names or any(not n for n in names):
+        raise InvalidArgument("--wrt %r names no parameter; pass e.g. --wrt b1 or --wrt b1,w2" % wrt)
+    out = []
+    for n in names:
+        if n not in net.parameters:
+            entry = "" if "[" not in n else " (check compares whole parameters; pass %s)" % n.split("[", 1)[0]
+            raise InvalidArgument("--wrt: unknown parameter %r%s; known: %s" % (n, entry, ", ".join(net.parameters)))
+        if n not in out:
+            out.append(n)
+    return out
+
+
+def _cmd_check(args) -> int:
+    import numpy as np
+
+    from .numeric import TOLERANCES, check_gradients, evaluate_gradient, sample
+
+    if args.init == "constant" and args.value is None:
+        raise InvalidArgument("--init constant needs --value, e.g. --init constant --value 0.5")
+    if args.value is not None and args.init != "constant":
+        raise InvalidArgument("--value %g is only used with --init constant" % args.value)
+    net = _build_network(args)
+    names = _check_names(net, args.wrt)
+    with _progress("sampling %d parameter sets (init %s, seed %d)" % (args.batch, args.init, args.seed)):
+        params = sample(net, args.batch, init=args.init, seed=args.seed, value=args.value)
+    rows, failures = [], []
+    with _progress("checking %d gradient(s): closed form vs backprop vs finite differences" % len(names)):
+        for name in names:
+            report = check_gradients(net, params, wrt=name, raise_on_failure=False)
+            cf = np.asarray(evaluate_gradient(net.gradient(name), params), dtype=np.float64)
+            rows.append((name, float(np.max(np.abs(cf))), report.max_rel_error["backprop"],
+                         report.max_rel_error["finite_difference"], report.ok))
+            failures.extend(report.failures)
+    tol = TOLERANCES[np.dtype(np.float64)]
+    print("%r, batch %d, init %s, seed %d" % (net, args.batch, args.init, args.seed))
+    print("tolerance |x - closed form| <= %g + %g*|closed form|; finite-difference step %g" % (tol.atol, tol.rtol, tol.eps))
+    width = max(len("parameter"), *(len(r[0]) for r in rows))
+    print("%-*s  %17s  %20s  %26s  %s" % (width, "parameter", "max |closed form|", "rel err vs backprop", "rel err vs finite diff", "result"))
+    for name, mag, rel_bp, rel_fd, ok in rows:
+        print("%-*s  %17.3e  %20.2e  %26.2e  %s" % (width, name, mag, rel_bp, rel_fd, "PASS" if ok else "FAIL"))
+    bad = [r[0] for r in rows if not r[4]]
+    if not bad:
+        print("all %d parameter(s) pass" % len(rows))
+        return 0
+    print("%d of %d parameter(s) FAIL: %s" % (len(bad), len(rows), ", ".join(bad)))
+    shown = failures[:10] + (["... and %d more" % (len(failures) - 10)] if len(failures) > 10 else [])
+    raise GradientCheckError("gradient check failed for %d comparison(s):\n  %s" % (len(failures), "\n  ".join(shown)))
+
+
 def _bounds_facts(act, scale: float, depth: int) -> dict:
     import sympy
 
@@ -282,13 +382,13 @@ def _cmd_bounds(args) -> int:
     return 0
 
 
-def _add_network_options(p, *, wrt_help: str) -> None:
+def _add_network_options(p, *, wrt_help: str, wrt_default: str | None = "b1") -> None:
     net = p.add_mutually_exclusive_group()
     net.add_argument("--depth", type=_positive_int, default=4, help="depth of a single-neuron chain (default 4)")
     net.add_argument("--widths", type=_widths, help="widths of a dense network, e.g. 2,3,1")
     p.add_argument("--activation", default="sigmoid", help="built-in name or an expression in z, e.g. 'z*sigmoid(z)'")
     p.add_argument("--loss", default="quadratic", help="quadratic or cross_entropy")
-    p.add_argument("--wrt", default="b1", help=wrt_help)
+    p.add_argument("--wrt", default=wrt_default, help=wrt_help)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -313,6 +413,17 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--title", default="Gradient derivations", help="document title")
     t.set_defaults(func=_cmd_latex)
 
+    c = sub.add_parser("check", help="check the closed forms numerically against backprop and finite differences",
+                       epilog=EXAMPLES["check"], formatter_class=raw,
+                       description="Sample parameters and compare each parameter's closed-form gradient with backprop\n"
+                                   "and central finite differences.  Prints one row per parameter; exits 1 on a mismatch.")
+    _add_network_options(c, wrt_help="parameter name(s) to check, comma-separated, e.g. b1,w2 (default: all)", wrt_default=None)
+    c.add_argument("--batch", type=_batch, default=8, metavar="B", help="independent parameter samples (default 8)")
+    c.add_argument("--init", type=_init, default="normal", metavar="INIT", help="weight init: %s (default normal)" % ", ".join(INITS))
+    c.add_argument("--value", type=_finite_float, metavar="X", help="every weight and bias, with --init constant")
+    c.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
+    c.set_defaults(func=_cmd_check)
+
     b = sub.add_parser("bounds", help="facts about an activation's derivative and the gradient regime", epilog=EXAMPLES["bounds"], formatter_class=raw)
     b.add_argument("--activation", default="sigmoid", help="built-in name or an expression in z, e.g. 'z*sigmoid(z)'")
     b.add_argument("--weight-scale", type=_weight_scale, default=1.0, metavar="W", help="typical |w| of the weights (default 1.0)")
@@ -336,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         print("symgrad: error: %s" % _one_line(exc), file=sys.stderr)
         return 2
     except GradientCheckError as exc:
-        print("symgrad: check failed: %s" % exc, file=sys.stderr)
+        print("symgrad: check failed: %s" % exc, file=sys.stderr, flush=True)
         return 1
     except SymgradError as exc:
         print("symgrad: error: %s" % _one_line(exc), file=sys.stderr)

@@ -1,4 +1,4 @@
-"""The ``symgrad`` command line: derive, latex, bounds, bad input and atomic output."""
+"""The ``symgrad`` command line: derive, latex, bounds, check, bad input and atomic output."""
 
 from __future__ import annotations
 
@@ -120,10 +120,87 @@ def test_bounds_json(capsys):
     assert code == 0 and facts["sup_abs_phi_prime"] == "1" and facts["regime"] == "neither"
 
 
+# --- check ---------------------------------------------------------------------------------------
+
+
+def _table(out):
+    """``{parameter: row fields}`` of the check table."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("parameter"))
+    rows = {}
+    for line in lines[start + 1:]:
+        fields = line.split()
+        if len(fields) != 5 or fields[-1] not in ("PASS", "FAIL"):
+            break
+        rows[fields[0]] = fields[1:]
+    return rows
+
+
+def test_check_depth_4_sigmoid_chain_passes(capsys):
+    code, out, err = run(capsys, "check", "--depth", "4", "--activation", "sigmoid")
+    assert code == 0, err
+    rows = _table(out)
+    assert list(rows) == ["w1", "w2", "w3", "w4", "b1", "b2", "b3", "b4"]
+    for name, (mag, rel_bp, rel_fd, result) in rows.items():
+        assert result == "PASS" and float(mag) > 0 and float(rel_bp) < 1e-12 and float(rel_fd) < 1e-5, (name, out)
+    assert "all 8 parameter(s) pass" in out and "batch 8" in out
+
+
+def test_check_dense_network_passes(capsys):
+    code, out, err = run(capsys, "check", "--widths", "2,3,1", "--batch", "4", "--init", "xavier", "--seed", "3")
+    assert code == 0, err
+    assert list(_table(out)) == ["W1", "W2", "b1", "b2"] and "FAIL" not in out
+
+
+def test_check_wrt_selects_parameters_in_order_without_repeats(capsys):
+    code, out, _ = run(capsys, "check", "--depth", "3", "--activation", "tanh", "--wrt", "b2, w1,b2", "--init", "constant", "--value", "0.5")
+    assert code == 0 and list(_table(out)) == ["b2", "w1"]
+
+
+def test_check_seed_makes_the_table_reproducible(capsys):
+    first = run(capsys, "check", "--depth", "2", "--seed", "7")[1]
+    assert run(capsys, "check", "--depth", "2", "--seed", "7")[1] == first
+    assert run(capsys, "check", "--depth", "2", "--seed", "8")[1] != first
+
+
+def test_check_mismatch_exits_1_and_names_the_parameter(capsys, monkeypatch):
+    import symgrad.numeric
+
+    real = symgrad.numeric.backprop
+
+    def corrupted(net, params, **kw):  # a backprop with a bug in dC/dw2 only
+        res = real(net, params, **kw)
+        if "w2" in res.grads:
+            res.grads["w2"] = res.grads["w2"] * 1.01
+        return res
+
+    monkeypatch.setattr(symgrad.numeric, "backprop", corrupted)
+    code, out, err = run(capsys, "check", "--depth", "4", "--activation", "sigmoid")
+    assert code == 1
+    rows = _table(out)
+    assert rows["w2"][-1] == "FAIL" and float(rows["w2"][1]) > 1e-3
+    assert all(r[-1] == "PASS" for n, r in rows.items() if n != "w2"), out
+    assert "1 of 8 parameter(s) FAIL: w2" in out
+    assert err.startswith("symgrad: check failed: gradient check failed") and "Traceback" not in err
+    assert "backprop: ∂C/∂w2 at batch index" in err and "closed form = " in err and "∂C/∂w1" not in err
+
+
+def test_check_reports_progress_on_stderr_when_slow(capsys, monkeypatch):
+    monkeypatch.setattr(cli, "PROGRESS_AFTER_S", 0.0)
+    code, out, err = run(capsys, "check", "--depth", "2")
+    assert code == 0 and "symgrad: checking 4 gradient(s)" in err and "done" in err and "symgrad:" not in out
+
+
+def test_check_inits_match_the_sampler():
+    import symgrad.numeric
+
+    assert cli.INITS == symgrad.numeric._INITS
+
+
 # --- help ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["derive", "latex", "bounds"])
+@pytest.mark.parametrize("command", ["derive", "latex", "bounds", "check"])
 def test_help_shows_a_runnable_example(capsys, tmp_path, monkeypatch, command):
     code, out, _ = run(capsys, command, "--help")
     assert code == 0
@@ -139,7 +216,7 @@ def test_help_shows_a_runnable_example(capsys, tmp_path, monkeypatch, command):
 
 def test_top_level_help(capsys):
     code, out, _ = run(capsys, "--help")
-    assert code == 0 and "derive" in out and "latex" in out and "bounds" in out
+    assert code == 0 and "derive" in out and "latex" in out and "bounds" in out and "check" in out
 
 
 # --- bad input: exit 2, one line naming the problem, no traceback -------------------------------
@@ -182,6 +259,28 @@ BAD = [
     (["bounds", "--weight-scale", "nan"], ">= 0"),
     (["bounds", "--weight-scale", "inf"], ">= 0"),
     (["bounds", "--depth", "0"], "not a positive depth"),
+    (["check", "--batch", "0"], "not a positive batch size"),
+    (["check", "--batch", "-1"], "not a positive batch size"),
+    (["check", "--batch", "abc"], "not an integer"),
+    (["check", "--batch", "2.5"], "not an integer"),
+    (["check", "--batch", "10000000"], "exceeds the maximum"),
+    (["check", "--batch"], "expected one argument"),
+    (["check", "--init", "lecun"], "unknown init"),
+    (["check", "--init", "constant"], "needs --value"),
+    (["check", "--value", "0.5"], "only used with --init constant"),
+    (["check", "--init", "constant", "--value", "nan"], "not a finite number"),
+    (["check", "--seed", "-1"], "not a non-negative seed"),
+    (["check", "--seed", "x"], "not an integer"),
+    (["check", "--wrt", "b9"], "unknown parameter"),
+    (["check", "--wrt", "b1,q2"], "unknown parameter 'q2'"),
+    (["check", "--wrt", ","], "names no parameter"),
+    (["check", "--widths", "2,3,1", "--wrt", "W2[0,1]"], "check compares whole parameters"),
+    (["check", "--widths", "2,3,1", "--wrt", "w1"], "unknown parameter"),
+    (["check", "--depth", "0"], "not a positive depth"),
+    (["check", "--depth", "3", "--widths", "2,1"], "not allowed with"),
+    (["check", "--activation", "sigmoidd"], "unknown activation"),
+    (["check", "--loss", "hinge"], "unknown loss"),
+    (["check", "extra"], "unrecognized arguments: extra"),
 ]
 BAD_EXPRESSIONS = [
     (["derive", "--activation", "__import__('os').system('true')"], ""),
