@@ -42,7 +42,8 @@ def is_symgrad_file(path) -> bool:
     except OSError:
         return False
     first = head.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
-    return first.startswith(MARKER)
+    # Markdown files (proofs/README.md) carry the same words in an HTML comment.
+    return first.startswith(MARKER) or first.startswith("<!-- " + MARKER[2:])
 
 
 def _check_destination(path: Path, force: bool) -> None:

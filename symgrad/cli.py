@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 a check failed, 2 bad input (one line on stderr, no tra
 from __future__ import annotations
 
 import argparse
+import os
 import math
 import sys
 import threading
@@ -21,6 +22,7 @@ EXAMPLES = {
     "latex": "example: symgrad latex --depth 4 --activation sigmoid --wrt b1 -o chain.tex --pdf",
     "bounds": "example: symgrad bounds --activation sigmoid --weight-scale 1.0 --depth 10",
     "check": "example: symgrad check --widths 2,3,1 --activation tanh --batch 8 --init xavier --seed 0",
+    "prove": "example: symgrad prove --no-crosscheck",
 }
 #: Largest ``symgrad check --batch`` (each sample is a full network evaluation per finite difference).
 MAX_BATCH = 100_000
@@ -391,6 +393,22 @@ def _add_network_options(p, *, wrt_help: str, wrt_default: str | None = "b1") ->
     p.add_argument("--wrt", default=wrt_default, help=wrt_help)
 
 
+def _cmd_prove(args) -> int:
+    from . import catalogue
+
+    if args.write is not None and not os.path.isdir(args.write):
+        raise InvalidArgument("--write %s: no such directory; create it first" % args.write)
+    results = catalogue.run(verbose=True, crosscheck=not args.no_crosscheck)
+    failed = [r for r in results if not r.proved]
+    print("%d of %d theorem(s) proved%s" % (len(results) - len(failed), len(results), "" if not failed else "; FAILED: " + ", ".join(r.theorem.number for r in failed)))
+    if args.write is not None:
+        for path in catalogue.write_latex(args.write, results, force=args.force):
+            print("wrote %s" % path)
+    if args.readme is not None:
+        print("updated %s" % catalogue.update_readme(args.readme, results))
+    return 1 if failed else 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="symgrad", description="Verified gradient-flow analysis: closed-form gradient chains of deep networks.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -424,6 +442,14 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     c.set_defaults(func=_cmd_check)
 
+    pr = sub.add_parser("prove", help="run the proof catalogue: each theorem proved or failed", epilog=EXAMPLES["prove"], formatter_class=raw,
+                        description="Prove every theorem of the catalogue (symgrad/catalogue.py) step by step, each step checked\n"
+                                    "exactly; print one line per theorem with the failing step, if any, and the numeric cross-check.")
+    pr.add_argument("--no-crosscheck", action="store_true", help="skip the numeric cross-checks (they never count as proof)")
+    pr.add_argument("--write", metavar="DIR", help="also write the theorems' LaTeX, main.tex and README.md into DIR (e.g. proofs/)")
+    pr.add_argument("--force", action="store_true", help="overwrite files in DIR that symgrad did not write")
+    pr.add_argument("--readme", metavar="FILE", help="rewrite the theorem-status block of FILE (between symgrad's markers)")
+    pr.set_defaults(func=_cmd_prove)
     b = sub.add_parser("bounds", help="facts about an activation's derivative and the gradient regime", epilog=EXAMPLES["bounds"], formatter_class=raw)
     b.add_argument("--activation", default="sigmoid", help="built-in name or an expression in z, e.g. 'z*sigmoid(z)'")
     b.add_argument("--weight-scale", type=_weight_scale, default=1.0, metavar="W", help="typical |w| of the weights (default 1.0)")
