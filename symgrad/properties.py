@@ -1,0 +1,578 @@
+r"""Reusable assertions about gradient flow, each with a clear failure message.
+
+Every ``assert_*`` function returns quietly when the property holds and raises
+:class:`symgrad.GradientCheckError` (an ``AssertionError``) naming the layer or parameter, the
+values and the bound when it does not.  A violated *precondition* (e.g. a factor above the
+``rate`` given to :func:`assert_vanishing`) is a misuse and raises
+:class:`symgrad.InvalidArgument`.  The ``verify_*`` functions are the symbolic counterparts:
+exact SymPy checks on the closed forms, cached, so call them once, outside ``@given``.
+
+1. :func:`assert_derivative_in_range` / :func:`verify_derivative_bound`: ``0 < σ' ≤ 1/4``
+   (equality only at 0), ``0 < tanh' ≤ 1``, ``relu' ∈ {0, 1}``, ``leaky_relu' ∈ {α, 1}``, and in
+   general φ' within the catalogue's range and sup.
+2. :func:`assert_vanishing`: every factor ``|w_{j+1} φ'(z_j)| ≤ r < 1`` ⇒
+   ``|∂C/∂b_1| ≤ r^{L−1} |∂C/∂b_L|``.
+3. :func:`assert_exploding`: every factor ``≥ c > 1`` ⇒ ``|∂C/∂b_1| ≥ c^{L−1} |∂C/∂b_L|``.
+4. :func:`assert_chain_identity` / :func:`verify_chain_identity`:
+   ``∂C/∂b_1 / ∂C/∂b_L = Π_{j=1}^{L−1} w_{j+1} φ'(z_j)``, to rounding and in log space.
+5. :func:`assert_dense_delta_bound`: ``‖δ^l‖ ≤ ‖δ^L‖ · Π_{k=l}^{L−1} sup|φ'_k| · ‖W^{k+1}‖_2``.
+6. :func:`steep_interval_width` / :func:`assert_steep_interval` /
+   :func:`steep_interval_derivation`: ``|w σ'(wa + b)| ≥ 1`` needs ``|w| ≥ 4`` and then holds
+   only for ``a`` in an interval of width ``(2/|w|)·ln(|w|(1 + √(1 − 4/|w|))/2 − 1)``.
+7. :func:`assert_gradient_fn`: a user's gradient function agrees with the closed form.
+
+>>> import symgrad
+>>> from symgrad.properties import assert_chain_identity
+>>> net = symgrad.chain(4)
+>>> assert_chain_identity(net, symgrad.sample(net, seed=0))
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import sympy
+
+from .activations import Activation, activation as _activation, sigmoid as _sigmoid
+from .errors import GradientCheckError, InvalidArgument
+from .networks import Chain, Network
+
+__all__ = [
+    "assert_chain_identity",
+    "assert_dense_delta_bound",
+    "assert_derivative_in_range",
+    "assert_exploding",
+    "assert_gradient_fn",
+    "assert_steep_interval",
+    "assert_vanishing",
+    "chain_factors",
+    "dense_delta_bounds",
+    "steep_interval",
+    "steep_interval_derivation",
+    "steep_interval_width",
+    "verify_chain_identity",
+    "verify_derivative_bound",
+]
+
+_EPS = float(np.finfo(np.float64).eps)
+
+
+def _scalar_params(net, params, fn):
+    from .numeric import forward
+
+    if not isinstance(net, Chain):
+        raise InvalidArgument("%s: net must be a symgrad chain (symgrad.chain(depth)), not %r" % (fn, net))
+    for k, v in params.items() if hasattr(params, "items") else ():
+        if np.ndim(v) != 0:
+            raise InvalidArgument("%s: parameter %r is batched (shape %s); pass one network's parameters (scalars)" % (fn, k, np.shape(v)))
+    return forward(net, params)
+
+
+def chain_factors(net: Chain, params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The factors ``w_{j+1} φ'(z_j)`` (j = 1..L−1) of a chain at ``params``, as
+    ``(values, log|values|, signs)``; logs are sums ``log|w| + log|φ'|`` (finite where the
+    product underflows).
+
+    >>> import symgrad
+    >>> net = symgrad.chain(3)
+    >>> p = symgrad.sample(net, value={"w1": 1.0, "w2": 100.0, "w3": 100.0, "b1": 0.0, "b2": -50.0, "b3": 0.0, "a0": 0.0, "y": 0.0})
+    >>> float(chain_factors(net, p)[0][1])   # z2 = 100·σ(0) − 50 = 0: w3 σ'(0) = 25
+    25.0
+    """
+    loc = _scalar_params(net, params, "chain_factors")
+    L = net.depth
+    z = np.array([float(loc["z%d" % j]) for j in range(1, L)], dtype=np.float64)
+    w = np.array([float(params["w%d" % (j + 1)]) for j in range(1, L)], dtype=np.float64)
+    grads = np.array([float(net.activations[j - 1].grad(np.array(z[j - 1]))) for j in range(1, L)], dtype=np.float64)
+    logs = np.array([float(net.activations[j - 1].log_abs_grad(np.array(z[j - 1]))) for j in range(1, L)], dtype=np.float64)
+    with np.errstate(divide="ignore", over="ignore", under="ignore"):
+        vals = w * grads
+        logw = np.where(w != 0, np.log(np.where(w != 0, np.abs(w), 1.0)), -np.inf)
+    return vals, logw + logs, np.sign(w) * np.sign(grads)
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Derivative ranges
+# ---------------------------------------------------------------------------------------------
+
+
+def _set_bounds(rng: sympy.Set):
+    """(lo, lo_open, hi, hi_open) of an Interval or Union of intervals and points."""
+    return (float(rng.inf), bool(rng.left_open) if isinstance(rng, sympy.Interval) else False,
+            float(rng.sup), bool(rng.right_open) if isinstance(rng, sympy.Interval) else False)
+
+
+def assert_derivative_in_range(activation, z) -> None:
+    """φ'(z) lies in the activation's range of φ' and below its exact sup, for every z given.
+
+    * finite ranges are checked exactly (``relu' ∈ {0, 1}``, ``leaky_relu' ∈ {α, 1}``);
+    * interval ranges to a few ulps (``0 < σ' ≤ 1/4``, ``0 < tanh' ≤ 1``); an open lower end 0
+      is checked as ``log|φ'(z)| > −inf``, so that it also holds where φ' underflows;
+    * ``|φ'(z)| ≤ sup`` with the catalogue's (or the derived) sup.
+
+    >>> assert_derivative_in_range("sigmoid", [-3.0, 0.0, 40.0])
+    """
+    act = _activation(activation)
+    zs = np.atleast_1d(np.asarray(z, dtype=np.float64))
+    if not np.all(np.isfinite(zs)):
+        raise InvalidArgument("assert_derivative_in_range: z must be finite; got %r" % (zs[~np.isfinite(zs)][0],))
+    bound = act.bound
+    if not bound.known:
+        raise InvalidArgument("assert_derivative_in_range: %s has no known sup of |φ'| (%s)" % (act.name, bound.note))
+    g = act.grad(zs)
+    logg = act.log_abs_grad(zs)
+    sup = float(bound.sup)
+    slack = 4 * _EPS * max(1.0, sup) if not bound.exact or bound.range is None or not isinstance(bound.range, sympy.FiniteSet) else 0.0
+    bad = np.abs(g) > sup + slack
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise GradientCheckError("%s'(z) = %.17g at z = %.17g exceeds sup|%s'| = %s" % (act.name, g[i], zs[i], act.name, bound.sup))
+    rng = bound.range
+    if rng is None:
+        return
+    if isinstance(rng, sympy.FiniteSet):
+        allowed = np.array([float(v) for v in rng], dtype=np.float64)
+        bad = ~np.isin(g, allowed)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise GradientCheckError("%s'(z) = %.17g at z = %.17g is not in the range %s" % (act.name, g[i], zs[i], rng))
+        return
+    lo, lo_open, hi, hi_open = _set_bounds(rng)
+    tol = 4 * _EPS * max(1.0, abs(hi))
+    bad = (g < lo - tol) | (g > hi + tol)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise GradientCheckError("%s'(z) = %.17g at z = %.17g is outside the range %s" % (act.name, g[i], zs[i], rng))
+    if lo == 0.0 and lo_open:
+        bad = ~(logg > -np.inf)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise GradientCheckError("%s'(z) at z = %.17g is 0 (log|φ'| = -inf), but the range %s excludes 0" % (act.name, zs[i], rng))
+
+
+@dataclass(frozen=True)
+class DerivativeBoundCheck:
+    """What :func:`verify_derivative_bound` proved: the sup, where it is attained, and how."""
+
+    activation: str
+    sup: sympy.Expr
+    attained_at: sympy.Set
+    method: str
+
+
+@lru_cache(maxsize=None)
+def _verify_bound_cached(act: Activation) -> DerivativeBoundCheck:
+    bound = act.bound
+    if not bound.known:
+        raise InvalidArgument("verify_derivative_bound: %s has no known sup (%s)" % (act.name, bound.note))
+    z = sympy.Symbol("z", real=True)
+    d = act.derivative_at(z)
+    if isinstance(bound.range, sympy.FiniteSet):
+        # Piecewise-constant φ' (relu, leaky_relu): the value on each side of the kink.
+        vals = {d.subs(z, v).doit() for v in (-1, 0, 1)}
+        if not vals <= set(bound.range) or max(abs(v) for v in vals) != bound.sup:
+            raise GradientCheckError("%s: φ' takes %s at z = -1, 0, 1; catalogue range %s, sup %s" % (act.name, vals, bound.range, bound.sup))
+        return DerivativeBoundCheck(act.name, bound.sup, bound.attained_at, "φ' is piecewise constant with values %s" % sorted(vals))
+    if act.name in ("sigmoid", "tanh"):
+        # sup − φ' is a perfect square in s = σ(z) (resp. t = tanh(z)), zero only at s = 1/2 (t = 0), i.e. z = 0.
+        s = sympy.Symbol("s", real=True)
+        base = _sigmoid(z) if act.name == "sigmoid" else sympy.tanh(z)
+        poly = sympy.factor(sympy.expand(bound.sup - d.xreplace({base: s})))
+        centre = sympy.Rational(1, 2) if act.name == "sigmoid" else sympy.S.Zero
+        if sympy.expand(poly - (s - centre) ** 2) != 0:
+            raise GradientCheckError("%s: sup − φ' = %s is not (s − %s)²" % (act.name, poly, centre))
+        where = sympy.solveset(sympy.Eq(base.rewrite(sympy.exp), centre), z, sympy.S.Reals)
+        if where != bound.attained_at:
+            raise GradientCheckError("%s: φ' = sup exactly at %s, catalogue says %s" % (act.name, where, bound.attained_at))
+        return DerivativeBoundCheck(act.name, bound.sup, where, "sup − φ' = (%s − %s)² ≥ 0" % (base, centre))
+    # General case: SymPy's own extrema of φ' (elementary form) against the catalogue.
+    de = d.rewrite(sympy.exp) if d.has(_sigmoid) else d
+    try:
+        hi = sympy.calculus.util.maximum(de, z, sympy.S.Reals)
+        lo = sympy.calculus.util.minimum(de, z, sympy.S.Reals)
+    except (NotImplementedError, ValueError, TypeError):
+        return _verify_at_attained(act, z, d)
+    sup = sympy.Max(sympy.Abs(hi), sympy.Abs(lo))
+    if sympy.simplify(sup - bound.sup) != 0:
+        raise GradientCheckError("%s: SymPy derives sup|φ'| = %s, catalogue says %s" % (act.name, sup, bound.sup))
+    return DerivativeBoundCheck(act.name, sup, bound.attained_at, "SymPy maximum/minimum of φ' over the reals")
+
+
+def _verify_at_attained(act, z, d) -> DerivativeBoundCheck:
+    """Where SymPy cannot find the extrema (ELU's Piecewise, GELU's erf, SiLU's transcendental
+    critical point): confirm |φ'| = sup at the catalogue's attaining points, to 25 digits, and
+    that φ'' vanishes there unless it is a kink or an end of an interval of maxima."""
+    bound = act.bound
+    pts = bound.attained_at
+    if isinstance(pts, sympy.FiniteSet):
+        points = list(pts)
+    elif isinstance(pts, sympy.Interval):
+        points = [pts.inf + 1 if pts.sup is sympy.oo else (pts.inf + pts.sup) / 2]
+    else:
+        raise GradientCheckError("%s: SymPy cannot derive sup|φ'| and the catalogue gives no attaining point (%s)" % (act.name, pts))
+    for p in points:
+        val = sympy.Abs(d.xreplace({z: p}).doit())
+        err = sympy.N(val - bound.sup, 40)
+        if abs(err) > sympy.Float("1e-25"):
+            raise GradientCheckError("%s: |φ'(%s)| = %s but the catalogue's sup is %s" % (act.name, p, sympy.N(val, 30), bound.sup))
+        if isinstance(pts, sympy.FiniteSet) and not d.has(sympy.Piecewise, sympy.Heaviside):
+            slope = sympy.N(sympy.diff(d, z).xreplace({z: p}), 40)
+            if abs(slope) > sympy.Float("1e-25"):
+                raise GradientCheckError("%s: φ''(%s) = %s ≠ 0, so %s is not an extremum of φ'" % (act.name, p, slope, p))
+    return DerivativeBoundCheck(act.name, bound.sup, pts, "|φ'| = sup at %s to 25 digits (SymPy cannot find the extrema)" % sympy.Tuple(*points))
+
+
+def verify_derivative_bound(activation) -> DerivativeBoundCheck:
+    """Symbolically confirm the catalogue's sup of |φ'| (cached per activation).
+
+    Sigmoid and tanh by an identity (``1/4 − σ' = (σ − 1/2)²``, ``1 − tanh' = tanh²``, so the sup
+    is attained only at z = 0); piecewise-constant φ' by its values; others by SymPy's
+    ``maximum``/``minimum`` (slow: a few seconds; mark such tests ``slow``).
+
+    >>> verify_derivative_bound("sigmoid").attained_at
+    {0}
+    """
+    return _verify_bound_cached(_activation(activation))
+
+
+# ---------------------------------------------------------------------------------------------
+# 2-4. Chains: decay, explosion, the product identity
+# ---------------------------------------------------------------------------------------------
+
+
+def _log_grads(net, params):
+    from .numeric import backprop
+
+    res = backprop(net, params, log_space=True)
+    L = net.depth
+    return (float(res.log_abs["b1"]), float(res.log_abs["b%d" % L]), float(res.sign["b1"]),
+            float(res.sign["b%d" % L]), float(res.grads["b1"]), float(res.grads["b%d" % L]))
+
+
+def _log_tol(L, logs):
+    """Rounding allowance for comparing two sums of about L logs accumulated in different orders:
+    the classic bound for recursive summation, (L − 1)·ε·Σ|terms|, for each of them.  Still
+    ~1e-11 relative at depth 10⁴, where a single wrong factor would be off by O(1)."""
+    finite = np.abs(logs[np.isfinite(logs)]) if np.size(logs) else np.zeros(0)
+    return 2 * (L + 1) * _EPS * (float(finite.sum()) + 1.0) + 1e-12
+
+
+def assert_vanishing(net: Chain, params, *, rate: float) -> None:
+    """If every factor ``|w_{j+1} φ'(z_j)| ≤ rate < 1``, then ``|∂C/∂b_1| ≤ rate^{L−1} |∂C/∂b_L|``.
+
+    Checked in log space (``log|∂C/∂b_1| ≤ (L−1) log r + log|∂C/∂b_L|``), so it holds at any depth.
+    Raises :class:`~symgrad.InvalidArgument` if a factor exceeds ``rate`` (the premise fails).
+
+    >>> import symgrad
+    >>> net = symgrad.chain(3)   # sigmoid: |w| ≤ 1 gives every factor ≤ 1/4
+    >>> p = symgrad.sample(net, init="uniform", seed=1)
+    >>> assert_vanishing(net, p, rate=0.25)
+    """
+    rate = _check_rate("assert_vanishing", rate, below_one=True)
+    vals, logs, _ = chain_factors(net, params)
+    over = np.abs(vals) > rate
+    if over.any():
+        j = int(np.argmax(over)) + 1
+        raise InvalidArgument("assert_vanishing: the premise fails: |w%d φ'(z%d)| = %.17g > rate = %r" % (j + 1, j, abs(vals[j - 1]), rate))
+    L = net.depth
+    l1, lL, *_ , g1, gL = _log_grads(net, params)
+    bound = (L - 1) * math.log(rate) + lL
+    if not l1 <= bound + _log_tol(L, logs):
+        raise GradientCheckError(
+            "vanishing bound violated: |∂C/∂b1| = %.17g (log %.17g) > rate^(L-1)·|∂C/∂b%d| = %r^%d · %.17g (log %.17g)"
+            % (g1, l1, L, rate, L - 1, gL, bound))
+
+
+def assert_exploding(net: Chain, params, *, rate: float) -> None:
+    """If every factor ``|w_{j+1} φ'(z_j)| ≥ rate > 1``, then ``|∂C/∂b_1| ≥ rate^{L−1} |∂C/∂b_L|``.
+
+    Nielsen's construction (w = 100, b_j = −w_j a_{j−1} so z_j = 0, sigmoid) gives exactly 25
+    per layer.  Checked in log space; raises :class:`~symgrad.InvalidArgument` if a factor is
+    below ``rate``.
+
+    >>> import symgrad
+    >>> net = symgrad.chain(3)
+    >>> p = symgrad.sample(net, value={"w1": 1.0, "w2": 100.0, "w3": 100.0, "b1": 0.0, "b2": -50.0, "b3": 0.0, "a0": 0.0, "y": 0.0})
+    >>> assert_exploding(net, p, rate=25.0)
+    """
+    rate = _check_rate("assert_exploding", rate, below_one=False)
+    vals, logs, _ = chain_factors(net, params)
+    under = np.abs(vals) < rate
+    if under.any():
+        j = int(np.argmax(under)) + 1
+        raise InvalidArgument("assert_exploding: the premise fails: |w%d φ'(z%d)| = %.17g < rate = %r" % (j + 1, j, abs(vals[j - 1]), rate))
+    L = net.depth
+    l1, lL, *_, g1, gL = _log_grads(net, params)
+    bound = (L - 1) * math.log(rate) + lL
+    if not l1 >= bound - _log_tol(L, logs):
+        raise GradientCheckError(
+            "exploding bound violated: |∂C/∂b1| = %.17g (log %.17g) < rate^(L-1)·|∂C/∂b%d| = %r^%d · %.17g (log %.17g)"
+            % (g1, l1, L, rate, L - 1, gL, bound))
+
+
+def _check_rate(fn, rate, *, below_one):
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating)) or not math.isfinite(rate) or rate <= 0:
+        raise InvalidArgument("%s: rate=%r must be a positive finite number, e.g. rate=%s" % (fn, rate, "0.25" if below_one else "2.0"))
+    if below_one and not rate < 1:
+        raise InvalidArgument("%s: rate=%r must be < 1 for decay; use assert_exploding for rate > 1" % (fn, rate))
+    if not below_one and not rate > 1:
+        raise InvalidArgument("%s: rate=%r must be > 1 for explosion; use assert_vanishing for rate < 1" % (fn, rate))
+    return float(rate)
+
+
+def assert_chain_identity(net: Chain, params, *, rtol: float | None = None) -> None:
+    """``∂C/∂b_1 / ∂C/∂b_L = Π_{j=1}^{L−1} w_{j+1} φ'(z_j)``, checked two ways:
+
+    * in log space, always: ``log|∂C/∂b_1| − log|∂C/∂b_L| = Σ_j (log|w_{j+1}| + log|φ'(z_j)|)`` to
+      the rounding of that sum, with equal signs (finite at depths of 10⁴ and beyond, where the
+      product itself underflows);
+    * in linear space, where both gradients and the product are normal floats: to ``rtol``
+      (default ``4·L·ε``).
+
+    >>> import symgrad
+    >>> net = symgrad.chain(50, "tanh")
+    >>> assert_chain_identity(net, symgrad.sample(net, seed=3))
+    """
+    vals, logs, signs = chain_factors(net, params)
+    L = net.depth
+    l1, lL, s1, sL, g1, gL = _log_grads(net, params)
+    if s1 == 0 or sL == 0 or not np.all(np.isfinite(logs)):
+        # An exact zero (dead unit, a_L = y, w = 0): both sides must be zero.
+        if not (s1 == 0 and (sL == 0 or np.any(signs == 0) or not np.all(np.isfinite(logs)))):
+            raise GradientCheckError("chain identity: ∂C/∂b1 = %.17g but ∂C/∂b%d = %.17g and the factors %s" % (g1, L, gL, vals))
+        return
+    lhs = l1 - lL
+    rhs = float(np.sum(logs))
+    tol = _log_tol(L, np.concatenate([logs, [l1, lL]]))
+    if not abs(lhs - rhs) <= tol:
+        raise GradientCheckError(
+            "chain identity (log space) at depth %d: log|∂C/∂b1| − log|∂C/∂b%d| = %.17g but Σ log|w_(j+1) φ'(z_j)| = %.17g "
+            "(difference %.3g, tolerance %.3g)" % (L, L, lhs, rhs, lhs - rhs, tol))
+    sign = float(np.prod(signs))
+    if s1 * sL != sign:
+        raise GradientCheckError("chain identity: sign(∂C/∂b1 / ∂C/∂b%d) = %+g but the factors' product has sign %+g" % (L, s1 * sL, sign))
+    rtol = 4 * L * _EPS if rtol is None else float(rtol)
+    tiny = np.finfo(np.float64).tiny
+    with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+        prod = float(np.prod(vals)) if L > 1 else 1.0
+        ratio = g1 / gL
+    if all(math.isfinite(v) and abs(v) > tiny for v in (g1, gL, prod, ratio)) and L > 1:
+        if not abs(ratio - prod) <= rtol * abs(prod):
+            raise GradientCheckError(
+                "chain identity at depth %d: ∂C/∂b1 / ∂C/∂b%d = %.17g / %.17g = %.17g but Π w_(j+1) φ'(z_j) = %.17g "
+                "(relative error %.3g > rtol %.3g)" % (L, L, g1, gL, ratio, prod, abs(ratio - prod) / abs(prod), rtol))
+
+
+@lru_cache(maxsize=None)
+def _verify_identity_cached(depth: int, act: Activation, loss: str) -> sympy.Expr:
+    from .networks import chain
+
+    net = chain(depth, act, loss)
+    g1, gL = net.gradient("b1"), net.gradient("b%d" % depth)
+    s, loc = net.symbols, net.local_symbols
+    prod = sympy.Mul(*[s["w%d" % (j + 1)] * act.prime(loc["z%d" % j]) for j in range(1, depth)])
+    # Both gradients are products of the same atoms; their quotient cancels exactly.
+    if sympy.Mul(*g1.factors) != sympy.Mul(*gL.factors) * prod:
+        raise GradientCheckError("chain identity (symbolic) fails at depth %d: ∂C/∂b1 = %s, ∂C/∂b%d = %s, product %s"
+                                 % (depth, g1.expr, depth, gL.expr, prod))
+    return prod
+
+
+def verify_chain_identity(depth: int, activation="sigmoid", loss="quadratic") -> sympy.Expr:
+    """Symbolically: ``∂C/∂b_1 = (Π_{j=1}^{L−1} w_{j+1} φ'(z_j)) · ∂C/∂b_L`` on the closed forms
+    (cached).  Returns the product.  Linear in depth: no expression is composed or simplified.
+
+    >>> verify_chain_identity(3)
+    w2*w3*sigmoid'(z1)*sigmoid'(z2)
+    """
+    from .losses import loss as _loss
+
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        raise InvalidArgument("verify_chain_identity: depth=%r must be a positive int, e.g. depth=4" % (depth,))
+    return _verify_identity_cached(depth, _activation(activation), _loss(loss).name)
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. Dense networks
+# ---------------------------------------------------------------------------------------------
+
+
+def dense_delta_bounds(net: Network, params) -> tuple[np.ndarray, np.ndarray]:
+    """``(‖δ^l‖, bound_l)`` for l = 1..L, with
+    ``bound_l = ‖δ^L‖ · Π_{k=l}^{L−1} sup|φ'_k| · ‖W^{k+1}‖_2`` (spectral norms).
+
+    This is ``δ^l = Σ'(z^l) (W^{l+1})ᵀ δ^{l+1}`` with ``‖Σ'(z^l)‖_2 ≤ sup|φ'_l|``, unrolled.
+    Starting from ``δ^L`` rather than ``∇_a C`` covers every loss (for the quadratic loss
+    ``‖δ^L‖ ≤ sup|φ'_L| · ‖∇_a C‖``, which :func:`assert_dense_delta_bound` checks too).
+    """
+    from .numeric import backprop
+
+    if not isinstance(net, Network):
+        raise InvalidArgument("dense_delta_bounds: net must be a symgrad.network(...), not %r" % (net,))
+    sups = []
+    for l, act in enumerate(net.activations, start=1):
+        if not act.bound.known:
+            raise InvalidArgument("dense_delta_bounds: layer %d's activation %s has no known sup|φ'| (%s)" % (l, act.name, act.bound.note))
+        sups.append(float(act.bound.sup))
+    res = backprop(net, params)
+    if res.batch is not None:
+        raise InvalidArgument("dense_delta_bounds: pass one network's parameters, not a batch of %d" % res.batch)
+    L = net.depth
+    norms = np.array([float(np.linalg.norm(d)) for d in res.deltas])
+    bounds = np.empty(L)
+    bounds[L - 1] = norms[L - 1]
+    for l in range(L - 1, 0, -1):  # 1-based l = L-1..1, index l-1
+        spec = float(np.linalg.norm(np.asarray(params["W%d" % (l + 1)], dtype=np.float64), 2))
+        bounds[l - 1] = bounds[l] * sups[l - 1] * spec
+    return norms, bounds
+
+
+def assert_dense_delta_bound(net: Network, params, *, rtol: float = 1e-12) -> None:
+    """``‖δ^l‖ ≤ ‖δ^L‖ · Π_{k=l}^{L−1} sup|φ'_k| · ‖W^{k+1}‖_2`` for every layer l, and for the
+    quadratic loss ``‖δ^L‖ ≤ sup|φ'_L| · ‖a^L − y‖``.  Tight (equality) for a chain of width-1
+    layers with every ``z`` where ``|φ'| = sup`` (z = 0 for sigmoid).
+
+    >>> import symgrad
+    >>> net = symgrad.network([3, 4, 2])
+    >>> assert_dense_delta_bound(net, symgrad.sample(net, seed=0))
+    """
+    from .numeric import forward
+
+    norms, bounds = dense_delta_bounds(net, params)
+    for l in range(1, net.depth + 1):
+        if not norms[l - 1] <= bounds[l - 1] * (1 + rtol) + 1e-300:
+            raise GradientCheckError(
+                "dense bound violated at layer %d: ‖δ^%d‖ = %.17g > ‖δ^L‖·Π sup|φ'|·‖W‖_2 = %.17g" % (l, l, norms[l - 1], bounds[l - 1]))
+    if net.cost.name == "quadratic":
+        loc = forward(net, params)
+        grad_a = float(np.linalg.norm(np.asarray(loc["a%d" % net.depth]) - np.asarray(params["y"])))
+        top = float(net.activations[-1].bound.sup) * grad_a
+        if not norms[-1] <= top * (1 + rtol) + 1e-300:
+            raise GradientCheckError("dense bound violated at the output: ‖δ^L‖ = %.17g > sup|φ'_L|·‖∇_a C‖ = %.17g" % (norms[-1], top))
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. Where |w σ'(w a + b)| ≥ 1 can hold
+# ---------------------------------------------------------------------------------------------
+
+
+def steep_interval_width(w: float) -> float:
+    """Width of the set of ``a`` with ``|w σ'(wa + b)| ≥ 1`` (independent of b): 0-measure
+    (``nan``-free: returns ``0.0``) for ``|w| < 4``, else ``(2/|w|)·ln(|w|(1 + √(1 − 4/|w|))/2 − 1)``.
+
+    >>> round(steep_interval_width(100.0), 6)
+    0.091697
+    """
+    w = abs(float(w))
+    if not math.isfinite(w):
+        raise InvalidArgument("steep_interval_width: w=%r must be finite" % (w,))
+    if w < 4:
+        return 0.0
+    return (2.0 / w) * math.log(w * (1.0 + math.sqrt(1.0 - 4.0 / w)) / 2.0 - 1.0)
+
+
+def steep_interval(w: float, b: float) -> tuple[float, float] | None:
+    """The interval of ``a`` with ``|w σ'(wa + b)| ≥ 1``, or ``None`` if |w| < 4.  It is centred at
+    ``a = −b/w`` (where z = 0) and has width :func:`steep_interval_width`."""
+    w, b = float(w), float(b)
+    if abs(w) < 4:
+        return None
+    half = steep_interval_width(w) / 2
+    c = -b / w
+    return (c - half, c + half)
+
+
+def steep_interval_derivation() -> dict:
+    """The exact derivation behind :func:`steep_interval_width`, as SymPy objects (cached).
+
+    With ``u = |w| ≥ 4`` and ``s = σ(z)``: ``σ'(z) = s(1 − s) ≥ 1/u`` ⇔ ``s² − s + 1/u ≤ 0`` ⇔
+    ``s ∈ [s₋, s₊]``, ``s± = (1 ± √(1 − 4/u))/2`` (real iff u ≥ 4).  Since σ is increasing and
+    ``s₊ = 1 − s₋``, z lies in ``[logit s₋, logit s₊]`` of width ``2 ln(s₊/s₋)``, and
+    ``a = (z − b)/w`` scales that by 1/u.  Finally ``s₊/s₋ = (1 + r)²/(1 − r²) = u(1 + r)/2 − 1``
+    with ``r = √(1 − 4/u)``.  Returns the roots, the width, and the checks (each ``True``).
+    """
+    return _steep_derivation()
+
+
+@lru_cache(maxsize=None)
+def _steep_derivation() -> dict:
+    u = sympy.Symbol("u", positive=True)
+    s = sympy.Symbol("s", positive=True)
+    r = sympy.sqrt(1 - 4 / u)
+    roots = sympy.solve(sympy.Eq(u * s * (1 - s), 1), s)
+    s_minus, s_plus = (1 - r) / 2, (1 + r) / 2
+    logit = lambda p: sympy.log(p / (1 - p))  # noqa: E731
+    width_z = logit(s_plus) - logit(s_minus)
+    width_a = width_z / u
+    closed = (2 / u) * sympy.log(u * (1 + r) / 2 - 1)
+    checks = {
+        "roots": {sympy.simplify(x) for x in roots} == {sympy.simplify(s_minus), sympy.simplify(s_plus)},
+        "symmetric": sympy.simplify(s_plus - (1 - s_minus)) == 0,
+        "width": sympy.simplify(sympy.expand_log(width_a - closed, force=True)) == 0
+        or sympy.simplify((s_plus / s_minus) - (u * (1 + r) / 2 - 1)) == 0,
+        "real_iff_u_ge_4": sympy.solveset(1 - 4 / u >= 0, u, sympy.Interval.open(0, sympy.oo)) == sympy.Interval(4, sympy.oo),
+        "peak": sympy.Rational(1, 4) * 4 == 1,  # max σ' = 1/4, so u·σ' ≥ 1 needs u ≥ 4
+    }
+    return {"u": u, "s_minus": s_minus, "s_plus": s_plus, "width": closed, "width_z": width_z, "checks": checks}
+
+
+def assert_steep_interval(w: float, b: float, a) -> None:
+    """Every ``a`` given with ``|w σ'(wa + b)| ≥ 1`` lies in :func:`steep_interval` (so the ``a``
+    that qualify span at most :func:`steep_interval_width`); none qualifies if |w| < 4.
+
+    >>> assert_steep_interval(100.0, 3.0, [-0.03, -0.02, 0.5])
+    """
+    from .activations import activation
+
+    sig = activation("sigmoid")
+    w, b = float(w), float(b)
+    av = np.atleast_1d(np.asarray(a, dtype=np.float64))
+    with np.errstate(over="ignore", invalid="ignore"):
+        steep = np.abs(w * sig.grad(w * av + b)) >= 1.0
+    if not steep.any():
+        return
+    interval = steep_interval(w, b)
+    if interval is None:
+        i = int(np.argmax(steep))
+        raise GradientCheckError("|w σ'(wa + b)| = %.17g ≥ 1 at a = %.17g with |w| = %.17g < 4" % (abs(w * sig.grad(np.array(w * av[i] + b))), av[i], abs(w)))
+    lo, hi = interval
+    # A point on the boundary can round either way: allow the rounding of z = wa + b.
+    slack = 64 * _EPS * (1.0 + abs(b / w) + abs(hi - lo))
+    outside = steep & ((av < lo - slack) | (av > hi + slack))
+    if outside.any():
+        i = int(np.argmax(outside))
+        raise GradientCheckError("a = %.17g has |w σ'(wa + b)| ≥ 1 (w = %.17g, b = %.17g) but lies outside [%.17g, %.17g] "
+                                 "(width %.17g)" % (av[i], w, b, lo, hi, hi - lo))
+    span = float(av[steep].max() - av[steep].min())
+    if span > steep_interval_width(w) + 2 * slack:
+        raise GradientCheckError("the a with |w σ'(wa + b)| ≥ 1 span %.17g > width %.17g (w = %.17g)" % (span, steep_interval_width(w), w))
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. A user's gradient function
+# ---------------------------------------------------------------------------------------------
+
+
+def assert_gradient_fn(net, params, grad_fn, *, wrt=None, rtol=None, atol=None):
+    """``grad_fn(params) -> {name: gradient}`` agrees with the closed form (and backprop and
+    finite differences), as one assertion; returns the :class:`~symgrad.GradientCheckReport`.
+    On a mismatch raises :class:`~symgrad.GradientCheckError` naming the parameter and values.
+
+    >>> import symgrad
+    >>> net = symgrad.chain(1)
+    >>> def mine(p):   # ∂C/∂b1 = σ'(z)(a − y), ∂C/∂w1 = a0 ∂C/∂b1
+    ...     import math
+    ...     s = 1 / (1 + math.exp(-(p["w1"] * p["a0"] + p["b1"])))
+    ...     g = s * (1 - s) * (s - p["y"])
+    ...     return {"w1": p["a0"] * g, "b1": g}
+    >>> assert_gradient_fn(net, symgrad.sample(net, seed=0), mine).ok
+    True
+    """
+    from .numeric import check_gradients
+
+    if not callable(grad_fn):
+        raise InvalidArgument("assert_gradient_fn: grad_fn=%r must be callable as grad_fn(params) -> {name: gradient}" % (grad_fn,))
+    return check_gradients(net, params, wrt=wrt, grad_fn=grad_fn, rtol=rtol, atol=atol, raise_on_failure=True)

@@ -1,0 +1,419 @@
+"""Hypothesis strategies for symgrad, in the style of :mod:`hypothesis.extra.numpy`.
+
+* :func:`activations`: built-in and custom :class:`symgrad.Activation` objects;
+* :func:`chains`: Nielsen's single-neuron chains; :func:`networks`: dense networks;
+* :func:`parameters`: a parameter mapping for *one given* network (``a0``, ``y`` and every
+  weight and bias, as :func:`symgrad.numeric.backprop` takes it), optionally in a **regime**:
+
+  - ``"bounded"``: every weight in ``[-max_weight, max_weight]`` (e.g. ``|w| ≤ 1``);
+  - ``"vanishing"``: every chain factor ``|w_{j+1} φ'(z_j)| ≤ rate < 1``;
+  - ``"exploding"``: every chain factor ``|w_{j+1} φ'(z_j)| ≥ rate > 1``, built as Nielsen does:
+    large weights and ``b_j = z* − w_j a_{j−1}`` so that ``z_j = z*`` (``z* = 0`` where
+    ``φ'(0) > 0``, e.g. sigmoid: w = 100 gives exactly 25 per layer);
+  - ``"saturated"``: every pre-activation has ``|z| > saturation`` (default 4);
+  - ``"dead"``: at least one unit has ``z ≤ 0`` under an activation with ``φ' = 0`` there (ReLU).
+
+Every argument is keyword-only and checked when the strategy is *made*, not when it is drawn:
+a bad one raises :class:`symgrad.InvalidArgument` saying how to fix it.  Sizes are bounded by
+default (chains up to depth 8, dense networks up to 3 layers of width 4), floats are finite
+unless ``allow_nan``/``allow_infinity`` ask otherwise, and everything shrinks towards small,
+round values (depth ``min_depth``, sigmoid, weights and biases near 0).
+
+>>> from hypothesis import given, strategies as st
+>>> import symgrad.strategies as sgst
+>>> from symgrad.properties import assert_vanishing
+>>> @given(st.data())
+... def test_decay(data):
+...     net = data.draw(sgst.chains(max_depth=5))
+...     params = data.draw(sgst.parameters(net=net, regime="vanishing", rate=0.5))
+...     assert_vanishing(net, params, rate=0.5)
+>>> test_decay()
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.strategies import SearchStrategy
+
+from .activations import BUILTIN_ACTIVATIONS, Activation, activation as _activation
+from .errors import InvalidArgument
+from .losses import BUILTIN_LOSSES
+from .networks import Chain, Network, chain as _chain, network as _network
+
+__all__ = ["REGIMES", "activations", "chains", "networks", "parameters"]
+
+#: The regimes :func:`parameters` can target.
+REGIMES = ("bounded", "vanishing", "exploding", "saturated", "dead")
+
+#: Aliases are left out of the default draw, so that each function is drawn once.
+_DEFAULT_BUILTINS = tuple(n for n in BUILTIN_ACTIVATIONS if n not in ("swish", "linear"))
+#: Hard ceilings: a strategy that draws deeper or wider than this is a slow test, not a test.
+_MAX_DRAW_DEPTH = 10_000
+_MAX_DRAW_WIDTH = 64
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument checks (eager; each message says what to pass instead)
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_int(fn, name, value, *, lo, hi):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InvalidArgument("%s: %s=%r must be an int, e.g. %s=%d" % (fn, name, value, name, lo))
+    if not lo <= value <= hi:
+        raise InvalidArgument("%s: %s=%d must be between %d and %d" % (fn, name, value, lo, hi))
+    return int(value)
+
+
+def _check_range(fn, lo_name, lo, hi_name, hi):
+    if lo > hi:
+        raise InvalidArgument("%s: %s=%r is greater than %s=%r; pass %s <= %s" % (fn, lo_name, lo, hi_name, hi, lo_name, hi_name))
+
+
+def _check_float(fn, name, value, *, positive=True, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidArgument("%s: %s=%r must be a real number, e.g. %s=1.0" % (fn, name, value, name))
+    value = float(value)
+    if not math.isfinite(value):
+        raise InvalidArgument("%s: %s=%r must be finite" % (fn, name, value))
+    if positive and not value > 0:
+        raise InvalidArgument("%s: %s=%r must be > 0, e.g. %s=1.0" % (fn, name, value, name))
+    return value
+
+
+def _activation_spec(fn, spec):
+    """A fixed Activation (from a name, expression or Activation), or a strategy of them."""
+    if spec is None:
+        return activations()
+    if isinstance(spec, SearchStrategy):
+        return spec
+    if isinstance(spec, (list, tuple)):
+        raise InvalidArgument(
+            "%s: activation=%r is a sequence; pass one activation, or a strategy such as "
+            "activations(names=%r)" % (fn, spec, list(spec))
+        )
+    try:
+        return st.just(_activation(spec))
+    except InvalidArgument as exc:
+        raise InvalidArgument("%s: activation=%r is not an activation: %s" % (fn, spec, exc)) from None
+
+
+def _loss_spec(fn, spec):
+    if isinstance(spec, SearchStrategy):
+        return spec
+    if spec not in BUILTIN_LOSSES:
+        raise InvalidArgument("%s: loss=%r is unknown; pass one of %s, or a strategy such as st.sampled_from(%r)"
+                              % (fn, spec, ", ".join(map(repr, BUILTIN_LOSSES)), list(BUILTIN_LOSSES)))
+    return st.just(spec)
+
+
+# ---------------------------------------------------------------------------------------------
+# Activations and networks
+# ---------------------------------------------------------------------------------------------
+
+
+def activations(*, names=None, custom=()) -> SearchStrategy[Activation]:
+    """Activations: built-ins by name (default parameters), and the ``custom`` ones given.
+
+    * ``names``: built-in names to draw from (default: every built-in except the aliases
+      ``swish`` and ``linear``); ``()`` for none.  Shrinks towards the first name (sigmoid).
+    * ``custom``: extra activations, each anything :func:`symgrad.activation` accepts (an
+      expression string in ``z``, a SymPy expression, an :class:`~symgrad.Activation`).  They
+      are built once, here, so drawing never runs SymPy.  They are drawn after the built-ins,
+      so a failing example shrinks to a built-in where it can.
+
+    >>> from hypothesis import given
+    >>> from symgrad.strategies import activations
+    >>> @given(activations(names=["sigmoid", "tanh"], custom=["z/(1 + abs(z))"]))
+    ... def test_derivative_is_finite(act):
+    ...     assert act.grad(0.0) >= 0
+    >>> test_derivative_is_finite()
+    """
+    fn = "activations"
+    if names is None:
+        names = _DEFAULT_BUILTINS
+    if isinstance(names, str) or not isinstance(names, (list, tuple)):
+        raise InvalidArgument("%s: names=%r must be a list of built-in names, e.g. names=['sigmoid', 'tanh']" % (fn, names))
+    for n in names:
+        if n not in BUILTIN_ACTIVATIONS:
+            raise InvalidArgument("%s: names contains %r, which is not a built-in; known: %s (put expressions in custom=)"
+                                  % (fn, n, ", ".join(BUILTIN_ACTIVATIONS)))
+    if isinstance(custom, str) or not isinstance(custom, (list, tuple)):
+        raise InvalidArgument("%s: custom=%r must be a list, e.g. custom=['z*sigmoid(z)']" % (fn, custom))
+    built = []
+    for spec in custom:
+        try:
+            built.append(_activation(spec))
+        except InvalidArgument as exc:
+            raise InvalidArgument("%s: custom activation %r is invalid: %s" % (fn, spec, exc)) from None
+    pool = [_activation(n) for n in names] + built
+    if not pool:
+        raise InvalidArgument("%s: names=() and custom=() leave nothing to draw; give at least one" % fn)
+    return st.sampled_from(pool)
+
+
+def chains(*, min_depth=1, max_depth=8, activation=None, loss="quadratic") -> SearchStrategy[Chain]:
+    """Nielsen's single-neuron chains ``symgrad.chain(depth, activation, loss)``.
+
+    * ``min_depth``, ``max_depth``: the depth range (default 1..8; at most 10000).  Shrinks
+      towards ``min_depth``.
+    * ``activation``: one activation for every layer (a name such as ``"tanh"``, an
+      expression, an Activation), or a strategy of them; default :func:`activations`.
+    * ``loss``: ``"quadratic"`` (default) or ``"cross_entropy"``, or a strategy of names.
+
+    Building a chain derives nothing; derive the gradients you need once, outside ``@given``.
+
+    >>> from hypothesis import given
+    >>> from symgrad.strategies import chains
+    >>> @given(chains(min_depth=2, max_depth=5, activation="tanh"))
+    ... def test_depth(net):
+    ...     assert 2 <= net.depth <= 5 and net.activation.name == "tanh"
+    >>> test_depth()
+    """
+    fn = "chains"
+    min_depth = _check_int(fn, "min_depth", min_depth, lo=1, hi=_MAX_DRAW_DEPTH)
+    max_depth = _check_int(fn, "max_depth", max_depth, lo=1, hi=_MAX_DRAW_DEPTH)
+    _check_range(fn, "min_depth", min_depth, "max_depth", max_depth)
+    acts = _activation_spec(fn, activation)
+    losses = _loss_spec(fn, loss)
+    return st.builds(_chain, st.integers(min_depth, max_depth), acts, losses)
+
+
+def networks(*, min_depth=1, max_depth=3, min_width=1, max_width=4, activation=None, loss="quadratic") -> SearchStrategy[Network]:
+    """Dense networks ``symgrad.network([n0, ..., nL], activation, loss)``.
+
+    * ``min_depth``, ``max_depth``: the number of layers L (default 1..3, at most 10000);
+    * ``min_width``, ``max_width``: every width n0..nL (default 1..4, at most 64);
+    * ``activation``, ``loss``: as for :func:`chains`.
+
+    Shrinks towards ``min_depth`` layers of ``min_width`` units.  Wide, deep networks make every
+    example slower (backprop is O(Σ n_l n_{l-1})), so raise the bounds only where needed.
+
+    >>> from hypothesis import given
+    >>> from symgrad.strategies import networks
+    >>> @given(networks(min_depth=2, max_depth=2, max_width=3, activation="relu"))
+    ... def test_shape(net):
+    ...     assert net.depth == 2 and max(net.widths) <= 3
+    >>> test_shape()
+    """
+    fn = "networks"
+    min_depth = _check_int(fn, "min_depth", min_depth, lo=1, hi=_MAX_DRAW_DEPTH)
+    max_depth = _check_int(fn, "max_depth", max_depth, lo=1, hi=_MAX_DRAW_DEPTH)
+    _check_range(fn, "min_depth", min_depth, "max_depth", max_depth)
+    min_width = _check_int(fn, "min_width", min_width, lo=1, hi=_MAX_DRAW_WIDTH)
+    max_width = _check_int(fn, "max_width", max_width, lo=1, hi=_MAX_DRAW_WIDTH)
+    _check_range(fn, "min_width", min_width, "max_width", max_width)
+    acts = _activation_spec(fn, activation)
+    losses = _loss_spec(fn, loss)
+    widths = st.integers(min_depth, max_depth).flatmap(
+        lambda L: st.lists(st.integers(min_width, max_width), min_size=L + 1, max_size=L + 1))
+    return st.builds(_network, widths, acts, losses)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameters
+# ---------------------------------------------------------------------------------------------
+
+
+def _floats(lo, hi, *, allow_nan=False, allow_infinity=False):
+    s = st.floats(lo, hi, allow_nan=False, allow_infinity=False, allow_subnormal=False)
+    extra = ([st.just(math.nan)] if allow_nan else []) + ([st.sampled_from([math.inf, -math.inf])] if allow_infinity else [])
+    return st.one_of(s, *extra) if extra else s
+
+
+def _signed(lo, hi):
+    """A magnitude in [lo, hi] with either sign; shrinks towards +lo."""
+    return st.tuples(st.floats(lo, hi, allow_subnormal=False), st.booleans()).map(lambda t: -t[0] if t[1] else t[0])
+
+
+def _kink_point(act: Activation) -> float:
+    """A pre-activation where |φ'| is as large as it gets among 0 and 1 (0 unless φ'(0) = 0)."""
+    g0 = float(act.grad(np.array(0.0)))
+    return 0.0 if g0 > 0 else 1.0
+
+
+def _dead_ok(act: Activation) -> bool:
+    return bool(np.all(act.grad(np.array([-1.0, -1e-3, 0.0])) == 0.0))
+
+
+def parameters(*, net, regime="bounded", rate=None, max_weight=None, max_bias=4.0, max_input=4.0,
+               saturation=4.0, allow_nan=False, allow_infinity=False) -> SearchStrategy[dict]:
+    """Parameter mappings for the given ``net`` (a chain or a dense network), in a regime.
+
+    The mapping holds ``a0``, ``y`` and every parameter, as :func:`symgrad.numeric.sample`
+    returns it: Python floats for a chain, float64 arrays for a dense network.  ``y`` is in
+    ``[0, 1]`` (a valid cross-entropy target).
+
+    * ``net``: a :class:`~symgrad.Chain` or :class:`~symgrad.Network` (to draw the network too,
+      use ``st.data()`` or ``chains().flatmap(lambda n: parameters(net=n).map(lambda p: (n, p)))``).
+    * ``regime``: one of :data:`REGIMES`:
+
+      - ``"bounded"`` (default): weights in ``[-max_weight, max_weight]`` (default 4), biases in
+        ``[-max_bias, max_bias]``, inputs in ``[-max_input, max_input]``;
+      - ``"vanishing"`` (chains): ``|w_{j+1} φ'(z_j)| ≤ rate`` for every j < L, ``0 < rate < 1``
+        (default 1/2), each weight also bounded by ``max_weight``;
+      - ``"exploding"`` (chains): ``|w_{j+1} φ'(z_j)| ≥ rate`` for every j < L, ``rate > 1``
+        (default 2), with ``z_j`` pinned where φ' is largest (0 for sigmoid, tanh) by
+        ``b_j = z* − w_j a_{j−1}``; ``|w| ≤ max_weight`` (default 100, Nielsen's value);
+      - ``"saturated"``: every ``|z| > saturation`` (default 4: σ'(z) < 0.018 there);
+      - ``"dead"``: at least one unit with ``z ≤ 0``; the activation must have φ' = 0 there (ReLU).
+
+    * ``allow_nan``, ``allow_infinity``: also draw nan / ±inf for the input ``a0`` (to test that
+      your code rejects them; symgrad's own functions raise :class:`~symgrad.InvalidArgument`).
+
+    >>> import symgrad
+    >>> from hypothesis import given
+    >>> from symgrad.strategies import parameters
+    >>> net = symgrad.chain(3)
+    >>> @given(parameters(net=net, regime="exploding", rate=25.0))   # Nielsen: w = 100, z = 0
+    ... def test_nielsen(p):
+    ...     assert abs(p["w2"]) == 100.0 and symgrad.forward(net, p)["z1"] == 0.0
+    >>> test_nielsen()
+    """
+    fn = "parameters"
+    if not isinstance(net, (Chain, Network)):
+        hint = " (it is a strategy: draw the network first, e.g. net = data.draw(chains()))" if isinstance(net, SearchStrategy) else ""
+        raise InvalidArgument("%s: net=%r must be a symgrad chain or network%s" % (fn, net, hint))
+    if regime not in REGIMES:
+        raise InvalidArgument("%s: regime=%r is unknown; pass one of %s" % (fn, regime, ", ".join(map(repr, REGIMES))))
+    max_bias = _check_float(fn, "max_bias", max_bias)
+    max_input = _check_float(fn, "max_input", max_input)
+    saturation = _check_float(fn, "saturation", saturation)
+    max_weight = _check_float(fn, "max_weight", max_weight, allow_none=True)
+    if max_weight is None:
+        max_weight = 100.0 if regime == "exploding" else 4.0
+    for flag, val in (("allow_nan", allow_nan), ("allow_infinity", allow_infinity)):
+        if not isinstance(val, bool):
+            raise InvalidArgument("%s: %s=%r must be True or False" % (fn, flag, val))
+    if rate is not None and regime not in ("vanishing", "exploding"):
+        raise InvalidArgument("%s: rate=%r only applies to regime='vanishing' or 'exploding', not %r" % (fn, rate, regime))
+    is_chain = isinstance(net, Chain)
+    if regime in ("vanishing", "exploding") and not is_chain:
+        raise InvalidArgument("%s: regime=%r is defined for chains (one factor per layer); use symgrad.chain(...) "
+                              "or regime='bounded' for %r" % (fn, regime, net))
+    if regime == "vanishing":
+        rate = 0.5 if rate is None else _check_float(fn, "rate", rate)
+        if not rate < 1:
+            raise InvalidArgument("%s: regime='vanishing' needs 0 < rate < 1 (every factor |w φ'| ≤ rate); got rate=%r, "
+                                  "e.g. rate=0.25" % (fn, rate))
+    if regime == "exploding":
+        rate = 2.0 if rate is None else _check_float(fn, "rate", rate)
+        if not rate > 1:
+            raise InvalidArgument("%s: regime='exploding' needs rate > 1 (every factor |w φ'| ≥ rate); got rate=%r, "
+                                  "e.g. rate=2" % (fn, rate))
+        for j, act in enumerate(net.activations[:-1], start=1):
+            peak = float(act.grad(np.array(_kink_point(act))))
+            need = rate / peak if peak > 0 else math.inf
+            if need > max_weight:
+                raise InvalidArgument(
+                    "%s: regime='exploding' with rate=%r needs |w%d| ≥ rate/|φ'(z*)| = %.6g for %s (φ'(z*) = %.6g), "
+                    "but max_weight=%r; raise max_weight to at least %.6g or lower rate"
+                    % (fn, rate, j + 1, need, act.name, peak, max_weight, need))
+    if regime == "dead":
+        ok = [l for l, act in enumerate(net.activations, start=1) if _dead_ok(act)]
+        if not ok:
+            raise InvalidArgument("%s: regime='dead' needs an activation with φ'(z) = 0 for z ≤ 0, such as relu; "
+                                  "%r has none" % (fn, net))
+    inputs = _floats(-max_input, max_input, allow_nan=allow_nan, allow_infinity=allow_infinity)
+    targets = st.floats(0.0, 1.0)
+    if is_chain:
+        return st.builds(_ChainBuilder(net, regime, rate, max_weight, max_bias, saturation).build, st.data(), inputs, targets)
+    return st.builds(_DenseBuilder(net, regime, max_weight, max_bias, max_input, saturation).build, st.data(), inputs, targets)
+
+
+class _ChainBuilder:
+    """Draws a chain's parameters layer by layer, running the forward pass as it goes, so each
+    layer's weight or bias can be chosen to meet the regime's condition at that layer."""
+
+    def __init__(self, net, regime, rate, max_weight, max_bias, saturation):
+        self.net, self.regime, self.rate = net, regime, rate
+        self.max_weight, self.max_bias, self.saturation = max_weight, max_bias, saturation
+
+    def build(self, data, a0, y):
+        net, L, regime = self.net, self.net.depth, self.regime
+        out = {"a0": a0, "y": y}
+        free_w = _floats(-self.max_weight, self.max_weight)
+        free_b = _floats(-self.max_bias, self.max_bias)
+        dead_layer = None
+        if regime == "dead":
+            ok = [l for l, act in enumerate(net.activations, start=1) if _dead_ok(act)]
+            dead_layer = data.draw(st.sampled_from(ok), label="dead layer")
+        a = a0 if math.isfinite(a0) else 0.0
+        prev_grad = None  # φ'(z_{j-1})
+        for j, act in enumerate(net.activations, start=1):
+            if regime == "vanishing" and prev_grad is not None and prev_grad > 0:
+                # |w_j φ'(z_{j-1})| ≤ rate, with a margin so that rounding cannot push it over.
+                cap = min(self.max_weight, self.rate / prev_grad * (1 - 1e-9))
+                w = data.draw(_floats(-cap, cap), label="w%d" % j)
+            elif regime == "exploding" and j > 1:
+                prev = net.activations[j - 2]
+                lo = self.rate / float(prev.grad(np.array(_kink_point(prev)))) * (1 + 1e-9)
+                w = data.draw(_signed(min(lo, self.max_weight), self.max_weight), label="w%d" % j)
+            else:
+                w = data.draw(free_w, label="w%d" % j)
+            if regime == "exploding" and j < L:
+                b = _kink_point(act) - w * a  # Nielsen: z_j = z* (0 for sigmoid)
+            elif regime == "saturated":
+                mag = data.draw(st.floats(0.0, 8.0), label="|z%d| - saturation" % j)
+                target = self.saturation * (1 + 1e-9) + 1e-9 + mag
+                if data.draw(st.booleans(), label="z%d < 0" % j):
+                    target = -target
+                b = target - w * a
+            elif j == dead_layer:
+                # z ≤ −1e-6 rather than ≤ 0, so that rounding in the forward pass cannot revive it.
+                b = -data.draw(st.floats(1e-6, 8.0), label="-z%d" % j) - w * a
+            else:
+                b = data.draw(free_b, label="b%d" % j)
+            out["w%d" % j], out["b%d" % j] = float(w), float(b)
+            zj = w * a + b
+            prev_grad = abs(float(act.grad(np.array(zj))))
+            a = float(act.value(np.array(zj)))
+        return {k: out[k] for k in ("a0", "y") + net.parameters}
+
+
+class _DenseBuilder:
+    def __init__(self, net, regime, max_weight, max_bias, max_input, saturation):
+        self.net, self.regime, self.max_input = net, regime, max_input
+        self.max_weight, self.max_bias, self.saturation = max_weight, max_bias, saturation
+
+    def build(self, data, a0, y):
+        from hypothesis.extra.numpy import arrays
+
+        net, n = self.net, self.net.widths
+        rest = arrays(np.float64, (n[0] - 1,), elements=_floats(-self.max_input, self.max_input))
+        first = data.draw(rest, label="a0[1:]")
+        a_in = np.concatenate([[a0], first]).astype(np.float64)
+        ys = data.draw(arrays(np.float64, (n[-1],), elements=st.floats(0.0, 1.0)), label="y")
+        ys[0] = y
+        out = {"a0": a_in, "y": ys}
+        dead = None
+        if self.regime == "dead":
+            ok = [l for l, act in enumerate(net.activations, start=1) if _dead_ok(act)]
+            layer = data.draw(st.sampled_from(ok), label="dead layer")
+            dead = (layer, data.draw(st.integers(0, n[layer] - 1), label="dead unit"))
+        a = np.where(np.isfinite(a_in), a_in, 0.0)
+        Ws, bs = {}, {}
+        for l, act in enumerate(net.activations, start=1):
+            W = data.draw(arrays(np.float64, (n[l], n[l - 1]), elements=_floats(-self.max_weight, self.max_weight)), label="W%d" % l)
+            wa = W @ a
+            if self.regime == "saturated":
+                mag = data.draw(arrays(np.float64, (n[l],), elements=st.floats(0.0, 8.0)), label="|z%d| - saturation" % l)
+                neg = data.draw(arrays(np.bool_, (n[l],)), label="z%d < 0" % l)
+                target = (self.saturation * (1 + 1e-9) + 1e-9 + mag) * np.where(neg, -1.0, 1.0)
+                b = target - wa
+            else:
+                b = data.draw(arrays(np.float64, (n[l],), elements=_floats(-self.max_bias, self.max_bias)), label="b%d" % l)
+                if dead is not None and dead[0] == l:
+                    i = dead[1]
+                    b[i] = -data.draw(st.floats(1e-6, 8.0), label="-z%d[%d]" % (l, i)) - wa[i]
+            Ws["W%d" % l], bs["b%d" % l] = W, b
+            a = act.value(W @ a + b)
+        out.update(Ws)
+        out.update(bs)
+        return {k: out[k] for k in ("a0", "y") + net.parameters}

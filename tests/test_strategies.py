@@ -1,0 +1,218 @@
+"""symgrad.strategies: eager argument validation, regimes that hold, finite floats, shrinking."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import find, given, settings, strategies as st
+
+import symgrad
+from symgrad import InvalidArgument
+from symgrad import strategies as S
+from symgrad.properties import chain_factors
+
+CHAIN = symgrad.chain(3)
+RELU_CHAIN = symgrad.chain(3, "relu")
+DENSE = symgrad.network([2, 3, 1])
+
+# ---------------------------------------------------------------------------------------------
+# One table of invalid calls: each raises InvalidArgument when the strategy is *made*, and the
+# message says what to pass instead (the fragment in the third column).
+# ---------------------------------------------------------------------------------------------
+
+INVALID = [
+    (S.activations, dict(names="sigmoid"), "must be a list"),
+    (S.activations, dict(names=["sigmoidal"]), "not a built-in"),
+    (S.activations, dict(names=[], custom=[]), "nothing to draw"),
+    (S.activations, dict(custom="z*sigmoid(z)"), "must be a list"),
+    (S.activations, dict(custom=["__import__('os')"]), "custom activation"),
+    (S.chains, dict(min_depth=0), "between 1 and"),
+    (S.chains, dict(max_depth=2.0), "must be an int"),
+    (S.chains, dict(max_depth=True), "must be an int"),
+    (S.chains, dict(max_depth=10**6), "between 1 and"),
+    (S.chains, dict(min_depth=5, max_depth=2), "min_depth <= max_depth"),
+    (S.chains, dict(activation="sigmoidal"), "is not an activation"),
+    (S.chains, dict(activation=["sigmoid", "tanh"]), "activations(names="),
+    (S.chains, dict(loss="hinge"), "quadratic"),
+    (S.networks, dict(min_width=0), "between 1 and"),
+    (S.networks, dict(max_width=1000), "between 1 and"),
+    (S.networks, dict(min_width=3, max_width=2), "min_width <= max_width"),
+    (S.networks, dict(min_depth=4, max_depth=3), "min_depth <= max_depth"),
+    (S.networks, dict(activation=3), "is not an activation"),
+    (S.parameters, dict(net="chain"), "must be a symgrad chain"),
+    (S.parameters, dict(net=S.chains()), "draw the network first"),
+    (S.parameters, dict(net=CHAIN, regime="chaotic"), "'bounded'"),
+    (S.parameters, dict(net=CHAIN, max_weight=0), "must be > 0"),
+    (S.parameters, dict(net=CHAIN, max_weight=math.inf), "must be finite"),
+    (S.parameters, dict(net=CHAIN, max_bias="1"), "real number"),
+    (S.parameters, dict(net=CHAIN, max_input=-1.0), "must be > 0"),
+    (S.parameters, dict(net=CHAIN, saturation=0.0), "must be > 0"),
+    (S.parameters, dict(net=CHAIN, allow_nan=1), "True or False"),
+    (S.parameters, dict(net=CHAIN, rate=0.5), "only applies"),
+    (S.parameters, dict(net=CHAIN, regime="vanishing", rate=1.0), "0 < rate < 1"),
+    (S.parameters, dict(net=CHAIN, regime="vanishing", rate=-0.5), "must be > 0"),
+    (S.parameters, dict(net=CHAIN, regime="exploding", rate=0.5), "rate > 1"),
+    (S.parameters, dict(net=CHAIN, regime="exploding", rate=26.0), "raise max_weight to at least 104"),
+    (S.parameters, dict(net=symgrad.chain(3, "relu"), regime="exploding", rate=2.0, max_weight=1.5), "raise max_weight"),
+    (S.parameters, dict(net=DENSE, regime="vanishing"), "defined for chains"),
+    (S.parameters, dict(net=DENSE, regime="exploding"), "defined for chains"),
+    (S.parameters, dict(net=CHAIN, regime="dead"), "such as relu"),
+]
+
+
+@pytest.mark.parametrize("strategy, kwargs, fix", INVALID, ids=[f"{f.__name__}-{i}" for i, (f, _, _) in enumerate(INVALID)])
+def test_invalid_arguments_raise_eagerly_with_a_fix_it_message(strategy, kwargs, fix):
+    with pytest.raises(InvalidArgument) as info:
+        strategy(**kwargs)  # made, never drawn: the check must not wait for a draw
+    assert fix in str(info.value)
+
+
+@pytest.mark.parametrize("strategy", [S.activations, S.chains, S.networks, S.parameters])
+def test_all_arguments_are_keyword_only(strategy):
+    with pytest.raises(TypeError):
+        strategy(CHAIN)
+
+
+# ---------------------------------------------------------------------------------------------
+# Networks
+# ---------------------------------------------------------------------------------------------
+
+
+@settings(deadline=None)
+@given(S.chains())
+def test_chains_are_bounded_by_default(net):
+    assert isinstance(net, symgrad.Chain) and 1 <= net.depth <= 8
+
+
+@settings(deadline=None)
+@given(S.networks())
+def test_networks_are_bounded_by_default(net):
+    assert isinstance(net, symgrad.Network) and 1 <= net.depth <= 3 and all(1 <= n <= 4 for n in net.widths)
+
+
+@settings(deadline=None)
+@given(S.activations(names=["relu"], custom=["z/(1 + z**2)"]))
+def test_custom_activations_are_drawn_alongside_builtins(act):
+    assert act.name in ("relu", "z/(1 + z**2)")
+
+
+def test_chains_shrink_to_the_shallowest_sigmoid_chain():
+    net = find(S.chains(), lambda n: n.depth >= 3)
+    assert (net.depth, net.activation.name) == (3, "sigmoid")
+
+
+def test_networks_shrink_to_narrow_layers():
+    net = find(S.networks(), lambda n: n.depth >= 2)
+    assert net.widths == (1, 1, 1)
+
+
+def test_parameters_shrink_to_a_readable_counterexample():
+    p = find(S.parameters(net=CHAIN), lambda p: abs(p["w2"]) > 1)
+    assert abs(p["w2"]) <= 2.0 and p["w1"] == p["w3"] == p["b1"] == p["a0"] == 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameters: valid for backprop, finite, and in the regime asked for
+# ---------------------------------------------------------------------------------------------
+
+
+def _finite(params):
+    return all(np.all(np.isfinite(np.asarray(v, dtype=np.float64))) for v in params.values())
+
+
+@settings(deadline=None)
+@given(st.data())
+def test_parameters_are_finite_and_accepted_by_backprop(data):
+    net = data.draw(st.one_of(S.chains(max_depth=5), S.networks()))
+    params = data.draw(S.parameters(net=net))
+    assert _finite(params) and 0.0 <= float(np.min(params["y"])) <= float(np.max(params["y"])) <= 1.0
+    res = symgrad.backprop(net, params)
+    assert set(res.grads) == set(net.parameters)
+
+
+@settings(deadline=None)
+@given(st.data())
+def test_bounded_regime_respects_the_weight_bound(data):
+    bound = data.draw(st.floats(0.1, 10.0))
+    net = data.draw(st.one_of(S.chains(), S.networks()))
+    params = data.draw(S.parameters(net=net, max_weight=bound))
+    weights = [np.abs(np.asarray(params[p])) for p in net.parameters if p[0] in "wW"]
+    assert all(np.all(w <= bound) for w in weights)
+
+
+@settings(deadline=None)
+@given(st.data())
+def test_vanishing_regime_keeps_every_factor_at_most_rate(data):
+    rate = data.draw(st.floats(0.01, 0.99))
+    net = data.draw(S.chains(min_depth=2))
+    params = data.draw(S.parameters(net=net, regime="vanishing", rate=rate))
+    factors = chain_factors(net, params)[0]
+    assert np.all(np.abs(factors) <= rate), (factors, rate)
+
+
+@settings(deadline=None)
+@given(st.data())
+def test_exploding_regime_keeps_every_factor_at_least_rate(data):
+    net = data.draw(S.chains(min_depth=2, activation=S.activations(names=["sigmoid", "tanh", "relu", "gelu", "softsign", "elu"])))
+    rate = data.draw(st.floats(1.01, 20.0))
+    params = data.draw(S.parameters(net=net, regime="exploding", rate=rate))
+    factors = chain_factors(net, params)[0]
+    assert np.all(np.abs(factors) >= rate), (factors, rate)
+
+
+@settings(deadline=None)
+@given(S.parameters(net=symgrad.chain(6), regime="exploding", rate=25.0))
+def test_exploding_sigmoid_regime_is_nielsens_construction(params):
+    """w = 100 and z_j = 0 for j < L, so every factor is exactly 100 · σ'(0) = 25."""
+    net = symgrad.chain(6)
+    loc = symgrad.forward(net, params)
+    assert all(abs(params["w%d" % j]) == 100.0 for j in range(2, 7))
+    assert all(loc["z%d" % j] == 0.0 for j in range(1, 6))
+    assert np.all(np.abs(chain_factors(net, params)[0]) == 25.0)
+
+
+@settings(deadline=None)
+@given(st.data())
+def test_saturated_regime_puts_every_preactivation_beyond_the_threshold(data):
+    net = data.draw(st.one_of(S.chains(), S.networks()))
+    sat = data.draw(st.floats(0.5, 10.0))
+    params = data.draw(S.parameters(net=net, regime="saturated", saturation=sat))
+    loc = symgrad.forward(net, params)
+    zs = np.concatenate([np.atleast_1d(loc["z%d" % l]) for l in range(1, net.depth + 1)])
+    assert np.all(np.abs(zs) > sat), (zs, sat)
+
+
+@settings(deadline=None)
+@given(st.data())
+def test_dead_regime_has_a_dead_relu_unit(data):
+    net = data.draw(st.one_of(S.chains(activation="relu"), S.networks(activation="relu")))
+    params = data.draw(S.parameters(net=net, regime="dead"))
+    loc = symgrad.forward(net, params)
+    zs = np.concatenate([np.atleast_1d(loc["z%d" % l]) for l in range(1, net.depth + 1)])
+    assert np.any(zs <= 0.0) and np.any(net.activation.grad(zs) == 0.0)
+
+
+@settings(deadline=None)
+@given(S.parameters(net=RELU_CHAIN, regime="dead"))
+def test_a_dead_relu_layer_zeroes_every_earlier_bias_gradient(params):
+    loc = symgrad.forward(RELU_CHAIN, params)
+    dead = min(j for j in range(1, 4) if loc["z%d" % j] <= 0)
+    res = symgrad.backprop(RELU_CHAIN, params)
+    assert all(res.grads["b%d" % j] == 0.0 for j in range(1, dead + 1))
+
+
+def test_nan_and_inf_only_when_asked():
+    p = find(S.parameters(net=CHAIN, allow_nan=True), lambda p: math.isnan(p["a0"]))
+    assert math.isnan(p["a0"])
+    p = find(S.parameters(net=DENSE, allow_infinity=True), lambda p: bool(np.isinf(p["a0"]).any()))
+    with pytest.raises(InvalidArgument, match="must be finite"):
+        symgrad.backprop(DENSE, p)
+
+
+@settings(deadline=None)
+@given(S.parameters(net=DENSE))
+def test_dense_parameters_have_the_network_shapes(params):
+    for name in ("a0", "y") + DENSE.parameters:
+        assert np.shape(params[name]) == DENSE.shape(name)
