@@ -240,7 +240,8 @@ def _np_sigmoid(x):
 
 def _np_dsigmoid(x):
     e = np.exp(-np.abs(x))
-    return e / ((1.0 + e) * (1.0 + e))
+    # e/(1 + e)² can round one ulp above its exact maximum 1/4 just off 0; clamp to the sup.
+    return np.minimum(e / ((1.0 + e) * (1.0 + e)), 0.25)
 
 
 def _np_log_dsigmoid(x):
@@ -256,7 +257,7 @@ def _np_log_sigmoid(x):
 def _np_dtanh(x):
     # Clamp before doubling: 2|x| overflows past 8.9e307, and e^{-2|x|} is 0 long before that.
     e = np.exp(-2.0 * np.minimum(np.abs(x), 1e4))
-    return 4.0 * e / ((1.0 + e) * (1.0 + e))
+    return np.minimum(4.0 * e / ((1.0 + e) * (1.0 + e)), 1.0)  # never above the exact sup 1
 
 
 def _np_log_dtanh(x):
