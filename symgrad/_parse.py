@@ -7,27 +7,30 @@ building the SymPy expression node by node itself.
 
 Why not ``eval``/``sympify``?  ``sympify`` and ``parse_expr`` call ``eval``, and a restricted
 namespace for ``eval`` does not make it safe: attribute tricks such as
-``().__class__.__base__.__subclasses__()`` reach every loaded class without naming any builtin.
-Here nothing from the string is ever executed -- by construction: the only thing done with the
-text is parsing it into a tree, and the tree is only inspected.
+``().__class__.__base__.__subclasses__()`` reach every loaded class without naming a single
+builtin.  Here nothing from the string is executed, by construction: the text is only parsed
+into a tree, and the tree is only inspected.
 
-The whitelist (everything else is rejected with :class:`~symgrad.errors.InvalidArgument`):
+The whitelist (anything else raises :class:`~symgrad.errors.InvalidArgument`):
 
-* numbers: ``int`` literals (at most 100 digits) and finite ``float`` literals, which become
+* numbers: ``int`` literals of at most 100 digits and finite ``float`` literals; floats become
   exact rationals from their decimal text (``0.01`` is ``Rational(1, 100)``);
-* the variable, written ``z`` or ``x`` (one of them, not both), and the constants ``pi`` and ``E``;
+* the variable, written ``z`` or ``x`` (one of them, not both), and the constants ``pi``, ``E``;
 * the operators ``+ - * / **`` and unary ``+``/``-``;
-* calls of whitelisted function names with positional arguments: the functions of
-  :data:`DEFAULT_FUNCTIONS` plus any passed in ``functions``.
+* calls, with positional arguments only, of the names in :data:`DEFAULT_FUNCTIONS` and in the
+  ``functions`` argument.
 
-Resource limits keep a hostile string from hanging or exhausting memory: at most 2000
-characters, brackets and syntax nested at most 100 deep, and numeric powers are checked
-before SymPy evaluates them (see :meth:`_Builder._check_power`).
+Resource limits keep a hostile string from hanging the process or exhausting memory: at most
+2000 characters, at most 100 levels of brackets and of syntax, and number sizes checked
+*before* SymPy evaluates anything that could blow up (numeric powers, ``exp`` of logarithms,
+products of roots, and constants such as ``cosh(cosh(99))`` whose digits SymPy would try to
+compute when comparing them).
 """
 
 from __future__ import annotations
 
 import ast
+import cmath
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -43,13 +46,13 @@ __all__ = ["DEFAULT_FUNCTIONS", "parse_expression"]
 MAX_SOURCE_LENGTH = 2000
 MAX_DEPTH = 100
 MAX_INT_DIGITS = 100
-MAX_EXPONENT = 1000  # |p/q| of a numeric exponent
+MAX_EXPONENT = 1000  # |exponent| of a numeric power
 MAX_BASE = 10**100  # numerators and denominators in the base of a numeric power
-# Any number anywhere in the result: Python refuses to print ints over 4300 digits, and
-# products of big powers would otherwise grow without bound.
+MAX_CONSTANT = 1e300  # |value| of any part of the formula that does not involve the variable
+# Any number anywhere in the result: Python refuses to print ints over 4300 digits.
 MAX_NUMBER_DIGITS = 4000
-# SymPy evaluates b**(p/q) by factoring numbers about as large as b**q, so the digits of b
-# times q must stay small; measured: 100-digit bases with q near 1000 take minutes.
+# SymPy simplifies b**(p/q) by factoring numbers about as large as b**q, so digits(b)*q must stay
+# small: 100-digit bases with q near 1000 were measured to take minutes.
 MAX_ROOT_WORK = 1000
 
 DEFAULT_FUNCTIONS: Mapping[str, Callable[..., sympy.Expr]] = MappingProxyType(
@@ -73,8 +76,23 @@ DEFAULT_FUNCTIONS: Mapping[str, Callable[..., sympy.Expr]] = MappingProxyType(
         "heaviside": lambda t: sympy.Heaviside(t, 0),
     }
 )
-_VARIADIC = frozenset({"max", "min"})  # take 2 or more arguments; the rest take exactly 1
-_CONSTANTS = {"pi": sympy.pi, "E": sympy.E}
+_VARIADIC = frozenset({"max", "min"})  # take 2 or more arguments; the others exactly 1
+
+# Complex-float twins of the default functions.  They track the approximate value of every part
+# of the formula that does not involve the variable, so that an astronomically large constant
+# is refused before SymPy meets it (comparing cosh(cosh(99)) with 0 would compute its digits).
+_NUMERIC = {
+    "exp": cmath.exp, "log": cmath.log, "sqrt": cmath.sqrt, "abs": abs, "tanh": cmath.tanh,
+    "sinh": cmath.sinh, "cosh": cmath.cosh, "sin": cmath.sin, "cos": cmath.cos,
+    "tan": cmath.tan, "atan": cmath.atan, "asinh": cmath.asinh,
+    # erf grows like exp(|t|**2) off the real axis; that bound is all the check needs
+    "erf": lambda t: math.erf(t.real) if t.imag == 0 else cmath.exp(abs(t) ** 2),
+    "max": lambda *ts: max(ts, key=lambda t: t.real),
+    "min": lambda *ts: min(ts, key=lambda t: t.real),
+    "sign": lambda t: t / abs(t) if t else 0j,
+    "heaviside": lambda t: 1.0 if t.real > 0 else 0.0,
+}
+_CONSTANTS = {"pi": (sympy.pi, math.pi), "E": (sympy.E, math.e)}
 _VARIABLE_NAMES = ("z", "x")
 _NON_FINITE = (sympy.zoo, sympy.oo, -sympy.oo, sympy.nan)
 
@@ -83,30 +101,33 @@ _OPERATORS = {
     ast.Sub: lambda a, b: a - b,
     ast.Mult: lambda a, b: a * b,
     ast.Div: lambda a, b: a / b,
+    ast.Pow: lambda a, b: a**b,
 }
 _OPERATOR_SYMBOLS = {
     ast.FloorDiv: "//", ast.Mod: "%", ast.MatMult: "@", ast.LShift: "<<", ast.RShift: ">>",
     ast.BitOr: "|", ast.BitAnd: "&", ast.BitXor: "^", ast.Not: "not", ast.Invert: "~",
 }
+_FORMULA_FIX = "Write just the formula, e.g. 'z*sigmoid(z)'."
 _PIECEWISE_FIX = "For piecewise activations use max(...), min(...), heaviside(...) or sign(...)."
+_CONTAINER_FIX = "Containers are not available; write a single formula."
 # Node types that are never allowed, with what to call them and how to fix the formula.
 _REJECTED = {
     ast.Attribute: ("attribute access", "Attributes are never available; use only the listed functions."),
     ast.Subscript: ("indexing", "Indexing is not available; write the formula in the variable itself."),
-    ast.Lambda: ("lambda", "Write just the formula, e.g. 'z*sigmoid(z)'."),
-    ast.ListComp: ("comprehension", "Write just the formula, e.g. 'z*sigmoid(z)'."),
-    ast.SetComp: ("comprehension", "Write just the formula, e.g. 'z*sigmoid(z)'."),
-    ast.DictComp: ("comprehension", "Write just the formula, e.g. 'z*sigmoid(z)'."),
-    ast.GeneratorExp: ("comprehension", "Write just the formula, e.g. 'z*sigmoid(z)'."),
+    ast.Lambda: ("lambda", _FORMULA_FIX),
+    ast.ListComp: ("comprehension", _FORMULA_FIX),
+    ast.SetComp: ("comprehension", _FORMULA_FIX),
+    ast.DictComp: ("comprehension", _FORMULA_FIX),
+    ast.GeneratorExp: ("comprehension", _FORMULA_FIX),
     ast.Compare: ("comparison", _PIECEWISE_FIX),
     ast.BoolOp: ("boolean operator", _PIECEWISE_FIX),
     ast.IfExp: ("conditional expression", _PIECEWISE_FIX),
     ast.NamedExpr: ("assignment expression", "Assignments are not available; inline the value."),
     ast.JoinedStr: ("f-string", "Strings are not available; write the formula without quotes."),
-    ast.List: ("list", "Containers are not available; write a single formula."),
-    ast.Tuple: ("tuple", "Containers are not available; write a single formula."),
-    ast.Set: ("set", "Containers are not available; write a single formula."),
-    ast.Dict: ("dict", "Containers are not available; write a single formula."),
+    ast.List: ("list", _CONTAINER_FIX),
+    ast.Tuple: ("tuple", _CONTAINER_FIX),
+    ast.Set: ("set", _CONTAINER_FIX),
+    ast.Dict: ("dict", _CONTAINER_FIX),
     ast.Starred: ("star-argument", "Pass the arguments one by one, e.g. max(z, 0)."),
 }
 
@@ -121,9 +142,9 @@ def parse_expression(
     ``source`` names the variable ``z`` or ``x``; ``functions`` adds (or overrides) callable
     names on top of :data:`DEFAULT_FUNCTIONS`.  Nothing in ``source`` is executed: the string
     is parsed with :func:`ast.parse` and the tree is walked through the whitelist described in
-    the module docstring.  Raises :class:`InvalidArgument` naming the offending fragment, the
-    allowed syntax and a fix for anything outside it, and for strings that break the resource
-    limits.
+    the module docstring.  Anything outside the whitelist, and any string that breaks a
+    resource limit, raises :class:`InvalidArgument` naming the offending fragment, what is
+    allowed, and a fix.  The result may also be a constant (``"1"`` is a valid activation).
     """
     if not isinstance(variable, sympy.Symbol):
         raise InvalidArgument(
@@ -131,14 +152,13 @@ def parse_expression(
             "Fix: pass e.g. sympy.Symbol('z', real=True)."
         )
     merged = dict(DEFAULT_FUNCTIONS)
-    if functions is not None:
-        for name, fn in functions.items():
-            if not (isinstance(name, str) and name.isidentifier() and callable(fn)):
-                raise InvalidArgument(
-                    f"functions must map identifier strings to callables, got {name!r}: {fn!r}. "
-                    "Fix: pass e.g. {'sigmoid': my_sigmoid_function_class}."
-                )
-        merged.update(functions)
+    for name, fn in (functions or {}).items():
+        if not (isinstance(name, str) and name.isidentifier() and callable(fn)):
+            raise InvalidArgument(
+                f"functions must map identifier strings to callables, got {name!r}: {fn!r}. "
+                "Fix: pass e.g. {'sigmoid': sigmoid} with a SymPy Function class."
+            )
+        merged[name] = fn
     allowed = (
         "numbers, the variable z (or x), the constants pi and E, + - * / **, "
         f"and the functions {', '.join(sorted(merged))}"
@@ -149,8 +169,7 @@ def parse_expression(
             f"activation must be a string such as 'z*sigmoid(z)', got {type(source).__name__} "
             f"({_show(repr(source))}). Allowed: {allowed}."
         )
-    # Leading blanks would be an IndentationError; outer whitespace means nothing here.
-    text = source.strip(" \t\n\r\f\v")
+    text = source.strip(" \t\n\r\f\v")  # leading blanks would be an IndentationError
     if not text:
         raise InvalidArgument(
             f"activation {source!r} is empty. Allowed: {allowed}. "
@@ -166,31 +185,53 @@ def parse_expression(
         tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:  # also IndentationError
         where = ""
-        if exc.offset:  # None for some errors (e.g. NUL bytes)
+        if exc.offset:  # None for some errors, e.g. NUL characters
             near = (exc.text or "").rstrip("\r\n")[exc.offset - 1:]
             where = f" near {_show(near, 40)} (column {exc.offset})"
         raise InvalidArgument(
             f"activation {_show(text)} is not a valid formula: {exc.msg}{where}. "
             f"Allowed: {allowed}. Fix: write a single expression, e.g. 'z*sigmoid(z)'."
         ) from None
-    except (ValueError, RecursionError, MemoryError) as exc:  # NUL bytes, parser limits
+    except (ValueError, RecursionError, MemoryError) as exc:  # parser limits
         raise InvalidArgument(
-            f"activation {_show(text)} cannot be parsed: {exc}. Allowed: {allowed}."
+            f"activation {_show(text)} cannot be parsed: {type(exc).__name__} {exc}. "
+            f"Allowed: {allowed}. Fix: write a shorter, simpler formula."
         ) from None
     builder = _Builder(text, variable, merged, allowed)
     builder.check_depth(tree)
-    result = builder.build(tree.body)
-    builder.check_result(result, tree.body)
+    result, _ = builder.build(tree.body)
+    if any(result.has(value) for value in _NON_FINITE):
+        builder.fail(tree.body, f"the formula is undefined or infinite ({result}):", "Avoid dividing by zero.")
+    stray = result.free_symbols - {variable}
+    if stray:
+        names = ", ".join(sorted(map(str, stray)))
+        builder.fail(tree.body, f"a function brought in other symbols ({names}) in", "Use only z (or x).")
     return result
 
 
 def _show(text: str, limit: int = 80) -> str:
-    """repr() of ``text`` shortened for messages (activations may be 2000 characters)."""
+    """repr() of ``text``, shortened for messages (an activation may be 2000 characters)."""
     return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
+def _digits(number: int) -> float:
+    """Decimal digits of ``number`` (0 for 0 and +-1)."""
+    return math.log10(abs(number)) if abs(number) > 1 else 0.0
+
+
+def _size(rational: sympy.Rational) -> int:
+    return max(abs(int(rational.p)), int(rational.q))
+
+
+def _short(number: sympy.Rational) -> str:
+    # Exponents reaching a message may have thousands of digits; name their size instead.
+    if _size(number) < 10**40:
+        return str(number)
+    return f"(a {len(str(abs(number.p)))}-digit number)"
+
+
 def _check_brackets(text: str, allowed: str) -> None:
-    # Brackets make no AST nodes, and the parser gives up at 200 with a vaguer message.
+    # Brackets make no AST nodes, and the parser itself gives up at 200 with a vaguer message.
     depth = 0
     for column, char in enumerate(text, start=1):
         if char in "([{":
@@ -198,7 +239,7 @@ def _check_brackets(text: str, allowed: str) -> None:
             if depth > MAX_DEPTH:
                 raise InvalidArgument(
                     f"activation {_show(text)} is not allowed: brackets nested more than "
-                    f"{MAX_DEPTH} deep at {_show(text[column - 1:column + 19])} (column {column}). "
+                    f"{MAX_DEPTH} deep at {_show(text[column - 1:], 20)} (column {column}). "
                     f"Allowed: {allowed}. Fix: remove redundant brackets."
                 )
         elif char in ")]}":
@@ -206,7 +247,11 @@ def _check_brackets(text: str, allowed: str) -> None:
 
 
 class _Builder:
-    """Builds the SymPy expression from a parsed tree, one whitelisted node type at a time."""
+    """Builds the expression from the tree, one whitelisted node type at a time.
+
+    :meth:`build` returns ``(expr, value)``: the SymPy expression and, for parts that do not
+    involve the variable, their approximate complex value (``None`` otherwise).
+    """
 
     def __init__(self, source: str, variable: sympy.Symbol, functions: dict, allowed: str):
         self.source = source
@@ -214,7 +259,7 @@ class _Builder:
         self.functions = functions
         self.allowed = allowed
         self.alias: str | None = None  # 'z' or 'x', whichever the formula uses first
-        # Same line splitting as ast.get_source_segment, to turn byte offsets into columns.
+        # The line splitting of ast.get_source_segment, to turn byte offsets into columns.
         self.lines = re.split(r"\r\n|\r|\n", source)
 
     # -- errors ---------------------------------------------------------------------------
@@ -235,143 +280,160 @@ class _Builder:
 
     # -- limits ---------------------------------------------------------------------------
     def check_depth(self, tree: ast.Expression) -> None:
-        # Iterative, so a deep tree cannot overflow the stack while it is being measured;
-        # afterwards the recursive build() is at most MAX_DEPTH calls deep.
+        # Iterative, so measuring cannot overflow the stack; afterwards build() recurses at
+        # most MAX_DEPTH levels.
         stack = [(tree.body, 1)]
         while stack:
             node, depth = stack.pop()
             if depth > MAX_DEPTH and isinstance(node, ast.expr):
-                self.fail(node, f"nesting deeper than {MAX_DEPTH} levels at", "Simplify the formula.")
+                self.fail(node, f"syntax nested more than {MAX_DEPTH} levels deep at", "Simplify the formula.")
             step = 1 if isinstance(node, ast.expr) else 0
             stack.extend((child, depth + step) for child in ast.iter_child_nodes(node))
 
-    def check_numbers(self, expr: sympy.Basic, node: ast.AST) -> None:
-        for number in expr.atoms(sympy.Rational):
-            if max(abs(number.p), number.q) >= 10**MAX_NUMBER_DIGITS:
-                self.fail(
-                    node,
-                    f"a number with more than {MAX_NUMBER_DIGITS} digits comes from",
-                    "Use smaller numbers.",
-                )
-
     def check_power(self, base: sympy.Expr, exponent: sympy.Expr, node: ast.AST) -> None:
-        """Refuse numeric powers whose evaluation by SymPy would be huge or slow.
+        """Refuse powers that SymPy would evaluate into huge numbers or slow factorings.
 
-        Only a rational exponent makes SymPy compute (``9**9**9**9``, ``(2*z)**10**50``
-        expands to ``2**10**50 * z**10**50``); the numbers it works on are the rationals in
-        the base.
+        SymPy computes with the rationals of the base raised to the rationals of the exponent:
+        ``9**9**9**9`` directly, ``(2*z)**10**50`` as ``2**10**50 * z**10**50``, and
+        ``2**(10**99 - z)`` as ``2**10**99 * 2**-z`` when it factors terms.
         """
-        if not isinstance(exponent, sympy.Rational):
-            return
-        if abs(exponent) > MAX_EXPONENT:
+        biggest = max((_size(r) for r in base.atoms(sympy.Rational)), default=1)
+        if isinstance(exponent, sympy.Rational) and abs(exponent) > MAX_EXPONENT:
             self.fail(
                 node,
                 f"exponent {_short(exponent)} is too large (limit |exponent| <= {MAX_EXPONENT}) in",
-                "Use a smaller exponent, or write exp(...) instead.",
+                "Use a smaller exponent.",
             )
-        biggest = max((max(abs(r.p), r.q) for r in base.atoms(sympy.Rational)), default=1)
-        if biggest > MAX_BASE:
-            self.fail(
-                node,
-                "the base of a numeric power is too large (numbers in it must be <= 1e100) in",
-                "Use smaller numbers in the base.",
-            )
+        if isinstance(exponent, sympy.Rational) and biggest > MAX_BASE:
+            self.fail(node, "a numeric power's base is too large (limit 1e100) in", "Use smaller numbers in the base.")
         digits = _digits(biggest)
-        if digits * abs(exponent) > MAX_NUMBER_DIGITS or digits * exponent.q > MAX_ROOT_WORK:
-            self.fail(
-                node,
-                "the power would need numbers with thousands of digits in",
-                "Use smaller numbers, or a simpler exponent such as 1/2 or 3.",
-            )
-
-    def check_product(self, left: sympy.Expr, right: sympy.Expr, node: ast.AST) -> None:
-        # SymPy merges numeric roots with equal exponents, 2**(1/3)*3**(1/3) -> 6**(1/3), and
-        # then factors the merged base; so the roots in a product share one MAX_ROOT_WORK.
-        work = sum(
-            _digits(factor.base) * factor.exp.q
-            for factor in sympy.Mul.make_args(left) + sympy.Mul.make_args(right)
-            if factor.is_Pow and factor.base.is_Rational and factor.exp.is_Rational
-        )
-        if work > MAX_ROOT_WORK:
-            self.fail(
-                node,
-                "the product of roots of large numbers would be slow to simplify in",
-                "Use smaller numbers under roots.",
-            )
+        for r in exponent.atoms(sympy.Rational) if digits else ():
+            # the first two tests keep the float products below from overflowing
+            if (
+                r.q > MAX_ROOT_WORK
+                or abs(r) > MAX_NUMBER_DIGITS
+                or digits * r.q > MAX_ROOT_WORK
+                or digits * float(abs(r)) > MAX_NUMBER_DIGITS
+            ):
+                self.fail(
+                    node,
+                    "the power would need numbers with thousands of digits in",
+                    "Use smaller numbers, or a simpler exponent such as 1/2 or 3.",
+                )
 
     def check_exp(self, argument: sympy.Expr, node: ast.AST) -> None:
-        # SymPy rewrites exp(c*log(b)) (also inside a sum) as b**c, so check it as that power.
+        # SymPy rewrites exp(c*log(b)), also inside a sum, as b**c: check it as that power.
         for term in sympy.Add.make_args(argument):
             coefficient, rest = term.as_coeff_Mul()
             for logarithm in rest.atoms(sympy.log):
                 self.check_power(logarithm.args[0], coefficient, node)
 
-    def check_result(self, result: sympy.Expr, node: ast.AST) -> None:
-        if any(result.has(value) for value in _NON_FINITE):
-            self.fail(node, f"the formula is undefined or infinite ({result}):", "Avoid dividing by zero or log(0).")
-        stray = result.free_symbols - {self.variable}
-        if stray:
-            names = ", ".join(sorted(map(str, stray)))
-            self.fail(node, f"a function introduced other symbols ({names}) in", "Use only z (or x).")
+    def check_product(self, left: sympy.Expr, right: sympy.Expr, node: ast.AST) -> None:
+        # SymPy merges numeric roots, 2**(1/3)*3**(1/3) -> 6**(1/3), and then factors the merged
+        # base; so all roots of one product share one MAX_ROOT_WORK.
+        work = sum(
+            _digits(_size(factor.base)) * min(factor.exp.q, 10**6)  # min: no float overflow
+            for factor in sympy.Mul.make_args(left) + sympy.Mul.make_args(right)
+            if factor.is_Pow and factor.base.is_Rational and factor.exp.is_Rational
+        )
+        if work > MAX_ROOT_WORK:
+            self.fail(node, "the product of roots of large numbers would be slow to simplify in", "Use smaller numbers under roots.")
+
+    def check_value(self, compute: Callable[[], complex], node: ast.AST) -> complex:
+        """Approximate value of a part without the variable; refuse it if huge or undefined."""
+        try:
+            value = complex(compute())
+        except (ArithmeticError, ValueError, TypeError):  # overflow, log(0), 1/0
+            value = complex(math.inf)
+        if not (cmath.isfinite(value) and abs(value) <= MAX_CONSTANT):
+            self.fail(
+                node,
+                f"the constant part is undefined or beyond {MAX_CONSTANT:g} in magnitude:",
+                "Use moderate constants (and no division by zero).",
+            )
+        return value
+
+    def construct(self, make: Callable[[], sympy.Expr], node: ast.AST) -> sympy.Expr:
+        """Run one SymPy constructor; any failure becomes an InvalidArgument for ``node``."""
+        try:
+            result = make()
+        except Exception as exc:  # noqa: BLE001 -- SymPy even raises AttributeError on
+            # atan(tan(10**300)); e.g. max(z, 1/0) raises ValueError
+            try:
+                reason = f"{type(exc).__name__}: {str(exc)[:100]}"
+            except Exception:  # noqa: BLE001 -- the message itself may fail to print
+                reason = type(exc).__name__
+            self.fail(node, f"SymPy cannot build this ({reason}):", "Check the arguments, or simplify the formula.")
+        if not isinstance(result, sympy.Expr):
+            self.fail(node, "this did not give a SymPy expression:", "Use functions that return SymPy expressions.")
+        self.check_numbers(result, node)
+        return result
+
+    def check_numbers(self, expr: sympy.Expr, node: ast.AST) -> None:
+        for number in expr.atoms(sympy.Rational):
+            if _size(number) >= 10**MAX_NUMBER_DIGITS:
+                self.fail(node, f"a number with more than {MAX_NUMBER_DIGITS} digits comes from", "Use smaller numbers.")
 
     # -- building -------------------------------------------------------------------------
-    def build(self, node: ast.AST) -> sympy.Expr:
+    def build(self, node: ast.AST) -> tuple[sympy.Expr, complex | None]:
         if isinstance(node, ast.BinOp):
             return self._binop(node)
         if isinstance(node, ast.UnaryOp):
-            if isinstance(node.op, ast.USub):
-                return -self.build(node.operand)
+            if not isinstance(node.op, (ast.USub, ast.UAdd)):
+                self.fail(node, f"operator {_OPERATOR_SYMBOLS[type(node.op)]!r} in", "Use only + - * / **.")
+            expr, value = self.build(node.operand)
             if isinstance(node.op, ast.UAdd):
-                return self.build(node.operand)
-            self.fail(node, f"operator {_OPERATOR_SYMBOLS[type(node.op)]!r} in", "Use only + - * / **.")
+                return expr, value
+            return self.construct(lambda: -expr, node), (None if value is None else -value)
         if isinstance(node, ast.Constant):
             return self._constant(node)
         if isinstance(node, ast.Name):
             return self._name(node)
         if isinstance(node, ast.Call):
             return self._call(node)
-        what, fix = _REJECTED.get(type(node), (f"{type(node).__name__} syntax", "Write a plain formula."))
+        what, fix = _REJECTED.get(type(node), (f"{type(node).__name__} syntax", _FORMULA_FIX))
         self.fail(node, what, fix)
 
-    def _binop(self, node: ast.BinOp) -> sympy.Expr:
+    def _binop(self, node: ast.BinOp) -> tuple[sympy.Expr, complex | None]:
         op = type(node.op)
         if op is ast.BitXor:
             left = ast.get_source_segment(self.source, node.left)
             right = ast.get_source_segment(self.source, node.right)
             self.fail(node, "'^' is bitwise xor in Python, not a power:", f"use ** for powers, e.g. '{left}**{right}'.")
-        if op is not ast.Pow and op not in _OPERATORS:
+        if op not in _OPERATORS:
             self.fail(node, f"operator {_OPERATOR_SYMBOLS[op]!r} in", "Use only + - * / **.")
-        left, right = self.build(node.left), self.build(node.right)
+        (left, left_value), (right, right_value) = self.build(node.left), self.build(node.right)
         if op is ast.Pow:
+            if right_value is not None and abs(right_value) > MAX_EXPONENT:
+                self.fail(node, f"exponent {str(right)[:40]} is too large (limit |exponent| <= {MAX_EXPONENT}) in", "Use a smaller exponent.")
             self.check_power(left, right, node)
             if left == sympy.E:  # E**t is exp(t)
                 self.check_exp(right, node)
             for exponential in left.atoms(sympy.exp):  # exp(a)**t becomes exp(a*t)
-                self.check_exp(exponential.args[0] * right, node)
-            result = left**right
-        else:
-            if op in (ast.Mult, ast.Div):
-                self.check_product(left, right, node)
-            result = _OPERATORS[op](left, right)
-        self.check_numbers(result, node)
-        return result
+                self.check_exp(self.construct(lambda: exponential.args[0] * right, node), node)
+        if op in (ast.Mult, ast.Div):
+            self.check_product(left, right, node)
+        value = None
+        if left_value is not None and right_value is not None:
+            value = self.check_value(lambda: _OPERATORS[op](left_value, right_value), node)
+        return self.construct(lambda: _OPERATORS[op](left, right), node), value
 
-    def _constant(self, node: ast.Constant) -> sympy.Expr:
+    def _constant(self, node: ast.Constant) -> tuple[sympy.Expr, complex]:
         value = node.value
         if isinstance(value, bool):  # bool is an int subclass: test it first
             self.fail(node, "boolean", "Use 1 or 0.")
         if isinstance(value, int):
             if abs(value) >= 10**MAX_INT_DIGITS:
                 self.fail(node, f"integer with more than {MAX_INT_DIGITS} digits", "Use a smaller number.")
-            return sympy.Integer(value)
+            return sympy.Integer(value), complex(value)
         if isinstance(value, float):
             if not math.isfinite(value):
                 self.fail(node, "number too large to be finite:", "Use a smaller number.")
-            return sympy.Rational(repr(value))  # exact: 0.01 -> 1/100, not a binary float
+            return sympy.Rational(repr(value)), complex(value)  # exact: 0.01 -> 1/100
         kind = {complex: "complex number", str: "string", bytes: "bytes literal"}.get(type(value), "literal")
         self.fail(node, kind, "Use real numbers only (no quotes, no 'j').")
 
-    def _name(self, node: ast.Name) -> sympy.Expr:
+    def _name(self, node: ast.Name) -> tuple[sympy.Expr, complex | None]:
         name = node.id
         if name in _VARIABLE_NAMES:
             if self.alias is None:
@@ -382,14 +444,15 @@ class _Builder:
                     f"the formula uses both '{self.alias}' and '{name}' for the variable; found",
                     f"write the variable as '{self.alias}' everywhere.",
                 )
-            return self.variable
+            return self.variable, None
         if name in _CONSTANTS:
-            return _CONSTANTS[name]
+            expr, value = _CONSTANTS[name]
+            return expr, complex(value)
         if name in self.functions:
             self.fail(node, "function used without a call:", f"call it, e.g. '{name}(z)'.")
         self.fail(node, "unknown name", "the variable must be written z (or x); no other names exist.")
 
-    def _call(self, node: ast.Call) -> sympy.Expr:
+    def _call(self, node: ast.Call) -> tuple[sympy.Expr, complex | None]:
         if not isinstance(node.func, ast.Name):
             self.fail(node, "call of something other than a function name:", "Call only the listed functions by name.")
         name = node.func.id
@@ -402,38 +465,33 @@ class _Builder:
         if node.keywords:
             self.fail(node.keywords[0], "keyword argument", f"Pass arguments by position, e.g. '{name}(z)'.")
         count = len(node.args)
-        if fn is DEFAULT_FUNCTIONS.get(name):  # known arity; custom callables check their own
-            if name in _VARIADIC and count < 2:
-                self.fail(node, f"{name} needs at least 2 arguments, got {count}:", f"e.g. '{name}(0, z)'.")
-            if name not in _VARIADIC and count != 1:
-                self.fail(node, f"{name} takes exactly 1 argument, got {count}:", f"e.g. '{name}(z)'.")
-        else:  # SymPy Function classes declare their arity; other callables raise TypeError
-            nargs = getattr(fn, "nargs", None)
-            if isinstance(nargs, sympy.Set) and count not in nargs:
-                self.fail(node, f"{name} cannot take {count} argument(s):", f"Allowed counts: {nargs}.")
-        arguments = [self.build(argument) for argument in node.args]
+        default = fn is DEFAULT_FUNCTIONS.get(name)
+        if default and name in _VARIADIC and count < 2:
+            self.fail(node, f"{name} needs at least 2 arguments, got {count}:", f"e.g. '{name}(0, z)'.")
+        if default and name not in _VARIADIC and count != 1:
+            self.fail(node, f"{name} takes exactly 1 argument, got {count}:", f"e.g. '{name}(z)'.")
+        nargs = getattr(fn, "nargs", None)  # SymPy Function classes declare their arity
+        if not default and isinstance(nargs, sympy.Set) and count not in nargs:
+            self.fail(node, f"{name} cannot take {count} argument(s):", f"Argument counts it takes: {nargs}.")
+
+        built = [self.build(argument) for argument in node.args]
+        arguments = [expr for expr, _ in built]
+        values = [value for _, value in built]
         if fn is sympy.sqrt:
             self.check_power(arguments[0], sympy.S.Half, node)
         if fn is sympy.exp:
             self.check_exp(arguments[0], node)
-        try:
-            result = fn(*arguments)
-        except (TypeError, ValueError, ArithmeticError) as exc:  # e.g. wrong arity, max(z, 1/0)
-            self.fail(node, f"cannot build {name}(...) ({exc}):", "Check the arguments.")
-        if not isinstance(result, sympy.Expr):
-            self.fail(node, f"{name}(...) did not give a SymPy expression:", "Use a function that returns one.")
-        self.check_numbers(result, node)
-        return result
-
-
-def _digits(number: sympy.Rational | int) -> float:
-    """Decimal digits of the larger of numerator and denominator (0 for 0 and +-1)."""
-    biggest = max(abs(int(number.p)), int(number.q)) if isinstance(number, sympy.Rational) else abs(number)
-    return math.log10(biggest) if biggest > 1 else 0.0
-
-
-def _short(number: sympy.Rational) -> str:
-    # Exponents reaching this may have thousands of digits; name their size instead.
-    if max(abs(number.p), number.q) < 10**40:
-        return str(number)
-    return f"(a {len(str(abs(number.p)))}-digit number)"
+        value = None
+        if None not in values and default:
+            value = self.check_value(lambda: _NUMERIC[name](*values), node)
+        result = self.construct(lambda: fn(*arguments), node)
+        if None not in values and not default:
+            # A custom function of constants: bound it if SymPy can evaluate it at all (what
+            # SymPy cannot evaluate, it also cannot blow up).
+            try:
+                value = complex(result.evalf(15))
+            except Exception:  # noqa: BLE001 -- cannot be evaluated, so cannot blow up either
+                value = None
+            else:
+                value = self.check_value(lambda: value, node)
+        return result, value

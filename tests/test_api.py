@@ -93,3 +93,17 @@ BAD_CALLS = [
 def test_invalid_arguments_raise_invalid_argument_naming_the_value(call, message):
     with pytest.raises(InvalidArgument, match=message):
         call()
+
+
+def test_readme_quick_example_runs_as_written():
+    """The README's first example is a doctest: what it shows is what symgrad prints."""
+    import doctest
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```python\n(>>>.*?)```", text, re.S).group(1)
+    test = doctest.DocTestParser().get_doctest(block, {}, "README", "README.md", 0)
+    runner = doctest.DocTestRunner()
+    runner.run(test)
+    assert runner.failures == 0 and runner.tries >= 3
