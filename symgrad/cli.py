@@ -61,36 +61,26 @@ class _Parser(argparse.ArgumentParser):
         raise InvalidArgument("%s%s (see '%s --help')" % (where, message, self.prog))
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not an integer; pass e.g. --depth 4" % text) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("%d is not a positive depth; pass e.g. --depth 4" % value)
-    return value
+def _int_option(example: str, what: str, minimum: int, maximum: int | None = None):
+    """An argparse type for an int option: one-line messages that say what to pass instead."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("%r is not an integer; pass %s" % (text, example)) from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError("%d is not a %s; pass %s" % (value, what, example))
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError("%s %d exceeds the maximum %d" % (example.split()[-2], value, maximum))
+        return value
+
+    return parse
 
 
-def _batch(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not an integer; pass a batch size, e.g. --batch 8" % text) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("%d is not a positive batch size; pass e.g. --batch 8" % value)
-    if value > MAX_BATCH:
-        raise argparse.ArgumentTypeError("--batch %d exceeds the maximum %d" % (value, MAX_BATCH))
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not an integer; pass e.g. --seed 0" % text) from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("%d is not a non-negative seed; pass e.g. --seed 0" % value)
-    return value
+_positive_int = _int_option("e.g. --depth 4", "positive depth", 1)
+_batch = _int_option("e.g. --batch 8", "positive batch size", 1, MAX_BATCH)
+_seed = _int_option("e.g. --seed 0", "non-negative seed", 0)
 
 
 def _finite_float(text: str) -> float:
