@@ -49,8 +49,10 @@ MAX_INT_DIGITS = 100
 MAX_EXPONENT = 1000  # |exponent| of a numeric power
 MAX_BASE = 10**100  # numerators and denominators in the base of a numeric power
 MAX_CONSTANT = 1e300  # |value| of any part of the formula that does not involve the variable
-# Any number anywhere in the result: Python refuses to print ints over 4300 digits.
-MAX_NUMBER_DIGITS = 4000
+# Any number anywhere in the formula.  Every float literal fits (5e-324 is 5/10**324), while
+# identities such as cos(atan(t)) = 1/sqrt(1 + t**2) make SymPy factor and primality-test
+# numbers of twice these digits: about 0.1 s at 330 digits, but 5 s at 1000.
+MAX_NUMBER_DIGITS = 330
 # SymPy simplifies b**(p/q) by factoring numbers about as large as b**q, so digits(b)*q must stay
 # small: 100-digit bases with q near 1000 were measured to take minutes.
 MAX_ROOT_WORK = 1000
@@ -224,7 +226,7 @@ def _size(rational: sympy.Rational) -> int:
 
 
 def _short(number: sympy.Rational) -> str:
-    # Exponents reaching a message may have thousands of digits; name their size instead.
+    # An exponent in a message may have hundreds of digits; name its size instead.
     if _size(number) < 10**40:
         return str(number)
     return f"(a {len(str(abs(number.p)))}-digit number)"
@@ -317,7 +319,7 @@ class _Builder:
             ):
                 self.fail(
                     node,
-                    "the power would need numbers with thousands of digits in",
+                    f"the power would need numbers of more than {MAX_NUMBER_DIGITS} digits in",
                     "Use smaller numbers, or a simpler exponent such as 1/2 or 3.",
                 )
 
