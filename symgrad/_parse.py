@@ -20,11 +20,15 @@ The whitelist (anything else raises :class:`~symgrad.errors.InvalidArgument`):
 * calls, with positional arguments only, of the names in :data:`DEFAULT_FUNCTIONS` and in the
   ``functions`` argument.
 
-Resource limits keep a hostile string from hanging the process or exhausting memory: at most
-2000 characters, at most 100 levels of brackets and of syntax, and number sizes checked
-*before* SymPy evaluates anything that could blow up (numeric powers, ``exp`` of logarithms,
-products of roots, and constants such as ``cosh(cosh(99))`` whose digits SymPy would try to
-compute when comparing them).
+Resource limits (the ``MAX_*`` constants below) keep a hostile string from hanging the process
+or exhausting memory.  SymPy evaluates as it builds, so sizes are checked *before* each step
+that could blow up: at most 2000 characters and 100 levels of brackets or syntax; numeric
+powers with |exponent| <= 1000 and bases <= 1e100 (``9**9**9**9`` is refused at once), also
+where SymPy makes them itself (``exp(c*log(b))`` is ``b**c``, ``(2*z)**n`` is ``2**n*z**n``,
+roots merge in products); no number over 330 digits and no exponent numerator over 1000
+anywhere (20 for bases SymPy does not know to be real); no part without the variable beyond
+1e300 in magnitude (``cosh(cosh(cosh(9)))``), since comparing such a constant makes SymPy
+compute its digits; and, as a backstop, at most 5 s of building in all.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import ast
 import cmath
 import math
 import re
+import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import NoReturn
@@ -53,6 +58,15 @@ MAX_CONSTANT = 1e300  # |value| of any part of the formula that does not involve
 # identities such as cos(atan(t)) = 1/sqrt(1 + t**2) make SymPy factor and primality-test
 # numbers of twice these digits: about 0.1 s at 330 digits, but 5 s at 1000.
 MAX_NUMBER_DIGITS = 330
+# Numerators of the rationals in any exponent (also exp's argument).  SymPy's polynomial code,
+# which comparisons reach (max, min, cosh's sign), turns t**(p/q) into a polynomial of degree p
+# in t**(1/q), so a p with 300 digits hangs it.
+MAX_EXPONENT_NUMERATOR = 1000
+# ... and far fewer when SymPy cannot tell that the base is real (an undefined sigmoid(z), say):
+# its assumption queries then expand (re + i*im)**p, about 1 s at p = 20 and minutes at p = 1000.
+MAX_COMPLEX_POWER_NUMERATOR = 20
+# A backstop: every step above is bounded, but many slow-ish steps could still add up.
+MAX_BUILD_SECONDS = 5.0
 # SymPy simplifies b**(p/q) by factoring numbers about as large as b**q, so digits(b)*q must stay
 # small: 100-digit bases with q near 1000 were measured to take minutes.
 MAX_ROOT_WORK = 1000
@@ -153,6 +167,11 @@ def parse_expression(
             f"variable must be a sympy.Symbol, got {type(variable).__name__} ({variable!r}). "
             "Fix: pass e.g. sympy.Symbol('z', real=True)."
         )
+    if functions is not None and not isinstance(functions, Mapping):
+        raise InvalidArgument(
+            f"functions must be a mapping of names to callables, got {type(functions).__name__}. "
+            "Fix: pass e.g. {'sigmoid': sigmoid}."
+        )
     merged = dict(DEFAULT_FUNCTIONS)
     for name, fn in (functions or {}).items():
         if not (isinstance(name, str) and name.isidentifier() and callable(fn)):
@@ -174,7 +193,7 @@ def parse_expression(
     text = source.strip(" \t\n\r\f\v")  # leading blanks would be an IndentationError
     if not text:
         raise InvalidArgument(
-            f"activation {source!r} is empty. Allowed: {allowed}. "
+            f"activation {_show(source)} is empty. Allowed: {allowed}. "
             "Fix: write a formula in z, e.g. 'z*sigmoid(z)'."
         )
     if len(text) > MAX_SOURCE_LENGTH:
@@ -203,7 +222,8 @@ def parse_expression(
     builder.check_depth(tree)
     result, _ = builder.build(tree.body)
     if any(result.has(value) for value in _NON_FINITE):
-        builder.fail(tree.body, f"the formula is undefined or infinite ({result}):", "Avoid dividing by zero.")
+        problem = f"the formula is undefined or infinite ({str(result)[:60]}):"
+        builder.fail(tree.body, problem, "Avoid dividing by zero.")
     stray = result.free_symbols - {variable}
     if stray:
         names = ", ".join(sorted(map(str, stray)))
@@ -261,6 +281,7 @@ class _Builder:
         self.functions = functions
         self.allowed = allowed
         self.alias: str | None = None  # 'z' or 'x', whichever the formula uses first
+        self.deadline = time.monotonic() + MAX_BUILD_SECONDS
         # The line splitting of ast.get_source_segment, to turn byte offsets into columns.
         self.lines = re.split(r"\r\n|\r|\n", source)
 
@@ -339,7 +360,8 @@ class _Builder:
             if factor.is_Pow and factor.base.is_Rational and factor.exp.is_Rational
         )
         if work > MAX_ROOT_WORK:
-            self.fail(node, "the product of roots of large numbers would be slow to simplify in", "Use smaller numbers under roots.")
+            problem = "the product of roots of large numbers would be slow to simplify in"
+            self.fail(node, problem, "Use smaller numbers under roots.")
 
     def check_value(self, compute: Callable[[], complex], node: ast.AST) -> complex:
         """Approximate value of a part without the variable; refuse it if huge or undefined."""
@@ -372,12 +394,44 @@ class _Builder:
         return result
 
     def check_numbers(self, expr: sympy.Expr, node: ast.AST) -> None:
+        """Keep the invariant that every part built so far has moderate numbers."""
         for number in expr.atoms(sympy.Rational):
             if _size(number) >= 10**MAX_NUMBER_DIGITS:
-                self.fail(node, f"a number with more than {MAX_NUMBER_DIGITS} digits comes from", "Use smaller numbers.")
+                problem = f"a number with more than {MAX_NUMBER_DIGITS} digits comes from"
+                self.fail(node, problem, "Use smaller numbers.")
+        for power in expr.atoms(sympy.Pow, sympy.exp):
+            base, exponent = power.as_base_exp()
+            limit = MAX_EXPONENT_NUMERATOR if base.is_extended_real else MAX_COMPLEX_POWER_NUMERATOR
+            numbers = exponent.atoms(sympy.Rational) | {exponent.as_coeff_Mul()[0]}
+            if any(isinstance(n, sympy.Rational) and abs(n.p) > limit for n in numbers):
+                self.fail(
+                    node,
+                    f"an exponent with a numerator over {limit} (of a base not known to be real) comes from"
+                    if limit == MAX_COMPLEX_POWER_NUMERATOR
+                    else f"an exponent with a numerator over {limit} comes from",
+                    "Use simpler exponents, such as 1/2, 3 or 0.25.",
+                )
 
     # -- building -------------------------------------------------------------------------
     def build(self, node: ast.AST) -> tuple[sympy.Expr, complex | None]:
+        if time.monotonic() > self.deadline:
+            problem = f"the formula took over {MAX_BUILD_SECONDS:g} s to build; stopped at"
+            self.fail(node, problem, "Simplify the formula.")
+        expr, value = self._build(node)
+        if value is None and not expr.has(self.variable):
+            # A constant the float twins could not follow: a custom function of constants, or
+            # one SymPy simplified out of the variable (max(-700**z, 1e99) is 1e99).  Its parts
+            # are bounded already, so evaluating it is safe; what SymPy cannot evaluate (say an
+            # undefined sigmoid(2)) it cannot blow up either.
+            try:
+                value = complex(expr.evalf(15))
+            except Exception:  # noqa: BLE001
+                value = None
+            else:
+                value = self.check_value(lambda: value, node)
+        return expr, value
+
+    def _build(self, node: ast.AST) -> tuple[sympy.Expr, complex | None]:
         if isinstance(node, ast.BinOp):
             return self._binop(node)
         if isinstance(node, ast.UnaryOp):
@@ -407,7 +461,8 @@ class _Builder:
         (left, left_value), (right, right_value) = self.build(node.left), self.build(node.right)
         if op is ast.Pow:
             if right_value is not None and abs(right_value) > MAX_EXPONENT:
-                self.fail(node, f"exponent {str(right)[:40]} is too large (limit |exponent| <= {MAX_EXPONENT}) in", "Use a smaller exponent.")
+                problem = f"exponent {str(right)[:40]} is too large (limit |exponent| <= {MAX_EXPONENT}) in"
+                self.fail(node, problem, "Use a smaller exponent.")
             self.check_power(left, right, node)
             if left == sympy.E:  # E**t is exp(t)
                 self.check_exp(right, node)
@@ -486,14 +541,4 @@ class _Builder:
         value = None
         if None not in values and default:
             value = self.check_value(lambda: _NUMERIC[name](*values), node)
-        result = self.construct(lambda: fn(*arguments), node)
-        if None not in values and not default:
-            # A custom function of constants: bound it if SymPy can evaluate it at all (what
-            # SymPy cannot evaluate, it also cannot blow up).
-            try:
-                value = complex(result.evalf(15))
-            except Exception:  # noqa: BLE001 -- cannot be evaluated, so cannot blow up either
-                value = None
-            else:
-                value = self.check_value(lambda: value, node)
-        return result, value
+        return self.construct(lambda: fn(*arguments), node), value

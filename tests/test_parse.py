@@ -1,8 +1,8 @@
 """Tests of the activation-string parser: exact results, a table of hostile strings, a proof
 that nothing is executed, and a property test that only InvalidArgument ever escapes."""
 
-import builtins
 import ast
+import builtins
 import time
 
 import pytest
@@ -10,6 +10,7 @@ import sympy
 import sympy.parsing.sympy_parser
 from hypothesis import given, settings, strategies as st
 
+from symgrad import _parse
 from symgrad._parse import DEFAULT_FUNCTIONS, parse_expression
 from symgrad.errors import InvalidArgument
 
@@ -59,6 +60,9 @@ VALID = [
     ("  z*z \n", z**2),  # outer whitespace is ignored
     ("(z\n + 1)", z + 1),  # line breaks inside brackets are Python syntax
     ("1", sympy.Integer(1)),  # constants are fine
+    ("2**0.5", sympy.sqrt(2)),
+    ("z**1000", z**1000),  # the largest numeric exponent
+    ("sigmoid(z)**20", sigmoid(z) ** 20),  # the largest for a base not known to be real
 ]
 
 
@@ -99,6 +103,8 @@ def test_bad_variable_and_functions_arguments():
         parse_expression("z", z, {"not a name": sigmoid})
     with pytest.raises(InvalidArgument, match="callable"):
         parse_expression("z", z, {"f": 3})
+    with pytest.raises(InvalidArgument, match="mapping"):
+        parse_expression("z", z, [sigmoid])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,6 +159,10 @@ INVALID = [
     ("(2*z)**(10**50)", "exponent"),
     ("exp(1e50*log(2*z))", "'exp(1e50*log(2*z))'"),
     ("cosh(cosh(cosh(9)))", "'cosh(cosh(cosh(9)))'"),
+    ("z**(1 + 1e-300)", "numerator"),
+    ("exp(-1e6*z)", "numerator"),
+    ("z**1001", "exponent 1001 is too large"),
+    ("sigmoid(z)**21", "numerator over 20 (of a base not known to be real)"),
     ("(1e100-1)**(1000/999)", "'(1e100-1)**(1000/999)'"),
     ("1/0", "'1/0'"),
     ("z/0", "'z/0'"),
@@ -179,7 +189,10 @@ def test_message_example_and_fix():
     with pytest.raises(InvalidArgument) as excinfo:
         parse("x.__class__")
     message = str(excinfo.value)
-    assert message.startswith("activation 'x.__class__' is not allowed: attribute access 'x.__class__' (column 1). Allowed: numbers, the variable z (or x)")
+    assert message.startswith(
+        "activation 'x.__class__' is not allowed: attribute access 'x.__class__' (column 1). "
+        "Allowed: numbers, the variable z (or x)"
+    )
     assert "abs, asinh, atan" in message and "Fix:" in message
     with pytest.raises(InvalidArgument, match=r"use \*\* for powers, e.g. 'x\*\*2'"):
         parse("x ^ 2")
@@ -208,6 +221,12 @@ def test_bombs_are_refused_quickly():
         with pytest.raises(InvalidArgument):
             parse(bomb)
         assert time.perf_counter() - start < 2.0, bomb
+
+
+def test_build_time_backstop(monkeypatch):
+    monkeypatch.setattr(_parse, "MAX_BUILD_SECONDS", -1.0)  # the deadline has passed at once
+    with pytest.raises(InvalidArgument, match="s to build; stopped at 'z'"):
+        parse("z")
 
 
 # ---------------------------------------------------------------------------------------------
