@@ -102,6 +102,10 @@ class relu(Function):
         if arg.is_extended_nonnegative:
             return arg
 
+    def _eval_is_extended_real(self):
+        # Real for real arguments: SymPy's simplifications (and the parser's limits) rely on it.
+        return self.args[0].is_extended_real
+
     def fdiff(self, argindex=1):
         return sympy.Heaviside(self.args[0], 0)
 
@@ -179,6 +183,10 @@ class softplus(Function):
     def eval(cls, arg):
         if arg.is_zero:
             return sympy.log(2)
+
+    def _eval_is_extended_real(self):
+        # Real for real arguments: SymPy's simplifications (and the parser's limits) rely on it.
+        return self.args[0].is_extended_real
 
     def fdiff(self, argindex=1):
         return sigmoid(self.args[0])
