@@ -332,6 +332,60 @@ def test_bad_inputs_raise_invalid_argument(net, params, name, shape):
         assert shape in str(exc.value)
 
 
+@pytest.mark.parametrize(
+    "name,index,value",
+    [("w1", 0, np.nan), ("b1", 4999, np.inf), ("w7", 2600, -np.inf), ("b12", 1234, np.nan), ("w12", 4100, np.inf)],
+)
+@pytest.mark.parametrize("threads", [1, 3])
+def test_fast_kernel_finds_non_finite_inputs_it_did_not_prescan(name, index, value, threads):
+    # The sigmoid kernel checks batched w/b as it reads them (Σ z_j), not in a separate pass:
+    # every position and layer, and both signs of inf, must still be named exactly.
+    net = symgrad.chain(12)
+    p = sample(net, 5000, seed=3)
+    p[name] = p[name].copy()
+    p[name][index] = value
+    with pytest.raises(InvalidArgument) as exc:
+        backprop(net, p, block_size=1024, threads=threads)
+    msg = str(exc.value)
+    assert repr(name) in msg and "index (%d,)" % index in msg and repr(float(value)) in msg
+
+
+def test_fast_kernel_inf_times_zero_and_opposite_infinities():
+    net = symgrad.chain(3)
+    p = sample(net, 256, seed=0)
+    p["b1"], p["w2"] = p["b1"].copy(), p["w2"].copy()
+    p["b1"][7], p["w2"][7] = -np.inf, np.inf  # a1 = σ(−inf) = 0, then inf·0
+    # Reported in parameter order (w1..wL, b1..bL), as the up-front check does.
+    with pytest.raises(InvalidArgument, match="'w2'.*inf at index \\(7,\\)"):
+        backprop(net, p)
+    q = sample(net, 256, seed=0)
+    q["b1"], q["b2"] = q["b1"].copy(), q["b2"].copy()
+    q["b1"][9], q["b2"][9] = np.inf, -np.inf  # Σ z_j meets inf + (−inf)
+    with pytest.raises(InvalidArgument, match="'b1'.*inf at index \\(9,\\)"):
+        backprop(net, q)
+
+
+def test_fast_kernel_overflow_and_huge_but_finite_sums():
+    net = symgrad.chain(4)
+    p = sample(net, 300, seed=1)
+    p["b2"] = p["b2"].copy()
+    p["b2"][5] = 1.7e308
+    p["w2"] = p["w2"].copy()
+    p["w2"][5] = 0.5
+    # z2 = 0.5 a1 + 1.7e308 is finite, and so is every z, but the running Σ z_j overflows when
+    # b3 adds another 1.7e308: the block is recomputed exactly, not rejected.
+    p["b3"] = p["b3"].copy()
+    p["b3"][5] = 1.7e308
+    fast = backprop(net, p, block_size=300, threads=1)
+    generic = backprop(net, p, block_size=32, threads=1)
+    for k in net.parameters:
+        np.testing.assert_allclose(fast.grads[k], generic.grads[k], rtol=1e-12, atol=0)
+    p["w3"] = p["w3"].copy()
+    p["w3"][5], p["b3"][5] = 1e308, 1e308  # z3 = 1e308·a2 + 1e308 with a2 = 1 overflows
+    with pytest.raises(InvalidArgument, match="overflows float64 at layer 3.*batch index 5"):
+        backprop(net, p, block_size=300, threads=1)
+
+
 def test_not_a_mapping_and_forward_overflow():
     net = symgrad.chain(2, "identity")
     with pytest.raises(InvalidArgument, match="mapping"):
