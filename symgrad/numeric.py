@@ -50,6 +50,7 @@ import numpy as np
 import sympy
 
 from ._numeric_logs import grad_sign, log_abs, log_abs_value, sign_value, stable_sigmoid_minus_y
+from . import _jit
 from .errors import GradientCheckError, InvalidArgument
 from .networks import Chain, Network
 
@@ -697,15 +698,71 @@ def _log_block(inp: _Inputs, s, e):
         return S, SS, S + LA, SS * SA
 
 
-def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads=None) -> BackpropResult:
+_BACKENDS = ("auto", "numpy", "numba")
+
+#: Samples per block for the compiled kernel: its per-layer rows of a block (a, z, e and the two
+#: output rows, 4096 × 8 bytes each) stay in L2; it has no per-call overhead to amortise.
+JIT_BLOCK = 4096
+
+#: ``backend="auto"`` compiles (or loads from numba's cache) only for chains with at least this
+#: many layer-samples, so small checks never pay numba's start-up.
+JIT_MIN_WORK = 1 << 18
+
+
+def _use_jit(inp: _Inputs, backend, log_space, n) -> bool:
+    net = inp.net
+    if backend == "numpy":
+        return False
+    why = None
+    if not all(_is_sigmoid(a) for a in net.activations):
+        why = "all-sigmoid chains only"
+    elif log_space:
+        why = "linear space only (log_space=True runs on NumPy)"
+    elif inp.dtype != np.float64:
+        why = "float64 only"
+    elif inp.batch is None or not (all(inp.wb) and all(inp.bb)):
+        why = "batched w and b only (every w_l and b_l of shape (batch,))"
+    if backend == "auto":
+        return why is None and n * net.depth >= JIT_MIN_WORK and _jit.available()
+    if why is not None:
+        raise InvalidArgument("backend='numba' has a compiled kernel for %s; use backend='numpy' or 'auto'" % why)
+    if not _jit.available():
+        raise InvalidArgument("backend='numba' needs numba (%s); install it with pip install 'symgrad[jit]', or use backend='numpy'"
+                              % _jit.import_error())
+    return True
+
+
+def _jit_block(inp: _Inputs, jk, WL, BL, s, e, D, oD, A, oA):
+    """One block through the compiled kernel, writing D[:, oD:oD+m] (δ) and A[:, oA:oA+m] (∂C/∂w)."""
+    net = inp.net
+    m = e - s
+    a0 = np.ascontiguousarray(np.broadcast_to(inp.block("a0", s, e), (m,)), dtype=np.float64)
+    aL, zL = np.empty(m), np.empty(m)
+    status = jk["forward"](WL, BL, a0, s, e, A, oA, D, oD, aL, zL)
+    if status:
+        raise _NonFiniteBlock(status - 1)
+    dL, loss, cancel = _output_delta(net, aL, zL, inp.block("y", s, e))
+    dL = np.ascontiguousarray(np.broadcast_to(dL, (m,)), dtype=np.float64)
+    if jk["backward"](D, oD, A, oA, m, dL, cancel):
+        raise FloatingPointError("an exploding gradient overflowed float64")
+    return loss
+
+
+def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads=None, backend="auto") -> BackpropResult:
     """Forward and backward pass: every parameter's gradient, the δ^l and the layer norms.
 
     ``log_space=True`` adds ``log|∂C/∂p|`` and the sign for every gradient, accumulated as sums
     of ``log|w|`` and ``log|φ'(z)|`` so that they stay finite where the product underflows
     (a depth-100000 sigmoid chain).  ``wrt`` restricts the returned gradients (to save memory).
-    Chains run in blocks of ``block_size`` samples (default 8192) along the batch axis, on
-    ``threads`` threads (default: the CPU count, at most 8); NumPy releases the GIL, so blocks
-    run in parallel.  Only the outputs asked for are held in full.
+    Chains run in blocks of at most ``block_size`` samples along the batch axis (default 32768
+    for NumPy, 4096 for the compiled kernel), on ``threads`` threads (default: the CPU count, at
+    most 8); the kernels release the GIL, so blocks run in parallel.  Only the outputs asked for
+    are held in full.
+
+    ``backend``: ``"auto"`` (default) uses the compiled kernel of :mod:`symgrad._jit` for large
+    all-sigmoid chains when numba is installed (``pip install 'symgrad[jit]'``) and NumPy
+    otherwise; ``"numpy"`` and ``"numba"`` force one (``"numba"`` raises ``InvalidArgument``
+    where it does not apply).  Both give the same values to a few ulps.
 
     >>> import symgrad
     >>> net = symgrad.chain(2)
@@ -722,13 +779,18 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
         for name in wrt:
             if name not in net.parameters:
                 raise InvalidArgument("wrt: unknown parameter %r; known: %s" % (name, _known_names(net)))
+    if backend not in _BACKENDS:
+        raise InvalidArgument("backend=%r: expected one of %s" % (backend, ", ".join(map(repr, _BACKENDS))))
     if isinstance(net, Network):
+        if backend == "numba":
+            raise InvalidArgument("backend='numba' has a compiled kernel for all-sigmoid chains only; use backend='numpy' for %r" % (net,))
         return _dense_backprop(inp, log_space=log_space, wrt=wrt)
-    block = DEFAULT_BLOCK if block_size is None else int(block_size)
-    if block < 1:
+    if block_size is not None and (not isinstance(block_size, (int, np.integer)) or block_size < 1):
         raise InvalidArgument("block_size=%r must be a positive int" % (block_size,))
     L, B, dt = net.depth, inp.batch, inp.dtype
     n = 1 if B is None else B
+    use_jit = _use_jit(inp, backend, log_space, n)
+    block = (JIT_BLOCK if use_jit else DEFAULT_BLOCK) if block_size is None else int(block_size)
     want = set(net.parameters if wrt is None else wrt)
     want_w = [j for j in range(L) if "w%d" % (j + 1) in want]
     # With wrt=None every δ^l is returned (it is ∂C/∂b_l), so the kernels write straight into
@@ -744,7 +806,11 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
     nthreads = min(nthreads, len(blocks))
     # The in-place sigmoid kernel pays ~15 NumPy calls per layer: for tiny blocks the generic
     # kernel (one Python-float forward loop, vectorised φ' and backward) is faster.
-    fast = all(_is_sigmoid(a) for a in net.activations) and max(e - s for s, e in blocks) >= 64
+    fast = all(_is_sigmoid(a) for a in net.activations) and (use_jit or max(e - s for s, e in blocks) >= 64)
+    if use_jit:
+        jk = _jit.kernels()
+        WL = _jit.typed_rows([np.ascontiguousarray(w) for w in inp.ws])
+        BL = _jit.typed_rows([np.ascontiguousarray(b) for b in inp.bs])
     if inp.deferred and not fast:
         _check_block_finite(inp, 0, n)
     logs = (np.empty((L, n)), np.empty((L, n)), np.empty((L, n)), np.empty((L, n))) if log_space else None
@@ -757,7 +823,12 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
         try:
             if fast:
                 try:
-                    loss[s:e] = _sigmoid_block(inp, s, e, D, A, work, inp.deferred)
+                    if use_jit:  # the compiled kernel indexes the full outputs (or the scratch rows)
+                        Dk, oD = (gb, s) if gb is not None else (D, 0)
+                        Ak, oA = (gw, s) if gw is not None else (A, 0)
+                        loss[s:e] = _jit_block(inp, jk, WL, BL, s, e, Dk, oD, Ak, oA)
+                    else:
+                        loss[s:e] = _sigmoid_block(inp, s, e, D, A, work, inp.deferred)
                 except _NonFiniteBlock:
                     _check_block_finite(inp, s, e)  # a nan/inf input: InvalidArgument names it
                     loss[s:e] = _generic_block(inp, s, e, D, A)  # else the overflow error, or the values
@@ -797,7 +868,7 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
     def part(k):
         # Each thread owns every nthreads-th block and one set of work rows, reused across them.
         m = max(e - s for s, e in blocks)
-        work = tuple(np.empty(m, dtype=dt) for _ in range(4)) if fast else None
+        work = tuple(np.empty(m, dtype=dt) for _ in range(4)) if fast and not use_jit else None
         for blk in blocks[k::nthreads]:
             run(blk, work)
 

@@ -21,6 +21,10 @@ from symgrad.numeric import (
     sample,
 )
 
+# The compiled kernel (symgrad[jit], numba) must behave exactly like the NumPy one wherever it
+# runs; tests/test_jit.py fails loudly in CI if numba is missing.
+BACKENDS = ["numpy"] + (["numba"] if symgrad._jit.available() else [])
+
 ACTS = ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "silu", "gelu", "softsign", "identity"]
 
 
@@ -125,16 +129,18 @@ def test_dense_shared_weights_with_batched_inputs_and_total():
     np.testing.assert_allclose(res.total("W1"), np.sum(one, axis=0), rtol=1e-12)
 
 
-def test_fast_sigmoid_kernel_matches_generic_and_blocks_threads():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fast_sigmoid_kernel_matches_generic_and_blocks_threads(backend):
     net = symgrad.chain(12)
     p = sample(net, 5000, seed=4)
-    ref = backprop(net, p, block_size=10**6, threads=1)
-    for bs, th in ((128, 1), (1000, 2), (4096, 2)):
-        r = backprop(net, p, block_size=bs, threads=th)
+    ref = backprop(net, p, block_size=10**6, threads=1, backend=backend)
+    for bs, th in ((128, 1), (1000, 2), (4096, 2), (333, 3)):
+        r = backprop(net, p, block_size=bs, threads=th, backend=backend)
         for k in net.parameters:
             np.testing.assert_array_equal(r.grads[k], ref.grads[k])
+        np.testing.assert_array_equal(r.loss, ref.loss)
     # the generic kernel (used for tiny blocks) agrees to rounding
-    g = backprop(net, p, block_size=32)
+    g = backprop(net, p, block_size=32, backend="numpy")
     for k in net.parameters:
         np.testing.assert_allclose(g.grads[k], ref.grads[k], rtol=1e-11, atol=1e-300)
 
@@ -156,19 +162,21 @@ def test_forward_values():
     assert float(loc["z1"]) == 2.0 and float(loc["a2"]) == 5.0 and float(loc["loss"]) == 12.5
 
 
-def test_wrt_keeps_memory_bounded():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_wrt_keeps_memory_bounded(backend):
     net = symgrad.chain(200)
     p = sample(net, 60_000, seed=0)
     full_intermediates = 2 * 200 * 60_000 * 8
+    backprop(net, sample(net, 64, seed=0), backend=backend)  # compile (numba) outside the window
     tracemalloc.start()
     try:
-        res = backprop(net, p, wrt=["w1", "b200"], block_size=4096, threads=1)
+        res = backprop(net, p, wrt=["w1", "b200"], block_size=4096, threads=1, backend=backend)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert set(res.grads) == {"w1", "b200"} and res.deltas is None
     assert peak < full_intermediates / 8, peak
-    ref = backprop(net, p)
+    ref = backprop(net, p, backend=backend)
     np.testing.assert_array_equal(res.grads["w1"], ref.grads["w1"])
     with pytest.raises(InvalidArgument, match="wrt"):
         res.layer_norms
@@ -337,7 +345,8 @@ def test_bad_inputs_raise_invalid_argument(net, params, name, shape):
     [("w1", 0, np.nan), ("b1", 4999, np.inf), ("w7", 2600, -np.inf), ("b12", 1234, np.nan), ("w12", 4100, np.inf)],
 )
 @pytest.mark.parametrize("threads", [1, 3])
-def test_fast_kernel_finds_non_finite_inputs_it_did_not_prescan(name, index, value, threads):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fast_kernel_finds_non_finite_inputs_it_did_not_prescan(name, index, value, threads, backend):
     # The sigmoid kernel checks batched w/b as it reads them (Σ z_j), not in a separate pass:
     # every position and layer, and both signs of inf, must still be named exactly.
     net = symgrad.chain(12)
@@ -345,27 +354,29 @@ def test_fast_kernel_finds_non_finite_inputs_it_did_not_prescan(name, index, val
     p[name] = p[name].copy()
     p[name][index] = value
     with pytest.raises(InvalidArgument) as exc:
-        backprop(net, p, block_size=1024, threads=threads)
+        backprop(net, p, block_size=1024, threads=threads, backend=backend)
     msg = str(exc.value)
     assert repr(name) in msg and "index (%d,)" % index in msg and repr(float(value)) in msg
 
 
-def test_fast_kernel_inf_times_zero_and_opposite_infinities():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fast_kernel_inf_times_zero_and_opposite_infinities(backend):
     net = symgrad.chain(3)
     p = sample(net, 256, seed=0)
     p["b1"], p["w2"] = p["b1"].copy(), p["w2"].copy()
     p["b1"][7], p["w2"][7] = -np.inf, np.inf  # a1 = σ(−inf) = 0, then inf·0
     # Reported in parameter order (w1..wL, b1..bL), as the up-front check does.
     with pytest.raises(InvalidArgument, match="'w2'.*inf at index \\(7,\\)"):
-        backprop(net, p)
+        backprop(net, p, backend=backend)
     q = sample(net, 256, seed=0)
     q["b1"], q["b2"] = q["b1"].copy(), q["b2"].copy()
     q["b1"][9], q["b2"][9] = np.inf, -np.inf  # Σ z_j meets inf + (−inf)
     with pytest.raises(InvalidArgument, match="'b1'.*inf at index \\(9,\\)"):
-        backprop(net, q)
+        backprop(net, q, backend=backend)
 
 
-def test_fast_kernel_overflow_and_huge_but_finite_sums():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fast_kernel_overflow_and_huge_but_finite_sums(backend):
     net = symgrad.chain(4)
     p = sample(net, 300, seed=1)
     p["b2"] = p["b2"].copy()
@@ -376,14 +387,14 @@ def test_fast_kernel_overflow_and_huge_but_finite_sums():
     # b3 adds another 1.7e308: the block is recomputed exactly, not rejected.
     p["b3"] = p["b3"].copy()
     p["b3"][5] = 1.7e308
-    fast = backprop(net, p, block_size=300, threads=1)
+    fast = backprop(net, p, block_size=300, threads=1, backend=backend)
     generic = backprop(net, p, block_size=32, threads=1)
     for k in net.parameters:
         np.testing.assert_allclose(fast.grads[k], generic.grads[k], rtol=1e-12, atol=0)
     p["w3"] = p["w3"].copy()
     p["w3"][5], p["b3"][5] = 1e308, 1e308  # z3 = 1e308·a2 + 1e308 with a2 = 1 overflows
     with pytest.raises(InvalidArgument, match="overflows float64 at layer 3.*batch index 5"):
-        backprop(net, p, block_size=300, threads=1)
+        backprop(net, p, block_size=300, threads=1, backend=backend)
 
 
 def test_not_a_mapping_and_forward_overflow():
