@@ -732,20 +732,15 @@ def _use_jit(inp: _Inputs, backend, log_space, n) -> bool:
     return True
 
 
-def _jit_block(inp: _Inputs, jk, WL, BL, s, e, D, oD, A, oA):
-    """One block through the compiled kernel, writing D[:, oD:oD+m] (δ) and A[:, oA:oA+m] (∂C/∂w)."""
-    net = inp.net
-    m = e - s
-    a0 = np.ascontiguousarray(np.broadcast_to(inp.block("a0", s, e), (m,)), dtype=np.float64)
-    aL, zL = np.empty(m), np.empty(m)
-    status = jk["forward"](WL, BL, a0, s, e, A, oA, D, oD, aL, zL)
-    if status:
+def _jit_block(inp: _Inputs, jk, rows, s, e, D, oD, A, oA, loss):
+    """One block through the compiled kernel, writing D[:, oD:oD+m] (δ), A[:, oA:oA+m] (∂C/∂w)
+    and loss[s:e]."""
+    WL, BL, a0, y = rows
+    status = jk["chain_block"](WL, BL, a0, y, s, e, A, oA, D, oD, inp.net.cost.name == "cross_entropy", loss)
+    if status > 0:
         raise _NonFiniteBlock(status - 1)
-    dL, loss, cancel = _output_delta(net, aL, zL, inp.block("y", s, e))
-    dL = np.ascontiguousarray(np.broadcast_to(dL, (m,)), dtype=np.float64)
-    if jk["backward"](D, oD, A, oA, m, dL, cancel):
+    if status < 0:
         raise FloatingPointError("an exploding gradient overflowed float64")
-    return loss
 
 
 def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads=None, backend="auto") -> BackpropResult:
@@ -809,8 +804,10 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
     fast = all(_is_sigmoid(a) for a in net.activations) and (use_jit or max(e - s for s, e in blocks) >= 64)
     if use_jit:
         jk = _jit.kernels()
-        WL = _jit.typed_rows([np.ascontiguousarray(w) for w in inp.ws])
-        BL = _jit.typed_rows([np.ascontiguousarray(b) for b in inp.bs])
+        jrows = (_jit.typed_rows([np.ascontiguousarray(w) for w in inp.ws]),
+                 _jit.typed_rows([np.ascontiguousarray(b) for b in inp.bs]),
+                 np.ascontiguousarray(np.broadcast_to(inp.values["a0"], (n,))),
+                 np.ascontiguousarray(np.broadcast_to(inp.values["y"], (n,))))
     if inp.deferred and not fast:
         _check_block_finite(inp, 0, n)
     logs = (np.empty((L, n)), np.empty((L, n)), np.empty((L, n)), np.empty((L, n))) if log_space else None
@@ -826,7 +823,7 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
                     if use_jit:  # the compiled kernel indexes the full outputs (or the scratch rows)
                         Dk, oD = (gb, s) if gb is not None else (D, 0)
                         Ak, oA = (gw, s) if gw is not None else (A, 0)
-                        loss[s:e] = _jit_block(inp, jk, WL, BL, s, e, Dk, oD, Ak, oA)
+                        _jit_block(inp, jk, jrows, s, e, Dk, oD, Ak, oA, loss)
                     else:
                         loss[s:e] = _sigmoid_block(inp, s, e, D, A, work, inp.deferred)
                 except _NonFiniteBlock:
@@ -866,10 +863,12 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
                         loss[s:e] = _output_delta(net, aL, zL, y)[1]
 
     def part(k):
-        # Each thread owns every nthreads-th block and one set of work rows, reused across them.
+        # Each thread owns one contiguous run of blocks (so the two threads do not fault in the same
+        # huge pages of the fresh outputs) and one set of work rows, reused across them.
         m = max(e - s for s, e in blocks)
         work = tuple(np.empty(m, dtype=dt) for _ in range(4)) if fast and not use_jit else None
-        for blk in blocks[k::nthreads]:
+        per = -(-len(blocks) // nthreads)
+        for blk in blocks[k * per:(k + 1) * per]:
             run(blk, work)
 
     if nthreads > 1:
