@@ -75,13 +75,14 @@ EXP_POLY = (
 )
 
 
-def _build():
+def _build(cache=True):
     import numba
     from numba import njit
 
     c = EXP_POLY
     LOG2E, LN2_HI, LN2_LO, SHIFT, SHIFT_BITS = _LOG2E, _LN2_HI, _LN2_LO, _SHIFT, np.int64(_SHIFT_BITS)
-    opts = dict(nogil=True, cache=True, fastmath={"contract"}, error_model="numpy")
+    # cache=True: later processes load the machine code from numba's cache (~0.1 s, not ~3 s).
+    opts = dict(nogil=True, cache=cache, fastmath={"contract"}, error_model="numpy")
 
     @njit(inline="always", **opts)
     def exp_neg(u):
@@ -225,7 +226,10 @@ def kernels() -> dict:
     if _KERNELS is None:
         if not available():
             raise ImportError(_IMPORT_ERROR)
-        _KERNELS = _build()
+        try:
+            _KERNELS = _build()
+        except RuntimeError:  # numba found no writable cache directory: compile per process
+            _KERNELS = _build(cache=False)
     return _KERNELS
 
 
