@@ -3,7 +3,7 @@
 Why it exists.  NumPy's float64 ``exp`` is a scalar libm call on CPUs without AVX-512 (about 5 ns
 an element on the project's machines), and every other NumPy pass over a block costs 0.3-0.9 ns
 per element; the in-place NumPy kernel in :mod:`symgrad.numeric` needs one exp and ~14 passes per
-layer-sample, which puts it at about 0.6x PyTorch (whose sigmoid uses a SIMD exp).  Here numba
+layer-sample, which keeps it at 0.6-0.7x PyTorch (whose sigmoid uses a SIMD exp).  Here numba
 compiles each layer into two short loops over cache-resident rows, and ``exp_neg`` below is an
 exp that LLVM can vectorise (no calls, no branches), so the whole chain runs near the memory
 bandwidth of reading w, b and writing the two gradient arrays (measured: within 2x of copying
