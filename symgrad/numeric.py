@@ -432,6 +432,11 @@ class _OutputRecycler:
         self._lock = threading.Lock()
         is_gil = getattr(sys, "_is_gil_enabled", lambda: True)()
         self.enabled = sys.implementation.name == "cpython" and is_gil
+        # What getrefcount reports for a buffer only the list holds, measured with the same
+        # expression as below (2 on CPython ≤ 3.13; newer interpreters may count stack
+        # references differently).  Any view the caller holds adds at least one.
+        probe = [np.empty(1, dtype=np.uint8)]
+        self._free_count = sys.getrefcount(probe[0])
 
     def empty(self, shape, dtype) -> np.ndarray:
         dtype = np.dtype(dtype)
@@ -440,8 +445,8 @@ class _OutputRecycler:
             return np.empty(shape, dtype=dtype)
         with self._lock:
             for i in range(len(self._slots)):
-                # 2 = the list's reference + getrefcount's argument: nobody else holds it.
-                if self._slots[i].nbytes == nbytes and sys.getrefcount(self._slots[i]) == 2:
+                # Only the list holds it: nobody can reach this memory any more.
+                if self._slots[i].nbytes == nbytes and sys.getrefcount(self._slots[i]) == self._free_count:
                     raw = self._slots.pop(i)
                     self._slots.append(raw)  # most recently used last
                     return raw.view(dtype).reshape(shape)
