@@ -273,7 +273,8 @@ def _cmd_check(args) -> int:
             failures.extend(report.failures)
     tol = TOLERANCES[np.dtype(np.float64)]
     print("%r, batch %d, init %s, seed %d" % (net, args.batch, args.init, args.seed))
-    print("tolerance |x - closed form| <= %g + %g*|closed form|; finite-difference step %g" % (tol.atol, tol.rtol, tol.eps))
+    print("tolerance |x - closed form| <= %g + %g*|closed form|, i.e. relative error |x - closed form| / (|closed form| + %g) <= %g; "
+          "finite-difference step %g" % (tol.atol, tol.rtol, tol.atol / tol.rtol, tol.rtol, tol.eps))
     width = max(len("parameter"), *(len(r[0]) for r in rows))
     print("%-*s  %17s  %20s  %26s  %s" % (width, "parameter", "max |closed form|", "rel err vs backprop", "rel err vs finite diff", "result"))
     for name, mag, rel_bp, rel_fd, ok in rows:

@@ -549,3 +549,18 @@ def test_output_reuse_is_bounded_and_thread_safe():
                     np.testing.assert_array_equal(out.grads[k], ref.grads[k])
             del outs
     release_memory()
+
+
+def test_relative_error_is_readable_at_a_kink_and_matches_the_tolerance():
+    # ReLU at its kink: the closed form (left derivative) is 0, the central difference is not.
+    net = symgrad.chain(2, "relu")
+    p = sample(net, value={"w1": 1.0, "a0": 0.5, "b1": -0.5, "w2": 2.0, "b2": 0.1, "y": 0.0})
+    rep = check_gradients(net, p, raise_on_failure=False)
+    assert not rep.ok
+    tol = TOLERANCES[np.dtype(np.float64)]
+    # |fd − 0| / (0 + atol/rtol) with fd = ∂C/∂b1 one-sided average ≈ 0.1: about 100, not 1e307.
+    assert rep.max_rel_error["finite_difference"] == pytest.approx(0.10000099999713372 / (tol.atol / tol.rtol), rel=1e-6)
+    assert "relative error 1.000e+02" in str(rep)
+    # The measure is ≤ rtol exactly when |x − cf| ≤ atol + rtol |cf|: a passing check stays below.
+    ok = check_gradients(symgrad.chain(3), sample(symgrad.chain(3), 16, seed=2))
+    assert ok.ok and max(ok.max_rel_error.values()) <= tol.rtol
