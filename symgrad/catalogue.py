@@ -94,12 +94,13 @@ def t_sigmoid(sup=Q(1, 4)) -> Theorem:
     steps = [
         Identity(sympy.diff(1 / (1 + exp(-z)), z), s * (1 - s), "closed form", "Differentiate $1/(1+e^{-z})$.",
                  lhs_tex=r"\frac{d}{dz}\frac{1}{1+e^{-z}}"),
-        Identity(_SIG.derivative, s * (1 - s), "symgrad's $\\sigma'$", "The derivative symgrad uses is this closed form."),
+        Identity(_SIG.derivative, s * (1 - s), "symgrad's $\\sigma'$", "The derivative symgrad uses is this closed form.",
+                 lhs_tex=r"\texttt{symgrad}\ \sigma'(z)"),
         Certificate(s * (1 - s), sigmoid(z) * sigmoid(-z), "positivity", "Since $1-\\sigma(z) = \\sigma(-z)$, a product of two values of $\\sigma$.",
                     strict=True),
         Certificate(sup - s * (1 - s), (s - S.Half) ** 2, "upper bound", "A square."),
         Solve(sigmoid(z).rewrite(exp) - S.Half, z, sympy.FiniteSet(0), "equality case", "The square vanishes iff $\\sigma(z) = 1/2$."),
-        ExactValue(sp(0).doit(), sup, "attained", "At $z = 0$."),
+        ExactValue(sp(0).doit(), sup, "attained", "At $z = 0$.", lhs_tex=r"\sigma'(0) = \sigma(0)\,(1 - \sigma(0))"),
     ]
 
     def cross():
@@ -130,11 +131,11 @@ def t_sigmoid(sup=Q(1, 4)) -> Theorem:
 def t_tanh(sup=S.One) -> Theorem:
     t = tanh(z)
     steps = [
-        Identity(sympy.diff(t, z), 1 - t ** 2, "closed form"),
+        Identity(sympy.diff(t, z), 1 - t ** 2, "closed form", lhs_tex=r"\frac{d}{dz}\tanh z"),
         Certificate(1 - t ** 2, 1 / sympy.cosh(z) ** 2, "positivity", "$1 - \\tanh^2 = 1/\\cosh^2$.", strict=True),
         Certificate(sup - (1 - t ** 2), t ** 2, "upper bound", "A square."),
         Solve(t, z, sympy.FiniteSet(0), "equality case"),
-        ExactValue((1 - t ** 2).subs(z, 0), sup, "attained"),
+        ExactValue((1 - t ** 2).subs(z, 0), sup, "attained", lhs_tex=r"1 - \tanh^2(0)"),
     ]
 
     def cross():
@@ -153,15 +154,22 @@ def t_relu_family(leaky_neg=None) -> Theorem:
     r, lr, el = activation("relu"), activation("leaky_relu"), activation("elu")
     a100 = Q(1, 100)
     steps = [
-        Identity(sympy.diff(relu(zp), zp), 1, "ReLU, z > 0"),
-        Identity(sympy.diff(relu(zn), zn), 0, "ReLU, z < 0"),
-        ExactValue(r.derivative.subs(z, 0), 0, "ReLU, convention at 0", "symgrad takes the left derivative at the kink."),
-        Identity(sympy.diff(leaky_relu(zp, alpha).rewrite(sympy.Piecewise), zp), 1, "LeakyReLU, z > 0"),
-        Identity(sympy.diff(leaky_relu(zn, alpha).rewrite(sympy.Piecewise), zn), leaky_neg, "LeakyReLU, z < 0"),
-        ExactValue(lr.derivative.subs(z, 0), a100, "LeakyReLU, convention at 0", "symgrad's default $\\alpha = 1/100$: $\\varphi'(0) = \\alpha$."),
-        Identity(sympy.diff(elu(zp, alpha).rewrite(sympy.Piecewise), zp), 1, "ELU, z > 0"),
-        Identity(sympy.diff(elu(zn, alpha).rewrite(sympy.Piecewise), zn), alpha * exp(zn), "ELU, z < 0"),
-        Identity(el.derivative.subs(z, zn), exp(zn), "symgrad's ELU', z < 0", "symgrad's default $\\alpha = 1$."),
+        Identity(sympy.diff(relu(zp), zp), 1, "ReLU, z > 0", lhs_tex=r"\frac{d}{dz}\max(0, z)\Big|_{z > 0}"),
+        Identity(sympy.diff(relu(zn), zn), 0, "ReLU, z < 0", lhs_tex=r"\frac{d}{dz}\max(0, z)\Big|_{z < 0}"),
+        ExactValue(r.derivative.subs(z, 0), 0, "ReLU, convention at 0", "symgrad takes the left derivative at the kink.",
+                   lhs_tex=r"\varphi'_{\mathrm{ReLU}}(0)"),
+        Identity(sympy.diff(leaky_relu(zp, alpha).rewrite(sympy.Piecewise), zp), 1, "LeakyReLU, z > 0",
+                 lhs_tex=r"\frac{d}{dz}\max(\alpha z, z)\Big|_{z > 0}"),
+        Identity(sympy.diff(leaky_relu(zn, alpha).rewrite(sympy.Piecewise), zn), leaky_neg, "LeakyReLU, z < 0",
+                 lhs_tex=r"\frac{d}{dz}\max(\alpha z, z)\Big|_{z < 0}"),
+        ExactValue(lr.derivative.subs(z, 0), a100, "LeakyReLU, convention at 0", "symgrad's default $\\alpha = 1/100$: $\\varphi'(0) = \\alpha$.",
+                   lhs_tex=r"\varphi'_{\mathrm{LeakyReLU}}(0)"),
+        Identity(sympy.diff(elu(zp, alpha).rewrite(sympy.Piecewise), zp), 1, "ELU, z > 0",
+                 lhs_tex=r"\frac{d}{dz}\,\mathrm{ELU}_\alpha(z)\Big|_{z > 0}"),
+        Identity(sympy.diff(elu(zn, alpha).rewrite(sympy.Piecewise), zn), alpha * exp(zn), "ELU, z < 0",
+                 lhs_tex=r"\frac{d}{dz}\,\mathrm{ELU}_\alpha(z)\Big|_{z < 0}"),
+        Identity(el.derivative.subs(z, zn), exp(zn), "symgrad's ELU', z < 0", "symgrad's default $\\alpha = 1$.",
+                 lhs_tex=r"\texttt{symgrad}\ \mathrm{ELU}'(z)\Big|_{z < 0}"),
     ]
 
     def cross():
@@ -181,7 +189,7 @@ def t_softplus(claimed=None) -> Theorem:
     s = sigmoid(z)
     steps = [
         Identity(sympy.diff(log(1 + exp(z)), z), s if claimed is None else claimed, "closed form", lhs_tex=r"\frac{d}{dz}\ln(1+e^{z})"),
-        Identity(activation("softplus").derivative, s, "symgrad's softplus'"),
+        Identity(activation("softplus").derivative, s, "symgrad's softplus'", lhs_tex=r"\texttt{symgrad}\ \mathrm{softplus}'(z)"),
         Certificate(1 - s, sigmoid(-z), "below 1", strict=True),
         Limit(s, z, sympy.oo, 1, "supremum 1, approached"),
     ]
@@ -202,7 +210,7 @@ def t_silu(lo=Q("1.0998"), hi=Q("1.0999")) -> Theorem:
     steps = [
         Identity(sympy.diff(z * s, z), d, "SiLU'"),
         Identity(sympy.diff(d, z), s * (1 - s) * (2 - z * tanh(z / 2)), "SiLU''"),
-        Identity(d + d.subs(z, -z), 1, "symmetry", "So $\\varphi'(-z) = 1 - \\varphi'(z)$."),
+        Identity(d + d.subs(z, -z), 1, "symmetry", "So $\\varphi'(-z) = 1 - \\varphi'(z)$.", lhs_tex=r"\varphi'(z) + \varphi'(-z)"),
         Certificate(sympy.diff(zp * tanh(zp / 2), zp), tanh(zp / 2) + zp / (2 * sympy.cosh(zp / 2) ** 2), "z tanh(z/2) increases",
                     "For $z > 0$: so $2 - z\\tanh(z/2)$ has one positive root $z^*$, and (being even) is positive for $|z| < z^*$, negative beyond.", strict=True),
         root,
@@ -232,13 +240,13 @@ def t_gelu(sup=(1 + sympy.erf(1)) / 2 + exp(-1) / sqrt(sympy.pi)) -> Theorem:
         assert abs(top - 1.1289) < 1e-4
 
     steps = [
-        Identity(sympy.diff(g.expr, z), d, "GELU'"),
+        Identity(sympy.diff(g.expr, z), d, "GELU'", lhs_tex=r"\frac{d}{dz}\,z\,\Phi(z)"),
         Identity(sympy.diff(d, z), pdf * (2 - z ** 2), "GELU''"),
         Solve(2 - z ** 2, z, sympy.FiniteSet(-sqrt(2), sqrt(2)), "critical points"),
-        Identity(d + d.subs(z, -z), 1, "symmetry"),
+        Identity(d + d.subs(z, -z), 1, "symmetry", "So $\\varphi'(-z) = 1 - \\varphi'(z)$.", lhs_tex=r"\varphi'(z) + \varphi'(-z)"),
         Limit(d, z, sympy.oo, 1, "limit at +oo"),
         Limit(d, z, -sympy.oo, 0, "limit at -oo"),
-        ExactValue(d.subs(z, sqrt(2)), sup, "sup value"),
+        ExactValue(d.subs(z, sqrt(2)), sup, "sup value", lhs_tex=r"\varphi'(\sqrt{2})"),
         Enclosure(sup, Q("1.1289"), Q("1.1290"), "numeric value"),
     ]
     return Theorem("2e", "GELU: supremum of the derivative",
@@ -278,7 +286,8 @@ def _chain_induction(sign=1):
         Identity(sympy.diff(C(sigmoid(u)), b), sp(u) * sympy.Subs(sympy.Derivative(C(x), x), x, sigmoid(u)), "base: dC/db_j",
                  "At depth $L = j$: $\\partial C/\\partial b_j = \\sigma'(z_j)\\,\\partial C/\\partial a_j$.",
                  lhs_tex=r"\frac{\partial}{\partial b} C(\sigma(wa+b))", rhs_tex=r"\sigma'(wa+b)\, C'(\sigma(wa+b))"),
-        ExactValue(sympy.Product(Wi[k] * sp(Zi[k]), (k, j + 1, j)).doit(), 1, "empty product"),
+        ExactValue(sympy.Product(Wi[k] * sp(Zi[k]), (k, j + 1, j)).doit(), 1, "empty product",
+                   lhs_tex=r"\prod_{k=j+1}^{j} w_k\,\sigma'(z_k)"),
     ]
     step = [
         _local_rule(sign),
@@ -297,9 +306,10 @@ def t_chain(sign=1) -> Theorem:
     steps = [
         ind,
         Identity(lib.expr, _G(1, L).xreplace({dC_da(L): Ai[L] - y}), "symgrad agrees",
-                 "symgrad.chain(L).gradient('b', layer=1), quadratic cost ($\\partial C/\\partial a_L = a_L - y$), is the case $j = 1$."),
-        Identity(sympy.diff(w * a + b, w), a, "dz/dw"),
-        Identity(sympy.diff(w * a + b, b), 1, "dz/db"),
+                 "symgrad.chain(L).gradient('b', layer=1), quadratic cost ($\\partial C/\\partial a_L = a_L - y$), is the case $j = 1$.",
+                 lhs_tex=r"\texttt{symgrad.chain(L).gradient('b', layer=1)}"),
+        Identity(sympy.diff(w * a + b, w), a, "dz/dw", lhs_tex=r"\frac{\partial}{\partial w}(w a + b)"),
+        Identity(sympy.diff(w * a + b, b), 1, "dz/db", lhs_tex=r"\frac{\partial}{\partial b}(w a + b)"),
         Implies([ind], r"\frac{\partial C}{\partial w_j} = a_{j-1}\frac{\partial C}{\partial b_j} = a_{j-1}\,%s" % sympy.latex(_G(j, L)),
                 "w_j version", rule="$w_j$ and $b_j$ enter only through $z_j = w_j a_{j-1} + b_j$"),
     ]
@@ -368,8 +378,9 @@ def t_vanishing(base=Q(1, 4)) -> Theorem:
     factor = Certificate(base - u * p, h1 * p + h2 + (base - Q(1, 4)), "one factor",
                          "With $u = |w| \\le 1$ and $p = \\sigma'(z) \\in (0, 1/4]$ (Theorem 1): $h_1 = 1 - u \\ge 0$, $h_2 = 1/4 - p \\ge 0$.",
                          where={h1: 1 - u, h2: Q(1, 4) - p}, expr_tex=r"%s - |w|\,\sigma'(z)" % sympy.latex(base))
-    sharp = ExactValue(1 * sp(0).doit(), base, "sharpness", "$w = 1$, $z = 0$ attains the factor bound, so no smaller base works.")
-    prod = Induction(n, 0, [ExactValue(base ** 0, 1, "empty product")],
+    sharp = ExactValue(1 * sp(0).doit(), base, "sharpness", "$w = 1$, $z = 0$ attains the factor bound, so no smaller base works.",
+                       lhs_tex=r"|w|\,\sigma'(z)\Big|_{w = 1,\ z = 0}")
+    prod = Induction(n, 0, [ExactValue(base ** 0, 1, "empty product", lhs_tex=r"%s^{0}" % sympy.latex(base))],
                      [Certificate(base ** (n + 1) - P * x, g1 * x + base ** n * g2, "product bound",
                                   "$P$ is a product of $n$ factors in $[0, b]$, $x$ one more: $g_1 = b^n - P \\ge 0$ (claim at $n$), $g_2 = b - x \\ge 0$.",
                                   where={g1: base ** n - P, g2: base - x})],
@@ -380,7 +391,8 @@ def t_vanishing(base=Q(1, 4)) -> Theorem:
         Implies([_chain_induction(1), reg, factor, prod],
                 r"\left|\frac{\partial C}{\partial b_1}\right| = \prod_{k=1}^{L-1}\left|\sigma'(z_k)w_{k+1}\right|\left|\frac{\partial C}{\partial b_L}\right| \le %s^{L-1}\left|\frac{\partial C}{\partial b_L}\right|" % sympy.latex(base),
                 "conclusion", rule="Theorem 3 gives $\\partial C/\\partial b_1 = A_L\\,\\partial C/\\partial a_L$ and $\\partial C/\\partial b_L = \\sigma'(z_L)\\,\\partial C/\\partial a_L$; regroup, then bound each of the $L-1$ factors"),
-        ExactValue(base ** 2, Q(1, 16), "three layers", "$\\partial C/\\partial b_1$ versus $\\partial C/\\partial b_3$: two factors."),
+        ExactValue(base ** 2, Q(1, 16), "three layers", "$\\partial C/\\partial b_1$ versus $\\partial C/\\partial b_3$: two factors.",
+                   lhs_tex=r"%s^{3-1}" % sympy.latex(base)),
     ]
 
     def cross():
@@ -417,7 +429,7 @@ def t_exploding(factor=25) -> Theorem:
         Identity(100 * a + (-100 * a), 0, "z_j = 0", "$z_j = w_j a_{j-1} + b_j$ with $w_j = 100$, $b_j = -100 a_{j-1}$.",
                  lhs_tex=r"z_j = 100\,a_{j-1} - 100\,a_{j-1}", rhs_tex="0"),
         ExactValue(100 * sp(0).doit(), factor, "each factor", lhs_tex=r"w_j\sigma'(z_j) = 100\,\sigma'(0)"),
-        Induction(n, 0, [ExactValue(c ** 0, 1, "empty product")],
+        Induction(n, 0, [ExactValue(c ** 0, 1, "empty product", lhs_tex=r"%s^{0}" % sympy.latex(c))],
                   [Certificate(P * x - c ** (n + 1), g1 * x + c ** n * g2, "growth",
                                "$P$ is a product of $n$ factors $\\ge c$, $x \\ge c$ one more: $g_1 = P - c^n \\ge 0$ (claim at $n$), $g_2 = x - c \\ge 0$.",
                                where={g1: P - c ** n, g2: x - c})],
@@ -485,7 +497,8 @@ def t_interval(coef=2, wmax=(Q("6.894"), Q("6.895")), width=(Q("0.4477"), Q("0.4
                     "$W = |w| > 0$, $p = \\sigma'(u)$ with $h = 1/4 - p \\ge 0$ (Theorem 1) and $m = 4 - W > 0$: so $|w|\\sigma'(u) < 1$.",
                     strict=True, where={h: Q(1, 4) - p, m: 4 - W}),
         Identity(sqrt(1 - 4 / Wr), r, "change of variables",
-                 "For $|w| \\ge 4$ put $r = \\sqrt{1 - 4/|w|} \\in [0, 1)$, i.e. $|w| = 4/(1-r^2)$; $r = 0$ is the single point $u = 0$."),
+                 "For $|w| \\ge 4$ put $r = \\sqrt{1 - 4/|w|} \\in [0, 1)$, i.e. $|w| = 4/(1-r^2)$; $r = 0$ is the single point $u = 0$.",
+                 lhs_tex=r"\sqrt{1 - 4/|w|}\,\Big|_{|w| = 4/(1 - r^2)}"),
         Identity(s * (1 - s) - 1 / Wr, (hi_s - s) * (s - lo_s), "factorisation",
                  "With $s = \\sigma(u)$, $\\sigma'(u) \\ge 1/|w|$ iff $s$ lies between the roots."),
         Solve(s * (1 - s) - (1 - r ** 2) / 4, s, sympy.FiniteSet(lo_s, hi_s), "roots", domain=S.Complexes),
@@ -712,7 +725,8 @@ def t_cross_entropy(sign=1) -> Theorem:
         Identity(sympy.diff(ce, z), sign * (s - y), "output delta", lhs_tex=r"\frac{\partial}{\partial z}\Big(-y\ln\sigma(z) - (1-y)\ln(1-\sigma(z))\Big)"),
         Identity(_G(1, M + 1).xreplace({dC_da(M + 1): (Ai[M + 1] - y) / sp(Zi[M + 1])}), hidden, "hidden factors remain",
                  "Theorem 3 with $L = M + 1 \\ge 2$ and $\\sigma'(z_L)\\,\\partial C/\\partial a_L = a_L - y$ (divide by $\\sigma'(z_L) > 0$).", peel=True),
-        Identity(lib.expr, hidden.xreplace({M: L - 1}), "symgrad agrees", "symgrad.chain(L, loss='cross_entropy') gives the same product."),
+        Identity(lib.expr, hidden.xreplace({M: L - 1}), "symgrad agrees", "symgrad.chain(L, loss='cross_entropy') gives the same product.",
+                 lhs_tex=r"\texttt{symgrad.chain(L, loss='cross\_entropy').gradient('b', layer=1)}"),
     ]
 
     def cross():
@@ -747,7 +761,7 @@ def t_learning_rate(limit=None) -> Theorem:
     q = 1 - eta * lam
     steps = [
         Identity(w - eta * sympy.diff(lam * w ** 2 / 2, w), q * w, "one step"),
-        Induction(t, 0, [ExactValue(q ** 0 * w0, w0, "t = 0")], [Identity(q * (q ** t * w0), q ** (t + 1) * w0, "t -> t+1")],
+        Induction(t, 0, [ExactValue(q ** 0 * w0, w0, "t = 0", lhs_tex=r"q^{0} w_{0}")], [Identity(q * (q ** t * w0), q ** (t + 1) * w0, "t -> t+1")],
                   "iterates", statement_tex=r"w_t = (1 - \eta\lambda)^{t} w_0"),
         Solve(sympy.Abs(q) < 1, eta, sympy.Interval.open(0, limit), "convergence", eq_tex=r"|1 - \eta\lambda| < 1"),
         Solve(sympy.Abs(q) > 1, eta, sympy.Union(sympy.Interval.open(-sympy.oo, 0), sympy.Interval.open(limit, sympy.oo)), "divergence",
@@ -783,9 +797,11 @@ def t_saddle(eigen=(-1, 1)) -> Theorem:
     steps = [
         Identity(sympy.diff(f, w1), -(1 - w1 * w2) * w2, "df/dw1"),
         Identity(sympy.diff(f, w2), -(1 - w1 * w2) * w1, "df/dw2"),
-        ExactValue(sympy.diff(f, w1).subs({w1: 0, w2: 0}) ** 2 + sympy.diff(f, w2).subs({w1: 0, w2: 0}) ** 2, 0, "critical at 0"),
+        ExactValue(sympy.diff(f, w1).subs({w1: 0, w2: 0}) ** 2 + sympy.diff(f, w2).subs({w1: 0, w2: 0}) ** 2, 0, "critical at 0",
+                   lhs_tex=r"\|\nabla f(0, 0)\|^2"),
         Identity(H.charpoly(mu).as_expr(), sympy.expand((mu - eigen[0]) * (mu - eigen[1])), "Hessian at 0",
-                 "The characteristic polynomial of $\\nabla^2 f(0) = %s$." % sympy.latex(H)),
+                 "The characteristic polynomial of $\\nabla^2 f(0) = %s$." % sympy.latex(H),
+                 lhs_tex=r"\det\big(\mu I - \nabla^2 f(0)\big)"),
         Implies([], r"\text{eigenvalues } %s, %s \text{ of opposite signs: a saddle}" % eigen, "saddle", rule="a critical point with an indefinite Hessian is a saddle"),
         Certificate(f, f, "f >= 0", "A square."),
         Solve(1 - w1 * w2nz, w1, sympy.FiniteSet(1 / w2nz), "zero set", "So $f = 0$ (its minimum) exactly on $w_1w_2 = 1$; $f(0) = 1/2$."),
@@ -823,14 +839,17 @@ def t_relu(pos_factor=1) -> Theorem:
     av = sympy.symbols("a1:4", real=True)
     dv = sympy.symbols("delta1:4", real=True)
     steps = [
-        ExactValue(w * r.derivative.subs(z, zp), pos_factor * w, "factor, z > 0"),
-        ExactValue(w * r.derivative.subs(z, zn), 0, "factor, z < 0"),
-        ExactValue(w * r.derivative.subs(z, 0), 0, "factor, z = 0", "The convention at the kink."),
+        ExactValue(w * r.derivative.subs(z, zp), pos_factor * w, "factor, z > 0", lhs_tex=r"w\,\mathrm{ReLU}'(z)\Big|_{z > 0}"),
+        ExactValue(w * r.derivative.subs(z, zn), 0, "factor, z < 0", lhs_tex=r"w\,\mathrm{ReLU}'(z)\Big|_{z < 0}"),
+        ExactValue(w * r.derivative.subs(z, 0), 0, "factor, z = 0", "The convention at the kink.", lhs_tex=r"w\,\mathrm{ReLU}'(0)"),
         Identity(sympy.Mul(*[ws[i] * r.derivative.subs(z, zps[i]) for i in range(4)]), sympy.Mul(*ws), "active path",
-                 "Along units with $z > 0$ (four layers shown) the activation contributes a factor 1: no shrinking, no growth."),
+                 "Along units with $z > 0$ (four layers shown) the activation contributes a factor 1: no shrinking, no growth.",
+                 lhs_tex=r"\prod_{i=1}^{4} w_i\,\mathrm{ReLU}'(z_i)\ (z_i > 0)"),
         ExactValue(sum(av[i] * r.derivative.subs(z, zns[i]) * dv[i] for i in range(3)), 0, "dead unit, dC/dw",
-                   "$\\partial C/\\partial w = \\sum_i a_i\\,\\mathrm{ReLU}'(z_i)\\,\\delta_i$ over a batch (three inputs shown; each term vanishes)."),
-        ExactValue(sum(r.derivative.subs(z, zns[i]) * dv[i] for i in range(3)), 0, "dead unit, dC/db"),
+                   "$\\partial C/\\partial w = \\sum_i a_i\\,\\mathrm{ReLU}'(z_i)\\,\\delta_i$ over a batch (three inputs shown; each term vanishes).",
+                   lhs_tex=r"\sum_{i=1}^{3} a_i\,\mathrm{ReLU}'(z_i)\,\delta_i\ (z_i < 0)"),
+        ExactValue(sum(r.derivative.subs(z, zns[i]) * dv[i] for i in range(3)), 0, "dead unit, dC/db",
+                   lhs_tex=r"\sum_{i=1}^{3} \mathrm{ReLU}'(z_i)\,\delta_i\ (z_i < 0)"),
     ]
 
     def cross():

@@ -2,6 +2,7 @@
 step, and the committed LaTeX in proofs/ is what the code generates."""
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -59,6 +60,20 @@ def test_committed_latex_is_up_to_date(tmp_path, results):
     for p in written:
         if p.suffix == ".tex":
             assert p.read_text(encoding="utf-8").splitlines()[0] == catalogue.MARKER
+
+
+def test_no_step_displays_a_tautology():
+    # When SymPy evaluates a step's left side on construction (a derivative, an empty product),
+    # the display must still state what was computed, not "1 = 1" (it did, in an earlier version).
+    bad = []
+    for p in sorted(PROOFS.glob("*.tex")):
+        for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+            m = re.fullmatch(r"\\\[\\fitmath\{(.*)\}\\\]", line.strip())
+            if m:
+                sides = m.group(1).split(" = ")
+                if len(sides) == 2 and sides[0].strip() == sides[1].strip():
+                    bad.append("%s:%d %s" % (p.name, i, m.group(1)[:60]))
+    assert not bad, bad
 
 
 def test_main_document_compiles_without_overfull_lines(tmp_path):
