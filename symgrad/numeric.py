@@ -843,8 +843,9 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
         if backend == "numba":
             raise InvalidArgument("backend='numba' has a compiled kernel for all-sigmoid chains only; use backend='numpy' for %r" % (net,))
         return _dense_backprop(inp, log_space=log_space, wrt=wrt)
-    if block_size is not None and (not isinstance(block_size, (int, np.integer)) or block_size < 1):
-        raise InvalidArgument("block_size=%r must be a positive int" % (block_size,))
+    for arg, val in (("block_size", block_size), ("threads", threads)):
+        if val is not None and (isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 1):
+            raise InvalidArgument("%s=%r: expected a positive int, or None for the default" % (arg, val))
     L, B, dt = net.depth, inp.batch, inp.dtype
     n = 1 if B is None else B
     use_jit = _use_jit(inp, backend, log_space, n)

@@ -564,3 +564,15 @@ def test_relative_error_is_readable_at_a_kink_and_matches_the_tolerance():
     # The measure is ≤ rtol exactly when |x − cf| ≤ atol + rtol |cf|: a passing check stays below.
     ok = check_gradients(symgrad.chain(3), sample(symgrad.chain(3), 16, seed=2))
     assert ok.ok and max(ok.max_rel_error.values()) <= tol.rtol
+
+
+@pytest.mark.parametrize("kw", [{"block_size": 0}, {"block_size": -5}, {"block_size": 2.5}, {"block_size": "64"},
+                                {"block_size": True}, {"threads": 0}, {"threads": -1}, {"threads": 1.5},
+                                {"backend": "gpu"}, {"backend": None}])
+def test_backprop_options_are_validated(kw):
+    net = symgrad.chain(3)
+    p = sample(net, 100, seed=0)
+    with pytest.raises(InvalidArgument) as exc:
+        backprop(net, p, **kw)
+    name, value = next(iter(kw.items()))
+    assert name in str(exc.value) and repr(value) in str(exc.value)
