@@ -30,12 +30,12 @@ _LAZY = {
     **dict.fromkeys(["BUILTIN_LOSSES", "Loss", "loss"], "losses"),
     **dict.fromkeys(["MAX_COMPOSE_DEPTH", "MAX_DEPTH", "Chain", "Network", "chain", "network"], "networks"),
     **dict.fromkeys(
-        ["TOLERANCES", "BackpropResult", "GradientCheckReport", "PrecisionWarning", "backprop", "check_gradients",
-         "evaluate_gradient", "forward", "sample"],
+        ["BackpropResult", "backprop", "evaluate_gradient", "forward", "sample"],
         "numeric",
     ),
+    **dict.fromkeys(["TOLERANCES", "GradientCheckReport", "PrecisionWarning", "check_gradients"], "gradcheck"),
 }
-_SUBMODULES = ("activations", "losses", "networks", "derivation", "numeric", "latex", "strategies", "properties",
+_SUBMODULES = ("activations", "losses", "networks", "derivation", "numeric", "gradcheck", "latex", "strategies", "properties",
                "theorems", "catalogue", "cli")
 
 

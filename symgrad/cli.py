@@ -253,7 +253,8 @@ def _check_names(net, wrt: str | None) -> list[str]:
 def _cmd_check(args) -> int:
     import numpy as np
 
-    from .numeric import TOLERANCES, check_gradients, evaluate_gradient, sample
+    from .gradcheck import TOLERANCES, check_gradients
+    from .numeric import evaluate_gradient, sample
 
     if args.init == "constant" and args.value is None:
         raise InvalidArgument("--init constant needs --value, e.g. --init constant --value 0.5")

@@ -571,7 +571,7 @@ def assert_gradient_fn(net, params, grad_fn, *, wrt=None, rtol=None, atol=None):
     >>> assert_gradient_fn(net, symgrad.sample(net, seed=0), mine).ok
     True
     """
-    from .numeric import check_gradients
+    from .gradcheck import check_gradients
 
     if not callable(grad_fn):
         raise InvalidArgument("assert_gradient_fn: grad_fn=%r must be callable as grad_fn(params) -> {name: gradient}" % (grad_fn,))
