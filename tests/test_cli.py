@@ -396,3 +396,118 @@ def test_progress_is_silent_for_quick_steps(capsys):
     with cli._progress("quick"):
         pass
     assert capsys.readouterr().err == ""
+
+
+def test_write_atomic_keeps_the_umask_and_gives_plain_open_permissions(tmp_path, monkeypatch):
+    old = os.umask(0o027)
+    try:
+        def no_umask(mask):  # the writer must not touch the process-wide umask
+            raise AssertionError("os.umask(%o) called while writing" % mask)
+
+        monkeypatch.setattr(os, "umask", no_umask)
+        path = write_atomic(tmp_path / "x.tex", MARKER + "\n")
+        monkeypatch.undo()
+        assert os.umask(0o027) == 0o027
+    finally:
+        os.umask(old)
+    assert (path.stat().st_mode & 0o777) == 0o640
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "device"])
+def test_write_atomic_refuses_non_regular_destinations_at_once(tmp_path, kind):
+    target = tmp_path / "f.tex"
+    if kind == "fifo":
+        os.mkfifo(target)  # opening it to look for the marker would block forever
+        expected = "FIFO"
+    elif kind == "symlink":
+        (tmp_path / "real.tex").write_text(MARKER + "\n")
+        target.symlink_to(tmp_path / "real.tex")
+        expected = "symbolic link"
+    else:
+        target = "/dev/null"
+        expected = "character device"
+    with pytest.raises(symgrad.InvalidArgument, match=expected):
+        write_atomic(target, MARKER + "\n", force=True)
+    assert kind == "symlink" or not is_symgrad_file(target)  # answered without reading the FIFO
+
+
+def test_write_all_atomic_checks_every_target_before_writing_any(tmp_path):
+    from symgrad._io import write_all_atomic
+
+    (tmp_path / "c.tex").write_text("a foreign file\n")
+    items = [(tmp_path / n, MARKER + "\n" + n) for n in ("a.tex", "b.tex", "c.tex")]
+    with pytest.raises(symgrad.InvalidArgument, match="refusing to overwrite .*c.tex"):
+        write_all_atomic(items)
+    assert sorted(os.listdir(tmp_path)) == ["c.tex"]
+    assert [p.name for p in write_all_atomic(items, force=True)] == ["a.tex", "b.tex", "c.tex"]
+    assert all(is_symgrad_file(tmp_path / n) for n in ("a.tex", "b.tex", "c.tex"))
+    with pytest.raises(symgrad.InvalidArgument, match="twice"):
+        write_all_atomic([(tmp_path / "a.tex", "x"), (tmp_path / "." / "a.tex", "y")])
+
+
+def test_write_all_atomic_failure_midway_replaces_nothing(tmp_path, monkeypatch):
+    from symgrad import _io
+
+    _io.write_all_atomic([(tmp_path / "a.tex", MARKER + "\nold a"), (tmp_path / "b.tex", MARKER + "\nold b")])
+    real, calls = os.fsync, []
+
+    def fsync_fails_second_time(fd):
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync_fails_second_time)
+    with pytest.raises(symgrad.InvalidArgument, match="b.tex: No space left"):
+        _io.write_all_atomic([(tmp_path / "a.tex", MARKER + "\nnew a"), (tmp_path / "b.tex", MARKER + "\nnew b")])
+    assert sorted(os.listdir(tmp_path)) == ["a.tex", "b.tex"]
+    assert (tmp_path / "a.tex").read_text().endswith("old a") and (tmp_path / "b.tex").read_text().endswith("old b")
+
+
+def test_write_atomic_restores_the_sigterm_handler(tmp_path):
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    write_atomic(tmp_path / "x.tex", MARKER + "\n")
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_sigterm_during_a_write_removes_the_temporary_and_ends_the_process(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    script = (
+        "import os, sys, time\n"
+        "from symgrad._io import write_atomic, MARKER\n"
+        "def slow(fd):\n"
+        "    print('ready', flush=True); time.sleep(60)\n"
+        "os.fsync = slow\n"
+        "write_atomic(sys.argv[1], MARKER + '\\nnew\\n')\n"
+        "print('finished', flush=True)\n")
+    target = tmp_path / "x.tex"
+    target.write_text(MARKER + "\nold\n")
+    with subprocess.Popen([sys.executable, "-c", script, str(target)], stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout.readline().strip() == "ready"
+            assert any(n.endswith(".tmp") for n in os.listdir(tmp_path))  # mid-write: the temporary exists
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == -signal.SIGTERM
+        finally:
+            proc.kill()
+    assert os.listdir(tmp_path) == ["x.tex"] and target.read_text().endswith("old\n")
+
+
+def test_the_next_write_removes_temporaries_left_by_a_killed_writer(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / (".x.tex.symgrad-%d-0123456789abcdef.tmp" % dead.pid)   # what SIGKILL leaves
+    live = tmp_path / (".x.tex.symgrad-%d-0123456789abcdef.tmp" % os.getpid())  # a write in progress
+    foreign = tmp_path / ".x.tex.abcd1234.tmp"                                    # not symgrad's pattern
+    for p in (stale, live, foreign):
+        p.write_text("partial")
+    write_atomic(tmp_path / "x.tex", MARKER + "\n")
+    assert sorted(os.listdir(tmp_path)) == sorted([live.name, foreign.name, "x.tex"])
