@@ -608,7 +608,9 @@ def _symbolic_derivation(g: SymbolicGradient) -> str:
     for f in g.factors:
         if isinstance(f, sympy.Product):
             (k, lo, hi), = f.limits
-            parts.append(r"\prod_{k=%s}^{%s} w_{k}\, %s'(z_{k})" % (sympy.latex(lo), sympy.latex(hi), p))
+            # Below a cancelling output (cross-entropy with σ) the product pairs φ'(z_k) with w_{k+1}.
+            body = r"%s'(z_{k})\, w_{k+1}" % p if cancels else r"w_{k}\, %s'(z_{k})" % p
+            parts.append(r"\prod_{k=%s}^{%s} %s" % (sympy.latex(lo), sympy.latex(hi), body))
         elif isinstance(f, sympy.Add):
             parts.append(r"\left(%s\right)" % _ordered_sum(f))
         else:
@@ -617,11 +619,18 @@ def _symbolic_derivation(g: SymbolicGradient) -> str:
     out.append(_align([r"%s &= %s." % (lhs, re.sub(" +", " ", closed))]))
     sup_tex, big = _bound_facts(act)
     if sup_tex is not None:
-        out.append(r"\paragraph{Bound.} Each factor obeys $|w_{k}\, %s'(z_{k})| \le %s$, so the product over $k = %s+1, \dots, %s$ "
-                   r"is at most $\bigl(%s\bigr)^{%s - %s%s}$%s." % (
-                       p, _scaled(sup_tex, act, "|w_{k}|"), j, "L-1" if cancels else L,
-                       _scaled(sup_tex, act, r"\max_{k}|w_{k}|"), L, j, " - 1" if cancels else "",
-                       "" if big else ": it vanishes with depth when the weights are small"))
+        if cancels:
+            out.append(r"\paragraph{Bound.} Each factor obeys $|%s'(z_{k})\, w_{k+1}| \le %s$, so the product over $k = %s, \dots, %s - 1$ "
+                       r"is at most $\bigl(%s\bigr)^{%s - %s}$%s." % (
+                           p, _scaled(sup_tex, act, "|w_{k+1}|"), j, L,
+                           _scaled(sup_tex, act, r"\max_{k}|w_{k}|"), L, j,
+                           "" if big else ": it vanishes with depth when the weights are small"))
+        else:
+            out.append(r"\paragraph{Bound.} Each factor obeys $|w_{k}\, %s'(z_{k})| \le %s$, so the product over $k = %s+1, \dots, %s$ "
+                       r"is at most $\bigl(%s\bigr)^{%s - %s}$%s." % (
+                           p, _scaled(sup_tex, act, "|w_{k}|"), j, L,
+                           _scaled(sup_tex, act, r"\max_{k}|w_{k}|"), L, j,
+                           "" if big else ": it vanishes with depth when the weights are small"))
     return "\n".join(out)
 
 

@@ -230,6 +230,73 @@ def test_symbolic_depth_cross_entropy_sigmoid_matches_concrete_below_the_output(
             assert sg.at(depth, layer=j) == sympy.Mul(*net.gradient("b%d" % j).factors)
 
 
+def test_symbolic_depth_cross_entropy_sigmoid_at_the_output_layer_is_a_minus_y():
+    """The reported fault: at j = L the symbolic form gave w5·σ'(z5)·(a5 − y)."""
+    net = symgrad.chain(5, loss="cross_entropy")
+    got = symgrad.chain(L, loss="cross_entropy").gradient("b").at(5, layer=5)
+    a5, y = net.local_symbols["a5"], net.symbols["y"]
+    assert got == a5 - y
+    assert symgrad.chain(L, loss="cross_entropy").gradient("b", layer=5).at(5) == a5 - y
+
+
+_DISTINCT_ACTIVATIONS = ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "silu", "gelu", "softsign", "identity"]
+
+
+@pytest.mark.parametrize("loss", symgrad.BUILTIN_LOSSES)
+@pytest.mark.parametrize("act", _DISTINCT_ACTIVATIONS)
+def test_symbolic_depth_equals_every_concrete_chain_at_every_layer(act, loss):
+    """Exact (structural) equality of the substituted symbolic form and the concrete closed form,
+    for every loss × built-in activation × depth 1..6 × layer × kind; the concrete forms are
+    themselves checked against sympy.diff of the composed loss elsewhere in this file."""
+    for kind in "bw":
+        sg = symgrad.chain(L, act, loss).gradient(kind)
+        for depth in range(1, 7):
+            net = symgrad.chain(depth, act, loss)
+            for j in range(1, depth + 1):
+                assert sg.at(depth, layer=j) == sympy.Mul(*net.gradient("%s%d" % (kind, j)).factors), (kind, depth, j)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda sg: sg.at(5, layer=0), "outside 1..5"),
+    (lambda sg: sg.at(5, layer=-1), "outside 1..5"),
+    (lambda sg: sg.at(5, layer=6), "outside 1..5"),
+    (lambda sg: sg.at(5, layer=2.0), "must be an int"),
+    (lambda sg: sg.at(5, layer=True), "must be an int"),
+    (lambda sg: sg.at(5, layer="2"), "must be an int"),
+    (lambda sg: sg.at(0, layer=1), "at least 1"),
+    (lambda sg: sg.at("5", layer=1), "positive int"),
+])
+def test_symbolic_depth_at_validates_every_index(call, match):
+    with pytest.raises(symgrad.InvalidArgument, match=match):
+        call(symgrad.chain(L).gradient("b"))
+
+
+@pytest.mark.parametrize("layer, match", [
+    (0, "at least 1"), (-3, "at least 1"), (True, "bool"), (1.5, "positive int"), ("1", "strings are not parsed"),
+    ("__import__('os').system('true') or 1", "strings are not parsed"),
+    (sympy.Symbol("n", negative=True), "positive integer symbol"),
+    (sympy.Symbol("x", integer=False), "positive integer symbol"),
+])
+def test_symbolic_gradient_layer_is_validated(layer, match):
+    with pytest.raises(symgrad.InvalidArgument, match=match):
+        symgrad.chain(L).gradient("b", layer=layer)
+
+
+def test_symbolic_gradient_with_a_concrete_layer_checks_it_against_the_depth():
+    sg = symgrad.chain(L).gradient("w", layer=4)
+    with pytest.raises(symgrad.InvalidArgument, match="outside 1..3"):
+        sg.at(3)
+    with pytest.raises(symgrad.InvalidArgument, match="already for layer 4"):
+        sg.at(5, layer=2)
+    assert sg.at(4) == sympy.Mul(*symgrad.chain(4).gradient("w4").factors)
+
+
+@pytest.mark.parametrize("kind", ["", "W", "bb", 1, None])
+def test_symbolic_gradient_kind_is_validated(kind):
+    with pytest.raises(symgrad.InvalidArgument, match="must be 'w' or 'b'"):
+        symgrad.chain(L).gradient(kind)
+
+
 # --------------------------------------------------------------------------------------------
 # Cost: never compose, never simplify
 # --------------------------------------------------------------------------------------------
@@ -263,3 +330,16 @@ def test_real_symbol_fast_path_matches_sympy_symbols():
         assert sym == ref and hash(sym) == hash(ref)
         assert sym.is_real and sym.is_positive is None and (sym ** 2).is_nonnegative
     assert net.activation.prime.at(ref) == net.activation.prime(ref)
+
+
+def test_symbolic_depth_latex_states_the_product_and_bound_that_the_form_has():
+    """The rendered product and bound follow the factors: below a cancelling output (cross-entropy
+    with σ) the product runs k = j..L−1 over φ'(z_k) w_{k+1}, L − j factors."""
+    from symgrad.latex import _symbolic_derivation
+
+    ce = _symbolic_derivation(symgrad.chain(L, loss="cross_entropy").gradient("b"))
+    assert r"\prod_{k=j}^{L - 1} \sigma'(z_{k})\, w_{k+1}\;\left(a_{L} - y\right)" in ce
+    assert r"\bigl(\frac{\max_{k}|w_{k}|}{4}\bigr)^{L - j}" in ce and r"\le \frac{|w_{k+1}|}{4}" in ce
+    quad = _symbolic_derivation(symgrad.chain(L).gradient("b"))
+    assert r"\prod_{k=j + 1}^{L} w_{k}\, \sigma'(z_{k})\;\left(a_{L} - y\right)" in quad
+    assert r"\bigl(\frac{\max_{k}|w_{k}|}{4}\bigr)^{L - j}" in quad and r"\le \frac{|w_{k}|}{4}" in quad
