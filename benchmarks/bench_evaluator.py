@@ -10,9 +10,8 @@ independent draws it times the gradients of all 100 parameters for
 and prints layer-samples per second, the ratios (1)/(2) and (1)/(3) and the peak resident
 memory of each case (each case runs in its own subprocess, so peaks do not mix).  (1) is
 ``backend="auto"``, i.e. the compiled kernel when numba is installed (``symgrad[jit]``), in a
-loop that drops each result, as PyTorch's loop drops each ``.grad``: both then reuse memory
-(symgrad its own dropped outputs, PyTorch the C allocator's freed blocks).  symgrad on fresh
-pages every call and the NumPy kernel are timed too.  Because these machines are shared and noisy, symgrad and PyTorch
+loop that drops each result, as PyTorch's loop drops each ``.grad``; symgrad allocates its
+outputs afresh on every call (it keeps no memory between calls).  The NumPy kernel is timed too.  Because these machines are shared and noisy, symgrad and PyTorch
 run in alternating rounds, each round best-of-REPEAT, and every round's ratio is printed beside
 the ratio of the bests.  For scale, it also times the memory floor: copying every w and b row
 into two fresh (L, batch) arrays, which any implementation must at least do.  It then reports
@@ -48,7 +47,7 @@ CASE = textwrap.dedent(
             t0 = time.perf_counter(); fn(); ts.append(time.perf_counter() - t0)
         return min(ts)
 
-    if kind in ("symgrad", "symgrad-numpy", "symgrad-cold", "torch", "naive"):
+    if kind in ("symgrad", "symgrad-numpy", "torch", "naive"):
         net = symgrad.chain(depth)
         p = sample(net, batch, seed=0)
     if kind == "symgrad":
@@ -57,15 +56,6 @@ CASE = textwrap.dedent(
         out["backend"] = "numba %s" % __import__("numba").__version__ if _jit._KERNELS is not None else "numpy"
     elif kind == "symgrad-numpy":
         out["seconds"] = best(lambda: backprop(net, p, threads=2, backend="numpy"))
-    elif kind == "symgrad-cold":
-        # Every call on fresh pages: the memory symgrad keeps for reuse is let go first.
-        from symgrad.numeric import release_memory
-        backprop(net, p, threads=2)
-        ts = []
-        for _ in range(repeat):
-            release_memory()
-            t0 = time.perf_counter(); backprop(net, p, threads=2); ts.append(time.perf_counter() - t0)
-        out["seconds"] = min(ts)
     elif kind == "floor":
         from concurrent.futures import ThreadPoolExecutor
         net = symgrad.chain(depth)
@@ -169,17 +159,15 @@ def main():
           % (DEPTH, BATCH, 2 * DEPTH, ROUNDS, REPEAT))
     rounds = []
     for _ in range(ROUNDS):
-        rounds.append({k: run(k, DEPTH, BATCH) for k in ("symgrad", "torch", "symgrad-numpy", "symgrad-cold")})
+        rounds.append({k: run(k, DEPTH, BATCH) for k in ("symgrad", "torch", "symgrad-numpy")})
     for k, r in rounds[0].items():
         if "error" in r:
             print("  %s failed: %s" % (k, r["error"]))
     bestof = {k: min((r[k] for r in rounds), key=lambda x: x.get("seconds", math.inf)) for k in rounds[0]}
-    s, t, npy, cold = bestof["symgrad"], bestof["torch"], bestof["symgrad-numpy"], bestof["symgrad-cold"]
+    s, t, npy = bestof["symgrad"], bestof["torch"], bestof["symgrad-numpy"]
     rate_s = ls / s["seconds"]
     print("  (1) symgrad backprop (%s)  %8.4f s  %10.3e layer-samples/s  peak RSS %7.1f MB"
           % (s["backend"], s["seconds"], rate_s, s["peak_rss_mb"]))
-    print("      symgrad, fresh outputs      %8.4f s  %10.3e layer-samples/s  (every call on new pages: release_memory() first)"
-          % (cold["seconds"], ls / cold["seconds"]))
     print("      symgrad, NumPy kernel       %8.4f s  %10.3e layer-samples/s  peak RSS %7.1f MB"
           % (npy["seconds"], ls / npy["seconds"], npy["peak_rss_mb"]))
     if "error" in t:
@@ -189,8 +177,8 @@ def main():
         print("  (2) PyTorch autograd             %8.4f s  %10.3e layer-samples/s  peak RSS %7.1f MB  (max rel diff vs symgrad %.1e)"
               % (t["seconds"], rate_t, t["peak_rss_mb"], t["max_rel_diff"]))
         per_round = ["%.2f" % (r["torch"]["seconds"] / r["symgrad"]["seconds"]) for r in rounds]
-        print("  ratio (1)/(2) = %.2f  (target >= 1.0); per round: %s;  fresh outputs / PyTorch = %.2f;  NumPy kernel / PyTorch = %.2f"
-              % (rate_s / rate_t, ", ".join(per_round), t["seconds"] / cold["seconds"], t["seconds"] / npy["seconds"]))
+        print("  ratio (1)/(2) = %.2f  (target >= 1.0); per round: %s;  NumPy kernel / PyTorch = %.2f"
+              % (rate_s / rate_t, ", ".join(per_round), t["seconds"] / npy["seconds"]))
     fl = run("floor", DEPTH, BATCH)
     if "error" not in fl:
         print("  memory floor: copying every w, b row into two fresh (%d, %d) arrays on 2 threads takes %.4f s"

@@ -40,10 +40,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import sys
-import threading
-import warnings
-import zlib
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -53,7 +49,7 @@ import sympy
 
 from ._numeric_logs import grad_sign, log_abs, log_abs_value, sign_value, stable_sigmoid_minus_y
 from . import _jit
-from .errors import GradientCheckError, InvalidArgument
+from .errors import InvalidArgument
 from .networks import Chain, Network
 
 __all__ = [
@@ -61,7 +57,6 @@ __all__ = [
     "backprop",
     "evaluate_gradient",
     "forward",
-    "release_memory",
     "sample",
 ]
 
@@ -402,66 +397,6 @@ class BackpropResult:
 # ---------------------------------------------------------------------------------------------
 # Chains: blocked kernels
 # ---------------------------------------------------------------------------------------------
-
-
-class _OutputRecycler:
-    """Memory for a chain's two (L, batch) gradient outputs, reused once the caller drops them.
-
-    Fresh memory costs the OS a zeroing pass over every page on first touch: for the depth-50,
-    batch-200,000 benchmark that is 160 MB and about a third of the compiled kernel's time, while
-    PyTorch's per-layer gradients come back from the C allocator without new pages.  So the
-    buffers of recent outputs are kept and handed out again, but only when nothing can reach them:
-    every NumPy view (a row in ``grads``, a slice, a reshape) holds a reference to the array that
-    owns the memory, so an owner whose reference count is back to the cache's own is unreachable.
-    At most :attr:`MAX_SLOTS` buffers and :attr:`MAX_BYTES` are kept (the oldest are let go), only
-    buffers of at least :attr:`MIN_BYTES`, and only on CPython with the GIL (exact reference
-    counts).  :func:`release_memory` drops them all.
-    """
-
-    MAX_SLOTS = 4
-    MAX_BYTES = 1 << 30
-    MIN_BYTES = 1 << 20
-
-    def __init__(self):
-        self._slots: list = []
-        self._lock = threading.Lock()
-        is_gil = getattr(sys, "_is_gil_enabled", lambda: True)()
-        self.enabled = sys.implementation.name == "cpython" and is_gil
-        # What getrefcount reports for a buffer only the list holds, measured with the same
-        # expression as below (2 on CPython ≤ 3.13; newer interpreters may count stack
-        # references differently).  Any view the caller holds adds at least one.
-        probe = [np.empty(1, dtype=np.uint8)]
-        self._free_count = sys.getrefcount(probe[0])
-
-    def empty(self, shape, dtype) -> np.ndarray:
-        dtype = np.dtype(dtype)
-        nbytes = int(np.prod(shape)) * dtype.itemsize
-        if not self.enabled or nbytes < self.MIN_BYTES:
-            return np.empty(shape, dtype=dtype)
-        with self._lock:
-            for i in range(len(self._slots)):
-                # Only the list holds it: nobody can reach this memory any more.
-                if self._slots[i].nbytes == nbytes and sys.getrefcount(self._slots[i]) == self._free_count:
-                    raw = self._slots.pop(i)
-                    self._slots.append(raw)  # most recently used last
-                    return raw.view(dtype).reshape(shape)
-            raw = np.empty(nbytes, dtype=np.uint8)
-            self._slots.append(raw)
-            while len(self._slots) > self.MAX_SLOTS or sum(r.nbytes for r in self._slots) > self.MAX_BYTES:
-                self._slots.pop(0)  # the caller may still hold it: it is then simply theirs
-            return raw.view(dtype).reshape(shape)
-
-    def release(self):
-        with self._lock:
-            self._slots.clear()
-
-
-_RECYCLER = _OutputRecycler()
-
-
-def release_memory() -> None:
-    """Let go of the memory that :func:`backprop` keeps for reuse (see ``_OutputRecycler``)."""
-    _RECYCLER.release()
 
 
 def _is_sigmoid(act) -> bool:
@@ -849,9 +784,9 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
     # With wrt=None every δ^l is returned (it is ∂C/∂b_l), so the kernels write straight into
     # the outputs.  With wrt, only the rows asked for are kept: memory is O(L·block) per thread.
     want_b = [j for j in range(L) if "b%d" % (j + 1) in want]
-    gb = _RECYCLER.empty((L, n), dt) if wrt is None else None
+    gb = np.empty((L, n), dtype=dt) if wrt is None else None
     gb_rows = np.empty((len(want_b), n), dtype=dt) if gb is None and want_b else None
-    gw = _RECYCLER.empty((L, n), dt) if len(want_w) == L else None
+    gw = np.empty((L, n), dtype=dt) if len(want_w) == L else None
     gw_rows = np.empty((len(want_w), n), dtype=dt) if gw is None and want_w else None
     loss = np.empty(n, dtype=dt)
     nthreads = max(1, min(threads or min(os.cpu_count() or 1, 8), n))

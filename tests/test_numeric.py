@@ -419,68 +419,6 @@ def test_networks_guard_the_tanh_overflow():
     assert float(res.grads["b2"]) == 0.0 and float(res.log_abs["b2"]) == -np.inf
 
 
-# ------------------------------------------------------------------ output memory reuse
-
-
-def _owner(arr):
-    return arr.base if arr.base is not None else arr
-
-
-def test_dropped_outputs_are_reused_and_held_ones_never_are():
-    from symgrad.numeric import _RECYCLER, release_memory
-
-    if not _RECYCLER.enabled:  # pragma: no cover - PyPy or free-threaded CPython
-        pytest.skip("output reuse needs exact reference counts")
-    release_memory()
-    net = symgrad.chain(8)
-    p = sample(net, 40_000, seed=0)  # 2.6 MB per output: above MIN_BYTES
-    first = backprop(net, p)
-    ptr = first.grads["w1"].__array_interface__["data"][0]
-    keep = first.grads["w3"]  # one row view keeps the whole buffer alive
-    snapshot = keep.copy()
-    second = backprop(net, dict(p, a0=p["a0"] + 1.0))
-    assert _owner(second.grads["w1"]) is not _owner(keep)
-    np.testing.assert_array_equal(keep, snapshot)  # not overwritten by the second call
-    mv = memoryview(second.grads["b2"])  # a memoryview also keeps it
-    del first, second
-    third = backprop(net, p)
-    np.testing.assert_array_equal(keep, snapshot)
-    held = np.asarray(mv)
-    assert not any(np.shares_memory(third.grads[k], held) or np.shares_memory(third.grads[k], keep) for k in net.parameters)
-    # Once nothing refers to the first call's buffer, the next call gets it back.
-    del keep, held
-    fourth = backprop(net, p)
-    owners = {id(_owner(fourth.grads["w1"])), id(_owner(fourth.grads["b1"]))}
-    assert ptr in {fourth.grads["w1"].__array_interface__["data"][0], fourth.grads["b1"].__array_interface__["data"][0]}
-    assert len(owners) == 2
-    ref = backprop(net, p, block_size=10**6, threads=1)
-    for k in net.parameters:
-        np.testing.assert_array_equal(fourth.grads[k], ref.grads[k])
-    release_memory()
-    assert _RECYCLER._slots == []
-
-
-def test_output_reuse_is_bounded_and_thread_safe():
-    from concurrent.futures import ThreadPoolExecutor
-
-    from symgrad.numeric import _RECYCLER, release_memory
-
-    release_memory()
-    net = symgrad.chain(6)
-    ps = [sample(net, 30_000, seed=s) for s in range(6)]
-    refs = [backprop(net, p, threads=1) for p in ps]
-    assert len(_RECYCLER._slots) <= _RECYCLER.MAX_SLOTS
-    # Many concurrent calls, results held and dropped in between: each result stays its own.
-    with ThreadPoolExecutor(4) as pool:
-        for _ in range(3):
-            outs = list(pool.map(lambda p: backprop(net, p, threads=2), ps))
-            for out, ref in zip(outs, refs):
-                for k in net.parameters:
-                    np.testing.assert_array_equal(out.grads[k], ref.grads[k])
-            del outs
-    release_memory()
-
-
 @pytest.mark.parametrize("kw", [{"block_size": 0}, {"block_size": -5}, {"block_size": 2.5}, {"block_size": "64"},
                                 {"block_size": True}, {"threads": 0}, {"threads": -1}, {"threads": 1.5},
                                 {"backend": "gpu"}, {"backend": None}])
