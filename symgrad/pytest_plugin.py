@@ -1,14 +1,17 @@
 """symgrad's pytest plugin, registered through the ``pytest11`` entry point.
 
+It is a good neighbour: installed in a project that never asks for it, it changes no setting.
 It adds:
 
 * Hypothesis profiles ``symgrad-dev`` (fast: 10 examples, no deadline) and ``symgrad-ci``
-  (derandomized, no deadline, prints the ``@reproduce_failure`` blob, 100 examples);
-* ``--symgrad-profile={dev,ci}`` to pick one.  Without it, ``symgrad-ci`` is loaded when the
-  environment variable ``CI`` is set to a true value (``CI=true`` as CI services set it), and
-  otherwise Hypothesis' own default (or ``--hypothesis-profile``) is left alone;
-* the marker ``symbolic`` for slow symbolic (SymPy) tests: deselect them with
-  ``-m "not symbolic"``;
+  (derandomized, no deadline, prints the ``@reproduce_failure`` blob, 100 examples), registered
+  but **never loaded unless asked for**: ``--symgrad-profile=dev|ci`` on the command line, or
+  ``symgrad_profile = dev|ci`` in the ini file (``[tool.pytest.ini_options]``, ``pytest.ini``).
+  The environment (``CI=true``) chooses nothing.  A profile the project loaded itself (in a
+  ``conftest.py``) is never replaced by the ini setting, and ``--hypothesis-profile`` wins over
+  it; ``--symgrad-profile`` together with ``--hypothesis-profile`` is a usage error;
+* the marker ``slow`` (tests that take more than a second, e.g. symbolic SymPy work): deselect
+  them with ``-m "not slow"``.  It is registered only if the project has not registered its own;
 * fixtures: ``symgrad_net`` (a factory for networks that takes ``depth``/``widths``,
   ``activation`` and ``loss`` from the current test's ``@pytest.mark.parametrize`` values) and
   ``symgrad_gradients`` (a session-wide cache of closed-form gradients, so that symbolic work
@@ -23,16 +26,11 @@ fixtures that need them, never at module level.  (Note that the entry point
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 PROFILES = {"dev": "symgrad-dev", "ci": "symgrad-ci"}
+MARKER = "slow"
 _NETWORK_KEYS = ("depth", "widths", "activation", "loss")
-
-
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
 def pytest_addoption(parser):
@@ -42,18 +40,29 @@ def pytest_addoption(parser):
         action="store",
         choices=sorted(PROFILES),
         default=None,
-        help="Hypothesis profile for symgrad tests: 'dev' (fast, 10 examples) or 'ci' (derandomized, "
-             "no deadline, prints reproduction blobs). Default: 'ci' when the CI environment variable is true.",
+        help="load symgrad's Hypothesis profile: 'dev' (fast, 10 examples) or 'ci' (derandomized, "
+             "no deadline, prints reproduction blobs). Default: none (Hypothesis' settings are left alone).",
+    )
+    parser.addini(
+        "symgrad_profile",
+        help="symgrad's Hypothesis profile to load, 'dev' or 'ci' (default: none). A profile loaded "
+             "by the project's conftest.py, or --hypothesis-profile, takes precedence.",
+        default="",
     )
 
 
 def register_profiles():
-    """Register ``symgrad-dev`` and ``symgrad-ci`` with Hypothesis (idempotent)."""
+    """Register ``symgrad-dev`` and ``symgrad-ci`` with Hypothesis (idempotent).  Registering a
+    profile does not load it: the settings in force do not change.  Both derive from Hypothesis'
+    ``default`` profile, not from whatever is loaded now (a project's profile, or Hypothesis'
+    automatic ``ci``), so that they mean the same everywhere."""
     from hypothesis import HealthCheck, settings
 
-    settings.register_profile("symgrad-dev", max_examples=10, deadline=None)
+    base = settings.get_profile("default")
+    settings.register_profile("symgrad-dev", base, max_examples=10, deadline=None)
     settings.register_profile(
         "symgrad-ci",
+        base,
         max_examples=100,
         derandomize=True,
         deadline=None,
@@ -62,31 +71,72 @@ def register_profiles():
     )
 
 
+def _loaded_by_the_project() -> str | None:
+    """The Hypothesis profile the project loaded itself (e.g. in its root conftest.py, which
+    pytest imports before ``pytest_configure``), or None if only Hypothesis' own choice is in
+    force: ``default``, or ``ci``, which Hypothesis loads by itself when it detects a CI service."""
+    from hypothesis import settings
+
+    try:
+        from hypothesis._settings import is_in_ci
+    except ImportError:  # a Hypothesis without its automatic "ci" profile
+        def is_in_ci():
+            return False
+    name = settings.get_current_profile_name()
+    if name == "default" or (name == "ci" and is_in_ci()):
+        return None
+    return name
+
+
 def _chosen_profile(config):
+    """(profile to load or None, why) from the option, then the ini setting; never the environment."""
     opt = config.getoption("--symgrad-profile", default=None)
+    theirs = config.getoption("--hypothesis-profile", default=None)
     if opt is not None:
-        return PROFILES[opt]
-    if config.getoption("--hypothesis-profile", default=None):
-        return None  # the user asked Hypothesis directly: respect it
-    if _truthy(os.environ.get("CI")):
-        return PROFILES["ci"]
-    return None
+        if theirs:
+            raise pytest.UsageError("--symgrad-profile=%s and --hypothesis-profile=%s both choose a Hypothesis "
+                                    "profile; pass one of them" % (opt, theirs))
+        return PROFILES[opt], "--symgrad-profile=%s" % opt
+    ini = (config.getini("symgrad_profile") or "").strip()
+    if not ini:
+        return None, "unchanged (opt in with --symgrad-profile=dev|ci or the ini setting symgrad_profile)"
+    if ini not in PROFILES:
+        raise pytest.UsageError("ini setting symgrad_profile = %r: expected one of %s (or leave it unset)"
+                                % (ini, ", ".join(sorted(PROFILES))))
+    if theirs:
+        return None, "unchanged: --hypothesis-profile=%s wins over symgrad_profile = %s" % (theirs, ini)
+    project = _loaded_by_the_project()
+    if project is not None:
+        return None, "unchanged: the project loaded %r, which wins over symgrad_profile = %s" % (project, ini)
+    return PROFILES[ini], "symgrad_profile = %s (ini)" % ini
 
 
+def _marker_registered(config, name) -> bool:
+    return any(line.split(":", 1)[0].split("(", 1)[0].strip() == name for line in config.getini("markers"))
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
-    config.addinivalue_line("markers", "symbolic: a slow symbolic (SymPy) test; deselect with -m 'not symbolic'")
+    # Registered first, so that --hypothesis-profile=symgrad-ci works too; registering loads nothing.
     register_profiles()
-    profile = _chosen_profile(config)
+    if not _marker_registered(config, MARKER):
+        config.addinivalue_line("markers", "%s: a test that takes more than a second (e.g. symbolic SymPy work); "
+                                           "deselect with -m 'not %s'" % (MARKER, MARKER))
+    profile, why = _chosen_profile(config)
+    config._symgrad_profile = profile
+    config._symgrad_profile_why = why
     if profile is not None:
         from hypothesis import settings
 
         settings.load_profile(profile)
-    config._symgrad_profile = profile
 
 
 def pytest_report_header(config):
     profile = getattr(config, "_symgrad_profile", None)
-    return "symgrad: hypothesis profile %s" % (profile or "unchanged (pass --symgrad-profile=dev|ci)")
+    why = getattr(config, "_symgrad_profile_why", "")
+    if profile is None:
+        return "symgrad: hypothesis profile %s" % why
+    return "symgrad: hypothesis profile %s (%s)" % (profile, why)
 
 
 @pytest.fixture(scope="session")
