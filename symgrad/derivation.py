@@ -116,7 +116,7 @@ class Gradient:
 
 
 def _latex_name(name: str) -> str:
-    m = re.fullmatch(r"([A-Za-z]+)(\d+)(?:\[(\d+)(?:,(\d+))?\])?", name)
+    m = re.fullmatch(r"([A-Za-z]+)([0-9]+)(?:\[([0-9]+)(?:,([0-9]+))?\])?", name)
     if not m:
         return name
     base, layer, i, j = m.groups()
@@ -152,9 +152,9 @@ def _chain_sequence(net: Chain) -> tuple:
 
 
 def _chain_gradient(net: Chain, name: str) -> Gradient:
-    m = re.fullmatch(r"([wb])(\d+)|a0", name)
+    m = re.fullmatch(r"([wb])([1-9][0-9]*)|a0", name)
     j = int(m.group(2)) if m and m.group(2) else None
-    if not m or (j is not None and not 1 <= j <= net.depth) or (m.group(2) or "0")[0] == "0" and name != "a0":
+    if not m or (j is not None and not 1 <= j <= net.depth):
         raise InvalidArgument(
             "unknown parameter %r for a depth-%d chain; known: w1..w%d, b1..b%d and the input a0"
             % (name, net.depth, net.depth, net.depth)
@@ -282,7 +282,8 @@ def _dense_sequence(net: Network) -> tuple:
 
 
 def _dense_gradient(net: Network, name: str) -> Gradient:
-    m = re.fullmatch(r"(W|b|a)(\d+)(?:\[(\d+)(?:,(\d+))?\])?", name)
+    # ASCII digits only (\d would take '１'), no leading zeros: one spelling per parameter.
+    m = re.fullmatch(r"(W|b|a)(0|[1-9][0-9]*)(?:\[(0|[1-9][0-9]*)(?:,(0|[1-9][0-9]*))?\])?", name)
     known = "W1..W%d, b1..b%d (or entries such as 'W1[0,0]', 'b1[0]') and the input a0" % (net.depth, net.depth)
     if not m:
         raise InvalidArgument("unknown parameter %r for %r; known: %s" % (name, net, known))
@@ -400,6 +401,9 @@ class SymbolicChain:
     def __init__(self, depth, activation="sigmoid", loss="quadratic"):
         if not isinstance(depth, sympy.Symbol):
             raise InvalidArgument("symbolic depth must be a SymPy Symbol such as sympy.Symbol('L', integer=True, positive=True), not %r" % (depth,))
+        if depth.is_integer is False or depth.is_positive is False:
+            raise InvalidArgument("symbolic depth %s is declared non-integer or non-positive; a depth is a positive integer: "
+                                  "use sympy.Symbol('%s', integer=True, positive=True)" % (depth, depth.name))
         self.L = depth
         self.activation = _activation(activation)
         self.cost = _loss(loss)

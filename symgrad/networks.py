@@ -213,7 +213,7 @@ class Network(_Net):
             return (n[0],)
         if name == "y":
             return (n[-1],)
-        m = re.fullmatch(r"([Wb])(\d+)", name)
+        m = re.fullmatch(r"([Wb])([1-9][0-9]*)", name)
         if m and 1 <= int(m.group(2)) <= self.depth:
             l = int(m.group(2))
             return (n[l], n[l - 1]) if m.group(1) == "W" else (n[l],)

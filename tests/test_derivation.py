@@ -343,3 +343,22 @@ def test_symbolic_depth_latex_states_the_product_and_bound_that_the_form_has():
     quad = _symbolic_derivation(symgrad.chain(L).gradient("b"))
     assert r"\prod_{k=j + 1}^{L} w_{k}\, \sigma'(z_{k})\;\left(a_{L} - y\right)" in quad
     assert r"\bigl(\frac{\max_{k}|w_{k}|}{4}\bigr)^{L - j}" in quad and r"\le \frac{|w_{k}|}{4}" in quad
+
+
+@pytest.mark.parametrize("name", ["b１", "w１", "b01", "w04", "b0", "w0", "a00", "a1", "ｂ1", "b1[0]"])
+def test_chain_parameter_names_are_ascii_and_canonical(name):
+    """One spelling per parameter: ASCII digits (\\d would take the full-width '１'), no leading zeros."""
+    with pytest.raises(symgrad.InvalidArgument, match="unknown parameter"):
+        symgrad.chain(4).gradient(name)
+
+
+@pytest.mark.parametrize("name", ["W1[０,0]", "W1[00,0]", "W１", "b01", "W1[0,01]", "b1[0,0]x", "W1[0, 1]"])
+def test_dense_parameter_names_are_ascii_and_canonical(name):
+    with pytest.raises(symgrad.InvalidArgument):
+        symgrad.network([2, 3, 1]).gradient(name)
+
+
+@pytest.mark.parametrize("depth", [sympy.Symbol("L", negative=True), sympy.Symbol("L", integer=False), sympy.Symbol("L", nonpositive=True)])
+def test_symbolic_depth_must_not_be_declared_non_positive_or_non_integer(depth):
+    with pytest.raises(symgrad.InvalidArgument, match="positive integer"):
+        symgrad.chain(depth)
