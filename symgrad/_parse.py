@@ -18,7 +18,10 @@ The whitelist (anything else raises :class:`~symgrad.errors.InvalidArgument`):
 * the variable, written ``z`` or ``x`` (one of them, not both), and the constants ``pi``, ``E``;
 * the operators ``+ - * / **`` and unary ``+``/``-``;
 * calls, with positional arguments only, of the names in :data:`DEFAULT_FUNCTIONS` and in the
-  ``functions`` argument.
+  ``functions`` argument.  SymPy's own spellings ``Abs``, ``Max``, ``Min`` and ``Heaviside`` are
+  aliases of ``abs``, ``max``, ``min`` and ``heaviside`` (``Heaviside(0)`` is 0 here: the left
+  limit, symgrad's convention at kinks); ``max``/``min`` take 2 to :data:`MAX_VARIADIC_ARGS`
+  arguments.
 
 Resource limits (the ``MAX_*`` constants below) keep a hostile string from hanging the process
 or exhausting memory.  SymPy evaluates as it builds, so sizes are checked *before* each step
@@ -28,7 +31,9 @@ where SymPy makes them itself (``exp(c*log(b))`` is ``b**c``, ``(2*z)**n`` is ``
 roots merge in products); no number over 330 digits and no exponent numerator over 1000
 anywhere (20 for bases SymPy does not know to be real); no part without the variable beyond
 1e300 in magnitude (``cosh(cosh(cosh(9)))``), since comparing such a constant makes SymPy
-compute its digits; and, as a backstop, at most 5 s of building in all.
+compute its digits; at most 400 syntax nodes; and, as a backstop, at most 5 s of building in
+all, *enforced* (:func:`symgrad._budget.within_budget` interrupts a single slow SymPy step too)
+and reported as :class:`InvalidArgument`.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from typing import NoReturn
 
 import sympy
 
+from ._budget import BudgetExceeded, within_budget
 from .errors import InvalidArgument
 
 __all__ = ["DEFAULT_FUNCTIONS", "parse_expression"]
@@ -70,7 +76,15 @@ MAX_BUILD_SECONDS = 5.0
 # SymPy simplifies b**(p/q) by factoring numbers about as large as b**q, so digits(b)*q must stay
 # small: 100-digit bases with q near 1000 were measured to take minutes.
 MAX_ROOT_WORK = 1000
+# Syntax nodes in the whole formula (2000 characters allow ~1000): each becomes a SymPy step.
+MAX_NODES = 400
+# Arguments of one max/min: SymPy compares them pairwise (assumption queries on each pair), so
+# the cost grows quadratically: 40 powers of z took 0.9 s, 110 took 9.5 s, 199 took 42 s.
+MAX_VARIADIC_ARGS = 32
 
+# Every name here works end to end in symgrad (a real φ, a finite φ', LaTeX, the CLI) in the
+# formulas the activation checks accept.  ``tan`` is not here: SymPy cannot show tan(g) real
+# (its poles), so every activation using it would be refused anyway.
 DEFAULT_FUNCTIONS: Mapping[str, Callable[..., sympy.Expr]] = MappingProxyType(
     {
         "exp": sympy.exp,
@@ -82,7 +96,6 @@ DEFAULT_FUNCTIONS: Mapping[str, Callable[..., sympy.Expr]] = MappingProxyType(
         "cosh": sympy.cosh,
         "sin": sympy.sin,
         "cos": sympy.cos,
-        "tan": sympy.tan,
         "atan": sympy.atan,
         "asinh": sympy.asinh,
         "erf": sympy.erf,
@@ -90,8 +103,15 @@ DEFAULT_FUNCTIONS: Mapping[str, Callable[..., sympy.Expr]] = MappingProxyType(
         "min": sympy.Min,
         "sign": sympy.sign,
         "heaviside": lambda t: sympy.Heaviside(t, 0),
+        # SymPy's own spellings, as aliases (see _ALIASES)
+        "Abs": sympy.Abs,
+        "Max": sympy.Max,
+        "Min": sympy.Min,
+        "Heaviside": lambda t: sympy.Heaviside(t, 0),
     }
 )
+# SymPy's canonical name -> the whitelisted name it stands for (same checks, same float twin).
+_ALIASES = {"Abs": "abs", "Max": "max", "Min": "min", "Heaviside": "heaviside"}
 _VARIADIC = frozenset({"max", "min"})  # take 2 or more arguments; the others exactly 1
 
 # Complex-float twins of the default functions.  They track the approximate value of every part
@@ -100,7 +120,7 @@ _VARIADIC = frozenset({"max", "min"})  # take 2 or more arguments; the others ex
 _NUMERIC = {
     "exp": cmath.exp, "log": cmath.log, "sqrt": cmath.sqrt, "abs": abs, "tanh": cmath.tanh,
     "sinh": cmath.sinh, "cosh": cmath.cosh, "sin": cmath.sin, "cos": cmath.cos,
-    "tan": cmath.tan, "atan": cmath.atan, "asinh": cmath.asinh,
+    "atan": cmath.atan, "asinh": cmath.asinh,
     # erf grows like exp(|t|**2) off the real axis; that bound is all the check needs
     "erf": lambda t: math.erf(t.real) if t.imag == 0 else cmath.exp(abs(t) ** 2),
     "max": lambda *ts: max(ts, key=lambda t: t.real),
@@ -220,7 +240,18 @@ def parse_expression(
         ) from None
     builder = _Builder(text, variable, merged, allowed)
     builder.check_depth(tree)
-    result, _ = builder.build(tree.body)
+    builder.check_nodes(tree)
+    try:
+        # Enforced: a single slow SymPy constructor (a wide Max, say) is interrupted too, not
+        # merely noticed at the next node.
+        result, _ = within_budget(
+            lambda: builder.build(tree.body), seconds=max(MAX_BUILD_SECONDS, 0.01), what="building the formula"
+        )
+    except BudgetExceeded as exc:
+        raise InvalidArgument(
+            f"activation {_show(text)} is not allowed: {exc.reason}. "
+            f"Allowed: {allowed}. Fix: simplify the formula."
+        ) from None
     if any(result.has(value) for value in _NON_FINITE):
         problem = f"the formula is undefined or infinite ({str(result)[:60]}):"
         builder.fail(tree.body, problem, "Avoid dividing by zero.")
@@ -312,6 +343,11 @@ class _Builder:
                 self.fail(node, f"syntax nested more than {MAX_DEPTH} levels deep at", "Simplify the formula.")
             step = 1 if isinstance(node, ast.expr) else 0
             stack.extend((child, depth + step) for child in ast.iter_child_nodes(node))
+
+    def check_nodes(self, tree: ast.Expression) -> None:
+        count = sum(1 for node in ast.walk(tree.body) if isinstance(node, ast.expr))
+        if count > MAX_NODES:
+            self.fail(tree.body, f"the formula has {count} parts (limit {MAX_NODES}):", "Write a shorter formula.")
 
     def check_power(self, base: sympy.Expr, exponent: sympy.Expr, node: ast.AST) -> None:
         """Refuse powers that SymPy would evaluate into huge numbers or slow factorings.
@@ -523,9 +559,16 @@ class _Builder:
             self.fail(node.keywords[0], "keyword argument", f"Pass arguments by position, e.g. '{name}(z)'.")
         count = len(node.args)
         default = fn is DEFAULT_FUNCTIONS.get(name)
-        if default and name in _VARIADIC and count < 2:
+        kind = _ALIASES.get(name, name) if default else name  # Abs works as abs, and so on
+        if default and kind in _VARIADIC and count < 2:
             self.fail(node, f"{name} needs at least 2 arguments, got {count}:", f"e.g. '{name}(0, z)'.")
-        if default and name not in _VARIADIC and count != 1:
+        if default and kind in _VARIADIC and count > MAX_VARIADIC_ARGS:
+            self.fail(
+                node,
+                f"{name} takes at most {MAX_VARIADIC_ARGS} arguments, got {count}:",
+                f"nest the calls, e.g. '{name}({name}(a, b), c)', or use fewer terms.",
+            )
+        if default and kind not in _VARIADIC and count != 1:
             self.fail(node, f"{name} takes exactly 1 argument, got {count}:", f"e.g. '{name}(z)'.")
         nargs = getattr(fn, "nargs", None)  # SymPy Function classes declare their arity
         if not default and isinstance(nargs, sympy.Set) and count not in nargs:
@@ -540,5 +583,5 @@ class _Builder:
             self.check_exp(arguments[0], node)
         value = None
         if None not in values and default:
-            value = self.check_value(lambda: _NUMERIC[name](*values), node)
+            value = self.check_value(lambda: _NUMERIC[kind](*values), node)
         return self.construct(lambda: fn(*arguments), node), value
