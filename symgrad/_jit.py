@@ -67,6 +67,10 @@ _LN2_LO = 1.90821492927058770002e-10
 # Adding 1.5·2^52 rounds a double of magnitude < 2^51 to an integer held in the low mantissa bits.
 _SHIFT = 6755399441055744.0
 _SHIFT_BITS = int(np.float64(_SHIFT).view(np.int64))
+_TINY = float(np.finfo(np.float64).tiny)
+_HUGE = float(np.finfo(np.float64).max)
+#: |z| above which σ(z) (z < 0) or σ'(z) is below the smallest normal float64 (e^−708.4).
+_SAFE_Z = 708.0
 #: exp on [−ln2/2, ln2/2], highest degree first.
 EXP_POLY = (
     2.5110037605963777e-08, 2.763263963904103e-07, 2.755724091857897e-06, 2.4801485482328494e-05,
@@ -81,6 +85,7 @@ def _build(cache=True):
 
     c = EXP_POLY
     LOG2E, LN2_HI, LN2_LO, SHIFT, SHIFT_BITS = _LOG2E, _LN2_HI, _LN2_LO, _SHIFT, np.int64(_SHIFT_BITS)
+    TINY, HUGE, SAFE_Z = _TINY, _HUGE, _SAFE_Z
     # cache=True: later processes load the machine code from numba's cache (~0.1 s, not ~3 s).
     opts = dict(nogil=True, cache=cache, fastmath={"contract"}, error_model="numpy")
 
@@ -119,13 +124,15 @@ def _build(cache=True):
     @njit(**opts)
     def forward(W, B, a0, s, e, A, oA, D, oD, aL, zL):
         """Layers 1..L for samples s:e.  A[j, oA:oA+m] ← a_j, D[j, oD:oD+m] ← σ'(z_{j+1}) w_{j+2}
-        (the last row: σ'(z_L)); aL, zL ← a_L, z_L.  Returns 0, or j+1 if z_{j+1} is not finite."""
+        (the last row: σ'(z_L)); aL, zL ← a_L, z_L.  Returns 0; j+1 if z_{j+1} is not finite; −1
+        if some |z| > SAFE_Z, where σ(z) or σ'(z) is below the smallest normal float64."""
         L = len(W)
         m = e - s
         a = np.empty(m)
         z = np.empty(m)
         for i in range(m):
             a[i] = a0[i]
+        sat = 0
         for j in range(L):
             w = W[j][s:e]
             b = B[j][s:e]
@@ -153,6 +160,7 @@ def _build(cache=True):
             drow = D[j, oD:oD + m]
             for i in range(m):
                 zi = z[i]
+                sat |= abs(zi) > SAFE_Z
                 ei = exp_neg(-abs(zi))
                 r = 1.0 / (1.0 + ei)
                 t = ei * r
@@ -161,12 +169,13 @@ def _build(cache=True):
         for i in range(m):
             aL[i] = a[i]
             zL[i] = z[i]
-        return 0
+        return -1 if sat else 0
 
     @njit(**opts)
     def backward(D, oD, A, oA, m, dL, cancel):
         """δ_L = dL (cancel) or σ'(z_L)·dL; δ_j = c_j δ_{j+1}; A[j] ← δ_j a_{j−1}.  Returns 1 if a
-        product overflowed (or met 0·inf), for the log-space fallback; else 0."""
+        product left the normal float64 range (overflowed, met 0·inf, or fell below the smallest
+        normal float64, 0 included), for the rescaled redo; else 0."""
         L = D.shape[0]
         d = np.empty(m)
         bad = 0
@@ -175,9 +184,11 @@ def _build(cache=True):
         for i in range(m):
             di = dL[i] if cancel else drow[i] * dL[i]
             drow[i] = di
-            arow[i] *= di
+            gi = arow[i] * di
+            arow[i] = gi
             d[i] = di
-            bad |= (di - di) != 0.0
+            # not (TINY ≤ |x| ≤ MAX): true for inf, nan, 0 and subnormals
+            bad |= ~((abs(di) >= TINY) & (abs(di) <= HUGE)) | ~((abs(gi) >= TINY) & (abs(gi) <= HUGE))
         for j in range(L - 2, -1, -1):
             drow = D[j, oD:oD + m]
             arow = A[j, oA:oA + m]
@@ -187,15 +198,16 @@ def _build(cache=True):
                 gi = arow[i] * di
                 arow[i] = gi
                 d[i] = di
-                bad |= ((di - di) != 0.0) | ((gi - gi) != 0.0)
+                bad |= ~((abs(di) >= TINY) & (abs(di) <= HUGE)) | ~((abs(gi) >= TINY) & (abs(gi) <= HUGE))
         return bad
 
     @njit(**opts)
     def chain_block(W, B, a0, y, s, e, A, oA, D, oD, cross_entropy, loss):
         """Forward, loss and backward for samples s:e (a0, y, loss: full (batch,) arrays).
         The loss is ½(a_L − y)², or for cross-entropy its stable logit form softplus(z_L) − y z_L,
-        whose δ_L is a_L − y.  Returns 0; j+1 if z_{j+1} is not finite; −1 if a backward product
-        overflowed."""
+        whose δ_L is σ(z_L) − y, formed without cancellation (as ``_numeric_logs.sigmoid_minus_y``).
+        Returns 0; j+1 if z_{j+1} is not finite; −1 if the block must be redone rescaled (a
+        saturated unit, or a backward product outside the normal float64 range)."""
         m = e - s
         aL = np.empty(m)
         zL = np.empty(m)
@@ -205,12 +217,20 @@ def _build(cache=True):
         dL = np.empty(m)
         for i in range(m):
             yi = y[s + i]
-            di = aL[i] - yi
-            dL[i] = di
             if cross_entropy:
                 zi = zL[i]
-                loss[s + i] = max(zi, 0.0) - yi * zi + math.log1p(math.exp(-abs(zi)))
+                ei = math.exp(-abs(zi))
+                r = 1.0 / (1.0 + ei)
+                t = ei * r
+                if zi >= 0.0:
+                    di = (1.0 - yi) - t if yi >= 0.5 else r - yi
+                else:
+                    di = t - yi
+                dL[i] = di
+                loss[s + i] = max(zi, 0.0) - yi * zi + math.log1p(ei)
             else:
+                di = aL[i] - yi
+                dL[i] = di
                 loss[s + i] = 0.5 * di * di
         if backward(D, oD, A, oA, m, dL, cross_entropy):
             return -1

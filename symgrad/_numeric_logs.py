@@ -99,3 +99,120 @@ def stable_sigmoid_minus_y(z, y):
     e = np.exp(-np.abs(z))
     r = 1.0 / (1.0 + e)
     return np.where(z >= 0, (1.0 - y) - e * r, e * r - y)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scaled products: x = m · 2^e with m in ±[0.5, 1) (or 0) and an integer exponent e.
+#
+# Multiplying the mantissas and adding the exponents rounds exactly as often as the linear
+# product does (frexp and ldexp are exact; ldexp rounds once where the result is subnormal), so a
+# product recovered with ldexp is as accurate as the linear one, yet no partial product can
+# overflow or underflow.  Recovering from log space instead (sign · exp(log|x|)) loses about
+# |log x| ulps: 1e300 came back as 9.999999999999763e299.
+# ---------------------------------------------------------------------------------------------
+
+#: The smallest normal float64: below it a value has lost relative precision (or is 0).
+TINY = float(np.finfo(np.float64).tiny)
+_LN2 = math.log(2.0)
+_EMAX = 1 << 20  # exponents are clipped here before ldexp: far outside the float64 range either way
+_EFLOOR = 1 << 40  # the smallest exponent a factor is given (sums of a million stay in int64)
+
+
+def split(lin, logabs=None, sign=None):
+    """(m, e) with lin = m · 2^e exactly.  Where |lin| < TINY (underflowed, or subnormal with
+    few digits left) and ``logabs`` (an array, or a callable of a boolean mask returning the
+    masked entries' log|x|) is finite, the value is rebuilt from log|x| and ``sign``."""
+    lin = np.asarray(lin, dtype=np.float64)
+    m, e = np.frexp(lin)
+    e = e.astype(np.int64)
+    if logabs is not None:
+        low = np.abs(lin) < TINY
+        if low.any():
+            la = logabs(low) if callable(logabs) else np.broadcast_to(logabs, lin.shape)[low]
+            sg = sign(low) if callable(sign) else np.broadcast_to(sign, lin.shape)[low]
+            ok = np.isfinite(la)
+            if ok.any():
+                # log|x| below −2^40 (σ'(1e308) = e^−1e308) stays a nonzero value far below the
+                # float64 range, so that it rounds to ±0 whatever it is multiplied by.
+                la = np.maximum(la, -float(_EFLOOR) * _LN2)
+                k = np.floor(la[ok] / _LN2) + 1.0
+                mm = np.exp(la[ok] - k * _LN2)  # in [0.5, 1) up to rounding; frexp renormalises
+                m2, e2 = np.frexp(sg[ok] * mm)
+                mo, eo = m[low], e[low]
+                mo[ok], eo[ok] = m2, e2 + k.astype(np.int64)
+                m[low], e[low] = mo, eo
+    return m, e
+
+
+def smul(x, y):
+    """The product of two scaled numbers (broadcasting)."""
+    m, k = np.frexp(x[0] * y[0])
+    return m, x[1] + y[1] + k
+
+
+def value(x, dtype=np.float64):
+    """m · 2^e rounded once to ``dtype``: ±inf where it overflows, 0 or subnormal where it underflows."""
+    m, e = x
+    e = np.clip(e, -_EMAX, _EMAX)
+    if np.dtype(dtype) == np.float32:
+        # Round once: scale into float64 range first (exact), then to float32.
+        ee = np.clip(e, -1100, 1100)
+        with np.errstate(over="ignore", under="ignore"):
+            v64 = np.ldexp(m, ee.astype(np.int32))
+            out = np.zeros(np.shape(v64), dtype=np.float32)
+            big = np.abs(v64) > float(np.finfo(np.float32).max)
+            out[...] = np.where(big, np.copysign(np.inf, v64), v64).astype(np.float32)
+        return out
+    with np.errstate(over="ignore", under="ignore"):
+        return np.ldexp(m, e.astype(np.int32))
+
+
+def log_of(x):
+    """log|m · 2^e| (−inf where m = 0), and the sign."""
+    m, e = x
+    return log_abs(m) + e * _LN2, np.sign(m)
+
+
+def rev_cumprod(M, E, chunk=512):
+    """Scaled reverse cumulative products along axis 0: P_j = Π_{k≥j} M_k 2^{E_k}.  Mantissas are
+    multiplied in chunks of ``chunk`` rows (|Π| ≥ 2^-(chunk+1), far from underflow), then
+    renormalised, so the work is vectorised however deep the chain."""
+    L = M.shape[0]
+    PM = np.empty(M.shape, dtype=np.float64)
+    PE = np.empty(E.shape, dtype=np.int64)
+    cm = np.ones(M.shape[1:], dtype=np.float64)
+    ce = np.zeros(M.shape[1:], dtype=np.int64)
+    for hi in range(L, 0, -chunk):
+        lo = max(0, hi - chunk)
+        cp = np.multiply.accumulate(M[lo:hi][::-1], axis=0)
+        cp *= cm
+        ces = np.cumsum(E[lo:hi][::-1], axis=0) + ce
+        m2, e2 = np.frexp(cp)
+        ces += e2
+        PM[lo:hi] = m2[::-1]
+        PE[lo:hi] = ces[::-1]
+        cm, ce = PM[lo], PE[lo]
+    return PM, PE
+
+
+def sigmoid_minus_y(z, y):
+    """σ(z) − y from the logit, with its log-magnitude and sign: where y = 1 (z ≥ 0) it is
+    −σ(−z) and where y = 0 (z < 0) it is σ(z), exactly representable even where 1 − σ(z) is not;
+    log|·| stays finite where those underflow.  For 0 < y < 1 it picks the form without
+    cancellation: (1 − y) − σ(−z) for y ≥ ½ (1 − y is then exact), else σ(z) − y."""
+    z = np.asarray(z, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    e = np.exp(-np.abs(z))
+    r = 1.0 / (1.0 + e)
+    t = e * r  # σ(−|z|)
+    pos = z >= 0
+    d = np.where(pos, np.where(y >= 0.5, (1.0 - y) - t, r - y), t - y)
+    la = log_abs(d)
+    # The two exact one-term cases, in log space (σ(−|z|) underflows for |z| > 745).
+    one = pos & (y == 1.0)
+    zero = ~pos & (y == 0.0)
+    if one.any() or zero.any():
+        lt = log_sigmoid(-np.abs(z))
+        la = np.where(one | zero, lt, la)
+    sg = np.where(one, -1.0, np.where(zero, 1.0, np.sign(d)))
+    return d, la, sg

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy
 
+from . import _numeric_logs as _nl
 from ._numeric_logs import grad_sign, log_abs, log_abs_value, sign_value, stable_sigmoid_minus_y
 from . import _jit
 from .errors import InvalidArgument
@@ -415,12 +416,32 @@ def _chain_blocks(B: int | None, block: int, nthreads: int = 1):
     return list(zip(edges[:-1], edges[1:]))
 
 
-def _overflow_error(net, j, s, z):
-    bad = s + int(np.argmax(~np.isfinite(z))) if np.ndim(z) else s
+def _overflow_error(net, j, s, z, dtype=np.float64):
+    z = np.asarray(z)
+    i = int(np.argmax(~np.isfinite(z))) if z.ndim else 0
+    bad = s + i
+    dt = np.dtype(dtype)
     return InvalidArgument(
-        "the forward pass overflows float64 at layer %d (z%d = w%d·a%d + b%d exceeds 1.8e308) for batch index %d; "
-        "scale the parameters down" % (j, j, j, j - 1, j, bad)
+        "the forward pass overflows %s at layer %d (z%d = w%d·a%d + b%d exceeds %.4g) for batch index %d; "
+        "scale the parameters down" % (dt.name, j, j, j, j - 1, j, float(np.finfo(dt).max), bad)
     )
+
+
+def _affine(a, w, b, net, j, s):
+    """z = w·a + b, also where w·a overflows but z does not (|w a| ≤ |z| + |b| < 2·max, so
+    halving w and b is enough; both halvings and the final doubling are exact).  Raises the
+    overflow error where z itself exceeds the range."""
+    with np.errstate(over="raise", invalid="raise"):
+        try:
+            return a * w + b
+        except FloatingPointError:
+            pass
+        try:
+            return 2.0 * ((0.5 * w) * a + 0.5 * b)
+        except FloatingPointError:
+            with np.errstate(over="ignore", invalid="ignore"):
+                z = 2.0 * ((0.5 * w) * a + 0.5 * b)
+            raise _overflow_error(net, j, s, z, np.result_type(a, w, b)) from None
 
 
 def _chain_forward(inp: _Inputs, s, e, Z=None, A=None, D=None):
@@ -438,11 +459,7 @@ def _chain_forward(inp: _Inputs, s, e, Z=None, A=None, D=None):
             if A is not None:
                 A[j] = a
             w, b = inp.w(j, s, e), inp.b(j, s, e)
-            try:
-                zj = a * w + b
-            except FloatingPointError:
-                with np.errstate(over="ignore", invalid="ignore"):
-                    raise _overflow_error(net, j + 1, s, a * w + b) from None
+            zj = _affine(a, w, b, net, j + 1, s)
             if Z is not None:
                 Z[j] = zj
             try:
@@ -463,11 +480,16 @@ def _sigmoid_forward_scalar(inp: _Inputs, s, Z, A):
     a = one(inp.values["a0"], inp.batched["a0"])
     zs, as_ = [], []
     exp, isfinite = math.exp, math.isfinite
+    # float32 chains are computed in float64 here and rounded once at the end: every z must then
+    # also fit float32 (a silent cast to ±inf gave −0.0 gradients).
+    zmax = float(np.finfo(inp.dtype).max)
     for j in range(len(ws)):
         as_.append(a)
         z = ws[j] * a + bs[j]  # float overflow gives inf here (no exception): checked next
-        if not isfinite(z):
-            raise _overflow_error(inp.net, j + 1, s, np.array([z]))
+        if not isfinite(z) or abs(z) > zmax:
+            z = 2.0 * ((0.5 * ws[j]) * a + 0.5 * bs[j])  # w·a overflowed, z may not (see _affine)
+            if not isfinite(z) or abs(z) > zmax:
+                raise _overflow_error(inp.net, j + 1, s, np.array([z if abs(z) <= zmax else math.inf]), inp.dtype)
         zs.append(z)
         if z >= 0:
             a = 1.0 / (1.0 + exp(-z))
@@ -487,8 +509,11 @@ def _output_delta(net, aL, zL, y):
     act, cost = net.activations[-1], net.cost
     if cost.cancels_with(act):
         # Binary cross-entropy from the logit: softplus(z) − y z, finite for every finite z.
+        # ∂C/∂z_L = σ(z_L) − y from the logit: a_L − y cancels (σ(40) − 1 is −4.2e-18, not 0).
         loss = np.maximum(zL, 0.0) - y * zL + np.log1p(np.exp(-np.abs(zL)))
-        return aL - y, loss, True
+        with np.errstate(over="ignore", under="ignore"):
+            d = _nl.sigmoid_minus_y(zL, y)[0].astype(np.result_type(zL, y), copy=False)
+        return d, loss, True
     if cost.name == "cross_entropy":
         if not (np.all(aL > 0) and np.all(aL < 1)):
             i = int(np.argmax(~((aL > 0) & (aL < 1)))) if np.ndim(aL) else 0
@@ -504,6 +529,15 @@ def _output_delta(net, aL, zL, y):
 
 class _NonFiniteBlock(Exception):
     """A block met a non-finite z: a deferred input check (or an overflow) must explain it."""
+
+
+class _Rescale(Exception):
+    """A block's linear products left the float64 range (or a factor underflowed): it is redone
+    by :func:`_scaled_block`."""
+
+
+#: |z| above which σ(z) (z < 0) or σ'(z) is below the smallest normal float64 (e^−708.4).
+_SIGMOID_SAFE_Z = 708.0
 
 
 def _sigmoid_block(inp: _Inputs, s, e, D, A, work, check):
@@ -532,6 +566,7 @@ def _sigmoid_block(inp: _Inputs, s, e, D, A, work, check):
     A[0] = inp.block("a0", s, e)
     if check:
         acc.fill(0.0)
+    zabs = 0.0
     with np.errstate(over="raise", invalid="raise", under="ignore"):
         for j in range(L):
             w, a, d = ws[j], A[j], D[j]
@@ -545,6 +580,7 @@ def _sigmoid_block(inp: _Inputs, s, e, D, A, work, check):
             if j:
                 mul(D[j - 1], w, D[j - 1])  # c_{j-1} = σ'(z_{j-1}) w_j
             absf(z, ex)
+            zabs = max(zabs, ex.max())
             neg(ex, ex)
             exp(ex, ex)
             add(ex, 1.0, r)
@@ -555,10 +591,13 @@ def _sigmoid_block(inp: _Inputs, s, e, D, A, work, check):
             mul(d, r, d)  # σ'(z) = t r
     if check and not np.isfinite(acc).all():
         raise _NonFiniteBlock(None)
+    if zabs > _SIGMOID_SAFE_Z:  # σ or σ' underflowed: the linear products may lose the gradient
+        raise _Rescale()
     aL = ex
     y = inp.block("y", s, e)
     dL, loss, cancel = _output_delta(net, aL, z, y)
-    with np.errstate(over="raise", invalid="raise", under="ignore"):
+    # A product that underflows (inexactly) raises too: the block is then redone rescaled.
+    with np.errstate(over="raise", invalid="raise", under="raise"):
         d = D[L - 1]
         if cancel:
             d[...] = dL
@@ -593,9 +632,13 @@ def _generic_block(inp: _Inputs, s, e, D, A):
     Z = np.empty((L, n), dtype=inp.dtype)
     aL, zL = _chain_forward(inp, s, e, Z=Z, A=A)
     _fill_grads(net, Z, D)
+    if _lost_to_underflow(net, Z, D, A, aL, zL):
+        raise _Rescale()
     y = inp.block("y", s, e)
     d, loss, cancel = _output_delta(net, aL, zL, y)
-    with np.errstate(over="raise", invalid="raise", under="ignore"):
+    if cancel and np.any(np.abs(d) < _nl.TINY):
+        raise _Rescale()
+    with np.errstate(over="raise", invalid="raise", under="raise"):
         if cancel:
             D[L - 1] = d
         else:
@@ -605,6 +648,84 @@ def _generic_block(inp: _Inputs, s, e, D, A):
             rev = D[::-1]
             np.multiply.accumulate(rev, axis=0, out=rev)
         A *= D
+    return loss
+
+
+def _lost_to_underflow(net, Z, D, A, aL, zL) -> bool:
+    """True where a factor φ'(z_j) or an activation a_j (j ≥ 1) is below the smallest normal
+    float64 although its exact value is not 0 (its log is finite): the linear product may then
+    be 0 or imprecise where the gradient is representable.  Exact zeros (a dead ReLU) pass."""
+    tiny = _nl.TINY
+    for act, idx in _groups(net).items():
+        rows = idx if len(idx) < len(net.activations) else slice(None)
+        dz = D[rows]
+        low = np.abs(dz) < tiny
+        if low.any() and np.isfinite(act.log_abs_grad(Z[rows][low])).any():
+            return True
+        nxt = [j for j in (idx if isinstance(rows, list) else range(len(net.activations))) if j + 1 < len(net.activations)]
+        if nxt:
+            av = A[[j + 1 for j in nxt]]
+            low = np.abs(av) < tiny
+            if low.any() and np.isfinite(log_abs_value(act, Z[nxt][low])).any():
+                return True
+    out = net.activations[-1]
+    low = np.abs(aL) < tiny
+    return bool(low.any() and np.isfinite(log_abs_value(out, np.asarray(zL)[low])).any())
+
+
+def _scaled_block(inp: _Inputs, s, e, D, A):
+    """A chain block with every product carried as m · 2^k (see ``_numeric_logs.split``): no
+    partial product overflows or underflows, factors that underflow in linear space come from
+    their logs, and each result is rounded once at the end, so a representable gradient comes
+    back to a few ulps (an unrepresentable one as ±inf or 0).  D becomes δ, A becomes ∂C/∂w;
+    returns the loss."""
+    net, L = inp.net, inp.net.depth
+    n = e - s
+    Z = np.empty((L, n), dtype=np.float64)
+    Ap = np.empty((L, n), dtype=np.float64)  # a_{j-1}
+    aL, zL = _chain_forward(inp, s, e, Z=Z, A=Ap)
+    Z64 = Z
+    y = np.broadcast_to(np.asarray(inp.block("y", s, e), dtype=np.float64), (n,))
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        G = np.empty((L, n))
+        _fill_grads(net, Z64, G)
+        M = np.empty((L, n))
+        E = np.empty((L, n), dtype=np.int64)
+        AM = np.empty((L, n))
+        AE = np.empty((L, n), dtype=np.int64)
+        AM[0], AE[0] = _nl.split(Ap[0])
+        for act, idx in _groups(net).items():
+            rows = np.asarray(idx)
+            Zr = Z64[rows]
+            M[rows], E[rows] = _nl.split(G[rows], lambda m, Zr=Zr, act=act: act.log_abs_grad(Zr[m]),
+                                         lambda m, Zr=Zr, act=act: grad_sign(act, Zr[m]))
+            nxt = rows[rows + 1 < L]
+            if nxt.size:
+                Zn = Z64[nxt]
+                AM[nxt + 1], AE[nxt + 1] = _nl.split(Ap[nxt + 1], lambda m, Zn=Zn, act=act: log_abs_value(act, Zn[m]),
+                                                     lambda m, Zn=Zn, act=act: sign_value(act, Zn[m]))
+        out_act, cost = net.activations[-1], net.cost
+        zl = np.asarray(zL, dtype=np.float64)
+        if cost.cancels_with(out_act):
+            d, la, sg = _nl.sigmoid_minus_y(zl, y)
+            M[L - 1], E[L - 1] = _nl.split(d, la, sg)
+        else:
+            al = np.asarray(aL, dtype=np.float64)
+            diff = al - y
+            # a_L − y where a_L underflowed and y = 0 is a_L itself: take it from its log.
+            dd = _nl.split(diff, lambda m: np.where(y[m] == 0, log_abs_value(out_act, zl[m]), -np.inf),
+                           lambda m: sign_value(out_act, zl[m]))
+            if cost.name == "cross_entropy":
+                dd = _nl.smul(dd, _nl.split(1.0 / (al * (1.0 - al))))
+            M[L - 1], E[L - 1] = _nl.smul((M[L - 1], E[L - 1]), dd)
+        if L > 1:
+            Wr = np.asarray(_w_rows(inp, s, e), dtype=np.float64)
+            M[: L - 1], E[: L - 1] = _nl.smul((M[: L - 1], E[: L - 1]), _nl.split(Wr))
+        PM, PE = _nl.rev_cumprod(M, E)
+        D[...] = _nl.value((PM, PE), D.dtype)
+        A[...] = _nl.value(_nl.smul((PM, PE), (AM, AE)), A.dtype)
+        yb = np.broadcast_to(inp.block("y", s, e), (n,))
+        loss = _output_delta(net, aL, zL, yb)[1]
     return loss
 
 
@@ -670,12 +791,13 @@ def _log_block(inp: _Inputs, s, e):
     out_act, cost = net.activations[-1], net.cost
     y = np.broadcast_to(inp.block("y", s, e), (n,))
     if cost.cancels_with(out_act):
-        dy = stable_sigmoid_minus_y(zL, y)
-        LG[L - 1], SG[L - 1] = log_abs(dy), np.sign(dy)
+        _, LG[L - 1], SG[L - 1] = _nl.sigmoid_minus_y(zL, y)
     else:
         d = aL - y
-        LG[L - 1] += log_abs(d)
-        SG[L - 1] *= np.sign(d)
+        # a_L − y where a_L underflowed to 0 and y = 0 is a_L: its log comes from z_L.
+        ld = np.where((np.abs(d) < _nl.TINY) & (y == 0), log_abs_value(out_act, zL), log_abs(d))
+        LG[L - 1] += ld
+        SG[L - 1] *= np.where(d == 0, sign_value(out_act, zL) * (y == 0), np.sign(d))
         if cost.name == "cross_entropy":
             LG[L - 1] -= np.log(aL) + np.log1p(-aL)
     # Fold log|w_{j+1}| into layer j, then reverse cumulative sums: S_j = Σ_{k≥j}.
@@ -732,7 +854,7 @@ def _jit_block(inp: _Inputs, jk, rows, s, e, D, oD, A, oA, loss):
     if status > 0:
         raise _NonFiniteBlock(status - 1)
     if status < 0:
-        raise FloatingPointError("an exploding gradient overflowed float64")
+        raise _Rescale()  # a product left the normal float64 range, or a unit saturated
 
 
 def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads=None, backend="auto") -> BackpropResult:
@@ -809,51 +931,34 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
         s, e = blk
         D = gb[:, s:e] if gb is not None else np.empty((L, e - s), dtype=dt)
         A = gw[:, s:e] if gw is not None else np.empty((L, e - s), dtype=dt)
-        fallback = False
         try:
-            if fast:
-                try:
-                    if use_jit:  # the compiled kernel indexes the full outputs (or the scratch rows)
-                        Dk, oD = (gb, s) if gb is not None else (D, 0)
-                        Ak, oA = (gw, s) if gw is not None else (A, 0)
-                        _jit_block(inp, jk, jrows, s, e, Dk, oD, Ak, oA, loss)
-                    else:
-                        loss[s:e] = _sigmoid_block(inp, s, e, D, A, work, inp.deferred)
-                except _NonFiniteBlock:
-                    _check_block_finite(inp, s, e)  # a nan/inf input: InvalidArgument names it
-                    loss[s:e] = _generic_block(inp, s, e, D, A)  # else the overflow error, or the values
-            else:
-                loss[s:e] = _generic_block(inp, s, e, D, A)
-        except FloatingPointError:
-            # An exploding gradient overflowed (or met 0·inf): redo this block in log space,
-            # where the correctly rounded linear value is sign · exp(log|g|) (±inf or 0, no nan).
-            fallback = True
+            try:
+                if fast:
+                    try:
+                        if use_jit:  # the compiled kernel indexes the full outputs (or the scratch rows)
+                            Dk, oD = (gb, s) if gb is not None else (D, 0)
+                            Ak, oA = (gw, s) if gw is not None else (A, 0)
+                            _jit_block(inp, jk, jrows, s, e, Dk, oD, Ak, oA, loss)
+                        else:
+                            loss[s:e] = _sigmoid_block(inp, s, e, D, A, work, inp.deferred)
+                    except _NonFiniteBlock:
+                        _check_block_finite(inp, s, e)  # a nan/inf input: InvalidArgument names it
+                        loss[s:e] = _generic_block(inp, s, e, D, A)  # else the overflow error, or the values
+                else:
+                    loss[s:e] = _generic_block(inp, s, e, D, A)
+            except FloatingPointError:
+                raise _Rescale() from None
+        except _Rescale:
+            # A product overflowed or underflowed (an exploding or vanishing gradient, a saturated
+            # unit): redo this block only, with every product rescaled; values stay linear.
+            loss[s:e] = _scaled_block(inp, s, e, D, A)
         if gw_rows is not None:
             gw_rows[:, s:e] = A[want_w]
         if gb_rows is not None:
             gb_rows[:, s:e] = D[want_b]
-        if logs is not None or fallback:
+        if logs is not None:
             S, SS, SW, SSW = _log_block(inp, s, e)
-            if logs is not None:
-                logs[0][:, s:e], logs[1][:, s:e], logs[2][:, s:e], logs[3][:, s:e] = S, SS, SW, SSW
-            if fallback:
-                with np.errstate(over="ignore"):
-                    D[...] = SS * np.exp(S)
-                    full = SSW * np.exp(SW)
-                if gw is not None:
-                    A[...] = full
-                if gw_rows is not None:
-                    gw_rows[:, s:e] = full[want_w]
-                if gb_rows is not None:
-                    gb_rows[:, s:e] = D[want_b]
-                _, zL = _chain_forward(inp, s, e)
-                y = np.broadcast_to(inp.block("y", s, e), (e - s,))
-                with np.errstate(over="ignore"):
-                    if net.cost.cancels_with(net.activations[-1]):
-                        loss[s:e] = np.maximum(zL, 0.0) - y * zL + np.log1p(np.exp(-np.abs(zL)))
-                    else:
-                        aL = net.activations[-1].value(zL)
-                        loss[s:e] = _output_delta(net, aL, zL, y)[1]
+            logs[0][:, s:e], logs[1][:, s:e], logs[2][:, s:e], logs[3][:, s:e] = S, SS, SW, SSW
 
     def part(k):
         # Each thread owns one contiguous run of blocks (so the two threads do not fault in the same
