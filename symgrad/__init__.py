@@ -19,7 +19,7 @@ Gradient(∂C/∂b1 = sigmoid'(z1)*w2*sigmoid'(z2)*w3*sigmoid'(z3)*(a3 - y))
 
 from importlib import import_module as _import_module
 
-from .errors import GradientCheckError, InvalidArgument, SymgradError
+from .errors import BudgetExceeded, GradientCheckError, InvalidArgument, SymgradError
 
 # The public names and the module each lives in.  They are imported on first use (PEP 562), so
 # ``import symgrad`` (and loading the pytest plugin, which pytest does at start-up) stays cheap:
@@ -59,6 +59,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Activation",
     "BackpropResult",
+    "BudgetExceeded",
     "GradientCheckReport",
     "PrecisionWarning",
     "TOLERANCES",

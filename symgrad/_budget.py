@@ -29,7 +29,7 @@ import time
 from contextlib import contextmanager
 from typing import Callable, TypeVar
 
-from .errors import SymgradError
+from .errors import BudgetExceeded, InvalidArgument
 
 __all__ = ["BudgetExceeded", "within_budget", "DEFAULT_SECONDS"]
 
@@ -39,17 +39,6 @@ T = TypeVar("T")
 DEFAULT_SECONDS = 20.0
 #: Recursion limit used inside a budgeted call (SymPy recurses once per level of a deep tree).
 _RECURSION_LIMIT = 20_000
-
-
-class BudgetExceeded(SymgradError):
-    """A symbolic computation ran past its time budget (or its recursion depth).
-
-    ``reason`` says which computation and which limit; callers turn it into an "unknown" answer.
-    """
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 class _Alarm(BaseException):
@@ -160,8 +149,8 @@ def within_budget(fn: Callable[[], T], *, seconds: float = DEFAULT_SECONDS, what
     >>> within_budget(lambda: sum(range(10)), seconds=0.5, what="a sum")
     45
     """
-    if not (isinstance(seconds, (int, float)) and seconds > 0):
-        raise ValueError("seconds=%r must be a positive number" % (seconds,))
+    if isinstance(seconds, bool) or not (isinstance(seconds, (int, float)) and 0 < seconds < 1e6):
+        raise InvalidArgument("seconds=%r must be a positive number of seconds below 1e6, e.g. seconds=10" % (seconds,))
     if _can_alarm():
         return _run_with_alarm(fn, float(seconds), what)
     return _run_in_child(fn, float(seconds), what)

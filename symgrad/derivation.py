@@ -23,6 +23,7 @@ from functools import cached_property
 import sympy
 from sympy import Basic, KroneckerDelta, MatrixExpr, MatrixSymbol, Mul, S
 
+from ._budget import DEFAULT_SECONDS, within_budget
 from .activations import Activation, activation as _activation
 from .errors import InvalidArgument
 from .losses import loss as _loss
@@ -62,23 +63,33 @@ class Gradient:
         # postprocessors; the factors are already SymPy scalars, so build the node directly.
         return Mul._from_args(self.factors, True) if len(self.factors) > 1 else self.factors[0]
 
-    def doit(self) -> sympy.Expr:
-        """The canonical SymPy form, with every φ' replaced by its closed form."""
-        if isinstance(self.factors[0], MatrixExpr):
-            return self._explicit_matrix(local=True)
-        return Mul(*[f.doit() for f in self.factors])
+    def doit(self, *, seconds: float | None = DEFAULT_SECONDS) -> sympy.Expr:
+        """The canonical SymPy form, with every φ' replaced by its closed form.
 
-    def explicit(self) -> sympy.Expr:
+        SymPy's canonical product costs far more than the chain itself (about 35 s at depth
+        100,000), so it runs under a time budget: past ``seconds`` it raises
+        :class:`symgrad.BudgetExceeded` with the reason (``seconds=None``: no limit).
+        """
+        if isinstance(self.factors[0], MatrixExpr):
+            return _budgeted(lambda: self._explicit_matrix(local=True), seconds, "doit() of ∂C/∂%s" % self.wrt)
+        return _budgeted(lambda: Mul(*[f.doit() for f in self.factors]), seconds, "doit() of ∂C/∂%s" % self.wrt)
+
+    def explicit(self, *, seconds: float | None = DEFAULT_SECONDS) -> sympy.Expr:
         """The gradient in terms of the inputs, the target and the parameters only.
 
-        Composes the forward pass, so it is limited to depth ≤ ``symgrad.MAX_COMPOSE_DEPTH``.
+        Composes the forward pass, so it is limited to depth ≤ ``symgrad.MAX_COMPOSE_DEPTH``,
+        and runs under a time budget (``seconds``; :class:`symgrad.BudgetExceeded` past it).
         """
         self.network._check_compose()
         if isinstance(self.factors[0], MatrixExpr):
-            return self._explicit_matrix(local=False)
-        fwd = self.network.forward()
-        mapping = {self.network.local_symbols[k]: v for k, v in fwd.items()}
-        return Mul(*[f.xreplace(mapping).doit() for f in self.factors])
+            return _budgeted(lambda: self._explicit_matrix(local=False), seconds, "explicit() of ∂C/∂%s" % self.wrt)
+
+        def compose():
+            fwd = self.network.forward()
+            mapping = {self.network.local_symbols[k]: v for k, v in fwd.items()}
+            return Mul(*[f.xreplace(mapping).doit() for f in self.factors])
+
+        return _budgeted(compose, seconds, "explicit() of ∂C/∂%s" % self.wrt)
 
     def _explicit_matrix(self, local: bool):
         net = self.network
@@ -113,6 +124,12 @@ class Gradient:
 
     def _repr_latex_(self) -> str:
         return "$\\displaystyle %s$" % self.latex()
+
+
+def _budgeted(fn, seconds, what):
+    if seconds is None:
+        return fn()
+    return within_budget(fn, seconds=seconds, what=what)
 
 
 def _latex_name(name: str) -> str:

@@ -3,12 +3,14 @@
 Every exception symgrad raises on purpose is a :class:`SymgradError`.  Bad arguments raise
 :class:`InvalidArgument` (also a :class:`ValueError`, so generic handlers still catch it), and a
 failed numeric or symbolic check raises :class:`GradientCheckError` (also an
-:class:`AssertionError`, so a failed check inside a test reads as a test failure).
+:class:`AssertionError`, so a failed check inside a test reads as a test failure).  A symbolic
+computation that runs past its time budget raises :class:`BudgetExceeded`, whose ``reason`` the
+callers that can answer "unknown" report instead.
 """
 
 from __future__ import annotations
 
-__all__ = ["SymgradError", "InvalidArgument", "GradientCheckError"]
+__all__ = ["SymgradError", "InvalidArgument", "GradientCheckError", "BudgetExceeded"]
 
 
 class SymgradError(Exception):
@@ -21,3 +23,14 @@ class InvalidArgument(SymgradError, ValueError):
 
 class GradientCheckError(SymgradError, AssertionError):
     """Two computations of the same gradient disagree, or a claimed bound does not hold."""
+
+
+class BudgetExceeded(SymgradError):
+    """A symbolic computation ran past its time budget (or its recursion depth).
+
+    ``reason`` says which computation and which limit; callers turn it into an "unknown" answer.
+    """
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
