@@ -20,7 +20,10 @@ is PyTorch's convention too, so autograd comparisons agree at 0.
 from __future__ import annotations
 
 import math
+import numbers
+import re
 from dataclasses import dataclass, field
+from fractions import Fraction
 from functools import cached_property
 from typing import Callable
 
@@ -28,7 +31,7 @@ import numpy as np
 import sympy
 from sympy import S, Function
 
-from .errors import InvalidArgument
+from .errors import InvalidArgument, SymgradError
 
 __all__ = [
     "Activation",
@@ -59,7 +62,6 @@ class sigmoid(Function):
     r"""The logistic function σ(z) = 1/(1 + e^{−z}); ``diff`` gives ``σ(z)(1 − σ(z))``."""
 
     nargs = 1
-    is_real = True
 
     @classmethod
     def eval(cls, arg):
@@ -76,6 +78,14 @@ class sigmoid(Function):
 
     def _eval_rewrite_as_exp(self, arg, **kwargs):
         return 1 / (1 + sympy.exp(-arg))
+
+    def _eval_is_extended_real(self):
+        # Real for real arguments only (σ(iπ) is a pole), as relu and softplus.
+        return self.args[0].is_extended_real
+
+    def _eval_is_finite(self):
+        if self.args[0].is_extended_real:  # σ(±∞) is 1 or 0
+            return True
 
     def _eval_is_positive(self):
         return self.args[0].is_extended_real
@@ -105,6 +115,10 @@ class relu(Function):
     def _eval_is_extended_real(self):
         # Real for real arguments: SymPy's simplifications (and the parser's limits) rely on it.
         return self.args[0].is_extended_real
+
+    def _eval_is_finite(self):
+        if self.args[0].is_extended_real:
+            return self.args[0].is_finite
 
     def fdiff(self, argindex=1):
         return sympy.Heaviside(self.args[0], 0)
@@ -187,6 +201,10 @@ class softplus(Function):
     def _eval_is_extended_real(self):
         # Real for real arguments: SymPy's simplifications (and the parser's limits) rely on it.
         return self.args[0].is_extended_real
+
+    def _eval_is_finite(self):
+        if self.args[0].is_extended_real:
+            return self.args[0].is_finite
 
     def fdiff(self, argindex=1):
         return sigmoid(self.args[0])
@@ -329,6 +347,383 @@ def _np_gelu_log_grad(x):
 
 
 # ---------------------------------------------------------------------------------------------
+# NumPy kernels of custom activations: φ and φ' evaluated from φ's expression tree, with the
+# convention at kinks built in.
+#
+# Every node g of the tree is evaluated to three arrays: its value g(x), its left limit
+# g(x⁻) = lim_{t↑x} g(t) (these differ only for the jumps of heaviside and sign), and the left
+# limit of its derivative g'(x⁻) (the derivative of the branch just below; the Dirac deltas of
+# jumps count as 0).  A kink is decided from the left: heaviside(g) at g(x⁻) = 0 is 1 iff g falls
+# towards x, i.e. g'(x⁻) < 0; max picks, among arguments equal at x, the one with the smaller
+# slope (the larger just below x).  When g(x⁻) = 0 and g'(x⁻) = 0 the first order cannot decide:
+# an argument known to vanish identically just below x (relu(z) for z < 0) has sign 0, and any
+# other case asks SymPy for the one-sided limit (under a budget).
+#
+# The float64 pass runs with floating-point warnings off; any element that comes out nan or
+# ±inf is recomputed in mpmath at 50 digits (whose exponent range does not overflow), so that
+# exp(z)/(1 + exp(z)) at z = 1000 gives 1, not inf/inf, and ±inf remains only where the true
+# value is beyond float64's range.
+# ---------------------------------------------------------------------------------------------
+
+#: SymPy seconds allowed for one undecidable kink (a one-sided limit); see _left_sign_sympy.
+KINK_LIMIT_SECONDS = 2.0
+#: Depth of expression tree the custom kernels evaluate (the parser allows 100 levels).
+MAX_KERNEL_DEPTH = 300
+_MP_DIGITS = 50
+
+
+class _NumpyOps:
+    """Array arithmetic for the fast pass."""
+
+    where = staticmethod(np.where)
+    exp, log, sin, cos, tanh, sinh, cosh, arctan = np.exp, np.log, np.sin, np.cos, np.tanh, np.sinh, np.cosh, np.arctan
+    arcsinh, sign, fabs, maximum = np.arcsinh, np.sign, np.abs, np.maximum
+    logical_and, logical_or = staticmethod(np.logical_and), staticmethod(np.logical_or)
+
+    @staticmethod
+    def erf(t):
+        from scipy.special import erf
+
+        return erf(t)
+
+    @staticmethod
+    def hypot1(t):
+        return np.hypot(1.0, t)
+
+    sigmoid = staticmethod(lambda t: _np_sigmoid(t))
+    dsigmoid = staticmethod(lambda t: _np_dsigmoid(t))
+    softplus = staticmethod(lambda t: np.maximum(t, 0.0) + np.log1p(np.exp(-np.abs(t))))
+
+    @staticmethod
+    def power(b, e):
+        return np.power(b, e)
+
+    @staticmethod
+    def const(c):
+        return float(c)
+
+    @staticmethod
+    def any(mask):
+        return bool(np.any(mask))
+
+
+class _MpmathOps:
+    """Scalar mpmath arithmetic for the elements the fast pass could not represent."""
+
+    @staticmethod
+    def where(c, a, b):
+        return a if c else b
+
+    import mpmath as _m
+
+    exp, log, sin, cos, tanh, sinh, cosh, arctan, arcsinh, erf = (
+        _m.exp, _m.log, _m.sin, _m.cos, _m.tanh, _m.sinh, _m.cosh, _m.atan, _m.asinh, _m.erf)
+    fabs = staticmethod(abs)
+    del _m
+
+    @staticmethod
+    def sign(t):
+        return (t > 0) - (t < 0)
+
+    @staticmethod
+    def maximum(a, b):
+        return a if a >= b else b
+
+    logical_and = staticmethod(lambda a, b: a and b)
+    logical_or = staticmethod(lambda a, b: a or b)
+
+    @staticmethod
+    def hypot1(t):
+        import mpmath
+
+        return mpmath.hypot(1, t)
+
+    @staticmethod
+    def sigmoid(t):
+        import mpmath
+
+        return 1 / (1 + mpmath.exp(-t))
+
+    @staticmethod
+    def dsigmoid(t):
+        import mpmath
+
+        e = mpmath.exp(-abs(t))
+        return e / (1 + e) ** 2
+
+    @staticmethod
+    def softplus(t):
+        import mpmath
+
+        return mpmath.log1p(mpmath.exp(t)) if t < 0 else t + mpmath.log1p(mpmath.exp(-t))
+
+    @staticmethod
+    def power(b, e):
+        return b**e
+
+    @staticmethod
+    def const(c):
+        import mpmath
+
+        return mpmath.mpf(str(sympy.N(c, _MP_DIGITS + 10)))
+
+    @staticmethod
+    def any(mask):
+        return bool(mask)
+
+
+# f(g) -> (name of f on the ops, f'(t) as a function of (ops, t)), for the smooth functions.
+_SMOOTH = {
+    sympy.exp: ("exp", lambda o, t: o.exp(t)),
+    sympy.log: ("log", lambda o, t: 1 / t),
+    sympy.sin: ("sin", lambda o, t: o.cos(t)),
+    sympy.cos: ("cos", lambda o, t: -o.sin(t)),
+    sympy.tanh: ("tanh", lambda o, t: 1 - o.tanh(t) ** 2),
+    sympy.sinh: ("sinh", lambda o, t: o.cosh(t)),
+    sympy.cosh: ("cosh", lambda o, t: o.sinh(t)),
+    sympy.atan: ("arctan", lambda o, t: 1 / (1 + t * t)),
+    sympy.asinh: ("arcsinh", lambda o, t: 1 / o.hypot1(t)),
+    sympy.erf: ("erf", lambda o, t: (2 / math.sqrt(math.pi)) * o.exp(-(t * t))),
+}
+# Smooth functions with f(0) = 0: a part that vanishes identically stays so through them.
+_KEEP_ZERO = {sympy.sin, sympy.tanh, sympy.sinh, sympy.atan, sympy.asinh, sympy.erf}
+
+
+def _kernel_support(expr: sympy.Expr) -> str | None:
+    """Why the custom kernels cannot evaluate ``expr`` (None when they can)."""
+    stack = [(expr, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_KERNEL_DEPTH:
+            return "its expression is nested more than %d levels deep" % MAX_KERNEL_DEPTH
+        if node == z or node.is_Number or node.is_NumberSymbol or not node.free_symbols:
+            continue
+        ok = (
+            node.is_Add or node.is_Mul or node.is_Pow
+            or node.func in _SMOOTH
+            or node.func in (sympy.Abs, sympy.sign, sympy.Heaviside, sympy.Max, sympy.Min, sigmoid, softplus, relu)
+        )
+        if not ok:
+            return "it contains %s, which symgrad's NumPy kernels do not evaluate" % type(node).__name__
+        stack.extend((a, depth + 1) for a in node.args)
+    return None
+
+
+class _KinkKernel:
+    """φ and the left-limit φ' of one custom expression (see the comment above)."""
+
+    def __init__(self, expr: sympy.Expr):
+        self.expr = expr
+
+    # -- one pass ------------------------------------------------------------------------
+    def _left_sign(self, o, node, x, L, D, K):
+        """The sign of ``node`` just below x: from L, then from -D, then 0 where the node is
+        known to vanish there (K), else by SymPy."""
+        s = o.where(L > 0, 1.0, o.where(L < 0, -1.0, -o.sign(D)))
+        if o is _NumpyOps:  # x is 1-d here
+            undecided = (L == 0) & (D == 0) & np.logical_not(K)
+            if undecided.any():
+                s = np.array(np.broadcast_to(s, undecided.shape), dtype=np.float64)
+                xs = np.broadcast_to(x, undecided.shape)
+                for i in np.flatnonzero(undecided):
+                    s[i] = _left_sign_sympy(node, float(xs[i]))
+        elif L == 0 and D == 0 and not K:
+            s = _left_sign_sympy(node, float(x))
+        return s
+
+    def _eval(self, o, node, x, memo):
+        hit = memo.get(node)
+        if hit is not None:
+            return hit
+        zero = 0 * x
+        if node == z:
+            out = (x, x, zero + 1, False)
+        elif not node.free_symbols:
+            c = o.const(node)
+            out = (zero + c, zero + c, zero, c == 0)
+        elif node.is_Add:
+            parts = [self._eval(o, a, x, memo) for a in node.args]
+            out = (sum(p[0] for p in parts), sum(p[1] for p in parts), sum(p[2] for p in parts),
+                   _all(o, [p[3] for p in parts]))
+        elif node.is_Mul:
+            parts = [self._eval(o, a, x, memo) for a in node.args]
+            v, L, D, K = parts[0]
+            for pv, pL, pD, pK in parts[1:]:
+                v, D, L = v * pv, D * pL + L * pD, L * pL
+                K = o.logical_or(K, pK)
+            out = (v, L, D, K)
+        elif node.is_Pow:
+            base, ex = node.args
+            bv, bL, bD, bK = self._eval(o, base, x, memo)
+            if not ex.free_symbols:
+                c = o.const(ex)
+                if c == 2:
+                    out = (bv * bv, bL * bL, 2 * bL * bD, bK)
+                elif c == -1:
+                    out = (1 / bv, 1 / bL, -bD / (bL * bL), False)
+                else:
+                    out = (o.power(bv, c), o.power(bL, c), c * o.power(bL, c - 1) * bD,
+                           o.logical_and(bK, c > 0) if o is _NumpyOps else (bK and c > 0))
+            else:
+                ev, eL, eD, _ = self._eval(o, ex, x, memo)
+                v, L = o.power(bv, ev), o.power(bL, eL)
+                D = L * eD * o.log(bL) if not base.free_symbols else L * (eD * o.log(bL) + eL * bD / bL)
+                out = (v, L, D, False)
+        elif node.func in _SMOOTH:
+            name, df = _SMOOTH[node.func]
+            av, aL, aD, aK = self._eval(o, node.args[0], x, memo)
+            f = getattr(o, name)
+            out = (f(av), f(aL), df(o, aL) * aD, aK if node.func in _KEEP_ZERO else False)
+        elif node.func is sigmoid:
+            av, aL, aD, _ = self._eval(o, node.args[0], x, memo)
+            out = (o.sigmoid(av), o.sigmoid(aL), o.dsigmoid(aL) * aD, False)
+        elif node.func is softplus:
+            av, aL, aD, _ = self._eval(o, node.args[0], x, memo)
+            out = (o.softplus(av), o.softplus(aL), o.sigmoid(aL) * aD, False)
+        elif node.func is sympy.Abs:
+            arg = node.args[0]
+            av, aL, aD, aK = self._eval(o, arg, x, memo)
+            # |g|' = sign(g(x⁻))·g'(x⁻); an undecided sign multiplies g'(x⁻) = 0, so 0 serves.
+            s = o.where(aL > 0, 1.0, o.where(aL < 0, -1.0, -o.sign(aD)))
+            out = (o.fabs(av), o.fabs(aL), s * aD, aK)
+        elif node.func in (sympy.sign, sympy.Heaviside, relu):
+            arg = node.args[0]
+            av, aL, aD, aK = self._eval(o, arg, x, memo)
+            if node.func is relu:
+                s = o.where(aL > 0, 1.0, o.where(aL < 0, -1.0, -o.sign(aD)))
+                on = s > 0
+                out = (o.maximum(av, 0.0 * av), o.maximum(aL, 0.0 * aL), o.where(on, aD, 0.0 * aD),
+                       o.logical_or(aK, ~on) if o is _NumpyOps else (aK or not on))
+            else:
+                s = self._left_sign(o, arg, x, aL, aD, aK)
+                if node.func is sympy.sign:
+                    out = (o.sign(av) + zero, s + zero, zero, aK)
+                else:
+                    h0 = node.args[1] if len(node.args) > 1 else S.Half
+                    h = o.const(h0)
+                    value = o.where(av > 0, 1.0, o.where(av < 0, 0.0, h)) + zero
+                    left = o.where(s > 0, 1.0, o.where(s < 0, 0.0, h)) + zero
+                    out = (value, left, zero, o.logical_or(s < 0, aK) & (h == 0) if o is _NumpyOps else ((s < 0 or aK) and h == 0))
+        elif node.func in (sympy.Max, sympy.Min):
+            parts = [self._eval(o, a, x, memo) for a in node.args]
+            v, L, D, K = parts[0]
+            top = node.func is sympy.Max
+            for pv, pL, pD, pK in parts[1:]:
+                # just below x, g(x - ε) ≈ L - εD: max prefers the larger L, then the smaller D
+                if top:
+                    take = (pL > L) | ((pL == L) & (pD < D)) if o is _NumpyOps else (pL > L or (pL == L and pD < D))
+                    v = o.where(pv > v, pv, v)
+                else:
+                    take = (pL < L) | ((pL == L) & (pD > D)) if o is _NumpyOps else (pL < L or (pL == L and pD > D))
+                    v = o.where(pv < v, pv, v)
+                L, D, K = o.where(take, pL, L), o.where(take, pD, D), o.where(take, pK, K)
+            out = (v, L, D, K)
+        else:  # _kernel_support refuses these at construction
+            raise InvalidArgument("custom activation: cannot evaluate %s numerically" % type(node).__name__)
+        memo[node] = out
+        return out
+
+    # -- the kernels ---------------------------------------------------------------------
+    def _fast(self, x):
+        with np.errstate(all="ignore"):
+            v, _, D, _ = self._eval(_NumpyOps, self.expr, x, {})
+        return np.array(np.broadcast_to(v, x.shape), dtype=np.float64), np.array(np.broadcast_to(D, x.shape), dtype=np.float64)
+
+    def _exact(self, xi: float) -> tuple[float, float]:
+        """(φ, φ') at one point in mpmath; SymPy where mpmath cannot follow."""
+        import mpmath
+
+        try:
+            with mpmath.workdps(_MP_DIGITS):
+                v, _, D, _ = self._eval(_MpmathOps, self.expr, mpmath.mpf(xi), {})
+                out = []
+                for t in (v, D):
+                    if isinstance(t, mpmath.mpc):
+                        if abs(t.imag) > abs(t) * mpmath.mpf(10) ** (-_MP_DIGITS // 2):
+                            raise ValueError("complex")
+                        t = t.real
+                    out.append(float(t))
+            if not any(math.isnan(t) for t in out):
+                return out[0], out[1]
+        except (ArithmeticError, ValueError, TypeError):
+            pass
+        return _sympy_point(self.expr, xi)
+
+    def both(self, x):
+        x = np.asarray(x, dtype=np.float64)
+        flat = x.reshape(-1)
+        v, d = self._fast(flat)
+        # Only finite inputs are promised finite-or-overflowed outputs; inf/nan inputs pass through.
+        bad = np.isfinite(flat) & ~(np.isfinite(v) & np.isfinite(d))
+        for i in np.flatnonzero(bad):
+            v[i], d[i] = self._exact(float(flat[i]))
+        return v.reshape(x.shape), d.reshape(x.shape)
+
+    def value(self, x):
+        return self.both(x)[0]
+
+    def grad(self, x):
+        return self.both(x)[1]
+
+
+def _all(o, flags):
+    out = flags[0]
+    for f in flags[1:]:
+        out = o.logical_and(out, f)
+    return out
+
+
+def _left_sign_sympy(node: sympy.Expr, x0: float) -> float:
+    """sign(node(t)) for t just below x0, by SymPy's one-sided limit, within a budget."""
+    from ._budget import BudgetExceeded, within_budget
+    from .errors import SymgradError
+
+    point = sympy.Rational(x0)
+    try:
+        s = within_budget(lambda: sympy.limit(sympy.sign(node), z, point, "-"),
+                          seconds=KINK_LIMIT_SECONDS, what="the sign of %s just below z = %r" % (node, x0))
+    except BudgetExceeded as exc:
+        raise SymgradError("cannot decide the kink of %s at z = %r: %s" % (node, x0, exc.reason)) from None
+    if s not in (-1, 0, 1):
+        raise SymgradError("cannot decide the kink of %s at z = %r: SymPy gave %s" % (node, x0, s))
+    return float(s)
+
+
+def _sympy_point(expr: sympy.Expr, x0: float) -> tuple[float, float]:
+    """(φ(x0), φ'(x0⁻)) by SymPy: the exact value and the left limit of the a.e. derivative."""
+    from ._budget import BudgetExceeded, within_budget
+    from .errors import SymgradError
+
+    point = sympy.Rational(x0)
+    d = _ae_derivative(expr)
+
+    def compute():
+        value = expr.xreplace({z: point}).evalf(_MP_DIGITS)
+        slope = sympy.limit(d, z, point, "-").evalf(_MP_DIGITS)
+        return value, slope
+
+    try:
+        value, slope = within_budget(compute, seconds=KINK_LIMIT_SECONDS, what="φ and φ' of %s at z = %r" % (expr, x0))
+    except BudgetExceeded as exc:
+        raise SymgradError("cannot evaluate %s at z = %r: %s" % (expr, x0, exc.reason)) from None
+    out = []
+    for t in (value, slope):
+        if t in (sympy.oo, -sympy.oo):
+            out.append(float(t))
+        elif t.is_real and t.is_number:
+            out.append(float(t))
+        else:
+            raise SymgradError("cannot evaluate %s at z = %r: SymPy gave %s" % (expr, x0, t))
+    return out[0], out[1]
+
+
+def _ae_derivative(expr: sympy.Expr) -> sympy.Expr:
+    """dφ/dz with the Dirac deltas of jumps dropped: the derivative of each branch."""
+    d = sympy.diff(expr, z)
+    return d.replace(lambda e: isinstance(e, sympy.DiracDelta), lambda e: S.Zero) if d.has(sympy.DiracDelta) else d
+
+
+# ---------------------------------------------------------------------------------------------
 # Activation
 # ---------------------------------------------------------------------------------------------
 
@@ -382,8 +777,12 @@ class Activation:
     params: tuple = ()
 
     def __call__(self, arg):
-        """φ(arg) as a SymPy expression (``sigmoid(w_1*a_0 + b_1)``)."""
-        return self.expr.xreplace({z: sympy.sympify(arg)}) if not isinstance(arg, sympy.Basic) else self.expr.xreplace({z: arg})
+        """φ(arg) as a SymPy expression (``sigmoid(w_1*a_0 + b_1)``).
+
+        ``arg`` is a SymPy expression or a real number (int, float, Fraction); anything else,
+        strings included, is refused: a string is never parsed or evaluated here.
+        """
+        return self.expr.xreplace({z: _as_argument(self.name, arg)})
 
     def derivative_at(self, arg) -> sympy.Expr:
         """φ'(arg) in closed form."""
@@ -418,29 +817,55 @@ class Activation:
         return "Activation(%r, %s)" % (self.name, self.expr)
 
 
+#: Seconds SymPy may spend on the extrema of a custom φ' (``maximum``, ``minimum``) and, in a
+#: second budget, on its range and where the sup is attained; ``act.bound`` answers within
+#: about their sum, "unknown" (with the reason) when the first runs out.
+BOUND_SECONDS = 6.0
+BOUND_DETAIL_SECONDS = 3.0
+
+
 def _derive_bound(act: Activation) -> DerivativeBound:
     """Sup of |φ'| for a custom activation, by SymPy where it can (critical points of φ'
-    and the limits at ±∞); otherwise a bound that says it is unknown."""
-    d = act.derivative.rewrite(sympy.exp) if act.derivative.has(sigmoid, softplus) else act.derivative
+    and the limits at ±∞), each SymPy call under an enforced budget; otherwise a bound whose
+    note says it is unknown and why."""
+    from ._budget import BudgetExceeded, within_budget
+
+    unknown = "unknown: %s; pass bound= to custom_activation"
+
+    def extrema():
+        d = act.derivative.rewrite(sympy.exp) if act.derivative.has(sigmoid, softplus) else act.derivative
+        return d, sympy.calculus.util.maximum(d, z, S.Reals), sympy.calculus.util.minimum(d, z, S.Reals)
+
     try:
-        hi = sympy.calculus.util.maximum(d, z, S.Reals)
-        lo = sympy.calculus.util.minimum(d, z, S.Reals)
-    except (NotImplementedError, ValueError, TypeError) as exc:
-        return DerivativeBound(None, None, None, False, "SymPy could not find the extrema of φ' (%s); pass bound= to custom_activation" % type(exc).__name__)
+        d, hi, lo = within_budget(extrema, seconds=BOUND_SECONDS, what="SymPy's maximum and minimum of φ'")
+    except BudgetExceeded as exc:
+        return DerivativeBound(None, None, None, False, unknown % exc.reason)
+    except (NotImplementedError, ValueError, TypeError, AttributeError) as exc:
+        return DerivativeBound(None, None, None, False, unknown % ("SymPy could not find the extrema of φ' (%s)" % type(exc).__name__))
     if not (hi.is_number and lo.is_number) or hi.has(sympy.nan, sympy.zoo) or lo.has(sympy.nan, sympy.zoo):
-        return DerivativeBound(None, None, None, False, "SymPy could not find the extrema of φ'; pass bound= to custom_activation")
+        return DerivativeBound(None, None, None, False, unknown % "SymPy could not find the extrema of φ'")
     sup = sympy.Max(sympy.Abs(hi), sympy.Abs(lo))
-    try:
-        rng = sympy.calculus.util.function_range(d, z, S.Reals)
-    except (NotImplementedError, ValueError, TypeError):
-        rng = sympy.Interval(lo, hi)
-    try:
-        attained = sympy.solveset(sympy.Eq(sympy.Abs(d), sup), z, S.Reals) if sup.is_finite else S.EmptySet
-        if isinstance(attained, sympy.ConditionSet):
+
+    def detail():
+        try:
+            rng = sympy.calculus.util.function_range(d, z, S.Reals)
+        except (NotImplementedError, ValueError, TypeError):
+            rng = sympy.Interval(lo, hi)
+        try:
+            attained = sympy.solveset(sympy.Eq(sympy.Abs(d), sup), z, S.Reals) if sup.is_finite else S.EmptySet
+            if isinstance(attained, sympy.ConditionSet):
+                attained = None
+        except (NotImplementedError, ValueError, TypeError):
             attained = None
-    except (NotImplementedError, ValueError, TypeError):
-        attained = None
-    return DerivativeBound(sup, attained, rng, True, "derived by SymPy from the critical points and limits of φ'")
+        return rng, attained
+
+    note = "derived by SymPy from the critical points and limits of φ'"
+    try:
+        rng, attained = within_budget(detail, seconds=BOUND_DETAIL_SECONDS, what="SymPy's range of φ' and where |φ'| = sup")
+    except BudgetExceeded as exc:
+        rng, attained = sympy.Interval(lo, hi), None
+        note += "; where the sup is attained is unknown (%s)" % exc.reason
+    return DerivativeBound(sup, attained, rng, True, note)
 
 
 def _certified_root(f: Callable[[sympy.Expr], sympy.Expr], lo, hi, digits: int = 30) -> sympy.Float:
@@ -582,18 +1007,83 @@ def _make_builtins() -> dict[str, Callable[..., Activation]]:
     }
 
 
-def _exact_param(act: str, pname: str, value) -> sympy.Rational:
-    if isinstance(value, bool) or not isinstance(value, (int, float, sympy.Rational, str)):
-        raise InvalidArgument("%s: %s=%r must be a real number, e.g. %s=0.01" % (act, pname, value, pname))
-    if isinstance(value, float) and not math.isfinite(value):
-        raise InvalidArgument("%s: %s=%r must be finite" % (act, pname, value))
+#: Largest |parameter| (alpha) a built-in accepts, and the most digits in its exact numerator
+#: or denominator (every float fits: 5e-324 is 5/10**324).
+MAX_PARAM = 10**6
+MAX_PARAM_DIGITS = 330
+# A decimal or a fraction of integers, with a short exponent: nothing else is read from a string.
+_NUMBER_TEXT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d{1,3})?(?:/\d+)?")
+
+
+def _show_value(value) -> str:
+    """repr() of a user's value for a message, short even for a 10**10**6 integer."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return "(a %d-bit integer)" % value.bit_length()
     try:
-        return sympy.Rational(str(value)) if not isinstance(value, sympy.Rational) else value
-    except (TypeError, ValueError):
-        raise InvalidArgument("%s: %s=%r is not a number; pass e.g. %s=0.01" % (act, pname, value, pname)) from None
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - its repr may fail: name the type
+        text = "<%s>" % type(value).__name__
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _exact_param(act: str, pname: str, value) -> sympy.Rational:
+    """A built-in's parameter as an exact rational (0.01 is 1/100), validated like an
+    activation string: only real numbers of moderate size, never code."""
+    fix = "Fix: pass a real number with |%s| <= %g, e.g. %s=0.01." % (pname, MAX_PARAM, pname)
+    what = "%s: %s=%s" % (act, pname, _show_value(value))
+    if isinstance(value, bool):
+        raise InvalidArgument("%s is a bool, not a number. %s" % (what, fix))
+    if isinstance(value, str):
+        text = value.strip()
+        if len(text) > 60 or not _NUMBER_TEXT.fullmatch(text):
+            raise InvalidArgument("%s is not a number (strings may only spell a decimal or a fraction; nothing is evaluated). %s" % (what, fix))
+        if "/" in text and int(text.rsplit("/", 1)[1]) == 0:
+            raise InvalidArgument("%s divides by zero. %s" % (what, fix))
+        value = sympy.Rational(text)
+    elif isinstance(value, numbers.Integral) and not isinstance(value, sympy.Basic):
+        value = int(value)
+        if value.bit_length() > 64:  # checked before anything prints or converts it
+            raise InvalidArgument("%s is too large. %s" % (what, fix))
+        value = sympy.Integer(value)
+    elif isinstance(value, Fraction):
+        value = sympy.Rational(value.numerator, value.denominator)
+    elif isinstance(value, (sympy.Rational, sympy.Float)):
+        if not value.is_finite:
+            raise InvalidArgument("%s is not finite. %s" % (what, fix))
+        value = sympy.Rational(value)
+    elif isinstance(value, numbers.Real) and not isinstance(value, sympy.Basic):
+        f = float(value)
+        if not math.isfinite(f):
+            raise InvalidArgument("%s is not finite. %s" % (what, fix))
+        value = sympy.Rational(repr(f))  # exact from the shortest decimal: 0.01 -> 1/100
+    else:
+        raise InvalidArgument("%s is a %s, not a real number. %s" % (what, type(value).__name__, fix))
+    if max(abs(int(value.p)), int(value.q)).bit_length() > MAX_PARAM_DIGITS * 3.33 or abs(value) > MAX_PARAM:
+        raise InvalidArgument("%s is too large. %s" % (what, fix))
+    return value
+
+
+def _as_argument(name: str, arg) -> sympy.Expr:
+    """The argument of φ(arg): a SymPy expression or a real number, never a string."""
+    if isinstance(arg, sympy.Basic):
+        if not isinstance(arg, sympy.Expr):
+            raise InvalidArgument("%s(...): %s is a %s, not a SymPy expression. Fix: pass an expression such as sympy.Symbol('z1')."
+                                  % (name, _show_value(arg), type(arg).__name__))
+        return arg
+    if isinstance(arg, numbers.Integral) and not isinstance(arg, bool):
+        return sympy.Integer(int(arg))
+    if isinstance(arg, Fraction):
+        return sympy.Rational(arg.numerator, arg.denominator)
+    if isinstance(arg, numbers.Real) and not isinstance(arg, bool) and math.isfinite(float(arg)):
+        return sympy.Float(float(arg))
+    raise InvalidArgument(
+        "%s(...): argument %s of type %s is not a SymPy expression or a finite real number (strings are never parsed here). "
+        "Fix: pass e.g. sympy.Symbol('z1'), 0.5 or Fraction(1, 2)." % (name, _show_value(arg), type(arg).__name__)
+    )
 
 
 _FACTORIES = _make_builtins()
+_PARAMS = {"leaky_relu": ("alpha",), "elu": ("alpha",)}  # the keyword parameters of the factories
 _CACHE: dict = {}
 
 #: Names of the built-in activations (``swish`` is an alias of ``silu``, ``linear`` of ``identity``).
@@ -616,12 +1106,16 @@ def activation(spec, **params) -> Activation:
     if isinstance(spec, str):
         key = spec.strip().lower()
         if key in _FACTORIES:
-            cache_key = (key, tuple(sorted((k, str(v)) for k, v in params.items())))
+            allowed = _PARAMS.get(key, ())
+            unknown = sorted(set(params) - set(allowed))
+            if unknown:
+                takes = "takes only %s" % ", ".join(allowed) if allowed else "takes no parameters"
+                raise InvalidArgument("activation %r %s, got %s; e.g. activation('leaky_relu', alpha=0.01)" % (spec, takes, unknown))
+            # Validated (and made exact) before anything else sees them, the cache key included.
+            exact = {k: _exact_param(key, k, v) for k, v in params.items()}
+            cache_key = (key, tuple(sorted((k, str(v)) for k, v in exact.items())))
             if cache_key not in _CACHE:
-                try:
-                    _CACHE[cache_key] = _FACTORIES[key](**params)
-                except TypeError:
-                    raise InvalidArgument("activation %r takes no parameters %s; e.g. activation('leaky_relu', alpha=0.01)" % (spec, sorted(params))) from None
+                _CACHE[cache_key] = _FACTORIES[key](**exact)
             return _CACHE[cache_key]
         if spec.strip().isidentifier():
             raise InvalidArgument(
@@ -633,11 +1127,22 @@ def activation(spec, **params) -> Activation:
     return custom_activation(spec)
 
 
+#: Seconds SymPy may spend on checking a custom activation (is φ real, is φ' finite, the
+#: derivative, the LaTeX), enforced; past it the activation is refused, never half-accepted.
+CUSTOM_CHECK_SECONDS = 5.0
+
+
 def custom_activation(spec, *, name: str | None = None, latex_name: str | None = None, bound: DerivativeBound | None = None) -> Activation:
     """An activation from a SymPy expression in :data:`z` (or any one real symbol), a callable
     ``f(z) -> sympy.Expr``, or an expression string parsed through an AST whitelist (never
-    ``eval``/``sympify``).  Its derivative is SymPy's; its NumPy kernels are lambdified and
-    carry no stability guarantee beyond what the expression itself has.
+    ``eval``/``sympify``).
+
+    It is accepted only if it works end to end: SymPy must show that φ is real and φ' finite
+    for every real z (``sqrt(z)``, ``log(z)``, ``1/z``, ``sqrt(-1)*z`` are refused), and its
+    NumPy kernels must be able to evaluate it.  Its derivative is SymPy's, with the Dirac
+    deltas of jumps dropped; its NumPy kernels evaluate φ and φ' from φ's expression tree with
+    symgrad's convention at kinks (φ' is the derivative of the branch just below:
+    ``max(0.01*z, z)`` has φ'(0) = 0.01), and give no nan and no warning for finite inputs.
 
     >>> act = custom_activation("z/(1 + abs(z))", name="softsign2")
     >>> act.derivative
@@ -657,35 +1162,73 @@ def custom_activation(spec, *, name: str | None = None, latex_name: str | None =
         label = label or str(expr)
     elif callable(spec):
         try:
-            expr = sympy.sympify(spec(z), strict=True)
+            out = spec(z)
         except Exception as exc:  # the user's callable failed: report it, do not hide it
             raise InvalidArgument("custom activation callable %r failed on a SymPy symbol: %s: %s" % (spec, type(exc).__name__, exc)) from exc
-        if not isinstance(expr, sympy.Expr):
-            raise InvalidArgument("custom activation callable %r returned %r, not a SymPy expression" % (spec, expr))
-        return custom_activation(expr, name=name or getattr(spec, "__name__", None), latex_name=latex_name, bound=bound)
+        if isinstance(out, str):  # never parsed or evaluated here
+            raise InvalidArgument("custom activation callable %r returned the string %s, not a SymPy expression. Fix: return an expression "
+                                  "built from its argument, or pass the string itself to activation()" % (spec, _show_value(out)))
+        if not isinstance(out, sympy.Expr):
+            try:
+                out = _as_argument("custom activation callable %r" % (spec,), out)
+            except InvalidArgument:
+                raise InvalidArgument("custom activation callable %r returned %s, not a SymPy expression. Fix: return e.g. t*sigmoid(t)"
+                                      % (spec, _show_value(out))) from None
+        return custom_activation(out, name=name or getattr(spec, "__name__", None), latex_name=latex_name, bound=bound)
     else:
         raise InvalidArgument(
-            "activation must be a built-in name (%s), an expression string, a SymPy expression or a callable; got %r of type %s"
-            % (", ".join(BUILTIN_ACTIVATIONS), spec, type(spec).__name__)
+            "activation must be a built-in name (%s), an expression string, a SymPy expression or a callable; got %s of type %s"
+            % (", ".join(BUILTIN_ACTIVATIONS), _show_value(spec), type(spec).__name__)
         )
     if expr.free_symbols - {z}:
         raise InvalidArgument("custom activation %s must depend on z only" % expr)
-    derivative = sympy.diff(expr, z)
-    modules = [{"sigmoid": _np_sigmoid, "softplus": lambda x: np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x))),
-                "relu": lambda x: np.maximum(x, 0.0), "Heaviside": lambda x, h0=0.0: np.where(x > 0, 1.0, np.where(x < 0, 0.0, h0))}, "numpy"]
-    fval = sympy.lambdify(z, expr, modules=modules)
-    fgrad = sympy.lambdify(z, derivative, modules=modules)
-
-    def value(x):
-        return np.broadcast_to(fval(x), np.shape(x)).astype(np.result_type(x, np.float64))
-
-    def grad(x):
-        return np.broadcast_to(fgrad(x), np.shape(x)).astype(np.result_type(x, np.float64))
+    derivative = _check_custom(expr, label)
+    kernel = _KinkKernel(expr)
+    try:  # a smoke run at points incl. a kink and large |z|: what fails here would fail in backprop
+        kernel.both(np.array([-1e3, -1.0, 0.0, 1.0, 1e3]))
+    except SymgradError as exc:
+        raise InvalidArgument("custom activation %s cannot be evaluated numerically: %s" % (_show_value(label), exc)) from None
 
     def log_abs_grad(x):
-        return _log_abs_where(grad(x))
+        return _log_abs_where(kernel.grad(x))
 
     return Activation(
         label, expr, derivative, latex_name or (r"\varphi" if name is None else r"\operatorname{%s}" % name),
-        value, grad, log_abs_grad, bound, builtin=False,
+        kernel.value, kernel.grad, log_abs_grad, bound, builtin=False,
     )
+
+
+def _check_custom(expr: sympy.Expr, label: str) -> sympy.Expr:
+    """φ' of a custom activation, after checking that it works end to end; else InvalidArgument."""
+    from ._budget import BudgetExceeded, within_budget
+
+    shown = _show_value(label)
+    why = _kernel_support(expr)
+    if why is not None:
+        raise InvalidArgument("custom activation %s is not supported: %s. Fix: write it with the functions the parser lists." % (shown, why))
+
+    def checks():
+        if not expr.is_real:  # also refuses sqrt(-1)*z, I, log(-2)
+            return "real", None
+        d = _ae_derivative(expr)
+        if not (d.is_real and d.is_finite):
+            return "finite", None
+        sympy.latex(expr), sympy.latex(d)  # printing must work (LaTeX, CLI)
+        return "ok", d
+
+    try:
+        verdict, derivative = within_budget(checks, seconds=CUSTOM_CHECK_SECONDS, what="checking the activation %s" % shown)
+    except BudgetExceeded as exc:
+        raise InvalidArgument("custom activation %s is refused: %s. Fix: simplify the formula." % (shown, exc.reason)) from None
+    if verdict == "real":
+        raise InvalidArgument(
+            "custom activation %s is refused: SymPy cannot show that φ(z) is real for every real z (a square root or log of a "
+            "possibly negative number, a division by a possibly zero one, or a complex constant). Fix: e.g. sqrt(abs(z)), "
+            "log(1 + exp(z)), z/(1 + abs(z))." % shown
+        )
+    if verdict == "finite":
+        raise InvalidArgument(
+            "custom activation %s is refused: SymPy cannot show that φ'(z) is finite for every real z (e.g. sqrt(abs(z)) has an "
+            "infinite slope at 0). Fix: use a formula with a bounded slope near every point, e.g. abs(z)**1.5." % shown
+        )
+    return derivative
