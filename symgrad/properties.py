@@ -71,10 +71,33 @@ def _scalar_params(net, params, fn):
     return forward(net, params)
 
 
+def _factor_parts(net: Chain, params):
+    """(values, log|w_{j+1}|, log|φ'(z_j)|, signs, z, φ'(z_j)) for j = 1..L−1, from the forward pass that
+    backprop's log-space kernel also runs (the same z's, bit for bit).  Signs come from the
+    exact sign of φ' (``grad_sign``), so a factor that underflows to 0 in linear space keeps its
+    sign; only a true zero (w = 0, a dead ReLU) has sign 0 and log −inf."""
+    from ._numeric_logs import grad_sign
+
+    loc = _scalar_params(net, params, "chain_factors")
+    L = net.depth
+    z = np.array([float(loc["z%d" % j]) for j in range(1, L)], dtype=np.float64)
+    w = np.array([float(params["w%d" % (j + 1)]) for j in range(1, L)], dtype=np.float64)
+    acts = net.activations
+    grads = np.array([float(acts[j - 1].grad(np.array(z[j - 1]))) for j in range(1, L)], dtype=np.float64)
+    logg = np.array([float(acts[j - 1].log_abs_grad(np.array(z[j - 1]))) for j in range(1, L)], dtype=np.float64)
+    gsign = np.array([float(grad_sign(acts[j - 1], np.array(z[j - 1]), np.array(grads[j - 1]))) for j in range(1, L)],
+                     dtype=np.float64)
+    gsign = np.where(np.isfinite(logg), gsign, 0.0)  # log|φ'| = −inf exactly where φ' = 0 exactly
+    with np.errstate(divide="ignore", over="ignore", under="ignore"):
+        vals = w * grads
+        logw = np.where(w != 0, np.log(np.where(w != 0, np.abs(w), 1.0)), -np.inf)
+    return vals, logw, logg, np.sign(w) * gsign, z, grads
+
+
 def chain_factors(net: Chain, params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The factors ``w_{j+1} φ'(z_j)`` (j = 1..L−1) of a chain at ``params``, as
     ``(values, log|values|, signs)``; logs are sums ``log|w| + log|φ'|`` (finite where the
-    product underflows).
+    product underflows) and the signs are exact (nonzero where the value underflows to 0).
 
     >>> import symgrad
     >>> net = symgrad.chain(3)
@@ -82,16 +105,8 @@ def chain_factors(net: Chain, params) -> tuple[np.ndarray, np.ndarray, np.ndarra
     >>> float(chain_factors(net, p)[0][1])   # z2 = 100·σ(0) − 50 = 0: w3 σ'(0) = 25
     25.0
     """
-    loc = _scalar_params(net, params, "chain_factors")
-    L = net.depth
-    z = np.array([float(loc["z%d" % j]) for j in range(1, L)], dtype=np.float64)
-    w = np.array([float(params["w%d" % (j + 1)]) for j in range(1, L)], dtype=np.float64)
-    grads = np.array([float(net.activations[j - 1].grad(np.array(z[j - 1]))) for j in range(1, L)], dtype=np.float64)
-    logs = np.array([float(net.activations[j - 1].log_abs_grad(np.array(z[j - 1]))) for j in range(1, L)], dtype=np.float64)
-    with np.errstate(divide="ignore", over="ignore", under="ignore"):
-        vals = w * grads
-        logw = np.where(w != 0, np.log(np.where(w != 0, np.abs(w), 1.0)), -np.inf)
-    return vals, logw + logs, np.sign(w) * np.sign(grads)
+    vals, logw, logg, signs, _, _ = _factor_parts(net, params)
+    return vals, logw + logg, signs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,7 +140,9 @@ def assert_derivative_in_range(activation, z) -> None:
     g = act.grad(zs)
     logg = act.log_abs_grad(zs)
     sup = float(bound.sup)
-    slack = 4 * _EPS * max(1.0, sup) if not bound.exact or bound.range is None or not isinstance(bound.range, sympy.FiniteSet) else 0.0
+    # A φ' kernel is within 4 ulps of the exact value, so |φ'(z)| ≤ sup·(1 + 4ε); piecewise-constant
+    # φ' (a finite range: relu, leaky_relu) is exact and gets no allowance.
+    slack = 0.0 if isinstance(bound.range, sympy.FiniteSet) else 4 * _EPS * sup
     bad = np.abs(g) > sup + slack
     if bad.any():
         i = int(np.argmax(bad))
@@ -141,7 +158,7 @@ def assert_derivative_in_range(activation, z) -> None:
             raise GradientCheckError("%s'(z) = %.17g at z = %.17g is not in the range %s" % (act.name, g[i], zs[i], rng))
         return
     lo, lo_open, hi, hi_open = _set_bounds(rng)
-    tol = 4 * _EPS * max(1.0, abs(hi))
+    tol = 4 * _EPS * max(abs(lo), abs(hi))  # 4 ulps of any value in the range, as above
     bad = (g < lo - tol) | (g > hi + tol)
     if bad.any():
         i = int(np.argmax(bad))
@@ -189,19 +206,26 @@ def _verify_bound_cached(act: Activation) -> DerivativeBoundCheck:
             raise GradientCheckError("%s: φ' = sup exactly at %s, catalogue says %s" % (act.name, where, bound.attained_at))
         return DerivativeBoundCheck(act.name, bound.sup, where, "sup − φ' = (%s − %s)² ≥ 0" % (base, centre))
     # General case: SymPy's own extrema of φ' (elementary form) against the catalogue.
+    from ._budget import BudgetExceeded, within_budget
+
     de = d.rewrite(sympy.exp) if d.has(_sigmoid) else d
     try:
-        hi = sympy.calculus.util.maximum(de, z, sympy.S.Reals)
-        lo = sympy.calculus.util.minimum(de, z, sympy.S.Reals)
+        hi, lo = within_budget(lambda: (sympy.calculus.util.maximum(de, z, sympy.S.Reals),
+                                        sympy.calculus.util.minimum(de, z, sympy.S.Reals)),
+                               seconds=20, what="SymPy's maximum and minimum of %s'" % act.name)
+        sup = sympy.Max(sympy.Abs(hi), sympy.Abs(lo))
+        differs = within_budget(lambda: sympy.simplify(sup - bound.sup) != 0, seconds=10,
+                                what="simplifying SymPy's sup of |%s'| against the catalogue's" % act.name)
     except (NotImplementedError, ValueError, TypeError):
         return _verify_at_attained(act, z, d)
-    sup = sympy.Max(sympy.Abs(hi), sympy.Abs(lo))
-    if sympy.simplify(sup - bound.sup) != 0:
+    except BudgetExceeded as exc:
+        return _verify_at_attained(act, z, d, why=exc.reason)
+    if differs:
         raise GradientCheckError("%s: SymPy derives sup|φ'| = %s, catalogue says %s" % (act.name, sup, bound.sup))
     return DerivativeBoundCheck(act.name, sup, bound.attained_at, "SymPy maximum/minimum of φ' over the reals")
 
 
-def _verify_at_attained(act, z, d) -> DerivativeBoundCheck:
+def _verify_at_attained(act, z, d, why="SymPy cannot find the extrema") -> DerivativeBoundCheck:
     """Where SymPy cannot find the extrema (ELU's Piecewise, GELU's erf, SiLU's transcendental
     critical point): confirm |φ'| = sup at the catalogue's attaining points, to 25 digits, and
     that φ'' vanishes there unless it is a kink or an end of an interval of maxima."""
@@ -222,7 +246,7 @@ def _verify_at_attained(act, z, d) -> DerivativeBoundCheck:
             slope = sympy.N(sympy.diff(d, z).xreplace({z: p}), 40)
             if abs(slope) > sympy.Float("1e-25"):
                 raise GradientCheckError("%s: φ''(%s) = %s ≠ 0, so %s is not an extremum of φ'" % (act.name, p, slope, p))
-    return DerivativeBoundCheck(act.name, bound.sup, pts, "|φ'| = sup at %s to 25 digits (SymPy cannot find the extrema)" % sympy.Tuple(*points))
+    return DerivativeBoundCheck(act.name, bound.sup, pts, "|φ'| = sup at %s to 25 digits (%s)" % (sympy.Tuple(*points), why))
 
 
 def verify_derivative_bound(activation) -> DerivativeBoundCheck:
@@ -230,7 +254,7 @@ def verify_derivative_bound(activation) -> DerivativeBoundCheck:
 
     Sigmoid and tanh by an identity (``1/4 − σ' = (σ − 1/2)²``, ``1 − tanh' = tanh²``, so the sup
     is attained only at z = 0); piecewise-constant φ' by its values; others by SymPy's
-    ``maximum``/``minimum`` (slow: a few seconds; mark such tests ``slow``).
+    ``maximum``/``minimum`` under a time budget (slow: a few seconds; mark such tests ``slow``).
 
     >>> verify_derivative_bound("sigmoid").attained_at
     {0}
@@ -243,28 +267,67 @@ def verify_derivative_bound(activation) -> DerivativeBoundCheck:
 # ---------------------------------------------------------------------------------------------
 
 
-def _log_grads(net, params):
+@dataclass(frozen=True)
+class _ChainGrads:
+    """What the chain checks read from :func:`symgrad.backprop`: log|∂C/∂b_1|, log|∂C/∂b_L| and
+    their signs (log space), the linear ∂C/∂b_j for j = 1..L, and whether every linear gradient
+    (w's too) is finite (else backprop may have redone the block from log space)."""
+
+    l1: float
+    lL: float
+    s1: float
+    sL: float
+    deltas: tuple
+    finite: bool
+
+
+def _log_grads(net, params) -> _ChainGrads:
     from .numeric import backprop
 
     res = backprop(net, params, log_space=True)
     L = net.depth
-    return (float(res.log_abs["b1"]), float(res.log_abs["b%d" % L]), float(res.sign["b1"]),
-            float(res.sign["b%d" % L]), float(res.grads["b1"]), float(res.grads["b%d" % L]))
+    deltas = tuple(float(res.grads["b%d" % j]) for j in range(1, L + 1))
+    finite = all(math.isfinite(float(v)) for v in res.grads.values())
+    return _ChainGrads(float(res.log_abs["b1"]), float(res.log_abs["b%d" % L]), float(res.sign["b1"]),
+                       float(res.sign["b%d" % L]), deltas, finite)
 
 
-def _log_tol(L, logs):
-    """Rounding allowance for comparing two sums of about L logs accumulated in different orders:
-    the classic bound for recursive summation, (L − 1)·ε·Σ|terms|, for each of them.  Still
-    ~1e-11 relative at depth 10⁴, where a single wrong factor would be off by O(1)."""
-    finite = np.abs(logs[np.isfinite(logs)]) if np.size(logs) else np.zeros(0)
-    return 2 * (L + 1) * _EPS * (float(finite.sum()) + 1.0) + 1e-12
+def _log_tol(L, *terms) -> float:
+    """Rounding allowance for comparing two evaluations of a sum of log-terms (the two sides of
+    ``log|∂C/∂b_1| − log|∂C/∂b_L| = Σ_j (log|w_{j+1}| + log|φ'(z_j)|)``), from the error analysis:
+
+    * both sides use the same z's (:func:`symgrad.forward` and backprop's log-space kernel run
+      the same forward pass), so each term differs only by its kernel's rounding: at most
+      4 ulps each way, 8ε·|t| in all, should a vectorised and a scalar code path differ;
+    * summing n terms, in any order, errs by at most (n − 1)·u·Σ|t| (u = ε/2; Higham, Accuracy
+      and Stability, §4.2); the two sides hold at most 2L + 1 terms between them: ≤ L·ε·Σ|t|;
+    * ``l1 − lL`` rounds once more: u·(|l1| + |lL|).
+
+    That is (L + 9)·ε·Σ|t| to first order; doubled for the second-order terms.  ``terms`` are
+    arrays of the individual terms (log|w|, log|φ'|, l1, lL, …); infinite ones are skipped.
+    A wrong factor moves the difference by O(1): at depth 10⁴ with |t| ~ 10 the tolerance is
+    ~4e-7."""
+    mass = 0.0
+    for t in terms:
+        t = np.atleast_1d(np.asarray(t, dtype=np.float64))
+        mass += float(np.sum(np.abs(t[np.isfinite(t)])))
+    return 2 * (L + 9) * _EPS * mass
+
+
+def _premise_gap(L) -> float:
+    """The premise is checked on the linear factors fl(w·φ'(z)), the conclusion on sums of
+    log|w| + log|φ'(z)|.  φ' and log|φ'| are different kernels, each within 4 ulps of the exact
+    value (where φ' is well conditioned), and the product rounds once: log of a factor that
+    passed ``≤ rate`` may exceed log(rate) by 9ε, for each of the L − 1 factors."""
+    return 9 * (L - 1) * _EPS
 
 
 def assert_vanishing(net: Chain, params, *, rate: float) -> None:
     """If every factor ``|w_{j+1} φ'(z_j)| ≤ rate < 1``, then ``|∂C/∂b_1| ≤ rate^{L−1} |∂C/∂b_L|``.
 
-    Checked in log space (``log|∂C/∂b_1| ≤ (L−1) log r + log|∂C/∂b_L|``), so it holds at any depth.
-    Raises :class:`~symgrad.InvalidArgument` if a factor exceeds ``rate`` (the premise fails).
+    Checked in log space (``log|∂C/∂b_1| ≤ (L−1) log r + log|∂C/∂b_L|``), so it holds at any depth,
+    to the rounding allowance of :func:`_log_tol` (no more).  Raises
+    :class:`~symgrad.InvalidArgument` if a factor exceeds ``rate`` (the premise fails).
 
     >>> import symgrad
     >>> net = symgrad.chain(3)   # sigmoid: |w| ≤ 1 gives every factor ≤ 1/4
@@ -272,26 +335,28 @@ def assert_vanishing(net: Chain, params, *, rate: float) -> None:
     >>> assert_vanishing(net, p, rate=0.25)
     """
     rate = _check_rate("assert_vanishing", rate, below_one=True)
-    vals, logs, _ = chain_factors(net, params)
+    vals, logw, logg, _, _, _ = _factor_parts(net, params)
     over = np.abs(vals) > rate
     if over.any():
         j = int(np.argmax(over)) + 1
         raise InvalidArgument("assert_vanishing: the premise fails: |w%d φ'(z%d)| = %.17g > rate = %r" % (j + 1, j, abs(vals[j - 1]), rate))
     L = net.depth
-    l1, lL, *_ , g1, gL = _log_grads(net, params)
-    bound = (L - 1) * math.log(rate) + lL
-    if not l1 <= bound + _log_tol(L, logs):
+    g = _log_grads(net, params)
+    logr = (L - 1) * math.log(rate)
+    bound = logr + g.lL  # −inf where ∂C/∂b_L = 0: then ∂C/∂b_1 must be 0 too
+    tol = _log_tol(L, logw, logg, [g.l1, g.lL, logr]) + _premise_gap(L)
+    if not g.l1 <= bound + tol:
         raise GradientCheckError(
-            "vanishing bound violated: |∂C/∂b1| = %.17g (log %.17g) > rate^(L-1)·|∂C/∂b%d| = %r^%d · %.17g (log %.17g)"
-            % (g1, l1, L, rate, L - 1, gL, bound))
+            "vanishing bound violated: |∂C/∂b1| = %.17g (log %.17g) > rate^(L-1)·|∂C/∂b%d| = %r^%d · %.17g (log %.17g, "
+            "rounding allowance %.3g)" % (g.deltas[0], g.l1, L, rate, L - 1, g.deltas[-1], bound, tol))
 
 
 def assert_exploding(net: Chain, params, *, rate: float) -> None:
     """If every factor ``|w_{j+1} φ'(z_j)| ≥ rate > 1``, then ``|∂C/∂b_1| ≥ rate^{L−1} |∂C/∂b_L|``.
 
     Nielsen's construction (w = 100, b_j = −w_j a_{j−1} so z_j = 0, sigmoid) gives exactly 25
-    per layer.  Checked in log space; raises :class:`~symgrad.InvalidArgument` if a factor is
-    below ``rate``.
+    per layer.  Checked in log space, to the rounding allowance of :func:`_log_tol`; raises
+    :class:`~symgrad.InvalidArgument` if a factor is below ``rate``.
 
     >>> import symgrad
     >>> net = symgrad.chain(3)
@@ -299,18 +364,20 @@ def assert_exploding(net: Chain, params, *, rate: float) -> None:
     >>> assert_exploding(net, p, rate=25.0)
     """
     rate = _check_rate("assert_exploding", rate, below_one=False)
-    vals, logs, _ = chain_factors(net, params)
+    vals, logw, logg, _, _, _ = _factor_parts(net, params)
     under = np.abs(vals) < rate
     if under.any():
         j = int(np.argmax(under)) + 1
         raise InvalidArgument("assert_exploding: the premise fails: |w%d φ'(z%d)| = %.17g < rate = %r" % (j + 1, j, abs(vals[j - 1]), rate))
     L = net.depth
-    l1, lL, *_, g1, gL = _log_grads(net, params)
-    bound = (L - 1) * math.log(rate) + lL
-    if not l1 >= bound - _log_tol(L, logs):
+    g = _log_grads(net, params)
+    logr = (L - 1) * math.log(rate)
+    bound = logr + g.lL  # −inf where ∂C/∂b_L = 0, which any ∂C/∂b_1 satisfies
+    tol = _log_tol(L, logw, logg, [g.l1, g.lL, logr]) + _premise_gap(L)
+    if not g.l1 >= bound - tol:
         raise GradientCheckError(
-            "exploding bound violated: |∂C/∂b1| = %.17g (log %.17g) < rate^(L-1)·|∂C/∂b%d| = %r^%d · %.17g (log %.17g)"
-            % (g1, l1, L, rate, L - 1, gL, bound))
+            "exploding bound violated: |∂C/∂b1| = %.17g (log %.17g) < rate^(L-1)·|∂C/∂b%d| = %r^%d · %.17g (log %.17g, "
+            "rounding allowance %.3g)" % (g.deltas[0], g.l1, L, rate, L - 1, g.deltas[-1], bound, tol))
 
 
 def _check_rate(fn, rate, *, below_one):
@@ -323,47 +390,78 @@ def _check_rate(fn, rate, *, below_one):
     return float(rate)
 
 
+def _linear_rtol(L) -> float:
+    """Relative allowance for ∂C/∂b_1 / ∂C/∂b_L against Π fl(w_{j+1} φ'(z_j)), where every
+    quantity involved is a normal float (u = ε/2): backprop rounds twice per layer (δ·w, ·φ'),
+    2(L − 1)u; the product here (L − 1) + (L − 2) times; the quotient once; and the two
+    evaluations of each φ'(z_j) (the same kernel at the same z) may differ by 8 ulps = 16u should
+    their code paths differ: (20L − 20)u = (10L − 10)ε to first order, so 10·L·ε."""
+    return 10 * L * _EPS
+
+
+def _sign_changes(act) -> bool:
+    """φ' takes both signs (SiLU, GELU): near its root no kernel is accurate to a few ulps
+    relative, so a linear-space comparison there has no tolerance that error analysis supports."""
+    rng = act.bound.range if act.bound.known else None
+    if rng is None:
+        return True
+    return bool(float(rng.inf) < 0 < float(rng.sup))
+
+
 def assert_chain_identity(net: Chain, params, *, rtol: float | None = None) -> None:
     """``∂C/∂b_1 / ∂C/∂b_L = Π_{j=1}^{L−1} w_{j+1} φ'(z_j)``, checked two ways:
 
     * in log space, always: ``log|∂C/∂b_1| − log|∂C/∂b_L| = Σ_j (log|w_{j+1}| + log|φ'(z_j)|)`` to
-      the rounding of that sum, with equal signs (finite at depths of 10⁴ and beyond, where the
-      product itself underflows);
-    * in linear space, where both gradients and the product are normal floats: to ``rtol``
-      (default ``4·L·ε``).
+      the rounding of those sums (:func:`_log_tol`), with equal signs (finite at depths of 10⁴ and
+      beyond, where the product itself underflows); an exact zero on one side (a dead unit,
+      ``a_L = y``, ``w = 0``) must be an exact zero on the other;
+    * in linear space, where every gradient, factor and partial product is a normal float (no
+      underflow, no subnormal, no overflow) and φ' keeps one sign: to ``rtol`` (default
+      ``10·L·ε``, see :func:`_linear_rtol`).
 
     >>> import symgrad
     >>> net = symgrad.chain(50, "tanh")
     >>> assert_chain_identity(net, symgrad.sample(net, seed=3))
     """
-    vals, logs, signs = chain_factors(net, params)
+    vals, logw, logg, signs, _, grads = _factor_parts(net, params)
     L = net.depth
-    l1, lL, s1, sL, g1, gL = _log_grads(net, params)
-    if s1 == 0 or sL == 0 or not np.all(np.isfinite(logs)):
-        # An exact zero (dead unit, a_L = y, w = 0): both sides must be zero.
-        if not (s1 == 0 and (sL == 0 or np.any(signs == 0) or not np.all(np.isfinite(logs)))):
-            raise GradientCheckError("chain identity: ∂C/∂b1 = %.17g but ∂C/∂b%d = %.17g and the factors %s" % (g1, L, gL, vals))
+    g = _log_grads(net, params)
+    expect_zero = g.sL == 0 or bool(np.any(signs == 0))
+    if expect_zero or g.s1 == 0:
+        if not (expect_zero and g.s1 == 0):
+            raise GradientCheckError(
+                "chain identity: ∂C/∂b1 = %.17g (sign %+g) but ∂C/∂b%d = %.17g (sign %+g) and the factors w_(j+1) φ'(z_j) "
+                "= %s (signs %s): one side is exactly 0 and the other is not" % (g.deltas[0], g.s1, L, g.deltas[-1], g.sL, vals, signs))
         return
-    lhs = l1 - lL
-    rhs = float(np.sum(logs))
-    tol = _log_tol(L, np.concatenate([logs, [l1, lL]]))
+    lhs = g.l1 - g.lL
+    rhs = float(np.sum(logw + logg))
+    tol = _log_tol(L, logw, logg, [g.l1, g.lL])
     if not abs(lhs - rhs) <= tol:
         raise GradientCheckError(
             "chain identity (log space) at depth %d: log|∂C/∂b1| − log|∂C/∂b%d| = %.17g but Σ log|w_(j+1) φ'(z_j)| = %.17g "
             "(difference %.3g, tolerance %.3g)" % (L, L, lhs, rhs, lhs - rhs, tol))
     sign = float(np.prod(signs))
-    if s1 * sL != sign:
-        raise GradientCheckError("chain identity: sign(∂C/∂b1 / ∂C/∂b%d) = %+g but the factors' product has sign %+g" % (L, s1 * sL, sign))
-    rtol = 4 * L * _EPS if rtol is None else float(rtol)
-    tiny = np.finfo(np.float64).tiny
+    if g.s1 * g.sL != sign:
+        raise GradientCheckError("chain identity: sign(∂C/∂b1 / ∂C/∂b%d) = %+g but the factors' product has sign %+g" % (L, g.s1 * g.sL, sign))
+    if L == 1 or any(_sign_changes(a) for a in net.activations[:-1]):
+        return
+    rtol = _linear_rtol(L) if rtol is None else float(rtol)
+    tiny, huge = float(np.finfo(np.float64).tiny), float(np.finfo(np.float64).max)
+    w = np.array([float(params["w%d" % (j + 1)]) for j in range(1, L)])
+    d = np.array(g.deltas)
     with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
-        prod = float(np.prod(vals)) if L > 1 else 1.0
-        ratio = g1 / gL
-    if all(math.isfinite(v) and abs(v) > tiny for v in (g1, gL, prod, ratio)) and L > 1:
-        if not abs(ratio - prod) <= rtol * abs(prod):
-            raise GradientCheckError(
-                "chain identity at depth %d: ∂C/∂b1 / ∂C/∂b%d = %.17g / %.17g = %.17g but Π w_(j+1) φ'(z_j) = %.17g "
-                "(relative error %.3g > rtol %.3g)" % (L, L, g1, gL, ratio, prod, abs(ratio - prod) / abs(prod), rtol))
+        partial = np.cumprod(vals[::-1])  # Π from j = L−1 down, the order backprop multiplies in
+        steps = np.abs(d[1:] * w)  # backprop's δ_(j+1)·w_(j+1) before ·φ'(z_j)
+        prod = float(partial[-1])
+        ratio = d[0] / d[-1]
+    normal = lambda x: bool(np.all(np.isfinite(x)) and np.all(np.abs(x) >= tiny) and np.all(np.abs(x) <= huge))  # noqa: E731
+    if not (g.finite and normal(d) and normal(vals) and normal(w) and normal(grads) and normal(partial) and normal(steps)
+            and normal(ratio)):
+        return  # rounding below the normal range has no relative bound: the log-space check above stands
+    if not abs(ratio - prod) <= rtol * abs(prod):
+        raise GradientCheckError(
+            "chain identity at depth %d: ∂C/∂b1 / ∂C/∂b%d = %.17g / %.17g = %.17g but Π w_(j+1) φ'(z_j) = %.17g "
+            "(relative error %.3g > rtol %.3g)" % (L, L, d[0], d[-1], ratio, prod, abs(ratio - prod) / abs(prod), rtol))
 
 
 @lru_cache(maxsize=None)
@@ -430,10 +528,37 @@ def dense_delta_bounds(net: Network, params) -> tuple[np.ndarray, np.ndarray]:
     return norms, bounds
 
 
-def assert_dense_delta_bound(net: Network, params, *, rtol: float = 1e-12) -> None:
+_SUBNORMAL = 2.0 ** -1074  # the spacing of float64 below the normal range: an absolute rounding error there
+
+
+def _dense_tolerances(net: Network, params, bounds, norms):
+    """(rtol, atol per layer) for :func:`assert_dense_delta_bound`, from the error analysis
+    (u = ε/2, n = the widest layer, L layers):
+
+    * backprop's ``(W^{l+1})ᵀ δ^{l+1}`` errs by at most γ_n |W|ᵀ|δ| (Higham §3.5), whose norm is at
+      most n·u·‖|W|‖_2‖δ‖ ≤ n^{3/2}·u·‖W‖_2‖δ‖; ``⊙ φ'`` rounds once, and a φ' kernel may exceed
+      the exact sup by 4 ulps (8u);
+    * each 2-norm errs by (n + 1)u; the spectral norm (LAPACK's SVD, backward stable) by at most
+      8n·u relative; the bound's two products per layer by 2u;
+
+    so per layer ≲ (n^{3/2} + 9n + 12)·u, and rtol = L·(n^{3/2} + 9n + 12)·ε (twice that per layer,
+    for the second-order terms).  Where values are subnormal the error is absolute: at most one
+    spacing 2⁻¹⁰⁷⁴ per flop (F flops in all), amplified toward layer l by at most the bound's own
+    factor Π sup|φ'_k|·‖W^{k+1}‖_2."""
+    L, n = net.depth, max(net.widths)
+    rtol = L * (n ** 1.5 + 9 * n + 12) * _EPS
+    flops = sum(a * b + a for a, b in zip(net.widths[1:], net.widths[:-1])) + sum(net.widths)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        amp = np.where(bounds[-1] > 0, bounds / np.where(bounds[-1] > 0, bounds[-1], 1.0), 1.0)
+    atol = 4 * flops * _SUBNORMAL * np.maximum(1.0, np.nan_to_num(amp, nan=1.0, posinf=np.inf))
+    return rtol, atol
+
+
+def assert_dense_delta_bound(net: Network, params, *, rtol: float | None = None) -> None:
     """``‖δ^l‖ ≤ ‖δ^L‖ · Π_{k=l}^{L−1} sup|φ'_k| · ‖W^{k+1}‖_2`` for every layer l, and for the
     quadratic loss ``‖δ^L‖ ≤ sup|φ'_L| · ‖a^L − y‖``.  Tight (equality) for a chain of width-1
-    layers with every ``z`` where ``|φ'| = sup`` (z = 0 for sigmoid).
+    layers with every ``z`` where ``|φ'| = sup`` (z = 0 for sigmoid), so the allowance is only
+    the rounding of the computation (``rtol`` default: :func:`_dense_tolerances`).
 
     >>> import symgrad
     >>> net = symgrad.network([3, 4, 2])
@@ -441,16 +566,26 @@ def assert_dense_delta_bound(net: Network, params, *, rtol: float = 1e-12) -> No
     """
     from .numeric import forward
 
+    if rtol is not None and (isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not 0 <= rtol < 1):
+        raise InvalidArgument("assert_dense_delta_bound: rtol=%r must be a number in [0, 1), or None for the derived "
+                              "rounding allowance" % (rtol,))
     norms, bounds = dense_delta_bounds(net, params)
+    derived, atol = _dense_tolerances(net, params, bounds, norms)
+    user_rtol = rtol is not None
+    rtol = float(rtol) if user_rtol else derived
     for l in range(1, net.depth + 1):
-        if not norms[l - 1] <= bounds[l - 1] * (1 + rtol) + 1e-300:
+        if not norms[l - 1] <= bounds[l - 1] * (1 + rtol) + atol[l - 1]:
             raise GradientCheckError(
-                "dense bound violated at layer %d: ‖δ^%d‖ = %.17g > ‖δ^L‖·Π sup|φ'|·‖W‖_2 = %.17g" % (l, l, norms[l - 1], bounds[l - 1]))
+                "dense bound violated at layer %d: ‖δ^%d‖ = %.17g > ‖δ^L‖·Π sup|φ'|·‖W‖_2 = %.17g (relative excess %.3g, "
+                "rtol %.3g)" % (l, l, norms[l - 1], bounds[l - 1], norms[l - 1] / bounds[l - 1] - 1 if bounds[l - 1] else math.inf, rtol))
     if net.cost.name == "quadratic":
         loc = forward(net, params)
         grad_a = float(np.linalg.norm(np.asarray(loc["a%d" % net.depth]) - np.asarray(params["y"])))
         top = float(net.activations[-1].bound.sup) * grad_a
-        if not norms[-1] <= top * (1 + rtol) + 1e-300:
+        n = net.widths[-1]
+        # δ^L = φ'(z^L) ⊙ (a^L − y): one rounding, a φ' kernel 4 ulps above sup at most, two norms.
+        top_rtol = rtol if user_rtol else (2 * n + 12) * _EPS
+        if not norms[-1] <= top * (1 + top_rtol) + 4 * n * _SUBNORMAL:
             raise GradientCheckError("dense bound violated at the output: ‖δ^L‖ = %.17g > sup|φ'_L|·‖∇_a C‖ = %.17g" % (norms[-1], top))
 
 
@@ -514,9 +649,27 @@ def _steep_derivation() -> dict:
         "width": sympy.simplify(sympy.expand_log(width_a - closed, force=True)) == 0
         or sympy.simplify((s_plus / s_minus) - (u * (1 + r) / 2 - 1)) == 0,
         "real_iff_u_ge_4": sympy.solveset(1 - 4 / u >= 0, u, sympy.Interval.open(0, sympy.oo)) == sympy.Interval(4, sympy.oo),
-        "peak": sympy.Rational(1, 4) * 4 == 1,  # max σ' = 1/4, so u·σ' ≥ 1 needs u ≥ 4
     }
-    return {"u": u, "s_minus": s_minus, "s_plus": s_plus, "width": closed, "width_z": width_z, "checks": checks}
+    z = sympy.Symbol("z", real=True)
+    sig = _activation("sigmoid")
+    dsig = sig.derivative_at(z).xreplace({_sigmoid(z): s})  # the catalogue's σ', in s = σ(z): s(1 − s)
+    checks["peak"], peak = _peak_threshold(dsig, s, u, sig.bound.sup)
+    return {"u": u, "s_minus": s_minus, "s_plus": s_plus, "width": closed, "width_z": width_z, "peak": peak,
+            "checks": checks}
+
+
+def _peak_threshold(dphi, s, u, sup):
+    """The step ``|w σ'| ≥ 1 needs |w| ≥ 4``, computed: σ' as a polynomial ``dphi`` in s = σ(z) ∈ (0, 1)
+    has one critical point s*, ``dphi(s*) − dphi = (s − s*)²`` (so it is the maximum, over every
+    s), that maximum equals the catalogue's ``sup``, and ``u·max ≥ 1`` holds for u > 0 exactly
+    when u ≥ 4.  Returns (all of that holds, the maximum)."""
+    crit = [c for c in sympy.solve(sympy.diff(dphi, s), s) if c.is_real and 0 < c < 1]
+    if len(crit) != 1:
+        return False, None
+    peak = sympy.nsimplify(dphi.subs(s, crit[0]))
+    square = sympy.expand(peak - dphi - (s - crit[0]) ** 2) == 0
+    threshold = sympy.solveset(u * peak - 1 >= 0, u, sympy.Interval.open(0, sympy.oo)) == sympy.Interval(4, sympy.oo)
+    return bool(square and peak == sup and threshold), peak
 
 
 def assert_steep_interval(w: float, b: float, a) -> None:
@@ -534,21 +687,25 @@ def assert_steep_interval(w: float, b: float, a) -> None:
         steep = np.abs(w * sig.grad(w * av + b)) >= 1.0
     if not steep.any():
         return
-    interval = steep_interval(w, b)
-    if interval is None:
+    # |w σ'(z)| ≥ 1 as computed (σ' within 4 ulps, the product rounded once) implies the exact
+    # |w|·(1 + η)·σ'(z) ≥ 1 with η = 6ε: the computed steep set lies in the exact interval for
+    # |w|(1 + η), whose width is continuous in |w| (and 0 at |w| = 4: near there the set is ill
+    # conditioned, and this widening is what rounding can do, no more).  z = wa + b rounds by
+    # u(|wa| + |b|) twice at most, which moves a by ε(|a| + |b/w|); the ends ±half around
+    # c = −b/w round by ε(|c| + half).
+    wide = steep_interval_width(abs(w) * (1 + 6 * _EPS))
+    if abs(w) * (1 + 6 * _EPS) < 4:
         i = int(np.argmax(steep))
         raise GradientCheckError("|w σ'(wa + b)| = %.17g ≥ 1 at a = %.17g with |w| = %.17g < 4" % (abs(w * sig.grad(np.array(w * av[i] + b))), av[i], abs(w)))
-    lo, hi = interval
-    # A point on the boundary can round either way: allow the rounding of z = wa + b.
-    slack = 64 * _EPS * (1.0 + abs(b / w) + abs(hi - lo))
-    outside = steep & ((av < lo - slack) | (av > hi + slack))
+    c, half = -b / w, wide / 2
+    slack = _EPS * (float(np.max(np.abs(av[steep]))) + abs(c)) + _EPS * (abs(c) + half)
+    lo, hi = c - half - slack, c + half + slack
+    outside = steep & ((av < lo) | (av > hi))
     if outside.any():
         i = int(np.argmax(outside))
+        w_lo, w_hi = steep_interval(w, b) if abs(w) >= 4 else (c, c)
         raise GradientCheckError("a = %.17g has |w σ'(wa + b)| ≥ 1 (w = %.17g, b = %.17g) but lies outside [%.17g, %.17g] "
-                                 "(width %.17g)" % (av[i], w, b, lo, hi, hi - lo))
-    span = float(av[steep].max() - av[steep].min())
-    if span > steep_interval_width(w) + 2 * slack:
-        raise GradientCheckError("the a with |w σ'(wa + b)| ≥ 1 span %.17g > width %.17g (w = %.17g)" % (span, steep_interval_width(w), w))
+                                 "(width %.17g, rounding allowance %.3g)" % (av[i], w, b, w_lo, w_hi, steep_interval_width(w), slack))
 
 
 # ---------------------------------------------------------------------------------------------
