@@ -1,14 +1,70 @@
 """Gradient checks: the closed form against backprop, finite differences and a user's gradients.
 
-Moved out of :mod:`symgrad.numeric` (which does not import this module).
+(Moved out of :mod:`symgrad.numeric`, which does not import this module.)
+
+Every comparison has a tolerance that comes from an error model, computed per entry and per
+sample at the point checked; nothing is fitted to one CPU's rounding.
+
+Closed form vs backprop — a running error bound
+    Both evaluate ``∂C/∂p`` in the parameters' dtype (unit roundoff ``u``, 2⁻⁵³ or 2⁻²⁴).  A
+    forward pass in floating point has, to first order, the componentwise error
+    ``dz_l ≤ |W_l|·da_{l−1} + (n_{l−1} + 1)·u·(|W_l||a_{l−1}| + |b_l|)`` (a dot product of length
+    n plus a bias: γ_{n+1}), ``da_l ≤ max|φ'|·dz_l + c·u·|a_l|``, where ``c = 8`` (the stable
+    kernels φ, φ' are within 4 ulps: expit, log1p, erf, tanh are correctly rounded to ≤ 1 ulp and
+    each kernel adds at most three roundings).  The factor φ'(z_l) is then off by at most
+    ``ΔP_l = max|φ'(z_l ± dz_l) − φ'(z_l)| + c·u·|φ'(z_l)|`` (absolute: a ReLU whose z lies within
+    rounding of its kink can legitimately give 0 in one evaluation and 1 in the other), and the
+    cost factor ∂C/∂a_L by its first-order perturbation, ``a_L − y`` by ``da_L + u(|a_L| + |y|)``
+    (absolute, because it cancels).  Backpropagating *absolute values* gives the magnitude
+    ``M`` of each gradient entry (no cancellation in a sum can hide), and backpropagating the
+    perturbed magnitudes ``|φ'| + ΔP`` gives ``M⁺ ≥ M``.  With ``K`` the number of roundings on
+    the way back (``Σ_k (n_k + 2) + 4``, plus the logarithms that the dense backprop takes), the
+    error of either evaluation is bounded by ``E = M⁺(1 + K·u) − M`` (+ K times the smallest
+    subnormal, for underflow); the two may differ by ``2E``.  Where z_l is within dz_l of a kink,
+    ΔP_l is a whole jump and E says so: that comparison is then too ill-conditioned to decide.
+
+Closed form vs finite differences — Richardson extrapolation in float64
+    The loss is evaluated in float64 even for float32 parameters (the float32 point is exactly
+    representable), so finite differences check the *formula*, not float32's noise.  Central
+    differences ``F(h) = (C(p + h) − C(p − h)) / (actual step)`` at ``h, h/2, h/4`` with
+    ``h = eps·max(1, |p|)`` have ``F(h) = C' + a h² + b h⁴ + …``; ``R₁ = (4F(h/2) − F(h))/3`` and
+    ``R₂ = (4F(h/4) − F(h/2))/3`` remove the h² term, and ``|R₂ − R₁|`` estimates R₂'s own
+    truncation error from above (R₁'s error is 16× R₂'s in the asymptotic regime, so the estimate
+    has a factor 15/16·16 = 15 of margin).  Rounding: each loss value carries at most
+    ``e_C = |∂C/∂a_L|·da_L + 16u(|C| + …)`` (the forward bound above, in float64), so
+    ``F(t)`` is off by ``2e_C / step`` and ``R₂`` by ``(4·2e_C/(h/2) + 2e_C/(h/2))/3``.  The
+    finite difference passes when ``|R₂ − cf| ≤ |R₂ − R₁| + rounding + E_cf`` (``E_cf``: the
+    closed form's own bound in its dtype).  The default ``eps = 1e-3`` balances the h⁴ truncation
+    against the ``u|C|/h`` rounding (optimum h ≈ u^{1/5} ≈ 7e-4).
+    *Kinks:* if ``p`` sits on a kink (ReLU at exactly 0), the one-sided differences
+    ``(C(p + h/4) − C(p))/(h/4)`` and ``(C(p) − C(p − h/4))/(h/4)`` disagree by more than four
+    times their own error estimates (``|D(h/4) − D(h/2)|`` + rounding; a smooth function's
+    one-sided differences differ by ≈ h·C''/4, which that estimate covers), and any value between
+    them (within their errors) passes: the left derivative, the right one, or a subgradient.
+
+User's gradients (``grad_fn``)
+    Compared with the closed form as ``|g − cf| ≤ atol + rtol·|cf| + E_cf``: ``rtol`` and ``atol``
+    (:data:`TOLERANCES`) are the user's contract for their own code's rounding.
+
+Fast mode (``fast=True``)
+    Instead of every entry, ``directions`` random directions ``v`` (Gaussian, scaled by
+    ``max(1, |p|)`` per entry, unit norm, seeded) over all the parameters checked, the same
+    Richardson scheme along ``v``, compared with ``⟨cf, v⟩`` (and ``⟨backprop, v⟩``): O(L) loss
+    evaluations instead of O(L) per entry.  Detection: for a wrong gradient with error vector
+    ``e``, ``⟨e, v⟩`` is Gaussian with standard deviation ``‖e‖_s`` (the scaled norm), so it is
+    within the tolerance ``τ`` with probability at most ``√(2/π)·τ/‖e‖_s`` per direction, and a
+    wrong gradient survives ``k`` independent directions with probability at most
+    ``(√(2/π)·τ/‖e‖_s)^k`` — e.g. below 1e-8 for ``k = 4`` once ``‖e‖_s ≥ 100τ``.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -31,168 +87,246 @@ from . import numeric as _numeric  # backprop is looked up at call time (tests p
 __all__ = ["GradientCheckReport", "PrecisionWarning", "TOLERANCES", "Tolerance", "check_gradients"]
 
 
-# ---------------------------------------------------------------------------------------------
-# Gradient checks
-# ---------------------------------------------------------------------------------------------
-
-
 class PrecisionWarning(UserWarning):
     """A gradient check runs in a precision too low for tight finite differences (float32)."""
 
 
 @dataclass(frozen=True)
 class Tolerance:
-    """Central-difference step ``eps`` (relative: h = eps·max(1, |p|)) and the tolerance
-    ``|x − ref| ≤ atol + rtol·|ref|``, with the closed form as ``ref``."""
+    """``eps``: the largest finite-difference step, relative (``h = eps·max(1, |p|)``; the
+    Richardson ladder is h, h/2, h/4); ``rtol``, ``atol``: the contract for a user's ``grad_fn``,
+    ``|g − cf| ≤ atol + rtol·|cf| + E_cf``.  Backprop and finite differences get tolerances from
+    the error model (module docstring), not from this table."""
 
     eps: float
     rtol: float
     atol: float
 
 
-#: Per-dtype defaults, like JAX's ``check_grads`` and PyTorch's ``gradcheck``.  The central
-#: difference has truncation error O(h²) and rounding error O(ε_mach·|C|/h): h = 1e-6 balances
-#: them for float64 (≈1e-10 relative); float32 (ε ≈ 1.2e-7) needs h ≈ 1e-3 and a 1e-2 rtol.
+#: Per-dtype defaults.  ``eps`` is the same for both: the finite differences always run in float64.
+#: ``rtol`` for a user's gradients: 1e-5 in float64 (a hand-written backprop of a deep chain
+#: accumulates ~L·u ≈ 1e-14 per layer of rounding; 1e-5 leaves room for a different but correct
+#: formula), 1e-3 in float32 (u = 6e-8, the same margin over depth ~100 of rounding).
 TOLERANCES = {
-    np.dtype(np.float64): Tolerance(eps=1e-6, rtol=1e-5, atol=1e-8),
-    np.dtype(np.float32): Tolerance(eps=1e-3, rtol=2e-2, atol=1e-3),
+    np.dtype(np.float64): Tolerance(eps=1e-3, rtol=1e-5, atol=1e-8),
+    np.dtype(np.float32): Tolerance(eps=1e-3, rtol=1e-3, atol=1e-6),
 }
+
+_KERNEL_U = 8.0  # φ, φ' kernels: within 4 ulps = 8 u (module docstring)
+_WORST = 5
 
 
 @dataclass
 class GradientCheckReport:
-    """Outcome of :func:`check_gradients`: ``ok``, the names checked, the failures (readable
-    lines), and the largest relative error of each comparison, measured as
-    ``|x − closed form| / (|closed form| + atol/rtol)``: a comparison passes exactly when it is at
-    most ``rtol``, and it stays finite where the closed form is 0."""
+    """Outcome of :func:`check_gradients`.
+
+    ``ok``; ``checked`` (parameter names); ``failures`` (one readable line per comparison and
+    parameter that failed); ``max_rel_error``: per comparison, the largest
+    ``|x − cf| / (|cf| + atol/rtol)`` (readable where cf = 0); ``max_ratio``: the largest
+    ``|x − cf| / tolerance`` (≤ 1 passes); ``census``: per comparison, ``(failing, checked)``
+    entry counts; ``worst``: the worst failing entries (at most 5), each a dict with ``kind``,
+    ``param``, ``index``, ``batch``, ``closed_form``, ``backprop``, ``finite_difference``,
+    ``value``, ``rel_error``, ``tolerance``; ``step``: the finite-difference steps used; ``mode``:
+    ``"entries"`` or ``"fast"``; ``details[(kind, name)]``: every comparison's arrays, shape
+    (batch, entries): ``value``, ``closed_form``, ``tolerance``, and ``index`` (the entries)."""
 
     ok: bool
     checked: list
     failures: list
     max_rel_error: dict
+    max_ratio: dict = field(default_factory=dict)
+    census: dict = field(default_factory=dict)
+    worst: list = field(default_factory=list)
+    step: str = ""
+    mode: str = "entries"
+    details: dict = field(default_factory=dict, repr=False)
+
+    def summary(self) -> str:
+        parts = ["%s %d of %d" % (k, f, n) for k, (f, n) in self.census.items()]
+        return "failing entries: %s; %s" % (", ".join(parts), self.step)
 
     def __str__(self):
         head = "gradient check %s: %d parameters" % ("passed" if self.ok else "FAILED", len(self.checked))
         errs = ", ".join("%s %.2e" % kv for kv in self.max_rel_error.items())
-        return "\n".join([head + " (max relative error: " + errs + ")"] + self.failures)
+        lines = [head + " (max relative error: " + errs + ")"]
+        if not self.ok:
+            lines.append(self.summary())
+        return "\n".join(lines + self.failures)
 
 
-def _entries_for(shape, limit, seed_name):
-    """Indices of a parameter checked by finite differences: all, or a fixed random subset."""
-    total = int(np.prod(shape)) if shape else 1
-    idx = list(np.ndindex(*shape)) if shape else [()]
-    if total <= limit:
-        return idx
-    rng = np.random.default_rng(zlib.crc32(seed_name.encode()))  # the same subset in every run
-    pick = rng.choice(total, size=limit, replace=False)
-    return [idx[i] for i in sorted(pick)]
+# ---------------------------------------------------------------------------------------------
+# Argument checks
+# ---------------------------------------------------------------------------------------------
 
 
-def check_gradients(net, params, *, wrt=None, grad_fn=None, eps=None, rtol=None, atol=None,
-                    fd_entries=64, raise_on_failure=True) -> GradientCheckReport:
-    """Compare the closed form, backprop and central finite differences (and ``grad_fn``).
+def _real(name, value, *, positive=False, allow_none=True, upper=None):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidArgument("check_gradients: %s=%r must be a real number%s" % (name, value, " or None for the default" if allow_none else ""))
+    v = float(value)
+    if not math.isfinite(v) or (v <= 0 if positive else v < 0) or (upper is not None and v > upper):
+        need = "> 0" if positive else ">= 0"
+        if upper is not None:
+            need += " and <= %g" % upper
+        raise InvalidArgument("check_gradients: %s=%r must be finite and %s" % (name, value, need))
+    return v
 
-    * closed form: :func:`evaluate_gradient` of ``net.gradient(name)``;
-    * backprop: :func:`backprop`;
-    * finite differences: ``(C(p + h) − C(p − h)) / 2h`` with ``h = eps·max(1, |p|)``, per sample
-      (a batched parameter is perturbed in every sample at once, since samples are independent);
-      at most ``fd_entries`` entries of each array parameter (a fixed random subset);
-    * ``grad_fn(params) -> {name: gradient}``: the user's own gradients ("test my backprop"),
-      compared with the closed form.
 
-    Tolerances default to :data:`TOLERANCES` for the parameters' dtype (float64: eps=1e-6,
-    rtol=1e-5, atol=1e-8).  float32 is supported with looser defaults and a
-    :class:`PrecisionWarning`, as PyTorch's gradcheck warns for non-double inputs.  Points at a
-    kink (ReLU at 0) make finite differences disagree by design; avoid them.
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InvalidArgument("check_gradients: %s=%r must be a positive int" % (name, value))
+    return int(value)
 
-    On a mismatch raises :class:`GradientCheckError` naming the parameter, the batch index, the
-    values and the relative error (or returns the report with ``raise_on_failure=False``).
 
-    >>> import symgrad
-    >>> net = symgrad.chain(3, "tanh")
-    >>> check_gradients(net, sample(net, 8, seed=0)).ok
-    True
-    """
-    inp = _validate(net, params)
-    tol = TOLERANCES[inp.dtype]
-    if inp.dtype == np.float32:
-        warnings.warn(
-            "check_gradients: the parameters are float32; finite differences are only accurate to about "
-            "1e-2 there (eps=%g, rtol=%g, atol=%g). Use float64 for a tight check." % (tol.eps, tol.rtol, tol.atol),
-            PrecisionWarning,
-            stacklevel=2,
-        )
-    eps = tol.eps if eps is None else float(eps)
-    rtol = tol.rtol if rtol is None else float(rtol)
-    atol = tol.atol if atol is None else float(atol)
-    names = list(net.parameters) if wrt is None else ([wrt] if isinstance(wrt, str) else list(wrt))
+def _names_to_check(net, wrt):
+    if wrt is None:
+        return list(net.parameters)
+    names = [wrt] if isinstance(wrt, str) else wrt
+    try:
+        names = list(names)
+    except TypeError:
+        raise InvalidArgument("check_gradients: wrt=%r must be a parameter name or a list of them; known: %s" % (wrt, _known_names(net))) from None
+    if not names:
+        raise InvalidArgument("check_gradients: wrt=%r names no parameter; known: %s" % (wrt, _known_names(net)))
+    out = []
     for name in names:
-        if name not in net.parameters:
+        if not isinstance(name, str) or name not in net.parameters:
             raise InvalidArgument("check_gradients: unknown parameter %r; known: %s" % (name, _known_names(net)))
-    bp = _numeric.backprop(net, params, wrt=names)
-    loc = _forward_locals(inp)
-    user = None
-    if grad_fn is not None:
-        user = grad_fn(params)
-        if not isinstance(user, Mapping):
-            raise InvalidArgument("check_gradients: grad_fn must return a mapping name → gradient, got %s" % type(user).__name__)
-        missing = [n for n in names if n not in user]
-        if missing:
-            raise InvalidArgument("check_gradients: grad_fn returned no gradient for %s" % missing)
-    B = inp.batch
-    failures, max_rel = [], {"backprop": 0.0, "finite_difference": 0.0}
-    if user is not None:
-        max_rel["grad_fn"] = 0.0
+        if name not in out:
+            out.append(name)
+    return out
 
-    def compare(kind, name, got, ref, fd_vals, bp_vals, idx_list=None):
-        got = np.broadcast_to(np.asarray(got, dtype=np.float64), np.shape(ref))
-        ref = np.asarray(ref, dtype=np.float64)
-        with np.errstate(over="ignore", invalid="ignore"):
-            err = np.abs(got - ref)
-            # err / (|ref| + atol/rtol) is ≤ rtol exactly when err ≤ atol + rtol |ref|, and stays
-            # readable where the closed form is 0 (err/|ref| printed 1e307 at a ReLU kink).
-            scale = atol / rtol if rtol > 0 else np.finfo(np.float64).tiny
-            rel = err / (np.abs(ref) + scale)
-            bad = ~(err <= atol + rtol * np.abs(ref))
-        finite_rel = rel[np.isfinite(rel)]
-        if finite_rel.size:
-            max_rel[kind] = max(max_rel[kind], float(finite_rel.max()))
-        if not bad.any():
-            return
-        pos = tuple(int(i) for i in np.argwhere(bad)[0])
-        bidx = pos[0] if B is not None else None
-        entry = pos[1:] if B is not None else pos
-        if idx_list is not None:  # finite differences are over a subset of entries
-            entry = idx_list[entry[0]] if entry else ()
-        label = name + ("[%s]" % ",".join(map(str, entry)) if entry else "")
-        vals = {"closed form": ref[pos], "backprop": bp_vals[pos] if bp_vals is not None else float("nan")}
-        if fd_vals is not None:
-            vals["finite difference"] = fd_vals[pos]
-        vals[kind.replace("_", " ")] = got[pos]
-        failures.append(
-            "%s: ∂C/∂%s%s: %s; relative error %.3e (rtol=%g, atol=%g)"
-            % (kind, label, "" if bidx is None else " at batch index %d" % bidx,
-               ", ".join("%s = %.17g" % kv for kv in vals.items()), rel[pos], rtol, atol)
-        )
 
-    for name in names:
-        cf = np.asarray(evaluate_gradient(net.gradient(name), inp, _locals=loc), dtype=np.float64)
-        g = np.asarray(bp.grads[name], dtype=np.float64)
-        base = _base_shape(net, name)
-        entries = _entries_for(base, fd_entries, name)
-        fd = _finite_differences(inp, name, entries, eps)
-        # Gather the closed form and backprop at the FD entries: shape (B?, len(entries)).
-        pick = (lambda a: np.stack([a[(Ellipsis,) + e] if e else a for e in entries], axis=-1)) if base else (lambda a: a)
-        cf_sub, bp_sub = pick(cf), pick(g)
-        compare("backprop", name, g, cf, None, g)
-        compare("finite_difference", name, fd, cf_sub, fd, bp_sub, entries if base else None)
-        if user is not None:
-            compare("grad_fn", name, user[name], cf, None, g)
-    report = GradientCheckReport(not failures, names, failures, max_rel)
-    if failures and raise_on_failure:
-        shown = failures[:10] + (["… and %d more" % (len(failures) - 10)] if len(failures) > 10 else [])
-        raise GradientCheckError("gradient check failed for %d comparison(s):\n  %s" % (len(failures), "\n  ".join(shown)))
-    return report
+# ---------------------------------------------------------------------------------------------
+# The error model (module docstring): forward bounds, absolute-value backprop
+# ---------------------------------------------------------------------------------------------
+
+
+def _layers(inp: _Inputs):
+    """Every network as dense layers in float64 with an explicit batch axis n:
+    W_l (n, out, in), b_l (n, out), a0 (n, n0), y (n, nL)."""
+    net = inp.net
+    n = 1 if inp.batch is None else inp.batch
+    f = lambda k: np.asarray(inp.values[k], dtype=np.float64)  # noqa: E731
+    if isinstance(net, Chain):
+        sh = lambda v, extra: np.broadcast_to(v, (n,)).reshape((n,) + extra)  # noqa: E731
+        Ws = [sh(f("w%d" % j), (1, 1)) for j in range(1, net.depth + 1)]
+        bs = [sh(f("b%d" % j), (1,)) for j in range(1, net.depth + 1)]
+        return Ws, bs, sh(f("a0"), (1,)), sh(f("y"), (1,))
+    Ws = [np.broadcast_to(f("W%d" % l), (n,) + net.shape("W%d" % l)) for l in range(1, net.depth + 1)]
+    bs = [np.broadcast_to(f("b%d" % l), (n,) + net.shape("b%d" % l)) for l in range(1, net.depth + 1)]
+    return Ws, bs, np.broadcast_to(f("a0"), (n, net.widths[0])), np.broadcast_to(f("y"), (n, net.widths[-1]))
+
+
+class _ErrorModel:
+    """First-order error bounds at one point, for unit roundoff ``u`` (module docstring)."""
+
+    def __init__(self, inp: _Inputs, u: float, backward: bool = True):
+        net = inp.net
+        Ws, bs, a0, y = _layers(inp)
+        L = net.depth
+        tiny = float(np.finfo(inp.dtype).smallest_subnormal)
+        with np.errstate(all="ignore"):
+            a, da = a0, np.zeros_like(a0)
+            As, dAs, fps, dPs, zs, dzs = [a0], [da], [], [], [], []
+            for l in range(L):
+                act = net.activations[l]
+                W, aW = Ws[l], np.abs(Ws[l])
+                z = np.einsum("nij,nj->ni", W, a) + bs[l]
+                m = W.shape[-1]
+                dz = np.einsum("nij,nj->ni", aW, da) + (m + 1) * u * (np.einsum("nij,nj->ni", aW, np.abs(a)) + np.abs(bs[l]))
+                fp = act.grad(z)
+                fp_lo, fp_hi = act.grad(z - dz), act.grad(z + dz)
+                dP = np.maximum(np.abs(fp_lo - fp), np.abs(fp_hi - fp)) + _KERNEL_U * u * np.abs(fp)
+                a = act.value(z)
+                da = np.maximum(np.abs(fp), np.maximum(np.abs(fp_lo), np.abs(fp_hi))) * dz + _KERNEL_U * u * np.abs(a)
+                zs.append(z), dzs.append(dz), fps.append(fp), dPs.append(dP), As.append(a), dAs.append(da)
+            aL, daL, zL, dzL = As[-1], dAs[-1], zs[-1], dzs[-1]
+            cost = net.cost
+            err_ay = daL + u * (np.abs(aL) + np.abs(y))
+            if cost.cancels_with(net.activations[-1]):
+                D = np.abs(aL - y)
+                Dp = D + err_ay
+                dCdz = D
+                per = np.maximum(zL, 0.0) - y * zL + np.log1p(np.exp(-np.abs(zL)))
+                loss_mag = np.abs(per) + np.abs(zL) * (1.0 + np.abs(y)) + 1.0
+            elif cost.name == "cross_entropy":
+                den = np.abs(aL * (1.0 - aL))
+                G = np.abs(aL - y) / den
+                rel_den = (daL + u * np.abs(aL)) / np.abs(aL) + (daL + u) / np.abs(1.0 - aL) + 3 * u
+                Gp = (np.abs(aL - y) + err_ay) / den * (1.0 + rel_den)
+                D, Dp = np.abs(fps[-1]) * G, (np.abs(fps[-1]) + dPs[-1]) * Gp
+                dCdz = D
+                per = -(y * np.log(aL) + (1.0 - y) * np.log1p(-aL))
+                loss_mag = np.abs(y * np.log(aL)) + np.abs((1.0 - y) * np.log1p(-aL))
+            else:
+                G = np.abs(aL - y)
+                Gp = G + err_ay
+                D, Dp = np.abs(fps[-1]) * G, (np.abs(fps[-1]) + dPs[-1]) * Gp
+                dCdz = D
+                per = 0.5 * np.square(aL - y)
+                loss_mag = per
+            n_out = aL.shape[-1]
+            # e_C: one loss value's error — its first-order sensitivity to the error of a_L − y
+            # (or of z_L, for the loss computed from the logit), and (16 + n_L)·u of the
+            # magnitudes it is summed from (each term a few roundings, the sum n_L more).
+            sens = dCdz * dzL if cost.cancels_with(net.activations[-1]) else G * err_ay
+            self.e_loss = np.sum(sens, axis=-1) + (16 + n_out) * u * np.sum(loss_mag, axis=-1)
+            self.u, self.tiny, self.inp = u, tiny, inp
+            if not backward:
+                return
+            # Backward: absolute values, plain and perturbed; K counts roundings from layer L down.
+            self.M, self.Mp, self.K = {}, {}, {}
+            # K: roundings on the way back, per sample (the largest over a layer's units): the
+            # cost factor and δ_L (4); per layer down, Wᵀδ (a sum of n_{l+1} terms: γ_{n+1}) and the
+            # φ' product (1); the dense backprop also goes through logarithms, δ = exp(ℓ), and
+            # ℓ = log|φ'| + log|Wᵀv| + log-scale carries u·(|log|φ'|| + 2|log δ| + 4) per layer.
+            K = np.full((D.shape[0], 1), 4.0)
+            dense = not isinstance(net, Chain)
+            for l in range(L - 1, -1, -1):
+                if l < L - 1:
+                    aWt = np.abs(Ws[l + 1])
+                    D = np.abs(fps[l]) * np.einsum("nij,ni->nj", aWt, D)
+                    Dp = (np.abs(fps[l]) + dPs[l]) * np.einsum("nij,ni->nj", aWt, Dp)
+                    K = K + Ws[l + 1].shape[1] + 2
+                if dense:
+                    logs = 2 * np.abs(np.log(np.where(Dp > 0, Dp, 1.0))) + np.abs(np.log(np.where(fps[l] != 0, np.abs(fps[l]), 1.0))) + 4
+                    K = K + np.max(logs, axis=-1, keepdims=True)
+                bn, wn = self._names(net, l)
+                self.M[bn], self.Mp[bn], self.K[bn] = D, Dp, np.broadcast_to(K, D.shape)
+                self.M[wn] = D[:, :, None] * np.abs(As[l])[:, None, :]
+                self.Mp[wn] = Dp[:, :, None] * (np.abs(As[l]) + dAs[l])[:, None, :]
+                self.K[wn] = K[:, :, None] + 1
+
+    @staticmethod
+    def _names(net, l):
+        if isinstance(net, Chain):
+            return "b%d" % (l + 1), "w%d" % (l + 1)
+        return "b%d" % (l + 1), "W%d" % (l + 1)
+
+    def bound(self, name):
+        """E: the bound on |computed − exact| of ∂C/∂name, shaped like the gradient
+        ((B,) + shape, or shape when nothing is batched)."""
+        with np.errstate(all="ignore"):
+            M, Mp, K = self.M[name], self.Mp[name], self.K[name]
+            E = Mp * (1.0 + K * self.u) - M + K * self.tiny
+            E = np.where(np.isnan(E), np.inf, E)
+        return self._shape(name, E)
+
+    def magnitude(self, name):
+        return self._shape(name, self.Mp[name])
+
+    def _shape(self, name, arr):
+        net = self.inp.net
+        base = () if isinstance(net, Chain) else net.shape(name)
+        arr = arr.reshape((arr.shape[0],) + base)
+        return arr if self.inp.batch is not None else arr[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses at many perturbed points at once (float64)
+# ---------------------------------------------------------------------------------------------
 
 
 def _loss_of(inp: _Inputs):
@@ -207,24 +341,358 @@ def _loss_of(inp: _Inputs):
     return np.asarray(_dense_loss(inp, zs[-1], As[-1]), dtype=np.float64)
 
 
-def _finite_differences(inp: _Inputs, name, entries, eps):
-    base = inp.values[name]
-    out = []
-    for e in entries:
-        key = (Ellipsis,) + e if e else Ellipsis
-        p0 = np.array(base[key], dtype=inp.dtype, copy=True)
-        h = (eps * np.maximum(1.0, np.abs(p0))).astype(inp.dtype)
-        vals = []
-        for sgn in (1.0, -1.0):
-            arr = np.array(base, copy=True)
-            arr[key] = p0 + sgn * h
-            vals.append(_loss_of(inp.replace(name, arr)))
-        hh = np.asarray(h, dtype=np.float64)
-        # The step actually taken (p ± h rounded) is what divides the difference.
-        step = (np.asarray(p0 + h, dtype=np.float64) - np.asarray(p0 - h, dtype=np.float64))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            d = (vals[0] - vals[1]) / np.where(step != 0, step, 2 * hh)
-        out.append(d)
-    if not np.shape(base) or not _base_shape(inp.net, name):
-        return out[0]
-    return np.stack(out, axis=-1)
+_CHUNK_ELEMENTS = 1 << 21  # parameter values per batched loss evaluation (16 MiB of float64)
+
+
+def _losses(net, base, n, perts):
+    """Losses at ``base`` (name → float64 (n,) + shape) moved by each of ``perts`` (a list of
+    name → (key, new values): ``arr[key] = new``, key None for the whole array; {} for the point
+    itself), and the bound on each one's rounding error: two arrays (len(perts), n).  The moved points are stacked along the batch axis, so one
+    forward pass evaluates a whole chunk of them."""
+    size = sum(v[0].size for v in base.values()) * n
+    per_chunk = max(1, _CHUNK_ELEMENTS // max(size, 1))
+    out, err = np.empty((len(perts), n)), np.empty((len(perts), n))
+    for s in range(0, len(perts), per_chunk):
+        chunk = perts[s:s + per_chunk]
+        k = len(chunk)
+        params, movers = {}, {}
+        for i, p in enumerate(chunk):
+            for name in p:
+                movers.setdefault(name, []).append(i)
+        for name, v in base.items():
+            moved = movers.get(name, ())
+            if not moved and k == 1:
+                params[name] = v
+                continue
+            arr = np.broadcast_to(v, (k,) + v.shape).copy()
+            for i in moved:
+                key, new = chunk[i][name]
+                if key is None:
+                    arr[i] = new
+                else:
+                    arr[i][key] = new
+            params[name] = arr.reshape((k * n,) + v.shape[1:])
+        inp = _validate(net, params)
+        with np.errstate(all="ignore"):
+            out[s:s + k] = np.reshape(_loss_of(inp), (k, n))
+        # Each loss value's rounding bound, from the forward error model at that very point.
+        err[s:s + k] = np.reshape(_ErrorModel(inp, 2.0 ** -53, backward=False).e_loss, (k, n))
+    return out, err
+
+
+# ---------------------------------------------------------------------------------------------
+# The check
+# ---------------------------------------------------------------------------------------------
+
+
+def _fd_compare(Cp, Cm, C0, step_p, step_m, target, ep, em, e0, tol_target):
+    """One direction per sample.  Cp, Cm: (4, n) losses at p + Δ⁺(t), p − Δ⁻(t) for t = h, h/2,
+    h/4, h/8; step_p, step_m: (4, n) the step lengths actually taken along the direction; target:
+    the closed form's derivative along it; tol_target: its error bound (plus any
+    displacement-rounding term); ep, em, e0: the losses' rounding bounds (at the points
+    themselves: a loss that is 0 at p is not 0 at p ± h).  Returns (finite difference, tolerance,
+    passes, settled)."""
+    with np.errstate(all="ignore"):
+        span = step_p + step_m
+        F = (Cp - Cm) / span
+        # Richardson on the three smallest steps: F(t) = C' + a t² + b t⁴ + … ⇒
+        # R₁ = (4F(h/4) − F(h/2))/3, R₂ = (4F(h/8) − F(h/4))/3 are C' + O(h⁴), and |R₂ − R₁|
+        # bounds R₂'s error (15× margin in the asymptotic regime).
+        R1 = (4.0 * F[2] - F[1]) / 3.0
+        R = (4.0 * F[3] - F[2]) / 3.0
+        trunc = np.abs(R - R1)
+        rnd = (ep + em) / span  # each central difference's rounding: its two losses' bounds
+        rounding = (4.0 * rnd[3] + rnd[2]) / 3.0
+        tol = trunc + rounding + tol_target
+        # Settled: in the regime above, d_i = F(h_i) − F(h_i/2) keep their sign and
+        # 4 ≤ d_i/d_{i+1} ≤ 16 (4 where a dominates, 16 where b does).  Both ratios of the ladder
+        # must lie in [3, 17]: a ratio of 2 (an O(h) error, where φ'' jumps within h: ELU,
+        # softsign at 0) or any other value (a curvature scale below h) means the truncation
+        # estimate cannot be trusted at this h.  Differences within rounding are settled as is.
+        d = F[:-1] - F[1:]
+        noise = 4.0 * (rnd[:-1] + rnd[1:])
+        quiet = np.all(np.abs(d) <= noise, axis=0)
+        ratio_ok = np.ones_like(quiet)
+        for i in range(2):
+            ratio_ok &= (d[i] * d[i + 1] > 0) & (np.abs(d[i]) >= 3.0 * np.abs(d[i + 1])) & (np.abs(d[i]) <= 17.0 * np.abs(d[i + 1]))
+        settled = quiet | ratio_ok
+        err = np.abs(R - target)
+        ok = err <= tol
+        # A kink at p: one-sided differences at h/8, each with an error estimate (its change from
+        # h/4, which is its O(t·C'') truncation, plus rounding).  A smooth function's one-sided
+        # differences differ by ≈ t·C'', about twice that estimate; a jump in C' larger than
+        # 4× the estimates is a kink, and any value between the one-sided derivatives passes.
+        right = [(Cp[i] - C0) / step_p[i] for i in (2, 3)]
+        left = [(C0 - Cm[i]) / step_m[i] for i in (2, 3)]
+        er = np.abs(right[1] - right[0]) + (ep[3] + e0) / step_p[3]
+        el = np.abs(left[1] - left[0]) + (em[3] + e0) / step_m[3]
+        kink = np.abs(right[1] - left[1]) > 4.0 * (er + el)
+        lo = np.minimum(left[1] - el, right[1] - er) - tol_target
+        hi = np.maximum(left[1] + el, right[1] + er) + tol_target
+        between = kink & (target >= lo) & (target <= hi)
+        ok = ok | between
+        tol = np.where(between, np.maximum(tol, err), tol)
+    return R, tol, ok, settled | between
+
+
+_LEVELS = 8  # step ladders h·16^-k, k = 0..7 (down to eps·3.7e-9) while one is not asymptotic
+
+
+def _fd_ladders(net, base, n, items, eps, make, target, tol_target):
+    """Richardson ladders for ``items`` (one direction each, per sample): at h = eps, then, for
+    the items whose ladder is not in its asymptotic regime, at eps/16, eps/256, … (``_LEVELS``).
+    ``make(item, t) -> (moved up, moved down, step up (n,), step down (n,), displacement error (n,))``.
+    ``target``, ``tol_target``: (n, m).  Returns fd, tol, ok as (n, m) and the smallest h used."""
+    m = len(items)
+    fd, tol, ok = np.zeros((n, m)), np.zeros((n, m)), np.zeros((n, m), dtype=bool)
+    done = np.zeros((n, m), dtype=bool)
+    pending, h_min = list(range(m)), eps
+    for level in range(_LEVELS):
+        h = eps * 16.0 ** -level
+        ts = (h, h / 2, h / 4, h / 8)
+        perts, meta = [{}], []
+        for j in pending:
+            sp, sm, dev = np.empty((4, n)), np.empty((4, n)), np.zeros(n)
+            for i, t in enumerate(ts):
+                up, dn, sp[i], sm[i], dv = make(items[j], t)
+                perts += [up, dn]
+                dev = np.maximum(dev, dv)
+            meta.append((j, sp, sm, dev))
+        C, eC = _losses(net, base, n, perts)
+        still = []
+        for k, (j, sp, sm, dev) in enumerate(meta):
+            c, e = C[1 + 8 * k: 9 + 8 * k], eC[1 + 8 * k: 9 + 8 * k]
+            R, t_, ok_, settled = _fd_compare(c[0::2], c[1::2], C[0], sp, sm, target[:, j], e[0::2], e[1::2], eC[0],
+                                              tol_target[:, j] + dev)
+            take = ~done[:, j] & (settled | (level == _LEVELS - 1))
+            fd[take, j], tol[take, j], ok[take, j] = R[take], t_[take], ok_[take]
+            done[:, j] |= take
+            if not done[:, j].all():
+                still.append(j)
+        h_min = h
+        pending = still
+        if not pending:
+            break
+    return fd, tol, ok, h_min
+
+
+def check_gradients(net, params, *, wrt=None, grad_fn=None, eps=None, rtol=None, atol=None,
+                    fd_entries=64, fast=False, directions=4, seed=0, raise_on_failure=True) -> GradientCheckReport:
+    """Compare the closed form, backprop and finite differences (and ``grad_fn``).
+
+    * closed form: :func:`~symgrad.numeric.evaluate_gradient` of ``net.gradient(name)``;
+    * backprop: :func:`~symgrad.numeric.backprop`, within twice the error bound of the module
+      docstring;
+    * finite differences, in float64: Richardson extrapolation of central differences at
+      ``h, h/2, h/4`` with ``h = eps·max(1, |p|)``, within the estimated truncation error plus
+      the rounding bound; at a kink, any value between the one-sided differences passes.  Every
+      entry, or a fixed random subset of ``fd_entries`` per array parameter; or, with
+      ``fast=True``, ``directions`` random directions (seeded by ``seed``) over all of them
+      (directional derivatives: O(L) loss evaluations instead of O(L²));
+    * ``grad_fn(params) -> {name: gradient}``: the user's gradients, within
+      ``atol + rtol·|cf|`` plus the closed form's own bound.
+
+    ``eps``, ``rtol``, ``atol`` default to :data:`TOLERANCES` for the parameters' dtype.  float32
+    parameters are checked with a :class:`PrecisionWarning`: the closed form and backprop run in
+    float32 (their bounds use float32's u), the finite differences in float64 at the same point.
+
+    On a mismatch raises :class:`GradientCheckError` with a census (how many entries fail of how
+    many, the worst ones with closed form, backprop, finite difference and relative error, and the
+    step), or returns the report with ``raise_on_failure=False``.
+
+    >>> import symgrad
+    >>> from symgrad.numeric import sample
+    >>> net = symgrad.chain(3, "tanh")
+    >>> check_gradients(net, sample(net, 8, seed=0)).ok
+    True
+    """
+    eps = _real("eps", eps, positive=True, upper=0.5)
+    rtol = _real("rtol", rtol)
+    atol = _real("atol", atol)
+    fd_entries = _positive_int("fd_entries", fd_entries)
+    directions = _positive_int("directions", directions)
+    for flag, val in (("fast", fast), ("raise_on_failure", raise_on_failure)):
+        if not isinstance(val, (bool, np.bool_)):
+            raise InvalidArgument("check_gradients: %s=%r must be True or False" % (flag, val))
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise InvalidArgument("check_gradients: seed=%r must be a non-negative int or None" % (seed,))
+    if grad_fn is not None and not callable(grad_fn):
+        raise InvalidArgument("check_gradients: grad_fn=%r must be callable as grad_fn(params) -> {name: gradient}" % (grad_fn,))
+    inp = _validate(net, params)
+    names = _names_to_check(net, wrt)
+    tol0 = TOLERANCES[inp.dtype]
+    if inp.dtype == np.float32:
+        warnings.warn(
+            "check_gradients: the parameters are float32; the closed form and backprop are checked to float32's "
+            "rounding (u = 6e-8), the finite differences run in float64 at the same point. Use float64 for a tight check.",
+            PrecisionWarning,
+            stacklevel=2,
+        )
+    eps = tol0.eps if eps is None else eps
+    rtol = tol0.rtol if rtol is None else rtol
+    atol = tol0.atol if atol is None else atol
+    bp = _numeric.backprop(net, params, wrt=names)
+    loc = _forward_locals(inp)
+    user = None
+    if grad_fn is not None:
+        user = grad_fn(params)
+        if not isinstance(user, Mapping):
+            raise InvalidArgument("check_gradients: grad_fn must return a mapping name → gradient, got %s" % type(user).__name__)
+        missing = [n for n in names if n not in user]
+        if missing:
+            raise InvalidArgument("check_gradients: grad_fn returned no gradient for %s" % missing)
+    B = inp.batch
+    n = 1 if B is None else B
+    u = float(np.finfo(inp.dtype).eps) / 2
+    model = _ErrorModel(inp, u)
+    inp64 = inp if inp.dtype == np.float64 else _validate(net, {k: np.asarray(v, dtype=np.float64) for k, v in params.items()})
+    kinds = ["backprop", "finite_difference"] + (["grad_fn"] if user is not None else [])
+    failures, max_rel, max_ratio = [], dict.fromkeys(kinds, 0.0), dict.fromkeys(kinds, 0.0)
+    census = {k: [0, 0] for k in kinds}
+    worst, details = [], {}
+    scale = atol / rtol if rtol > 0 else np.finfo(np.float64).tiny
+
+    def nb(a, name):  # (n,) + base shape, float64
+        return np.broadcast_to(np.asarray(a, dtype=np.float64), (n,) + _base_shape(net, name))
+
+    def record(kind, name, value, ref, tol, labels, extra):
+        """value, ref, tol: (n, m) arrays over m entries with labels[j] = (index tuple)."""
+        with np.errstate(all="ignore"):
+            err = np.abs(value - ref)
+            bad = ~(err <= tol)
+            rel = err / (np.abs(ref) + scale)
+            ratio = np.where(tol > 0, err / tol, np.where(err > 0, np.inf, 0.0))
+        fin = rel[np.isfinite(rel)]
+        if fin.size:
+            max_rel[kind] = max(max_rel[kind], float(fin.max()))
+        fr = ratio[np.isfinite(ratio)]
+        if fr.size:
+            max_ratio[kind] = max(max_ratio[kind], float(fr.max()))
+        details[(kind, name)] = {"index": labels, "value": value, "closed_form": ref, "tolerance": tol}
+        census[kind][0] += int(bad.sum())
+        census[kind][1] += int(bad.size)
+        if not bad.any():
+            return
+        order = np.argsort(-np.where(bad, np.nan_to_num(ratio, posinf=1e308), -1.0), axis=None)[: min(_WORST, int(bad.sum()))]
+        for flat in order:
+            b, j = np.unravel_index(flat, bad.shape)
+            entry = {"kind": kind, "param": name, "index": labels[j], "batch": None if B is None else int(b),
+                     "value": float(value[b, j]), "closed_form": float(ref[b, j]), "rel_error": float(rel[b, j]),
+                     "tolerance": float(tol[b, j]), "ratio": float(ratio[b, j])}
+            entry.update({k: float(v[b, j]) for k, v in extra.items()})
+            worst.append(entry)
+        b, j = (int(i) for i in np.argwhere(bad)[0])  # the first failing entry (batch order)
+        idx = labels[j]
+        label = name + ("[%s]" % ",".join(map(str, idx)) if idx else "")
+        vals = {"closed form": ref[b, j]}
+        vals.update({k.replace("_", " "): v[b, j] for k, v in extra.items()})
+        vals[kind.replace("_", " ")] = value[b, j]
+        failures.append(
+            "%s: ∂C/∂%s%s: %s; relative error %.3e, |difference| %.3e > tolerance %.3e (%d of %d entries fail)"
+            % (kind, label, "" if B is None else " at batch index %d" % b,
+               ", ".join("%s = %.17g" % kv for kv in vals.items()), rel[b, j], err[b, j], tol[b, j], int(bad.sum()), bad.size)
+        )
+
+    cfs, bps, Es, flat = {}, {}, {}, {}
+    for name in names:
+        cf = nb(evaluate_gradient(net.gradient(name), inp, _locals=loc), name)
+        g = nb(bp.grads[name], name)
+        E = nb(model.bound(name), name)
+        cfs[name], bps[name], Es[name] = cf, g, E
+        m = cf[0].size
+        labels = list(np.ndindex(*cf.shape[1:])) if cf.ndim > 1 else [()]
+        fl = lambda a: a.reshape(n, m)  # noqa: E731
+        record("backprop", name, fl(g), fl(cf), 2.0 * fl(E), labels, {})
+        if user is not None:
+            got = np.asarray(user[name], dtype=np.float64)
+            try:
+                got = nb(got, name)
+            except ValueError:
+                raise InvalidArgument("check_gradients: grad_fn's gradient for %r has shape %s; expected %s" % (name, np.shape(user[name]), cf.shape if B is not None else cf.shape[1:])) from None
+            record("grad_fn", name, fl(got), fl(cf), atol + rtol * np.abs(fl(cf)) + fl(E), labels, {"backprop": fl(g)})
+    base = {k: np.broadcast_to(np.asarray(v, dtype=np.float64), (n,) + np.shape(inp64.values[k])[1 if inp64.batched[k] else 0:])
+            for k, v in inp64.values.items()}
+    if not fast:
+        plan, items = [], []
+        for name in names:
+            entries = _entries_for(_base_shape(net, name), fd_entries, name)
+            plan.append((name, entries, len(items)))
+            items += [(name, e) for e in entries]
+
+        def make(item, t):
+            name, e = item
+            key = (slice(None),) + e
+            pe = base[name][key]
+            hh = t * np.maximum(1.0, np.abs(pe))
+            up, dn = pe + hh, pe - hh
+            return {name: (key, up)}, {name: (key, dn)}, up - pe, pe - dn, 0.0  # the steps taken (exact)
+
+        at = lambda d: np.stack([d[name][(slice(None),) + e] for name, e in items], axis=-1)  # noqa: E731
+        cf_all, bp_all = at(cfs), at(bps)
+        fd, tol, _, smallest = _fd_ladders(net, base, n, items, eps, make, cf_all, at(Es))
+        for name, entries, first in plan:
+            sl = slice(first, first + len(entries))
+            record("finite_difference", name, fd[:, sl], cf_all[:, sl], tol[:, sl], entries, {"backprop": bp_all[:, sl]})
+        step_text = ("finite differences: steps h, h/2, h/4, h/8 with h = %g·max(1, |p|) (down to %g·max(1, |p|) where not "
+                     "asymptotic), Richardson extrapolation, float64" % (eps, smallest))
+    else:
+        # All checked entries side by side: (n, P).
+        sizes = [base[k][0].size for k in names]
+        cuts = np.cumsum([0] + sizes)
+        flat = lambda d: np.concatenate([np.reshape(d[k], (n, -1)) for k in names], axis=1)  # noqa: E731
+        p_f, cf_f, E_f, bp_f = flat(base), flat(cfs), flat(Es), flat(bps)
+        s_f = np.maximum(1.0, np.abs(p_f))
+        rng = np.random.default_rng(seed)
+        vs = []
+        for _ in range(directions):
+            xi = rng.standard_normal(p_f.shape)
+            xi /= np.linalg.norm(xi, axis=1, keepdims=True)  # unit norm in the scaled coordinates
+            vs.append(xi * s_f)
+        shapes = {k: base[k].shape for k in names}
+
+        def make(v, t):
+            out, moved_by = [], np.zeros(n)
+            for sgn in (1.0, -1.0):
+                moved = p_f + sgn * t * v
+                out.append({k: (None, moved[:, cuts[i]:cuts[i + 1]].reshape(shapes[k])) for i, k in enumerate(names)})
+                # p + t·v is rounded: the displacement is off by |(moved − p) − t·v| per entry,
+                # which moves C by at most that times the gradient's magnitude bound (|cf| + E).
+                moved_by += np.sum(np.abs((moved - p_f) - sgn * t * v) * (np.abs(cf_f) + E_f), axis=1)
+            # The central difference divides the two sides' sum by 2t; Richardson's weights
+            # (4·x + x)/3 make it at most 5/3 of that: 2× is taken.
+            tt = np.full(n, t)
+            return out[0], out[1], tt, tt, 2.0 * moved_by / (2 * t)
+
+        P = p_f.shape[1]
+        target = np.stack([np.sum(cf_f * v, axis=1) for v in vs], axis=-1)
+        # ⟨cf, v⟩ is off by ⟨E, |v|⟩ (the entries' bounds) plus the dot product's rounding γ_P.
+        tol_t = np.stack([np.sum(E_f * np.abs(v), axis=1) + P * 2.0 ** -53 * np.sum(np.abs(cf_f * v), axis=1) for v in vs], axis=-1)
+        fd, tol, _, h_min = _fd_ladders(net, base, n, vs, eps, make, target, tol_t)
+        bp_v = np.stack([np.sum(bp_f * v, axis=1) for v in vs], axis=-1)
+        record("finite_difference", "<v, grad>", fd, target, tol, [("v%d" % i,) for i in range(directions)], {"backprop": bp_v})
+        step_text = ("%d random directions v (seed %s); steps t, t/2, t/4, t/8 along v with t = %g (down to %g where not "
+                     "asymptotic), v scaled by max(1, |p|) per entry, Richardson extrapolation, float64" % (directions, seed, eps, h_min))
+    census_t = {k: tuple(v) for k, v in census.items()}
+    worst.sort(key=lambda w: -w["ratio"])
+    report = GradientCheckReport(not failures, names, failures, max_rel, max_ratio, census_t, worst[:_WORST], step_text,
+                                 "fast" if fast else "entries", details)
+    if failures and raise_on_failure:
+        shown = failures[:10] + (["… and %d more" % (len(failures) - 10)] if len(failures) > 10 else [])
+        worst_lines = ["worst: %s ∂C/∂%s%s%s: closed form %.6g, %s %.6g, relative error %.2e, %.1f× the tolerance"
+                       % (w["kind"], w["param"], "[%s]" % ",".join(map(str, w["index"])) if w["index"] else "",
+                          "" if w["batch"] is None else " (batch %d)" % w["batch"], w["closed_form"], w["kind"].replace("_", " "),
+                          w["value"], w["rel_error"], w["ratio"]) for w in report.worst]
+        raise GradientCheckError("gradient check failed for %d comparison(s) (%s):\n  %s"
+                                 % (len(failures), report.summary(), "\n  ".join(shown + worst_lines)))
+    return report
+
+
+def _entries_for(shape, limit, seed_name):
+    """Indices of a parameter checked by finite differences: all, or a fixed random subset."""
+    total = int(np.prod(shape)) if shape else 1
+    idx = list(np.ndindex(*shape)) if shape else [()]
+    if total <= limit:
+        return idx
+    rng = np.random.default_rng(zlib.crc32(seed_name.encode()))  # the same subset in every run
+    pick = rng.choice(total, size=limit, replace=False)
+    return [idx[i] for i in sorted(pick)]

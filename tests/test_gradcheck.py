@@ -59,11 +59,25 @@ def test_check_gradients_users_backprop():
     assert not rep.ok and any("b2" in f for f in rep.failures)
 
 
-def test_check_gradients_reports_three_values_on_fd_mismatch():
+def _wrong_closed_form(monkeypatch, factor, names=None):
+    """Make the closed form the check sees wrong by ``factor`` (for ``names``, default all)."""
+    import symgrad.gradcheck as gc
+
+    real = gc.evaluate_gradient
+
+    def wrong(gradient, inp, **kw):
+        v = real(gradient, inp, **kw)
+        return v * factor if names is None or gradient.wrt in names else v
+
+    monkeypatch.setattr(gc, "evaluate_gradient", wrong)
+
+
+def test_check_gradients_reports_three_values_on_fd_mismatch(monkeypatch):
     net = symgrad.chain(2, "tanh")
     p = sample(net, 3, seed=0)
+    _wrong_closed_form(monkeypatch, 1.001)  # a closed form 0.1% off: backprop and FD both disagree
     with pytest.raises(GradientCheckError) as exc:
-        check_gradients(net, p, eps=1.0, rtol=1e-12, atol=0)  # a huge step: FD is off
+        check_gradients(net, p)
     msg = str(exc.value)
     assert "closed form =" in msg and "backprop =" in msg and "finite difference =" in msg
     assert "relative error" in msg and "batch index" in msg
@@ -76,18 +90,20 @@ def test_check_gradients_float32_warns():
     with pytest.warns(PrecisionWarning, match="float32"):
         rep = check_gradients(net, p)
     assert rep.ok
-    assert TOLERANCES[np.dtype(np.float64)].eps == 1e-6
+    # eps is now the largest step of the Richardson ladder (was 1e-6, a single central difference):
+    # h ≈ u^(1/5) balances its h⁴ truncation against u·|C|/h rounding.
+    assert TOLERANCES[np.dtype(np.float64)].eps == 1e-3
 
 
-def test_relative_error_is_readable_at_a_kink_and_matches_the_tolerance():
-    # ReLU at its kink: the closed form (left derivative) is 0, the central difference is not.
+def test_relative_error_is_readable_where_the_closed_form_is_zero_and_matches_the_tolerance():
+    # A dead ReLU (z1 = −0.5 < 0): ∂C/∂b1 = 0 exactly; a user's gradient of 0.1 there is off.
     net = symgrad.chain(2, "relu")
-    p = sample(net, value={"w1": 1.0, "a0": 0.5, "b1": -0.5, "w2": 2.0, "b2": 0.1, "y": 0.0})
-    rep = check_gradients(net, p, raise_on_failure=False)
-    assert not rep.ok
+    p = sample(net, value={"w1": 1.0, "a0": 0.0, "b1": -0.5, "w2": 2.0, "b2": 0.1, "y": 0.0})
+    rep = check_gradients(net, p, grad_fn=lambda q: {"b1": 0.1, "w1": 0.0, "b2": 0.1, "w2": 0.0}, raise_on_failure=False)
+    assert not rep.ok and rep.census["grad_fn"] == (1, 4) and rep.census["finite_difference"] == (0, 4)
     tol = TOLERANCES[np.dtype(np.float64)]
-    # |fd − 0| / (0 + atol/rtol) with fd = ∂C/∂b1 one-sided average ≈ 0.1: about 100, not 1e307.
-    assert rep.max_rel_error["finite_difference"] == pytest.approx(0.10000099999713372 / (tol.atol / tol.rtol), rel=1e-6)
+    # |0.1 − 0| / (0 + atol/rtol): about 100, not 1e307.
+    assert rep.max_rel_error["grad_fn"] == pytest.approx(0.1 / (tol.atol / tol.rtol), rel=1e-12)
     assert "relative error 1.000e+02" in str(rep)
     # The measure is ≤ rtol exactly when |x − cf| ≤ atol + rtol |cf|: a passing check stays below.
     ok = check_gradients(symgrad.chain(3), sample(symgrad.chain(3), 16, seed=2))
