@@ -115,16 +115,18 @@ def stable_sigmoid_minus_y(z, y):
 TINY = float(np.finfo(np.float64).tiny)
 _LN2 = math.log(2.0)
 _EMAX = 1 << 20  # exponents are clipped here before ldexp: far outside the float64 range either way
-_EFLOOR = 1 << 40  # the smallest exponent a factor is given (sums of a million stay in int64)
 
 
 def split(lin, logabs=None, sign=None):
     """(m, e) with lin = m · 2^e exactly.  Where |lin| < TINY (underflowed, or subnormal with
     few digits left) and ``logabs`` (an array, or a callable of a boolean mask returning the
-    masked entries' log|x|) is finite, the value is rebuilt from log|x| and ``sign``."""
+    masked entries' log|x|) is finite, the value is rebuilt from log|x| and ``sign``.
+
+    The exponent is a float64 holding an integer: exact up to 2^53, and still meaningful as a
+    log-magnitude beyond (σ'(1e308) = e^−1e308 has e ≈ −1.4e308)."""
     lin = np.asarray(lin, dtype=np.float64)
     m, e = np.frexp(lin)
-    e = e.astype(np.int64)
+    e = e.astype(np.float64)
     if logabs is not None:
         low = np.abs(lin) < TINY
         if low.any():
@@ -132,14 +134,12 @@ def split(lin, logabs=None, sign=None):
             sg = sign(low) if callable(sign) else np.broadcast_to(sign, lin.shape)[low]
             ok = np.isfinite(la)
             if ok.any():
-                # log|x| below −2^40 (σ'(1e308) = e^−1e308) stays a nonzero value far below the
-                # float64 range, so that it rounds to ±0 whatever it is multiplied by.
-                la = np.maximum(la, -float(_EFLOOR) * _LN2)
                 k = np.floor(la[ok] / _LN2) + 1.0
-                mm = np.exp(la[ok] - k * _LN2)  # in [0.5, 1) up to rounding; frexp renormalises
-                m2, e2 = np.frexp(sg[ok] * mm)
+                # in [−ln 2, 0] up to rounding (clipped: for |log x| > 2^53 only k means anything)
+                r = np.clip(la[ok] - k * _LN2, -_LN2, 0.0)
+                m2, e2 = np.frexp(sg[ok] * np.exp(r))
                 mo, eo = m[low], e[low]
-                mo[ok], eo[ok] = m2, e2 + k.astype(np.int64)
+                mo[ok], eo[ok] = m2, e2 + k
                 m[low], e[low] = mo, eo
     return m, e
 
@@ -147,30 +147,32 @@ def split(lin, logabs=None, sign=None):
 def smul(x, y):
     """The product of two scaled numbers (broadcasting)."""
     m, k = np.frexp(x[0] * y[0])
-    return m, x[1] + y[1] + k
+    with np.errstate(over="ignore"):  # exponents below −1.8e308 round to −inf: the value is 0
+        return m, x[1] + y[1] + k
 
 
 def value(x, dtype=np.float64):
     """m · 2^e rounded once to ``dtype``: ±inf where it overflows, 0 or subnormal where it underflows."""
     m, e = x
-    e = np.clip(e, -_EMAX, _EMAX)
+    e = np.clip(e, -_EMAX, _EMAX).astype(np.int32)
     if np.dtype(dtype) == np.float32:
         # Round once: scale into float64 range first (exact), then to float32.
         ee = np.clip(e, -1100, 1100)
         with np.errstate(over="ignore", under="ignore"):
-            v64 = np.ldexp(m, ee.astype(np.int32))
+            v64 = np.ldexp(m, ee)
             out = np.zeros(np.shape(v64), dtype=np.float32)
             big = np.abs(v64) > float(np.finfo(np.float32).max)
             out[...] = np.where(big, np.copysign(np.inf, v64), v64).astype(np.float32)
         return out
     with np.errstate(over="ignore", under="ignore"):
-        return np.ldexp(m, e.astype(np.int32))
+        return np.ldexp(m, e)
 
 
 def log_of(x):
     """log|m · 2^e| (−inf where m = 0), and the sign."""
     m, e = x
-    return log_abs(m) + e * _LN2, np.sign(m)
+    with np.errstate(over="ignore"):  # below −1.8e308: the correctly rounded −inf
+        return log_abs(m) + e * _LN2, np.sign(m)
 
 
 def rev_cumprod(M, E, chunk=512):
@@ -179,9 +181,16 @@ def rev_cumprod(M, E, chunk=512):
     renormalised, so the work is vectorised however deep the chain."""
     L = M.shape[0]
     PM = np.empty(M.shape, dtype=np.float64)
-    PE = np.empty(E.shape, dtype=np.int64)
+    PE = np.empty(E.shape, dtype=np.float64)
     cm = np.ones(M.shape[1:], dtype=np.float64)
-    ce = np.zeros(M.shape[1:], dtype=np.int64)
+    ce = np.zeros(M.shape[1:], dtype=np.float64)
+    with np.errstate(over="ignore"):
+        _rev_cumprod_chunks(M, E, PM, PE, cm, ce, chunk)
+    return PM, PE
+
+
+def _rev_cumprod_chunks(M, E, PM, PE, cm, ce, chunk):
+    L = M.shape[0]
     for hi in range(L, 0, -chunk):
         lo = max(0, hi - chunk)
         cp = np.multiply.accumulate(M[lo:hi][::-1], axis=0)
@@ -192,7 +201,6 @@ def rev_cumprod(M, E, chunk=512):
         PM[lo:hi] = m2[::-1]
         PE[lo:hi] = ces[::-1]
         cm, ce = PM[lo], PE[lo]
-    return PM, PE
 
 
 def sigmoid_minus_y(z, y):

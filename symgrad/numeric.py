@@ -690,9 +690,9 @@ def _scaled_block(inp: _Inputs, s, e, D, A):
         G = np.empty((L, n))
         _fill_grads(net, Z64, G)
         M = np.empty((L, n))
-        E = np.empty((L, n), dtype=np.int64)
+        E = np.empty((L, n))
         AM = np.empty((L, n))
-        AE = np.empty((L, n), dtype=np.int64)
+        AE = np.empty((L, n))
         AM[0], AE[0] = _nl.split(Ap[0])
         for act, idx in _groups(net).items():
             rows = np.asarray(idx)
@@ -1060,10 +1060,20 @@ def _dense_forward(inp: _Inputs):
             try:
                 z = _matvec(W, a, inp.batched["W%d" % l]) + b
             except FloatingPointError:
-                raise InvalidArgument(
-                    "the forward pass overflows float64 at layer %d (z%d = W%d a%d + b%d exceeds 1.8e308); "
-                    "scale the parameters down" % (l, l, l, l - 1, l)
-                ) from None
+                # A partial sum or product overflowed; z itself may not: scale W and b by a
+                # power of two small enough for every sum of n terms, then scale z back.
+                sh = math.ldexp(1.0, -(math.ceil(math.log2(W.shape[-1] + 1)) + 1))
+                try:
+                    z = (_matvec(W * sh, a, inp.batched["W%d" % l]) + b * sh) / sh
+                except FloatingPointError:
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        zz = (_matvec(W * sh, a, inp.batched["W%d" % l]) + b * sh) / sh
+                    bad = np.argwhere(~np.isfinite(zz))[0]
+                    raise InvalidArgument(
+                        "the forward pass overflows %s at layer %d (z%d = W%d a%d + b%d exceeds %.4g) at index %s; "
+                        "scale the parameters down" % (inp.dtype.name, l, l, l, l - 1, l,
+                                                       float(np.finfo(inp.dtype).max), tuple(int(i) for i in bad))
+                    ) from None
             a = act.value(z)
             zs.append(z)
             As.append(a)
@@ -1081,70 +1091,88 @@ def _dense_loss(inp, zL, aL):
         return np.sum(per, axis=-1)
 
 
+def _split_grad(act, z):
+    """φ'(z) as m·2^k, from log|φ'(z)| where it underflows in linear space."""
+    return _nl.split(act.grad(z), lambda m: act.log_abs_grad(z[m]), lambda m: grad_sign(act, z[m]))
+
+
+def _split_value(act, z, a):
+    """a = φ(z) as m·2^k, from log|φ(z)| where it underflows in linear space."""
+    return _nl.split(a, lambda m: log_abs_value(act, z[m]), lambda m: sign_value(act, z[m]))
+
+
+def _split_output(net, aL, zL, y):
+    """∂C/∂z_L as m·2^k: σ(z_L) − y from the logit when the loss cancels σ'; else
+    φ'(z_L)·∂C/∂a_L, with a_L − y = a_L taken from its log where a_L underflowed and y = 0."""
+    act, cost = net.activations[-1], net.cost
+    if cost.cancels_with(act):
+        return _nl.split(*_nl.sigmoid_minus_y(zL, y))
+    diff = aL - y
+    dd = _nl.split(diff, lambda m: np.where(y[m] == 0, log_abs_value(act, zL[m]), -np.inf),
+                   lambda m: sign_value(act, zL[m]))
+    if cost.name == "cross_entropy":
+        dd = _nl.smul(dd, _nl.split(1.0 / (aL * (1.0 - aL))))
+    return _nl.smul(_split_grad(act, zL), dd)
+
+
+def _rescaled_vecmat(x, W, batched_W):
+    """Wᵀ x for x = (M, E) per sample (last axis: units), as (M, E): x is brought to one power of
+    two per sample, small enough that no sum can overflow (|Σ_i W_ij m_i| ≤ n·max|W|·2^−⌈log2 n⌉−1),
+    multiplied linearly, and split again."""
+    M, E = x
+    nz = M != 0
+    k = np.max(np.where(nz, E, -np.inf), axis=-1, keepdims=True)
+    k = np.where(np.isfinite(k), k, 0.0)
+    sh = math.ceil(math.log2(max(M.shape[-1], 1))) + 1
+    ms = np.ldexp(M, np.clip(E - k - sh, -2000, 0).astype(np.int32))
+    v = _vecmat(ms, W, batched_W)
+    vm, ve = np.frexp(v)
+    return vm, ve + k + sh
+
+
 def _dense_backprop(inp: _Inputs, *, log_space: bool, wrt) -> BackpropResult:
-    """δ^l carried as (mantissa m_l, log-scale k_l) per sample, δ^l = m_l e^{k_l} with max|m_l| = 1,
-    so that log|δ^l_i| is finite even where δ^l underflows or overflows; linear values are
-    recovered as sign · exp(log|·|), which rounds to 0 or ±inf without nan."""
+    """δ^l carried as m·2^k per entry (``_numeric_logs.split``): linear values to a few ulps
+    wherever they are representable, ±inf or 0 where they are not, and log|δ^l| finite even
+    where δ^l underflows or overflows.  Factors that underflow in linear space (σ'(−800)) come
+    from their logs."""
     net, L = inp.net, inp.net.depth
+    dt = inp.dtype
     zs, As = _dense_forward(inp)
-    y = inp.values["y"]
-    out_act, cost = net.activations[-1], net.cost
+    f64 = lambda x: np.asarray(x, dtype=np.float64)  # noqa: E731
     zL, aL = zs[L], As[L]
     loss = _dense_loss(inp, zL, aL)
-    with np.errstate(over="ignore", divide="ignore"):
-        if cost.cancels_with(out_act):
-            d = aL - y
-            logd, sgn = log_abs(d), np.sign(d)
-        else:
-            dC = _output_delta(net, aL, zL, y)[0]
-            g = out_act.grad(zL)
-            logd = out_act.log_abs_grad(zL) + log_abs(aL - y)
-            if cost.name == "cross_entropy":
-                logd = logd - (np.log(aL) + np.log1p(-aL))
-            sgn = grad_sign(out_act, zL, g) * np.sign(dC)
     want = set(net.parameters if wrt is None else wrt)
-    log_delta = [None] * (L + 1)
-    sign_delta = [None] * (L + 1)
-    log_delta[L], sign_delta[L] = logd, sgn
-    for l in range(L, 1, -1):
-        # Sums of logs overflow only downward (to the correctly rounded −inf): ignore that.
-        with np.errstate(over="ignore"):
-            k = np.max(log_delta[l], axis=-1, keepdims=True)
-            k = np.where(np.isfinite(k), k, 0.0)
-            m = sign_delta[l] * np.exp(log_delta[l] - k)
-            v = _vecmat(m, inp.values["W%d" % l], inp.batched["W%d" % l])
-            act = net.activations[l - 2]
-            z = zs[l - 1]
-            log_delta[l - 1] = act.log_abs_grad(z) + log_abs(v) + k
-            sign_delta[l - 1] = grad_sign(act, z) * np.sign(v)
     grads, log_abs_d, sign_d = {}, ({} if log_space else None), ({} if log_space else None)
     deltas = []
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+        zl = f64(zL)
+        y = np.broadcast_to(f64(inp.values["y"]), zl.shape)
+        delta = [None] * (L + 1)
+        delta[L] = _split_output(net, f64(aL), zl, y)
+        for l in range(L, 1, -1):
+            v = _rescaled_vecmat(delta[l], f64(inp.values["W%d" % l]), inp.batched["W%d" % l])
+            delta[l - 1] = _nl.smul(_split_grad(net.activations[l - 2], f64(zs[l - 1])), v)
         for l in range(1, L + 1):
-            delta = sign_delta[l] * np.exp(log_delta[l])
-            deltas.append(delta)
-            if "b%d" % l in want:
-                grads["b%d" % l] = delta
-            a_prev = As[l - 1]
-            wn = "W%d" % l
+            dv = _nl.value(delta[l], dt)
+            deltas.append(dv)
+            bn, wn = "b%d" % l, "W%d" % l
+            if bn in want:
+                grads[bn] = dv
+            if wn not in want and not (log_space and bn in want):
+                continue
+            if l == 1:
+                ap = _nl.split(f64(As[0]))
+            else:
+                ap = _split_value(net.activations[l - 2], f64(zs[l - 1]), f64(As[l - 1]))
+            M, E = delta[l]
+            outer = _nl.smul((M[..., :, None], E[..., :, None]), (ap[0][..., None, :], ap[1][..., None, :]))
             if wn in want:
-                if np.all(np.isfinite(delta)):
-                    grads[wn] = delta[..., :, None] * a_prev[..., None, :]
-                else:  # an overflowed δ times an exact zero would be 0·inf: go through logs
-                    la = log_abs(a_prev)[..., None, :] + log_delta[l][..., :, None]
-                    grads[wn] = sign_delta[l][..., :, None] * np.sign(a_prev)[..., None, :] * np.exp(la)
+                grads[wn] = _nl.value(outer, dt)
             if log_space:
-                z_prev = zs[l - 1]
-                if l == 1:
-                    la, sa = log_abs(a_prev), np.sign(a_prev)
-                else:
-                    pact = net.activations[l - 2]
-                    la, sa = log_abs_value(pact, z_prev), sign_value(pact, z_prev)
-                if "b%d" % l in want:
-                    log_abs_d["b%d" % l], sign_d["b%d" % l] = log_delta[l], sign_delta[l]
+                if bn in want:
+                    log_abs_d[bn], sign_d[bn] = _nl.log_of(delta[l])
                 if wn in want:
-                    log_abs_d[wn] = log_delta[l][..., :, None] + la[..., None, :]
-                    sign_d[wn] = sign_delta[l][..., :, None] * sa[..., None, :]
+                    log_abs_d[wn], sign_d[wn] = _nl.log_of(outer)
     # Unbatched inputs with batched parameters (or vice versa) broadcast to the batch.
     if inp.batch is not None:
         B = inp.batch
@@ -1207,33 +1235,62 @@ def _sym_value(name, inp, loc):
     return loc[name]
 
 
+def _layer_of(name):
+    m = re.fullmatch(r"[a-z](\d+)", name)
+    return int(m.group(1)) if m else None
+
+
+def _chain_output_factor(f, net, inp, loc):
+    """The factor a_L − y, as m·2^k without cancellation (σ(z_L) − y from the logit when the
+    loss cancels σ'), or None if ``f`` is not that factor."""
+    L = net.depth
+    syms = {q.name: q for q in f.free_symbols}
+    if set(syms) != {"a%d" % L, "y"} or sympy.expand(f - (syms["a%d" % L] - syms["y"])) != 0:
+        return None
+    zl = np.asarray(loc["z%d" % L], dtype=np.float64)
+    yv = np.broadcast_to(np.asarray(inp.values["y"], dtype=np.float64), zl.shape)
+    out = net.activations[-1]
+    if net.cost.cancels_with(out):
+        return _nl.split(*_nl.sigmoid_minus_y(zl, yv))
+    al = np.asarray(loc["a%d" % L], dtype=np.float64)
+    return _nl.split(al - yv, lambda m: np.where(yv[m] == 0, log_abs_value(out, zl[m]), -np.inf),
+                     lambda m: sign_value(out, zl[m]))
+
+
 def _eval_chain_factors(gradient, inp, loc, log_space):
+    """The factors multiplied as m·2^k (``_numeric_logs.split``): no partial product overflows
+    or underflows (10^399 · 0 is 0, not nan), factors that underflow in linear space come from
+    their logs, and the value is rounded once at the end."""
     from .activations import ActivationPrime
 
-    value = None
-    logv = 0.0
-    sign = 1.0
-    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+    net = gradient.network
+    acc = None
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
         for f in gradient.factors:
             if isinstance(f, ActivationPrime):
-                zv = np.asarray(_sym_value(f.args[0].name, inp, loc))
-                v = f._activation.grad(zv)
-                if log_space:
-                    lv, sv = f._activation.log_abs_grad(zv), grad_sign(f._activation, zv, v)
+                zv = np.atleast_1d(np.asarray(_sym_value(f.args[0].name, inp, loc), dtype=np.float64))
+                x = _split_grad(f._activation, zv)
             elif isinstance(f, sympy.Symbol):
-                v = np.asarray(_sym_value(f.name, inp, loc))
-                lv, sv = (log_abs(v), np.sign(v)) if log_space else (None, None)
+                v = np.atleast_1d(np.asarray(_sym_value(f.name, inp, loc), dtype=np.float64))
+                j = _layer_of(f.name)
+                if f.name.startswith("a") and j:  # an activation: from its log where it underflowed
+                    zv = np.atleast_1d(np.asarray(loc["z%d" % j], dtype=np.float64))
+                    x = _split_value(net.activations[j - 1], zv, v)
+                else:
+                    x = _nl.split(v)
             else:
-                syms, fn = _lambdified(f)
-                v = np.asarray(fn(*[_sym_value(s.name, inp, loc) for s in syms]), dtype=inp.dtype)
-                lv, sv = (log_abs(v), np.sign(v)) if log_space else (None, None)
-            value = v if value is None else value * v
-            if log_space:
-                logv = logv + lv
-                sign = sign * sv
+                x = _chain_output_factor(f, net, inp, loc)
+                if x is None:
+                    syms, fn = _lambdified(f)
+                    x = _nl.split(np.atleast_1d(np.asarray(fn(*[_sym_value(q.name, inp, loc) for q in syms]), dtype=np.float64)))
+            acc = x if acc is None else _nl.smul(acc, x)
+        value = _nl.value(acc, inp.dtype)
+        logv, sign = _nl.log_of(acc)
         if inp.batch is not None:
             value = np.broadcast_to(value, (inp.batch,))
-    value = value[()] if np.ndim(value) == 0 else value
+            logv, sign = np.broadcast_to(logv, (inp.batch,)), np.broadcast_to(sign, (inp.batch,))
+        else:
+            value, logv, sign = (np.reshape(q, -1)[0] for q in (value, logv, sign))
     if log_space:
         return value, logv, sign
     return value
@@ -1271,35 +1328,96 @@ def _eval_matrix(f, inp, loc):
     raise InvalidArgument("evaluate_gradient: cannot evaluate factor %r" % (f,))
 
 
+def _dense_vector_factor(f, inp, loc):
+    """A vector-valued factor (∂C/∂a^L, a^L − y) as m·2^k of shape (…, n), or None."""
+    from .derivation import CostGradient
+
+    net = inp.net
+    L = net.depth
+    out = net.activations[-1]
+    if isinstance(f, (CostGradient, sympy.MatAdd)):
+        names = {q.name for q in f.free_symbols}
+        if names == {"a%d" % L, "y"}:
+            zl = np.asarray(loc["z%d" % L], dtype=np.float64)
+            al = np.asarray(loc["a%d" % L], dtype=np.float64)
+            y = np.broadcast_to(np.asarray(inp.values["y"], dtype=np.float64), zl.shape)
+            if isinstance(f, CostGradient):
+                if f._loss.name == "quadratic":
+                    return _split_output_quadratic(out, al, zl, y)
+                return _nl.split(np.asarray(f._loss.dvalue(al, y), dtype=np.float64))
+            a_sym = next(q for q in f.free_symbols if q.name == "a%d" % L)
+            y_sym = next(q for q in f.free_symbols if q.name == "y")
+            if f == a_sym - y_sym:
+                if net.cost.cancels_with(out):
+                    return _nl.split(*_nl.sigmoid_minus_y(zl, y))
+                return _split_output_quadratic(out, al, zl, y)
+    return None
+
+
+def _split_output_quadratic(out, al, zl, y):
+    return _nl.split(al - y, lambda m: np.where(y[m] == 0, log_abs_value(out, zl[m]), -np.inf),
+                     lambda m: sign_value(out, zl[m]))
+
+
 def _eval_dense_factors(gradient, inp, loc, log_space):
-    # Multiply right to left: every product is then a matrix times a vector, never a matrix product.
+    """Right to left, every product a matrix times a vector, carried as m·2^k per entry as in
+    :func:`_dense_backprop`: no partial product overflows or underflows, and each entry is
+    rounded once at the end."""
+    from .derivation import ActivationJacobian
+
     factors = list(gradient.factors)
     trailing = None
     if isinstance(factors[-1], sympy.Transpose) and isinstance(factors[-1].arg, sympy.MatrixSymbol) and factors[-1].arg.name.startswith("a"):
-        trailing = np.asarray(_sym_value(factors[-1].arg.name, inp, loc))
+        trailing = factors[-1].arg.name
         factors = factors[:-1]
-    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+    net = inp.net
+    f64 = lambda x: np.asarray(x, dtype=np.float64)  # noqa: E731
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
         v = None
         for f in reversed(factors):
-            m = _eval_matrix(f, inp, loc)
+            if isinstance(f, ActivationJacobian):
+                x = _split_grad(f._activation, f64(_sym_value(f.args[0].name, inp, loc)))
+                v = x if v is None else _nl.smul(x, v)
+                continue
+            if v is not None and isinstance(f, sympy.Transpose) and isinstance(f.arg, sympy.MatrixSymbol):
+                name = f.arg.name
+                v = _rescaled_vecmat(v, f64(_sym_value(name, inp, loc)), inp.batched.get(name, False))
+                continue
             if v is None:
-                v = m[1] if isinstance(m, tuple) else m
-            elif isinstance(m, tuple):
-                v = m[1] * v
+                v = _dense_vector_factor(f, inp, loc)
+                if v is not None:
+                    continue
+            # Anything else: evaluate it as a matrix and apply it linearly.
+            m = _eval_matrix(f, inp, loc)
+            m = m[1][..., 0] if isinstance(m, tuple) else m
+            if v is None:
+                v = _nl.split(f64(m)[..., 0] if np.ndim(m) and np.shape(m)[-1] == 1 else f64(m))
             else:
-                v = np.matmul(m, v)
-        v = v[..., 0]
+                cur = _nl.value(v)
+                v = _nl.split(np.matmul(m, cur[..., None])[..., 0] if np.ndim(m) >= 2 and np.shape(m)[-1] == cur.shape[-1] else m * cur)
         if trailing is not None:
-            v = v[..., :, None] * trailing[..., None, :]
-    if inp.batch is not None and v.ndim == len(_grad_shape(gradient)):
-        v = np.broadcast_to(v, (inp.batch,) + v.shape)
-    if gradient._entry is not None:
-        i, j = gradient._entry
-        v = v[..., i, j] if v.ndim - (inp.batch is not None) == 2 else v[..., i]
-        v = v[()] if np.ndim(v) == 0 else v
+            j = _layer_of(trailing)
+            av = f64(_sym_value(trailing, inp, loc))
+            if j:
+                x = _split_value(net.activations[j - 1], f64(loc["z%d" % j]), av)
+            else:
+                x = _nl.split(av)
+            v = _nl.smul((v[0][..., :, None], v[1][..., :, None]), (x[0][..., None, :], x[1][..., None, :]))
+        value = _nl.value(v, inp.dtype)
+        logv, sign = _nl.log_of(v)
+    shape = _grad_shape(gradient)
+    out = []
+    for arr in (value, logv, sign):
+        if inp.batch is not None and arr.ndim == len(shape):
+            arr = np.broadcast_to(arr, (inp.batch,) + arr.shape)
+        if gradient._entry is not None:
+            i, j = gradient._entry
+            arr = arr[..., i, j] if arr.ndim - (inp.batch is not None) == 2 else arr[..., i]
+            arr = arr[()] if np.ndim(arr) == 0 else arr
+        out.append(arr)
     if log_space:
-        return v, log_abs(v), np.sign(v)
-    return v
+        return tuple(out)
+    return out[0]
 
 
 def _grad_shape(gradient):
