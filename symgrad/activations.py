@@ -360,9 +360,9 @@ def _np_gelu_log_grad(x):
 # other case asks SymPy for the one-sided limit (under a budget).
 #
 # The float64 pass runs with floating-point warnings off; any element that comes out nan or
-# ±inf is recomputed in mpmath at 50 digits (whose exponent range does not overflow), so that
-# exp(z)/(1 + exp(z)) at z = 1000 gives 1, not inf/inf, and ±inf remains only where the true
-# value is beyond float64's range.
+# ±inf is recomputed in mpmath (whose exponent range does not overflow), at 50 digits and then
+# doubling until two precisions agree in float64, so that exp(z)/(1 + exp(z)) at z = 1000 gives
+# 1 and slope 0, not inf/inf, and ±inf remains only where the true value is beyond float64.
 # ---------------------------------------------------------------------------------------------
 
 #: SymPy seconds allowed for one undecidable kink (a one-sided limit); see _left_sign_sympy.
@@ -370,6 +370,7 @@ KINK_LIMIT_SECONDS = 2.0
 #: Depth of expression tree the custom kernels evaluate (the parser allows 100 levels).
 MAX_KERNEL_DEPTH = 300
 _MP_DIGITS = 50
+_MP_MAX_DIGITS = 3200
 
 
 class _NumpyOps:
@@ -629,24 +630,35 @@ class _KinkKernel:
             v, _, D, _ = self._eval(_NumpyOps, self.expr, x, {})
         return np.array(np.broadcast_to(v, x.shape), dtype=np.float64), np.array(np.broadcast_to(D, x.shape), dtype=np.float64)
 
-    def _exact(self, xi: float) -> tuple[float, float]:
-        """(φ, φ') at one point in mpmath; SymPy where mpmath cannot follow."""
+    def _at_digits(self, xi: float, digits: int) -> tuple[float, float] | None:
         import mpmath
 
         try:
-            with mpmath.workdps(_MP_DIGITS):
+            with mpmath.workdps(digits):
                 v, _, D, _ = self._eval(_MpmathOps, self.expr, mpmath.mpf(xi), {})
                 out = []
                 for t in (v, D):
                     if isinstance(t, mpmath.mpc):
-                        if abs(t.imag) > abs(t) * mpmath.mpf(10) ** (-_MP_DIGITS // 2):
-                            raise ValueError("complex")
+                        if abs(t.imag) > abs(t) * mpmath.mpf(10) ** (-digits // 2):
+                            return None
                         t = t.real
                     out.append(float(t))
-            if not any(math.isnan(t) for t in out):
-                return out[0], out[1]
         except (ArithmeticError, ValueError, TypeError):
-            pass
+            return None
+        return None if any(math.isnan(t) for t in out) else (out[0], out[1])
+
+    def _exact(self, xi: float) -> tuple[float, float]:
+        """(φ, φ') at one point, correctly rounded: mpmath at doubling precision until two
+        precisions round to the same float64 pair (cancellation such as e^z/(1 + e^z)'s
+        derivative at z = 1000 needs ~450 digits), SymPy where mpmath cannot follow."""
+        digits, previous = _MP_DIGITS, None
+        while digits <= _MP_MAX_DIGITS:
+            now = self._at_digits(xi, digits)
+            if now is None:
+                break
+            if now == previous:
+                return now
+            previous, digits = now, 2 * digits
         return _sympy_point(self.expr, xi)
 
     def both(self, x):

@@ -1,0 +1,370 @@
+"""Custom activations end to end: an accepted string gives a real φ, a finite φ' with the
+convention at kinks (the derivative of the branch just below), LaTeX and a working CLI; anything
+else is refused at once with a one-line InvalidArgument.  Also: φ(arg) and the built-ins'
+parameters accept numbers only, and the bound of a custom φ' answers within its budget."""
+
+from __future__ import annotations
+
+import math
+import os
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import sympy
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import symgrad
+from symgrad import activations as A
+from symgrad._parse import DEFAULT_FUNCTIONS
+from symgrad.activations import z
+from symgrad.cli import main
+
+U = 2.0**-53  # float64 unit roundoff
+FMAX = np.finfo(np.float64).max
+
+
+def exact(expr, x, digits=60):
+    """φ(x) by SymPy at ``digits`` digits, x an exact rational."""
+    return expr.xreplace({z: x}).evalf(digits)
+
+
+def left_quotient(expr, x0: float, h=sympy.Rational(1, 10**30)):
+    """(φ(x0) − φ(x0 − h))/h at 60 digits: an independent oracle for the left derivative (exact
+    for piecewise-linear φ, off by about h·|φ''|/2 ≈ 1e-30·|φ''| otherwise)."""
+    x = sympy.Rational(x0)
+    return (exact(expr, x) - exact(expr, x - h)) / h
+
+
+# ---------------------------------------------------------------------------------------------
+# The convention at kinks
+# ---------------------------------------------------------------------------------------------
+KINKS = [
+    ("max(0.01*z, z)", 0.0, 0.01),  # the issue's example: was 0.505
+    ("Max(0.01*z, z)", 0.0, 0.01),  # SymPy's spelling
+    ("abs(z)", 0.0, -1.0),
+    ("Abs(z - 2)", 2.0, -1.0),
+    ("relu(z - 1)", 1.0, 0.0),
+    ("relu(1 - z)", 1.0, -1.0),
+    ("min(z, z/2)", 0.0, 1.0),  # just below 0, z < z/2: min is z
+    ("min(z, 0.5*z) + max(-z, 3*z)", 0.0, 1.0 - 1.0),
+    ("z*sign(z)", 0.0, -1.0),  # = |z|; SymPy's derivative has 2z·DiracDelta(z)
+    ("z*heaviside(z)", 0.0, 0.0),
+    ("z*heaviside(-z)", 0.0, 1.0),  # just below 0, −z > 0: the branch z
+    ("z*Heaviside(z - 1) + abs(z)", 1.0, 1.0),
+    ("max(z**3, 0)", 0.0, 0.0),  # a tie in value and in slope
+    ("z*heaviside(z**2)", 0.0, 1.0),  # first order cannot decide: SymPy's one-sided limit does
+    ("z*heaviside(relu(z))", -1.0, 0.0),  # relu(z) vanishes identically below -1
+    ("sigmoid(z)*abs(z)", 0.0, -0.5),
+    ("max(tanh(z), sin(z))", 0.0, 1.0),  # equal value and slope at 0: either branch
+]
+
+
+@pytest.mark.parametrize("source, x0, expected", KINKS, ids=[k[0] for k in KINKS])
+def test_derivative_at_a_kink_is_the_left_derivative(source, x0, expected):
+    act = symgrad.activation(source)
+    got = act.grad(np.array([x0, x0, 5.0]))
+    assert got[0] == got[1] == pytest.approx(expected, abs=1e-15)
+    # The independent oracle: the one-sided difference quotient from below, at 60 digits.
+    assert float(left_quotient(act.expr, x0)) == pytest.approx(expected, abs=1e-20)
+    # Away from the kink the derivative is SymPy's, evaluated exactly.
+    assert got[2] == pytest.approx(float(exact(A._ae_derivative(act.expr), 5)), rel=64 * U)
+
+
+def test_derivative_at_a_kink_for_zero_dimensional_and_shaped_inputs():
+    act = symgrad.activation("max(0.01*z, z)")
+    assert act.grad(np.float64(0.0)) == 0.01 and np.shape(act.grad(np.float64(0.0))) == ()
+    g = act.grad(np.zeros((2, 3)))
+    assert g.shape == (2, 3) and np.all(g == 0.01)
+    assert act.value(np.array([-1.0, 0.0, 2.0])).tolist() == [-0.01, 0.0, 2.0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Large inputs: no warning (warnings are errors here), no nan, ±inf only where the true value
+# is beyond float64
+# ---------------------------------------------------------------------------------------------
+EXTREME = [
+    ("exp(z)/(1 + exp(z))", 1000.0, 1.0, 0.0),  # inf/inf in float64
+    ("log(1 + exp(z))", 1000.0, 1000.0, 1.0),
+    ("cosh(z) - sinh(z)", 1000.0, 0.0, -0.0),  # inf − inf; true value e^−1000 underflows
+    ("exp(z)*sigmoid(-z)", 800.0, 1.0, 0.0),
+    ("exp(z)", 1000.0, math.inf, math.inf),  # legitimately beyond float64
+    ("z*erf(z)", -1e300, 1e300, -1.0),
+    ("atan(exp(z))", 1e3, math.pi / 2, 0.0),
+]
+
+
+@pytest.mark.parametrize("source, x0, value, slope", EXTREME, ids=[e[0] for e in EXTREME])
+def test_large_inputs_give_the_correctly_rounded_limit_without_nan(source, x0, value, slope):
+    act = symgrad.activation(source)
+    v, g = act.value(np.array([x0])), act.grad(np.array([x0]))
+    assert v[0] == pytest.approx(value, rel=4 * U) and g[0] == pytest.approx(slope, rel=4 * U, abs=1e-300)
+    if not np.isfinite(v[0]):  # only where the exact value overflows float64
+        assert abs(exact(act.expr, sympy.Rational(x0), 30)) > FMAX
+
+
+# ---------------------------------------------------------------------------------------------
+# Refused at once, in one line
+# ---------------------------------------------------------------------------------------------
+REFUSED = [
+    ("sqrt(-1)*z", "cannot show that φ(z) is real"),  # was accepted; `check` then said "all pass"
+    ("log(-2)*z", "is real"),
+    ("sqrt(z)", "is real"),
+    ("log(z)", "is real"),
+    ("1/z", "is real"),
+    ("z**(1/3)", "is real"),
+    ("sqrt(abs(z))", "cannot show that φ'(z) is finite"),
+    ("abs(z)**0.5", "is finite"),
+    ("tan(z)", "unknown function 'tan'"),
+    ("I*z", "unknown name 'I'"),
+]
+
+
+@pytest.mark.parametrize("source, fragment", REFUSED, ids=[r[0] for r in REFUSED])
+def test_strings_that_cannot_work_end_to_end_are_refused_in_one_line(source, fragment):
+    with pytest.raises(symgrad.InvalidArgument) as err:
+        symgrad.activation(source)
+    message = str(err.value)
+    assert fragment in message and "\n" not in message and "Fix" in message
+
+
+def test_just_inside_the_boundary_is_accepted():
+    # the accepted neighbours of the refused strings above
+    for source in ["sqrt(1 + z**2)", "log(1 + z**2)", "1/(1 + z**2)", "abs(z)**1.5", "sqrt(abs(z) + 1)"]:
+        act = symgrad.activation(source)
+        assert act.expr.is_real and np.all(np.isfinite(act.grad(np.array([-2.0, 0.0, 2.0]))))
+
+
+def test_sympy_expressions_and_callables_are_checked_like_strings():
+    with pytest.raises(symgrad.InvalidArgument, match="is real"):
+        symgrad.custom_activation(sympy.I * z)
+    with pytest.raises(symgrad.InvalidArgument, match="is real"):
+        symgrad.custom_activation(lambda t: sympy.sqrt(t))
+    with pytest.raises(symgrad.InvalidArgument, match="do not evaluate"):
+        symgrad.custom_activation(sympy.gamma(z**2 + 1))
+    assert symgrad.custom_activation(lambda t: 3).expr == 3  # a number is a (constant) expression
+
+
+def test_kernel_errors_at_an_undecidable_kink_are_refused_at_construction(monkeypatch):
+    # If SymPy cannot decide a kink within its budget, the activation is refused, not half-built.
+    def undecided(node, x0):
+        raise symgrad.SymgradError("cannot decide the kink of %s at z = %r" % (node, x0))
+
+    monkeypatch.setattr(A, "_left_sign_sympy", undecided)
+    with pytest.raises(symgrad.InvalidArgument, match="cannot be evaluated numerically"):
+        symgrad.activation("z*heaviside(z**2)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Nothing a user passes is evaluated as code
+# ---------------------------------------------------------------------------------------------
+def _forbid_sympify(monkeypatch):
+    def boom(*args, **kwargs):
+        raise AssertionError("sympify called on user input")
+
+    monkeypatch.setattr(sympy, "sympify", boom)  # the name symgrad used to call
+
+
+@pytest.mark.parametrize("arg", ["__import__('os').system('touch pwned')", "z", b"z", None, True, 1j, float("nan"), [1.0], {}])
+def test_activation_call_refuses_anything_but_sympy_objects_and_real_numbers(arg, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    _forbid_sympify(monkeypatch)
+    sig = symgrad.activation("sigmoid")
+    with pytest.raises(symgrad.InvalidArgument, match="not a SymPy expression or a finite real number"):
+        sig(arg)
+    assert not os.path.exists("pwned")
+
+
+@pytest.mark.parametrize(
+    "arg, expected",
+    [(2, 2), (0.5, sympy.Float(0.5)), (Fraction(1, 3), sympy.Rational(1, 3)), (np.float64(0.25), sympy.Float(0.25)),
+     (np.int64(3), 3), (sympy.Symbol("w") + 1, sympy.Symbol("w") + 1)],
+)
+def test_activation_call_accepts_numbers_and_expressions(arg, expected, monkeypatch):
+    _forbid_sympify(monkeypatch)
+    assert symgrad.activation("sigmoid")(arg) == A.sigmoid(expected)
+    with pytest.raises(symgrad.InvalidArgument, match="not a SymPy expression"):
+        symgrad.activation("tanh")(sympy.Eq(z, 1))  # a SymPy object, but not an expression
+
+
+def test_a_callable_returning_a_string_is_refused_without_parsing_it(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    _forbid_sympify(monkeypatch)
+    with pytest.raises(symgrad.InvalidArgument, match="returned the string .* not a SymPy expression"):
+        symgrad.custom_activation(lambda t: "__import__('os').system('touch pwned')")
+    assert not os.path.exists("pwned")
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameters are validated like activation strings
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "alpha, fragment",
+    [
+        (10**10**6, "alpha=(a 3321929-bit integer) is too large"),  # raised a raw ValueError
+        (10**6 + 1, "too large"),  # just past the limit
+        (1e6 * (1 + 2 * U), "too large"),
+        (float("inf"), "not finite"),
+        (float("nan"), "not finite"),
+        (sympy.oo, "not a real number"),
+        (sympy.pi, "not a real number"),
+        (1 + 1j, "complex, not a real number"),
+        (True, "bool"),
+        (None, "NoneType, not a real number"),
+        ("__import__('os').system('touch pwned')", "is not a number"),
+        ("1e999", "too large"),
+        ("1/0", "divides by zero"),
+        ("0.1 + 0.2", "is not a number"),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, int) and v > 10**100 else None,
+)
+def test_bad_alpha_is_refused_naming_the_value_and_the_fix(alpha, fragment, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(symgrad.InvalidArgument) as err:
+        symgrad.activation("leaky_relu", alpha=alpha)
+    message = str(err.value)
+    assert fragment in message and "Fix: pass a real number" in message and "\n" not in message
+    assert not os.path.exists("pwned")
+
+
+@pytest.mark.parametrize(
+    "alpha, exact_alpha",
+    [(10**6, 10**6), (0.1, sympy.Rational(1, 10)), ("0.1", sympy.Rational(1, 10)), ("-3/7", sympy.Rational(-3, 7)),
+     (Fraction(1, 3), sympy.Rational(1, 3)), (np.float64(0.2), sympy.Rational(1, 5)), (sympy.Rational(1, 5), sympy.Rational(1, 5))],
+)
+def test_good_alpha_is_exact(alpha, exact_alpha):
+    assert dict(symgrad.activation("leaky_relu", alpha=alpha).params)["alpha"] == exact_alpha
+
+
+def test_unknown_parameter_names_are_refused():
+    with pytest.raises(symgrad.InvalidArgument, match="takes only alpha, got \\['beta'\\]"):
+        symgrad.activation("elu", beta=1)
+
+
+def test_sigmoid_is_real_only_for_real_arguments():
+    w = sympy.Symbol("w")  # no assumptions
+    assert A.sigmoid(z).is_real is True
+    assert A.sigmoid(sympy.I * z).is_real is not True
+    assert A.sigmoid(w).is_real is None
+    assert (z * A.sigmoid(z)).is_real is True
+
+
+# ---------------------------------------------------------------------------------------------
+# Bounds of custom φ' answer within their budget
+# ---------------------------------------------------------------------------------------------
+def test_bound_answers_unknown_with_the_reason_when_sympy_runs_out_of_time(monkeypatch):
+    # tanh(z)·σ(z): SymPy's maximum takes about 5 s here (the CLI used to hang inside it for
+    # minutes before it had a budget); with a 0.2 s budget the answer must be "unknown".
+    monkeypatch.setattr(A, "BOUND_SECONDS", 0.2)
+    b = symgrad.activation("tanh(z)*sigmoid(z)").bound
+    assert b.sup is None and not b.exact and not b.known
+    assert b.note.startswith("unknown:") and "ran past its budget of 0.2 s" in b.note
+
+
+def test_bound_is_exact_only_when_sympy_derived_it():
+    b = symgrad.custom_activation("z/(1 + z**2)").bound
+    assert b.exact and b.sup == 1
+    b = symgrad.custom_activation("z*sign(z) + sin(z)").bound  # SymPy cannot: says so
+    assert not b.exact and b.sup is None and b.note.startswith("unknown:")
+
+
+# ---------------------------------------------------------------------------------------------
+# Every whitelisted function works end to end: numbers, LaTeX, the CLI
+# ---------------------------------------------------------------------------------------------
+EXAMPLE = {
+    "exp": "exp(-z**2)", "log": "log(1 + z**2)", "sqrt": "sqrt(1 + z**2)", "abs": "abs(z)", "Abs": "Abs(z)",
+    "tanh": "tanh(z)", "sinh": "sinh(z)", "cosh": "cosh(z)/10", "sin": "sin(z)", "cos": "cos(z)",
+    "atan": "atan(z)", "asinh": "asinh(z)", "erf": "erf(z)", "max": "max(0.01*z, z)", "Max": "Max(z, -z/2)",
+    "min": "min(z, 1)", "Min": "Min(z, 0.5*z)", "sign": "z*sign(z)", "heaviside": "z*heaviside(z) + z/2",
+    "Heaviside": "z*Heaviside(-z)",
+}
+
+
+def test_every_whitelisted_function_has_an_end_to_end_example():
+    assert set(EXAMPLE) == set(DEFAULT_FUNCTIONS)
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLE))
+def test_every_whitelisted_function_works_in_the_cli(name, capsys, monkeypatch):
+    monkeypatch.setattr(A, "BOUND_SECONDS", 0.5)  # LaTeX states the bound: keep SymPy's search short
+    source = EXAMPLE[name]
+    assert main(["check", "--depth", "3", "--activation", source, "--batch", "2"]) == 0
+    assert main(["latex", "--depth", "3", "--activation", source, "--fragment"]) == 0
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err and r"\varphi'" in out
+
+
+@pytest.mark.parametrize("source", ["z*sign(z)", "erf(z)", "log(1e100)+z"])
+def test_the_issue_examples_run_in_the_cli(source, capsys):
+    assert main(["check", "--depth", "3", "--activation", source, "--batch", "2"]) == 0
+    assert "all 6 parameter(s) pass" in capsys.readouterr().out
+
+
+def test_a_refused_string_gives_exit_2_and_one_line(capsys):
+    assert main(["check", "--depth", "3", "--activation", "sqrt(-1)*z", "--batch", "2"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "is real" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# The pipeline, over generated formulas: refused in one line, or working end to end
+# ---------------------------------------------------------------------------------------------
+_UNARY = ["exp", "log", "sqrt", "abs", "Abs", "tanh", "sinh", "cosh", "sin", "cos", "atan", "asinh", "erf",
+          "sign", "heaviside", "Heaviside", "sigmoid", "softplus", "relu"]
+_LEAVES = st.sampled_from(["z", "z", "z", "0.5", "2", "pi", "(z - 1)", "(1 - z)", "(z/2)"])
+
+
+def _formulas():
+    def extend(inner):
+        return st.one_of(
+            st.builds(lambda f, a: f"{f}({a})", st.sampled_from(_UNARY), inner),
+            st.builds(lambda a, op, b: f"({a} {op} {b})", inner, st.sampled_from(["+", "-", "*", "/"]), inner),
+            st.builds(lambda a: f"({a})**2", inner),
+            st.builds(lambda f, a, b: f"{f}({a}, {b})", st.sampled_from(["max", "min", "Max", "Min"]), inner, inner),
+        )
+
+    return st.recursive(_LEAVES, extend, max_leaves=4)
+
+
+# kinks of the generated formulas sit at 0, ±1, ±2; ±30 and ±1e3 test the tails
+GRID = [-1e3, -30.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 30.0, 1e3]
+
+
+@settings(max_examples=50, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_formulas())
+def test_pipeline_accepted_formulas_work_end_to_end(source):
+    try:
+        act = symgrad.activation(source)
+    except symgrad.InvalidArgument as exc:
+        assert "\n" not in str(exc)
+        return
+    # a real φ
+    assert act.expr.is_real is not False and not act.expr.has(sympy.I)
+    # finite (or correctly overflowed) NumPy φ and φ' on the grid, kinks included
+    x = np.array(GRID)
+    v, g = act.value(x), act.grad(x)
+    assert not np.any(np.isnan(v)) and not np.any(np.isnan(g))
+    for xi, vi in zip(GRID, v):
+        if not np.isfinite(vi):
+            assert abs(exact(act.expr, sympy.Rational(xi), 30)) > FMAX
+    # φ' is the left derivative: the 60-digit one-sided quotient (skipping jumps, where it is
+    # ~1e30), to 1e-6 relative: ≥ 1e9 u of room for the rounding of a ≤ 4-leaf formula on |x| ≤ 2,
+    # and far below the O(1) error of a wrong branch.
+    for xi, gi in zip(GRID, g):
+        if abs(xi) <= 2:
+            ref = left_quotient(act.expr, xi)
+            if ref.is_finite and abs(ref) < 1e12:
+                assert gi == pytest.approx(float(ref), rel=1e-6, abs=1e-9), (source, xi)
+    # LaTeX
+    assert isinstance(sympy.latex(act.expr), str)
+    # backprop runs, and the closed form (evaluated factor by factor) agrees with it
+    net = symgrad.chain(2, activation=act)
+    p = symgrad.sample(net, 4, seed=1)
+    back = symgrad.backprop(net, p).grads["b1"]
+    closed = symgrad.evaluate_gradient(net.gradient("b1"), p)
+    assert not np.any(np.isnan(back)) and not np.any(np.isnan(closed))
+    # Both multiply the same rounded factors (φ'(z1), w2, φ'(z2), a2 − y) in some order: each
+    # product of 4 factors is within 3u of exact, so they differ by at most 6u relative.
+    finite = np.isfinite(back) & np.isfinite(closed)
+    np.testing.assert_allclose(closed[finite], back[finite], rtol=6 * U * 1.01, atol=1e-300)
+    assert np.array_equal(np.isfinite(back), np.isfinite(closed))
