@@ -122,9 +122,39 @@ def test_chain_identity_holds_for_the_evaluated_closed_form(data):
     net = data.draw(S.chains(min_depth=2, max_depth=6, activation=S.activations(names=["sigmoid", "tanh", "softsign"])))
     params = data.draw(S.parameters(net=net, max_weight=2.0))
     g1, gL = _closed_forms(net)
-    v1, vL = symgrad.evaluate_gradient(g1, params), symgrad.evaluate_gradient(gL, params)
-    prod = float(np.prod(P.chain_factors(net, params)[0]))
-    assert math.isclose(float(v1), float(vL) * prod, rel_tol=1e-13, abs_tol=1e-300)
+    v1, vL = float(symgrad.evaluate_gradient(g1, params)), float(symgrad.evaluate_gradient(gL, params))
+    # The reference: the same closed forms evaluated in 50-digit arithmetic at the same local
+    # values z_j, a_L (the forward pass is tested on its own).  Each of the n = 2L − 1 factors is
+    # within 4 ulps (4ε relative) of its exact value and each product rounds once (u = ε/2):
+    # relative error ≤ n·(4ε + ε/2) to first order; 5nε allows the second-order terms.
+    ref1, refL = _mp_closed_forms(net, params)
+    L = net.depth
+    for got, ref, n in ((v1, ref1, 2 * L - 1), (vL, refL, 1)):
+        if abs(ref) < np.finfo(np.float64).tiny:   # below the normal range the error is absolute
+            assert abs(got - float(ref)) <= 2 * n * 2.0 ** -1074
+        else:
+            assert abs(got - ref) <= 5 * n * ULP * abs(ref), (got, ref, float(abs(got - ref) / abs(ref)))
+
+
+def _mp_closed_forms(net, params):
+    """∂C/∂b_1 and ∂C/∂b_L of a sigmoid/tanh/softsign chain with the quadratic loss, from the
+    forward pass's float z_j and a_L, in 50-digit mpmath arithmetic."""
+    import mpmath
+
+    dphi = {
+        "sigmoid": lambda z: mpmath.exp(-z) / (1 + mpmath.exp(-z)) ** 2,
+        "tanh": lambda z: 1 - mpmath.tanh(z) ** 2,
+        "softsign": lambda z: 1 / (1 + abs(z)) ** 2,
+    }
+    loc = symgrad.forward(net, params)
+    L = net.depth
+    with mpmath.workdps(50):
+        z = [mpmath.mpf(float(loc["z%d" % j])) for j in range(1, L + 1)]
+        gL = (mpmath.mpf(float(loc["a%d" % L])) - mpmath.mpf(float(params["y"]))) * dphi[net.activations[-1].name](z[-1])
+        g1 = gL
+        for j in range(1, L):
+            g1 *= mpmath.mpf(float(params["w%d" % (j + 1)])) * dphi[net.activations[j - 1].name](z[j - 1])
+        return g1, gL
 
 
 DEEP = symgrad.chain(10_000)
@@ -149,7 +179,9 @@ def test_small_weights_with_sigmoid_decay_by_a_quarter_per_layer(data):
 @given(S.parameters(net=symgrad.chain(3), max_weight=1.0))
 def test_depth_three_sigmoid_with_unit_weights_gives_a_sixteenth(params):
     res = symgrad.backprop(symgrad.chain(3), params)
-    assert abs(res.grads["b1"]) <= abs(res.grads["b3"]) / 16 * (1 + 1e-15)
+    # b1 = b3·w3σ'(z2)·w2σ'(z1) with |w| ≤ 1 and σ' ≤ 1/4 (the kernel never rounds above it): four
+    # roundings, (1 + u)⁴ ≤ 1 + 2.01ε.  No value here is subnormal: |z| ≤ 5, so a3 − y ≥ ulp(a3).
+    assert abs(res.grads["b1"]) <= abs(res.grads["b3"]) / 16 * (1 + 2.01 * ULP)
 
 
 def test_decay_on_the_closed_form():
@@ -217,7 +249,8 @@ def test_dense_bound_is_tight_for_the_single_neuron_chain(data):
     dp = {k: np.array([[v]]) if k[0] == "w" else np.array([v]) for k, v in cp.items()}
     dp = {(k.upper() if k[0] == "w" else k): v for k, v in dp.items()}
     norms, bounds = P.dense_delta_bounds(net, dp)
-    np.testing.assert_allclose(norms, bounds, rtol=1e-13, atol=0)
+    rtol, atol = P._dense_tolerances(net, dp, bounds, norms)  # the bound's own derived rounding allowance
+    np.testing.assert_allclose(norms, bounds, rtol=rtol, atol=float(np.max(atol)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,3 +363,234 @@ INVALID = [
 def test_property_helpers_reject_bad_arguments(fn, args, kwargs, fix):
     with pytest.raises(InvalidArgument, match=fix):
         fn(*args, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Every assertion fails just past its boundary (and passes at it)
+# ---------------------------------------------------------------------------------------------
+
+DELTA = 1e-9  # "just past": far above every rounding allowance here (≲ 1e-12), far below any real effect
+
+
+def _pinned_chain(depth, w):
+    """A sigmoid chain with every z_j = 0 (b_j = −w a_{j−1}), so every factor is exactly w·σ'(0) = w/4."""
+    net = symgrad.chain(depth)
+    p = {"a0": 0.5, "y": 0.0, "w1": 1.0, "b1": -0.5}
+    for j in range(2, depth + 1):
+        p["w%d" % j], p["b%d" % j] = w, -w * 0.5
+    return net, symgrad.sample(net, value=p)
+
+
+def _shift_grads(monkeypatch, **change):
+    """Feed the chain assertions a backprop result moved just past the boundary: ``change`` maps
+    a field of ``_ChainGrads`` to a function of the true result."""
+    import dataclasses
+
+    real = P._log_grads
+
+    def fake(net, params):
+        g = real(net, params)
+        return dataclasses.replace(g, **{k: f(g) for k, f in change.items()})
+
+    monkeypatch.setattr(P, "_log_grads", fake)
+
+
+def test_the_issues_underflowing_example_holds_without_dividing_by_zero():
+    """∂C/∂b2 = σ'(−799.5)(a2 − y) underflows to 0 in linear space; the log-space check stands."""
+    p = dict(a0=0., w1=0., b1=0., w2=1., b2=-800., y=.5)
+    net = symgrad.chain(2)
+    assert float(symgrad.backprop(net, p).grads["b2"]) == 0.0
+    P.assert_chain_identity(net, p)
+
+
+@pytest.mark.parametrize("depth", [2, 5])
+def test_vanishing_premise_boundary(depth):
+    net, p = _pinned_chain(depth, 2.0)   # every factor is exactly 0.5
+    assert np.all(P.chain_factors(net, p)[0] == 0.5)
+    P.assert_vanishing(net, p, rate=0.5)               # equality in the conclusion passes
+    P.assert_vanishing(net, p, rate=0.5 * (1 + DELTA))
+    with pytest.raises(InvalidArgument, match="premise fails"):
+        P.assert_vanishing(net, p, rate=0.5 * (1 - DELTA))
+
+
+@pytest.mark.parametrize("depth", [2, 5])
+def test_exploding_premise_boundary(depth):
+    net, p = _pinned_chain(depth, 100.0)   # Nielsen: every factor is exactly 25
+    P.assert_exploding(net, p, rate=25.0)
+    P.assert_exploding(net, p, rate=25.0 * (1 - DELTA))
+    with pytest.raises(InvalidArgument, match="premise fails"):
+        P.assert_exploding(net, p, rate=25.0 * (1 + DELTA))
+
+
+@pytest.mark.parametrize("depth", [2, 5])
+def test_vanishing_conclusion_fails_just_past_the_bound(monkeypatch, depth):
+    """|∂C/∂b1| a relative 1e-9 above rate^(L−1)|∂C/∂bL| fails (so checking √rate, or nothing, is caught)."""
+    net, p = _pinned_chain(depth, 2.0)
+    _shift_grads(monkeypatch, l1=lambda g: (depth - 1) * math.log(0.5) + g.lL + DELTA)
+    with pytest.raises(GradientCheckError, match="vanishing bound violated"):
+        P.assert_vanishing(net, p, rate=0.5)
+    _shift_grads(monkeypatch, l1=lambda g: g.l1, lL=lambda g: -math.inf, sL=lambda g: 0.0)   # ∂C/∂bL = 0, ∂C/∂b1 ≠ 0
+    with pytest.raises(GradientCheckError, match="vanishing bound violated"):
+        P.assert_vanishing(net, p, rate=0.5)
+
+
+@pytest.mark.parametrize("depth", [2, 5])
+def test_exploding_conclusion_fails_just_past_the_bound(monkeypatch, depth):
+    """|∂C/∂b1| a relative 1e-9 below 25^(L−1)|∂C/∂bL| fails (so checking a rate of 1, or nothing, is caught)."""
+    net, p = _pinned_chain(depth, 100.0)
+    _shift_grads(monkeypatch, l1=lambda g: (depth - 1) * math.log(25.0) + g.lL - DELTA)
+    with pytest.raises(GradientCheckError, match="exploding bound violated"):
+        P.assert_exploding(net, p, rate=25.0)
+
+
+def test_rounding_allowances_are_far_below_the_boundary_tests():
+    net, p = _pinned_chain(5, 100.0)
+    vals, logw, logg, *_ = P._factor_parts(net, p)
+    assert P._log_tol(5, logw, logg, [30.0, 30.0]) + P._premise_gap(5) < DELTA / 100
+    assert P._linear_rtol(5) < DELTA / 100
+
+
+@pytest.mark.parametrize("field, change, message", [
+    ("l1", lambda g: g.l1 + DELTA, "log space"),
+    ("s1", lambda g: -g.s1, "sign"),
+    ("s1", lambda g: 0.0, "exactly 0"),
+])
+def test_chain_identity_fails_just_past_it_in_log_space(monkeypatch, field, change, message):
+    net, p = _pinned_chain(4, 3.0)
+    P.assert_chain_identity(net, p)
+    _shift_grads(monkeypatch, **{field: change})
+    with pytest.raises(GradientCheckError, match=message):
+        P.assert_chain_identity(net, p)
+
+
+def test_chain_identity_fails_when_a_zero_factor_meets_a_nonzero_gradient(monkeypatch):
+    net = symgrad.chain(3, "relu")
+    p = symgrad.sample(net, value={"a0": 1.0, "y": 0.0, "w1": 1.0, "b1": -2.0, "w2": 1.0, "b2": 1.0, "w3": 1.0, "b3": 0.5})
+    assert P.chain_factors(net, p)[2][0] == 0    # relu'(z1 = −1) = 0: a dead unit
+    P.assert_chain_identity(net, p)
+    _shift_grads(monkeypatch, s1=lambda g: 1.0, l1=lambda g: 0.0)
+    with pytest.raises(GradientCheckError, match="exactly 0"):
+        P.assert_chain_identity(net, p)
+
+
+@pytest.mark.parametrize("depth", [2, 6])
+def test_chain_identity_linear_check_has_exactly_its_derived_tolerance(monkeypatch, depth):
+    """∂C/∂b1 moved by a quarter of rtol passes (plus its own few-ε rounding); by twice rtol it fails."""
+    net, p = _pinned_chain(depth, 3.0)
+    rtol = P._linear_rtol(depth)
+    move = lambda k: (lambda g: (g.deltas[0] * (1 + k * rtol),) + g.deltas[1:])  # noqa: E731
+    _shift_grads(monkeypatch, deltas=move(0.25))
+    P.assert_chain_identity(net, p)
+    _shift_grads(monkeypatch, deltas=move(2.0))
+    with pytest.raises(GradientCheckError, match="relative error"):
+        P.assert_chain_identity(net, p)
+
+
+def _fake_sigmoid(sup, name):
+    """The sigmoid with a catalogue entry claiming ``sup`` (a counterexample to a wrong catalogue)."""
+    return symgrad.custom_activation("1/(1 + exp(-z))", name=name, bound=symgrad.DerivativeBound(
+        sup, sympy.FiniteSet(0), sympy.Interval.Lopen(0, sup), True))
+
+
+QUARTER = sympy.Rational(1, 4)
+JUST_BELOW = QUARTER * (1 - sympy.Rational(1, 10**9))
+JUST_ABOVE = QUARTER * (1 + sympy.Rational(1, 10**9))
+
+
+def _pinned_dense(act, depth, w=3.0):
+    """A width-1 dense network with every z = 0: the spectral bound holds with equality."""
+    net = symgrad.network([1] * (depth + 1), act)
+    p = {"a0": np.array([0.5]), "y": np.array([0.0])}
+    for l in range(1, depth + 1):
+        p["W%d" % l], p["b%d" % l] = np.array([[w]]), np.array([-w * 0.5])
+    return net, p
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_dense_bound_fails_just_past_a_wrong_sup(depth):
+    net, p = _pinned_dense("sigmoid", depth)
+    P.assert_dense_delta_bound(net, p)                                         # tight: equality
+    P.assert_dense_delta_bound(*_pinned_dense(_fake_sigmoid(JUST_ABOVE, "sig_above"), depth))
+    with pytest.raises(GradientCheckError, match="dense bound violated"):
+        P.assert_dense_delta_bound(*_pinned_dense(_fake_sigmoid(JUST_BELOW, "sig_below"), depth))
+
+
+def test_dense_bound_rejects_a_bad_rtol():
+    with pytest.raises(InvalidArgument, match="rtol=-1"):
+        P.assert_dense_delta_bound(*_pinned_dense("sigmoid", 2), rtol=-1)
+
+
+def test_derivative_range_fails_just_past_the_sup():
+    P.assert_derivative_in_range(_fake_sigmoid(QUARTER, "sig_exact"), [0.0])
+    with pytest.raises(GradientCheckError, match="exceeds sup"):
+        P.assert_derivative_in_range(_fake_sigmoid(QUARTER * (1 - sympy.Rational(1, 10**12)), "sig_1e12"), [0.0])
+
+
+def test_derivative_range_fails_where_a_range_is_wrong():
+    dead = symgrad.custom_activation("Max(0, z)", name="relu_open", bound=symgrad.DerivativeBound(
+        1, sympy.Interval(0, sympy.oo), sympy.Interval.Lopen(0, 1), True))
+    P.assert_derivative_in_range(dead, [0.5, 3.0])
+    with pytest.raises(GradientCheckError, match="excludes 0"):   # φ' = 0 at z = −1, but the range is (0, 1]
+        P.assert_derivative_in_range(dead, [-1.0])
+    leaky = symgrad.custom_activation("Max(z/100, z)", name="leaky_wrong", bound=symgrad.DerivativeBound(
+        1, sympy.Interval(0, sympy.oo), sympy.FiniteSet(sympy.Rational(1, 50), 1), True))
+    P.assert_derivative_in_range(leaky, [2.0])
+    with pytest.raises(GradientCheckError, match="is not in the range"):
+        P.assert_derivative_in_range(leaky, [-2.0])
+
+
+@pytest.mark.parametrize("sup", [sympy.Rational(1, 3), JUST_ABOVE, JUST_BELOW])
+def test_verify_derivative_bound_rejects_a_sup_that_is_off(sup):
+    with pytest.raises(GradientCheckError, match="catalogue says"):
+        P.verify_derivative_bound(_fake_sigmoid(sup, "sig_%s" % abs(hash(sup))))
+    assert P.verify_derivative_bound(_fake_sigmoid(QUARTER, "sig_right")).sup == QUARTER
+
+
+def test_peak_step_computes_the_maximum_and_rejects_wrong_derivatives():
+    s, u = sympy.Symbol("s", positive=True), sympy.Symbol("u", positive=True)
+    assert P._peak_threshold(s * (1 - s), s, u, QUARTER) == (True, QUARTER)
+    assert P.steep_interval_derivation()["peak"] == QUARTER
+    assert P._peak_threshold(s * (1 - s) * sympy.Rational(4, 3), s, u, QUARTER)[0] is False   # max 1/3: u ≥ 3
+    assert P._peak_threshold(s * (1 - s), s, u, sympy.Rational(1, 3))[0] is False              # catalogue off
+    assert P._peak_threshold(s * (1 - s) ** 2, s, u, sympy.Rational(4, 27))[0] is False         # not a square
+
+
+@pytest.mark.parametrize("w, b", [(100.0, 3.0), (-7.5, 0.25), (4.5, -2.0)])
+def test_steep_interval_assertion_fails_if_the_width_were_1_percent_smaller(monkeypatch, w, b):
+    lo, hi = P.steep_interval(w, b)
+    near_ends = np.array([lo + 1e-4 * (hi - lo), hi - 1e-4 * (hi - lo)])   # steep (the interval is tight)
+    P.assert_steep_interval(w, b, near_ends)
+    real = P.steep_interval_width
+    monkeypatch.setattr(P, "steep_interval_width", lambda v: 0.99 * real(v))
+    with pytest.raises(GradientCheckError, match="lies outside"):
+        P.assert_steep_interval(w, b, near_ends)
+
+
+def test_steep_points_with_w_at_four_are_allowed_only_at_the_centre():
+    P.assert_steep_interval(4.0, 2.0, -0.5 + np.linspace(-1e-7, 1e-7, 201))   # |w| = 4: the set is one point, up to rounding
+    sig = symgrad.activation("sigmoid")
+    assert np.abs(4.0 * sig.grad(4.0 * np.array([-0.5 + 1e-3]) + 2.0))[0] < 1
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_a_gradient_function_just_past_its_contract_fails(sign):
+    """The contract is |g − cf| ≤ atol + rtol·|cf| (+ the closed form's own tiny error bound):
+    with rtol = 1e-9, atol = 0, a gradient off by 0.5e-9 passes and one off by 2e-9 fails; with
+    the defaults (rtol = 1e-5, atol = 1e-8; |∂C/∂b1| ≈ 9e-5 here) one off by 1% fails."""
+    net = symgrad.chain(3)
+    right = _torch_free_backprop(net)
+
+    def off(scale):
+        def fn(params):
+            g = right(params)
+            g["b1"] = g["b1"] * scale
+            return g
+        return fn
+
+    p = symgrad.sample(net, seed=0)
+    P.assert_gradient_fn(net, p, right)
+    P.assert_gradient_fn(net, p, off(1 + sign * 0.5e-9), rtol=1e-9, atol=0.0)
+    with pytest.raises(GradientCheckError, match=r"∂C/∂b1"):
+        P.assert_gradient_fn(net, p, off(1 + sign * 2e-9), rtol=1e-9, atol=0.0)
+    with pytest.raises(GradientCheckError, match=r"∂C/∂b1"):
+        P.assert_gradient_fn(net, p, off(1 + sign * 1e-2))
