@@ -1053,10 +1053,7 @@ def _exact_param(act: str, pname: str, value) -> sympy.Rational:
             raise InvalidArgument("%s divides by zero. %s" % (what, fix))
         value = sympy.Rational(text)
     elif isinstance(value, numbers.Integral) and not isinstance(value, sympy.Basic):
-        value = int(value)
-        if value.bit_length() > 64:  # checked before anything prints or converts it
-            raise InvalidArgument("%s is too large. %s" % (what, fix))
-        value = sympy.Integer(value)
+        value = sympy.Integer(int(value))  # (never printed: _show_value names a huge one by its size)
     elif isinstance(value, Fraction):
         value = sympy.Rational(value.numerator, value.denominator)
     elif isinstance(value, (sympy.Rational, sympy.Float)):
@@ -1070,7 +1067,7 @@ def _exact_param(act: str, pname: str, value) -> sympy.Rational:
         value = sympy.Rational(repr(f))  # exact from the shortest decimal: 0.01 -> 1/100
     else:
         raise InvalidArgument("%s is a %s, not a real number. %s" % (what, type(value).__name__, fix))
-    if max(abs(int(value.p)), int(value.q)).bit_length() > MAX_PARAM_DIGITS * 3.33 or abs(value) > MAX_PARAM:
+    if max(abs(int(value.p)), int(value.q)) >= 10**MAX_PARAM_DIGITS or abs(value) > MAX_PARAM:
         raise InvalidArgument("%s is too large. %s" % (what, fix))
     return value
 

@@ -215,6 +215,7 @@ def test_a_callable_returning_a_string_is_refused_without_parsing_it(monkeypatch
         ("1e999", "too large"),
         ("1/0", "divides by zero"),
         ("0.1 + 0.2", "is not a number"),
+        (Fraction(1, 10**330), "too large"),  # a denominator of 331 digits: just past the limit
     ],
     ids=lambda v: type(v).__name__ if isinstance(v, int) and v > 10**100 else None,
 )
@@ -230,7 +231,7 @@ def test_bad_alpha_is_refused_naming_the_value_and_the_fix(alpha, fragment, monk
 @pytest.mark.parametrize(
     "alpha, exact_alpha",
     [(10**6, 10**6), (0.1, sympy.Rational(1, 10)), ("0.1", sympy.Rational(1, 10)), ("-3/7", sympy.Rational(-3, 7)),
-     (Fraction(1, 3), sympy.Rational(1, 3)), (np.float64(0.2), sympy.Rational(1, 5)), (sympy.Rational(1, 5), sympy.Rational(1, 5))],
+     (Fraction(1, 3), sympy.Rational(1, 3)), (5e-324, sympy.Rational(5, 10**324)), (Fraction(1, 10**329), sympy.Rational(1, 10**329)), (np.float64(0.2), sympy.Rational(1, 5)), (sympy.Rational(1, 5), sympy.Rational(1, 5))],
 )
 def test_good_alpha_is_exact(alpha, exact_alpha):
     assert dict(symgrad.activation("leaky_relu", alpha=alpha).params)["alpha"] == exact_alpha
