@@ -5,6 +5,15 @@ cross-check.  :meth:`Theorem.prove` runs the steps in order and stops at the fir
 fails; the result says ``proved`` or ``failed`` and names the failing step.  The cross-check
 (Hypothesis or the NumPy evaluator) is reported separately and never counts as a proof step.
 
+*What a proof rests on* is counted the way Lean counts ``sorry``: every step's check returns,
+besides ``ok``, the set of :class:`Assumption` s it rests on (each :class:`Given`, each
+:class:`Implies` whose inference rule is stated rather than checked, and each hypothesis of a
+:class:`Certificate` that no step establishes), propagated through every composite step.  An
+:class:`Induction` discharges its induction hypothesis, and a :class:`Theorem` the hypotheses of
+its own statement.  The status is ``"proved"`` only when nothing else is left; otherwise it is
+``"proved assuming 1 given and 2 stated rules"``.  An inference without premises and a theorem
+without a checked step are refused at construction.
+
 Every step is checked exactly; floating point never decides a step:
 
 * :class:`Identity` ``lhs = rhs``: SymPy reduces ``lhs − rhs`` to 0 by a bounded chain of
@@ -18,8 +27,14 @@ Every step is checked exactly; floating point never decides a step:
   rounding) proves a sign change on a rational interval, or that a constant lies in a
   rational interval;
 * :class:`Limit`, :class:`ExactValue`, :class:`Implies` (a named inference whose premises are
-  themselves checked steps) and :class:`Given` (a definition or hypothesis of the theorem,
-  shown as such and never counted as checked).
+  themselves steps; the rule itself is stated, not checked, and counted) and :class:`Given` (a
+  fact assumed without proof, shown as such and counted); :class:`Hypothesis` is a premise of a
+  theorem's or an induction's own statement, discharged by it.
+
+Every expression argument must be a SymPy object or a number: strings are refused with
+:class:`~symgrad.errors.InvalidArgument` (parse text with :func:`symgrad._parse.parse_expression`),
+so nothing a user typed ever reaches ``sympify``, ``eval`` or ``lambdify``.  Each check runs under
+a time budget (:func:`symgrad._budget.within_budget`); a check that runs past it is ``unknown``.
 
 >>> import sympy
 >>> from symgrad.theorems import Certificate, Theorem
@@ -31,6 +46,9 @@ Every step is checked exactly; floating point never decides a step:
 
 from __future__ import annotations
 
+import fractions
+import itertools
+import numbers
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -39,10 +57,12 @@ import mpmath
 import sympy
 from sympy import S
 
+from ._budget import BudgetExceeded, within_budget
 from .activations import ActivationPrime, sigmoid, softplus
 from .errors import InvalidArgument
 
 __all__ = [
+    "Assumption",
     "StepResult",
     "Step",
     "Identity",
@@ -55,6 +75,7 @@ __all__ = [
     "Enclosure",
     "Implies",
     "Given",
+    "Hypothesis",
     "Theorem",
     "Result",
     "peel_products",
@@ -63,11 +84,89 @@ __all__ = [
 
 
 @dataclass(frozen=True)
+class Assumption:
+    """Something a proof rests on without checking it (Lean's ``sorry``).
+
+    * ``kind``: ``"given"`` (a :class:`Given`, or a certificate hypothesis no step establishes),
+      ``"hypothesis"`` (a :class:`Hypothesis`; discharged by the theorem or induction that
+      declares it, counted as a given otherwise) or ``"rule"`` (the stated rule of an
+      :class:`Implies`);
+    * ``label`` and ``statement``: what it says; ``key``: which step made it (two assumptions with
+      the same words made by different steps are different assumptions)."""
+
+    kind: str
+    label: str
+    statement: str
+    key: int
+
+    @property
+    def is_rule(self) -> bool:
+        return self.kind == "rule"
+
+
+_KEYS = itertools.count(1)
+
+
+@dataclass(frozen=True)
 class StepResult:
-    """Outcome of one step: ``ok`` and a deterministic one-line ``detail`` (what decided it)."""
+    """Outcome of one step: ``ok``, a deterministic one-line ``detail`` (what decided it), and
+    ``rests_on``: the :class:`Assumption` s the step (with everything inside it) rests on.
+    ``unknown``: the check ran past its budget, so it neither passed nor failed."""
 
     ok: bool
     detail: str
+    rests_on: frozenset = frozenset()
+    unknown: bool = False
+
+
+def _show(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _sym(value, what: str):
+    """A SymPy object from ``value``: SymPy objects and real numbers only.  A string is refused,
+    never sympified (``sympify`` calls ``eval``)."""
+    if isinstance(value, sympy.Basic):
+        return value
+    if isinstance(value, str):
+        raise InvalidArgument("%s: got the string %s; pass a SymPy expression or a number "
+                              "(parse text with symgrad._parse.parse_expression)" % (what, _show(value)))
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return sympy.sympify(value)  # an int, float, Fraction or NumPy scalar: no parsing involved
+    raise InvalidArgument("%s: %s (a %s) is not a SymPy expression or a real number" % (what, _show(value), type(value).__name__))
+
+
+def _rat(value, what: str) -> sympy.Rational:
+    """An exact Rational from an int, a Fraction or a SymPy Rational (not a float or a string)."""
+    if isinstance(value, sympy.Rational):
+        return value
+    if isinstance(value, (int, fractions.Fraction)) and not isinstance(value, bool):
+        return sympy.Rational(value.numerator, value.denominator)
+    raise InvalidArgument("%s: %s is not an exact rational; pass an int or sympy.Rational('1.25')" % (what, _show(value)))
+
+
+def _symbol(value, what: str) -> sympy.Symbol:
+    if not isinstance(value, sympy.Symbol):
+        raise InvalidArgument("%s: %s is not a SymPy Symbol; pass sympy.Symbol('x', real=True)" % (what, _show(value)))
+    return value
+
+
+def _steps(values, what: str) -> list:
+    if isinstance(values, (str, Step)):
+        raise InvalidArgument("%s must be a list of steps, not %s" % (what, _show(values)))
+    out = list(values)
+    bad = [v for v in out if not isinstance(v, Step)]
+    if bad:
+        raise InvalidArgument("%s: %s is not a Step" % (what, _show(bad[0])))
+    return out
+
+
+def _union(results) -> frozenset:
+    out = frozenset()
+    for r in results:
+        out |= r.rests_on
+    return out
 
 
 def _tex(e) -> str:
@@ -83,20 +182,37 @@ class Step:
 
     kind = "step"
     counts_as_proof = True
+    #: Time budget of one check, in seconds (SymPy's simplify, solveset and limit have none).
+    budget_seconds = 120.0
 
     def __init__(self, label: str = "", why: str = ""):
+        if not isinstance(label, str) or not isinstance(why, str):
+            raise InvalidArgument("a step's label and why must be text, got %s and %s" % (_show(label), _show(why)))
         self.label = label
         self.why = why
         self._result: StepResult | None = None
 
     def check(self) -> StepResult:
-        """Run the check once (the result is cached: steps are immutable once built)."""
+        """Run the check once (the result is cached: steps are immutable once built), under the
+        time budget; a check that runs past it is ``unknown``, one that crashes has failed."""
         if self._result is None:
             try:
-                self._result = self._check()
+                self._result = within_budget(self._check, seconds=self.budget_seconds, what="the check of %s" % (self.label or self.kind))
+            except BudgetExceeded as exc:
+                self._result = StepResult(False, "unknown: %s" % exc.reason, unknown=True)
             except Exception as exc:  # a check that crashes has not proved anything
                 self._result = StepResult(False, "check raised %s: %s" % (type(exc).__name__, exc))
         return self._result
+
+    def checks_something(self) -> bool:
+        """Whether the step checks anything itself (a :class:`Given` does not, nor an inference
+        or induction made only of givens)."""
+        return self.counts_as_proof
+
+    def establishes(self):
+        """``(expr, strict)`` when the step shows ``expr ≥ 0`` (``> 0`` if strict), else None: what
+        a :class:`Certificate` hypothesis may be linked to."""
+        return None
 
     def _check(self) -> StepResult:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -200,7 +316,7 @@ class Identity(Step):
 
     def __init__(self, lhs, rhs, label="", why="", *, peel=False, lhs_tex=None, rhs_tex=None):
         super().__init__(label, why)
-        self.lhs, self.rhs = sympy.sympify(lhs), sympy.sympify(rhs)
+        self.lhs, self.rhs = _sym(lhs, "Identity lhs"), _sym(rhs, "Identity rhs")
         self.peel = peel
         self.lhs_tex, self.rhs_tex = lhs_tex, rhs_tex
 
@@ -288,8 +404,13 @@ class Certificate(Step):
     expression it stands for, equals ``expr`` (``expr − witness`` reduces to 0 as in
     :class:`Identity`); and the witness is manifestly nonnegative (positive) by its structure:
     numbers, even powers, ``exp``, σ, ``cosh``, sums and products of such terms, and the
-    hypothesis symbols, which carry ``nonnegative=True`` or ``positive=True``.  The hypotheses
-    (``h = 1/4 − σ'(z) ≥ 0``, say) are the theorem's premises, and the LaTeX states each one.
+    hypothesis symbols, which carry ``nonnegative=True`` or ``positive=True``.
+
+    Each hypothesis ``h = e ≥ 0`` (``> 0`` for a positive ``h``) is linked by ``by={h: step}`` to
+    the step that establishes it: a :class:`Certificate` of ``e ≥ 0`` (strict if ``h`` is
+    positive), or a :class:`Given` / :class:`Hypothesis` stated with ``expr=e``.  The link is
+    checked (the two expressions must agree exactly) and the linked step's assumptions are
+    inherited.  A hypothesis without a link is counted as a given of its own.
 
     >>> import sympy
     >>> x = sympy.Symbol("x", real=True)
@@ -299,15 +420,49 @@ class Certificate(Step):
 
     kind = "Certificate"
 
-    def __init__(self, expr, witness, label="", why="", *, strict=False, where=None, expr_tex=None):
+    def __init__(self, expr, witness, label="", why="", *, strict=False, where=None, by=None, expr_tex=None):
         super().__init__(label, why)
-        self.expr, self.witness = sympy.sympify(expr), sympy.sympify(witness)
-        self.strict = strict
-        self.where = dict(where or {})
+        self.expr, self.witness = _sym(expr, "Certificate expr"), _sym(witness, "Certificate witness")
+        self.strict = bool(strict)
+        self.where = {h: _sym(e, "Certificate hypothesis %s" % (h,)) for h, e in dict(where or {}).items()}
         for h in self.where:
             if not (isinstance(h, sympy.Symbol) and (h.is_nonnegative or h.is_positive)):
                 raise InvalidArgument("hypothesis %r must be a Symbol declared nonnegative=True or positive=True" % (h,))
+        self.by = dict(by or {})
+        for h, st in self.by.items():
+            if h not in self.where:
+                raise InvalidArgument("by=: %s is not a hypothesis in where=; link only the symbols of where=" % (h,))
+            if not isinstance(st, Step) or st is self:
+                raise InvalidArgument("by=: the hypothesis %s must be linked to another Step, not %s" % (h, _show(st)))
+        # An unlinked hypothesis is an assumption of its own.
+        self._unlinked = {h: Assumption("given", "hypothesis $%s$" % sympy.latex(h), self._hyp_tex(h), next(_KEYS))
+                          for h in self.where if h not in self.by}
         self.expr_tex = expr_tex
+
+    def _hyp_tex(self, h) -> str:
+        return "%s = %s %s 0" % (sympy.latex(h), sympy.latex(self.where[h]), ">" if h.is_positive else r"\ge")
+
+    def establishes(self):
+        return (self.expr, self.strict)
+
+    def _links(self):
+        """Check each ``by`` link; return (None, assumptions) or (failure detail, None)."""
+        rests = frozenset(self._unlinked.values())
+        for h, st in self.by.items():
+            est = st.establishes()
+            name = st.label or st.kind
+            if est is None:
+                return "hypothesis %s is linked to %s, which states no inequality" % (h, name), None
+            e, strict = est
+            if h.is_positive and not strict:
+                return "hypothesis %s > 0 is linked to %s, which shows only %s >= 0" % (h, name, e), None
+            if _reduces_to_zero(e - self.where[h]) is None:
+                return "hypothesis %s = %s is linked to %s, which shows %s instead" % (h, self.where[h], name, e), None
+            r = st.check()
+            if not r.ok:
+                return "hypothesis %s: its step %s failed: %s" % (h, name, r.detail), None
+            rests |= r.rests_on
+        return None, rests
 
     def _check(self):
         if self.expr.has(sympy.Float) or self.witness.has(sympy.Float):
@@ -319,13 +474,22 @@ class Certificate(Step):
         need = _POS if self.strict else _NONNEG
         if s < need:
             return StepResult(False, "the witness is not manifestly %s by its structure" % ("positive" if self.strict else "nonnegative"))
-        return StepResult(True, "expr = witness (%s) and the witness is manifestly %s" % (how, "positive" if self.strict else "nonnegative"))
+        bad, rests = self._links()
+        if bad:
+            return StepResult(False, bad)
+        linked = " and %d linked hypothes%s" % (len(self.by), "is" if len(self.by) == 1 else "es") if self.by else ""
+        return StepResult(True, "expr = witness (%s) and the witness is manifestly %s%s" % (how, "positive" if self.strict else "nonnegative", linked), rests)
 
     def _body(self):
         rel = ">" if self.strict else r"\ge"
         text = _display(r"%s = %s %s 0" % (self.expr_tex or _tex(self.expr), _tex(self.witness), rel))
         if self.where:
-            hyps = ["$%s = %s %s 0$" % (_tex(h), _tex(e), ">" if h.is_positive else r"\ge") for h, e in self.where.items()]
+            hyps = []
+            for h in self.where:
+                st = self.by.get(h)
+                kind = "hypothesis" if isinstance(st, Hypothesis) else "given" if isinstance(st, Given) else "step"
+                src = "assumed" if st is None else "by the %s ``%s''" % (kind, _escape(st.label or st.kind))
+                hyps.append("$%s$ (%s)" % (self._hyp_tex(h), src))
             text += "\nwhere " + ", ".join(hyps) + "."
         return text
 
@@ -357,7 +521,10 @@ class Solve(Step):
 
     def __init__(self, equation, var, expected, label="", why="", *, domain=S.Reals, eq_tex=None):
         super().__init__(label, why)
-        self.equation, self.var, self.expected, self.domain = equation, var, expected, domain
+        self.equation, self.var = _sym(equation, "Solve equation"), _symbol(var, "Solve var")
+        self.expected, self.domain = _sym(expected, "Solve expected"), _sym(domain, "Solve domain")
+        if not isinstance(self.expected, sympy.Set) or not isinstance(self.domain, sympy.Set):
+            raise InvalidArgument("Solve: expected and domain must be SymPy sets, e.g. sympy.FiniteSet(0) and sympy.S.Reals")
         self.eq_tex = eq_tex
 
     def _check(self):
@@ -379,7 +546,8 @@ class Limit(Step):
 
     def __init__(self, expr, var, point, expected, label="", why=""):
         super().__init__(label, why)
-        self.expr, self.var, self.point, self.expected = expr, var, point, sympy.sympify(expected)
+        self.expr, self.var = _sym(expr, "Limit expr"), _symbol(var, "Limit var")
+        self.point, self.expected = _sym(point, "Limit point"), _sym(expected, "Limit expected")
 
     def _check(self):
         expr = self.expr.rewrite(sympy.exp) if self.expr.has(sigmoid, softplus) else self.expr
@@ -472,9 +640,12 @@ def interval_eval(expr: sympy.Expr, env: dict):
             return ev(e.doit())
         raise ArithmeticError("no interval rule for %s" % type(e).__name__)
 
+    expr = _sym(expr, "interval_eval expr")
+    env = {_symbol(s, "interval_eval env"): (_rat(ab[0], "interval_eval env lower end of %s" % s), _rat(ab[1], "interval_eval env upper end of %s" % s))
+           for s, ab in dict(env).items()}
     with mpmath.workdps(_IV_DPS):
         iv.dps = _IV_DPS
-        return ev(sympy.sympify(expr))
+        return ev(expr)
 
 
 def _iv_erf(x):
@@ -521,16 +692,23 @@ class CertifiedRoot(Step):
 
     def __init__(self, f, var, lo, hi, digits, label="", why=""):
         super().__init__(label, why)
-        self.f, self.var = f, var
-        self.lo, self.hi, self.digits = sympy.Rational(lo), sympy.Rational(hi), int(digits)
+        self.f, self.var = _sym(f, "CertifiedRoot f"), _symbol(var, "CertifiedRoot var")
+        self.lo, self.hi = _rat(lo, "CertifiedRoot lo"), _rat(hi, "CertifiedRoot hi")
+        if not (isinstance(digits, int) and not isinstance(digits, bool) and 1 <= digits <= 50):
+            raise InvalidArgument("CertifiedRoot digits=%s: pass an int from 1 to 50" % _show(digits))
+        self.digits = digits
 
     @classmethod
     def near(cls, f, var, a, b, digits, label="", why=""):
         """Find the root of ``f`` in ``[a, b]`` with mpmath, then bracket it by Rationals
         ``10^{-digits-1}`` either side.  Only the bracket is certified; the search is a guess."""
-        g = sympy.lambdify(var, f, modules="mpmath")
+        f, var = _sym(f, "CertifiedRoot f"), _symbol(var, "CertifiedRoot var")
+        a, b = _rat(a, "CertifiedRoot.near a"), _rat(b, "CertifiedRoot.near b")
+        if not (isinstance(digits, int) and not isinstance(digits, bool) and 1 <= digits <= 50):
+            raise InvalidArgument("CertifiedRoot digits=%s: pass an int from 1 to 50" % _show(digits))
+        g = sympy.lambdify(var, f, modules="mpmath")  # f is a SymPy expression, never a string
         with mpmath.workdps(digits + 15):
-            r = mpmath.findroot(g, (mpmath.mpf(sympy.Rational(a)), mpmath.mpf(sympy.Rational(b))), solver="anderson")
+            r = mpmath.findroot(g, (mpmath.mpf(a.p) / a.q, mpmath.mpf(b.p) / b.q), solver="anderson")
             q = sympy.Rational(mpmath.nstr(r, digits + 5, strip_zeros=False))
         eps = sympy.Rational(1, 10 ** (digits + 1))
         return cls(f, var, q - eps, q + eps, digits, label, why)
@@ -570,8 +748,9 @@ class Enclosure(Step):
 
     def __init__(self, expr, lo, hi, label="", why="", *, env=None, expr_tex=None):
         super().__init__(label, why)
-        self.expr, self.lo, self.hi = sympy.sympify(expr), sympy.Rational(lo), sympy.Rational(hi)
-        self.env = dict(env or {})
+        self.expr, self.lo, self.hi = _sym(expr, "Enclosure expr"), _rat(lo, "Enclosure lo"), _rat(hi, "Enclosure hi")
+        self.env = {_symbol(s, "Enclosure env"): (_rat(ab[0], "Enclosure env lower end of %s" % s), _rat(ab[1], "Enclosure env upper end of %s" % s))
+                    for s, ab in dict(env or {}).items()}
         self.expr_tex = expr_tex
 
     def _check(self):
@@ -602,73 +781,150 @@ class Enclosure(Step):
 
 class Induction(Step):
     """A statement for every integer ``var ≥ start``: the base case and the inductive step
-    (``var → var + 1``, assuming the statement at ``var``) are each a list of steps."""
+    (``var → var + 1``, assuming the statement at ``var``) are each a non-empty list of steps.
+
+    * ``induction_hypothesis``: :class:`Hypothesis` steps that state the claim at ``var`` (what the
+      inductive step may assume); the induction discharges them in the inductive step only, so a
+      base case that leans on one still counts it as a given;
+    * ``premises``: :class:`Hypothesis` steps that are premises of the claim itself ("when every
+      x_i ≤ b"), discharged in both parts.
+
+    Everything else the parts rest on propagates to the induction."""
 
     kind = "Induction"
 
-    def __init__(self, var, start, base: Sequence[Step], step: Sequence[Step], label="", why="", *, statement_tex=""):
+    def __init__(self, var, start, base: Sequence[Step], step: Sequence[Step], label="", why="", *, statement_tex="",
+                 induction_hypothesis: Sequence["Hypothesis"] = (), premises: Sequence["Hypothesis"] = ()):
         super().__init__(label, why)
-        self.var, self.start, self.base, self.step = var, start, list(base), list(step)
+        self.var, self.start = _symbol(var, "Induction var"), _sym(start, "Induction start")
+        self.base, self.step = _steps(base, "Induction base"), _steps(step, "Induction step")
+        if not self.base or not self.step:
+            raise InvalidArgument("induction %r needs a base case and an inductive step, each at least one step" % (label or statement_tex))
+        self.ih, self.premises = _steps(induction_hypothesis, "induction_hypothesis"), _steps(premises, "premises")
+        for h in self.ih + self.premises:
+            if not isinstance(h, Hypothesis):
+                raise InvalidArgument("induction %r: %s must be a Hypothesis to be discharged" % (label, _show(h)))
         self.statement_tex = statement_tex
 
+    def checks_something(self) -> bool:
+        return any(s.checks_something() for s in self.base + self.step)
+
     def _check(self):
-        for part, steps in (("base case", self.base), ("inductive step", self.step)):
+        rests = frozenset()
+        premises = {h.assumption for h in self.premises}
+        ih = {h.assumption for h in self.ih}
+        for part, steps, discharged in (("base case", self.base, premises), ("inductive step", self.step, premises | ih)):
             for s in steps:
                 r = s.check()
                 if not r.ok:
-                    return StepResult(False, "%s, %s: %s" % (part, s.label or s.kind, r.detail))
-        return StepResult(True, "base case (%d steps) and inductive step (%d steps) checked" % (len(self.base), len(self.step)))
+                    return StepResult(False, "%s, %s: %s" % (part, s.label or s.kind, r.detail), unknown=r.unknown)
+                rests |= r.rests_on - discharged
+        return StepResult(True, "base case (%d steps) and inductive step (%d steps) checked" % (len(self.base), len(self.step)), rests)
 
     def _body(self):
         v = _tex(self.var)
         out = []
         if self.statement_tex:
             out.append("Claim, for every integer $%s \\ge %s$:%s" % (v, _tex(self.start), _display(self.statement_tex)))
+        if self.premises:
+            out.append(r"\emph{Premises of the claim} (discharged by it):")
+            out.append(_itemize(self.premises))
         out.append(r"\emph{Base case} $%s = %s$:" % (v, _tex(self.start)))
         out.append(_itemize(self.base))
         out.append(r"\emph{Inductive step} $%s \to %s + 1$ (assuming the claim at $%s$):" % (v, v, v))
+        if self.ih:
+            out.append(r"\emph{Induction hypothesis} (discharged by the induction):")
+            out.append(_itemize(self.ih))
         out.append(_itemize(self.step))
         return "\n".join(out)
 
 
 class Implies(Step):
     """A named inference (``rule``, e.g. "a function with negative derivative decreases") from
-    premises that are themselves checked steps, to ``conclusion_tex``.  Fails if any premise fails."""
+    ``premises``, themselves steps, to ``conclusion_tex``.  Fails if any premise fails.
+
+    The rule is stated, not checked: the inference counts as one *stated rule* among the
+    assumptions, besides everything its premises rest on.  An inference needs at least one
+    premise and a rule (:class:`~symgrad.errors.InvalidArgument` otherwise).  ``expr`` (with
+    ``strict``) states the conclusion symbolically as ``expr ≥ 0`` (``> 0``), so that a
+    :class:`Certificate` hypothesis can be linked to it."""
 
     kind = "Inference"
+    counts_as_proof = False
 
-    def __init__(self, premises: Sequence[Step], conclusion_tex: str, label="", why="", *, rule=""):
+    def __init__(self, premises: Sequence[Step], conclusion_tex: str, label="", why="", *, rule="", expr=None, strict=False):
         super().__init__(label, why)
-        self.premises, self.conclusion_tex, self.rule = list(premises), conclusion_tex, rule
+        self.premises, self.conclusion_tex, self.rule = _steps(premises, "Implies premises"), conclusion_tex, rule
+        self.expr = None if expr is None else _sym(expr, "Implies expr")
+        self.strict = bool(strict)
+        if not self.premises:
+            raise InvalidArgument("inference %r has no premises; name the checked steps it follows from, "
+                                  "or state it as a Given" % (label or conclusion_tex))
+        if not (isinstance(rule, str) and rule.strip()):
+            raise InvalidArgument("inference %r states no rule; pass rule='...' (the reason the conclusion follows)" % (label or conclusion_tex))
+        self.assumption = Assumption("rule", label or "inference", rule, next(_KEYS))
+
+    def checks_something(self) -> bool:
+        return any(p.checks_something() for p in self.premises)
+
+    def establishes(self):
+        return None if self.expr is None else (self.expr, self.strict)
 
     def _check(self):
+        results = []
         for p in self.premises:
             r = p.check()
             if not r.ok:
-                return StepResult(False, "premise %s failed: %s" % (p.label or p.kind, r.detail))
-        return StepResult(True, "all %d premises checked; rule: %s" % (len(self.premises), self.rule))
+                return StepResult(False, "premise %s failed: %s" % (p.label or p.kind, r.detail), unknown=r.unknown)
+            results.append(r)
+        return StepResult(True, "all %d premises checked; the rule is stated, not checked: %s" % (len(self.premises), self.rule),
+                          _union(results) | {self.assumption})
 
     def _body(self):
         names = ", ".join(_escape(p.label or p.kind) for p in self.premises)
-        return "From %s, by: %s,%s" % (names, _escape(self.rule), _display(self.conclusion_tex))
+        return "From %s, by the stated rule: %s,%s" % (names, _escape(self.rule), _display(self.conclusion_tex))
 
 
 class Given(Step):
-    """A definition or hypothesis of the theorem (e.g. the definition of the operator norm).
-    Shown as given; it is not a checked step and the report counts it separately."""
+    """A fact assumed without proof (e.g. the definition of the operator norm).  Shown as given;
+    it checks nothing, and every proof that uses it is reported as resting on it.
+
+    ``expr`` (with ``strict``) states it symbolically as ``expr ≥ 0`` (``> 0``), so that a
+    :class:`Certificate` hypothesis can be linked to it with ``by=``."""
 
     kind = "Given"
     counts_as_proof = False
+    _assumption_kind = "given"
 
-    def __init__(self, statement_tex: str, label="", why=""):
+    def __init__(self, statement_tex: str, label="", why="", *, expr=None, strict=False):
         super().__init__(label, why)
+        if not isinstance(statement_tex, str):
+            raise InvalidArgument("%s statement must be LaTeX text, not %s" % (self.kind, _show(statement_tex)))
         self.statement_tex = statement_tex
+        self.expr = None if expr is None else _sym(expr, "%s expr" % self.kind)
+        self.strict = bool(strict)
+        self.assumption = Assumption(self._assumption_kind, label or self.kind, statement_tex, next(_KEYS))
+
+    def establishes(self):
+        return None if self.expr is None else (self.expr, self.strict)
 
     def _check(self):
-        return StepResult(True, "given (definition or hypothesis; not checked)")
+        return StepResult(True, "given (assumed; not checked)", frozenset({self.assumption}))
 
     def _body(self):
         return _display(self.statement_tex)
+
+
+class Hypothesis(Given):
+    """A premise of a statement: of the theorem's (``Theorem(..., hypotheses=[h])``, e.g.
+    ``|w_j| ≤ 1``) or of an induction's claim (the induction hypothesis).  The statement that
+    declares it discharges it, as Lean's ``intro`` does; anywhere else it counts as a given."""
+
+    kind = "Hypothesis"
+    _assumption_kind = "hypothesis"
+
+    def _check(self):
+        return StepResult(True, "hypothesis of the statement (assumed where the statement declares it)", frozenset({self.assumption}))
 
 
 def _itemize(steps) -> str:
@@ -683,12 +939,31 @@ def _itemize(steps) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+def assuming_text(n_given: int, n_rules: int) -> str:
+    """``"proved"``, or ``"proved assuming 1 given and 2 stated rules"``: the status wording that
+    ``symgrad prove``, ``proofs/`` and the README table share."""
+    parts = []
+    if n_given:
+        parts.append("%d given%s" % (n_given, "" if n_given == 1 else "s"))
+    if n_rules:
+        parts.append("%d stated rule%s" % (n_rules, "" if n_rules == 1 else "s"))
+    return "proved" if not parts else "proved assuming " + " and ".join(parts)
+
+
+def _assumption_order(a: Assumption):
+    return (a.is_rule, a.label, a.statement, a.key)
+
+
 @dataclass
 class Result:
     """The outcome of :meth:`Theorem.prove`.
 
-    * ``status``: ``"proved"`` or ``"failed"``; ``failed_step`` (1-based) and ``failed_label`` name
-      the first failing step, ``detail`` says why;
+    * ``status``: ``"proved"`` (every step checked and nothing assumed), ``"proved assuming 1 given
+      and 2 stated rules"`` (every step checked, resting on those), ``"failed"`` or ``"unknown"``
+      (a check ran past its budget); ``failed_step`` (1-based) and ``failed_label`` name the first
+      step that did not pass, ``detail`` says why;
+    * ``assumptions``: what the proof rests on (:class:`Assumption` s, givens first), after the
+      theorem's own hypotheses are discharged; ``givens`` and ``rules`` split them;
     * ``crosscheck``: ``"passed"``, ``"failed: …"`` or ``"none"`` (never part of the proof);
     * ``steps``: the ``(label, StepResult)`` of every step run.
     """
@@ -701,15 +976,32 @@ class Result:
     detail: str = ""
     crosscheck: str = "none"
     seconds: float = 0.0
+    assumptions: tuple = ()
 
     @property
     def proved(self) -> bool:
+        """Proved outright: every step checked and nothing assumed."""
         return self.status == "proved"
+
+    @property
+    def checked(self) -> bool:
+        """Every step checked (the proof may still rest on givens and stated rules)."""
+        return self.status.startswith("proved")
+
+    @property
+    def givens(self) -> tuple:
+        return tuple(a for a in self.assumptions if not a.is_rule)
+
+    @property
+    def rules(self) -> tuple:
+        return tuple(a for a in self.assumptions if a.is_rule)
 
     def __str__(self):
         head = "%-4s %-44s %s" % (self.theorem.number, self.theorem.title[:44], self.status)
-        if not self.proved:
+        if not self.checked:
             head += " at step %s (%s): %s" % (self.failed_step, self.failed_label, self.detail)
+        elif self.assumptions:
+            head += " (%s)" % "; ".join("%s: %s" % ("rule" if a.is_rule else "given", a.label) for a in self.assumptions)
         return head + "  [cross-check: %s]" % self.crosscheck
 
 
@@ -718,17 +1010,29 @@ class Theorem:
 
     * ``number``: catalogue number, e.g. ``"1"`` or ``"2d"``; ``title``: a short name;
     * ``statement``: the claim in LaTeX (text mode; maths in ``$…$``);
-    * ``steps``: a list of :class:`Step`, checked in order;
+    * ``steps``: a list of :class:`Step`, checked in order; at least one must check something
+      (a theorem made only of givens is refused);
+    * ``hypotheses``: :class:`Hypothesis` steps that are premises of the statement ("if
+      ``|w_j| ≤ 1``"); the theorem discharges them and the LaTeX lists them;
     * ``crosscheck``: a callable that raises (e.g. ``AssertionError``) when the numbers disagree;
       ``crosscheck_doc`` says what it compares.
     """
 
-    def __init__(self, number: str, title: str, statement: str, steps: Sequence[Step], *,
+    def __init__(self, number: str, title: str, statement: str, steps: Sequence[Step], *, hypotheses: Sequence[Hypothesis] = (),
                  crosscheck: Callable[[], None] | None = None, crosscheck_doc: str = "", source: str = "", slug: str | None = None):
+        self.number, self.title = str(number), title
+        steps = _steps(steps, "theorem %r steps" % (title,))
         if not steps:
             raise InvalidArgument("theorem %r has no steps; a proof needs at least one checked step" % title)
+        if not any(s.checks_something() for s in steps):
+            raise InvalidArgument("theorem %r checks nothing: its steps are only givens (or inferences from givens); "
+                                  "add a checked step (Identity, Certificate, Solve, ...)" % title)
+        self.hypotheses = _steps(hypotheses, "theorem %r hypotheses" % (title,))
+        for h in self.hypotheses:
+            if not isinstance(h, Hypothesis):
+                raise InvalidArgument("theorem %r: hypothesis %s must be a Hypothesis" % (title, _show(h)))
         self.number, self.title, self.statement = str(number), title, statement
-        self.steps = list(steps)
+        self.steps = steps
         self.crosscheck_fn, self.crosscheck_doc, self.source = crosscheck, crosscheck_doc, source
         self.slug = slug or "".join(c if c.isalnum() else "_" for c in title.lower()).strip("_")
 
@@ -739,12 +1043,19 @@ class Theorem:
         """Check every step in order; stop at the first failure.  Then run the cross-check."""
         t0 = time.perf_counter()
         res = Result(self, "proved")
+        rests = frozenset()
         for i, s in enumerate(self.steps, start=1):
             r = s.check()
             res.steps.append((s.label or s.kind, r))
             if not r.ok:
-                res.status, res.failed_step, res.failed_label, res.detail = "failed", i, s.label or s.kind, r.detail
+                res.status = "unknown" if r.unknown else "failed"
+                res.failed_step, res.failed_label, res.detail = i, s.label or s.kind, r.detail
                 break
+            rests |= r.rests_on
+        if res.status == "proved":
+            rests -= {h.assumption for h in self.hypotheses}
+            res.assumptions = tuple(sorted(rests, key=_assumption_order))
+            res.status = assuming_text(len(res.givens), len(res.rules))
         if crosscheck and self.crosscheck_fn is not None:
             try:
                 self.crosscheck_fn()
@@ -757,7 +1068,12 @@ class Theorem:
     def latex(self, result: Result | None = None) -> str:
         """The theorem, its proof and its cross-check as a LaTeX section (deterministic)."""
         result = result if result is not None else self.prove(crosscheck=False)
-        status = "proved: every step checked" if result.proved else "FAILED at step %s (%s)" % (result.failed_step, result.failed_label)
+        if result.proved:
+            status = "proved: every step checked, nothing assumed"
+        elif result.checked:
+            status = "%s; every step checked" % result.status
+        else:
+            status = "%s at step %s (%s)" % (result.status.upper(), result.failed_step, result.failed_label)
         out = [r"\section{%s}\label{thm:%s}" % (_escape(self.title), self.number)]
         if self.source:
             out.append(r"\noindent\emph{Source:} %s\par\smallskip" % _escape(self.source))
@@ -765,12 +1081,24 @@ class Theorem:
         out.append(self.statement)
         out.append(r"\end{theorem}")
         out.append(r"\noindent\emph{Status:} %s." % _escape(status))
+        if self.hypotheses:
+            out.append(r"\par\noindent\emph{Hypotheses of the statement} (the theorem assumes them by its statement):")
+            out.append(_itemize(self.hypotheses))
+        if result.checked and result.assumptions:
+            out.append(r"\par\noindent\emph{The proof rests on} (not checked):")
+            items = [r"\item %s ``%s'': %s" % ("stated rule" if a.is_rule else "given", _escape(a.label),
+                                                 _escape(a.statement) if a.is_rule else "$%s$" % a.statement)
+                     for a in result.assumptions]
+            out.append("\\begin{itemize}\n%s\n\\end{itemize}" % "\n".join(items))
         out.append(r"\begin{proof}")
         out.append(r"\begin{enumerate}")
         for s, (_, r) in zip(self.steps, result.steps + [(None, None)] * (len(self.steps) - len(result.steps))):
-            mark = "" if r is None else (r"\emph{Checked:} %s." % _escape(r.detail) if r.ok else r"\emph{FAILED:} %s." % _escape(r.detail))
-            if r is not None and not s.counts_as_proof:
-                mark = r"\emph{Given, not checked.}"
+            if r is None:
+                mark = ""
+            elif isinstance(s, Given):
+                mark = r"\emph{%s, not checked.}" % ("Hypothesis" if isinstance(s, Hypothesis) else "Given")
+            else:
+                mark = r"\emph{%s:} %s." % ("Checked" if r.ok else result.status.upper(), _escape(r.detail))
             out.append(r"\item %s" % s.latex())
             if mark:
                 out.append(r"\par{\small %s}" % mark)
