@@ -70,6 +70,84 @@ DEFAULT_BLOCK = 32768
 
 
 # ---------------------------------------------------------------------------------------------
+# Memory: estimated before allocating
+# ---------------------------------------------------------------------------------------------
+
+#: A request is refused when its estimate exceeds this fraction of the memory available now.
+MEMORY_FRACTION = 0.8
+
+
+def _available_memory() -> int | None:
+    """Bytes available to this process now: MemAvailable from /proc/meminfo (Linux), else the
+    available (or, failing that, total) physical pages; None where neither is known."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    for pages in ("SC_AVPHYS_PAGES", "SC_PHYS_PAGES"):
+        try:
+            return int(os.sysconf(pages)) * int(os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            continue
+    return None
+
+
+def _gib(nbytes) -> str:
+    return "%.3g GiB" % (nbytes / 2**30) if nbytes >= 2**28 else "%.3g MiB" % (nbytes / 2**20)
+
+
+def _check_memory(what: str, nbytes: int, fix: str) -> None:
+    """Refuse (InvalidArgument) a computation whose estimated memory cannot fit, before any of
+    it is allocated: a MemoryError (or the OOM killer) halfway through helps nobody."""
+    avail = _available_memory()
+    if avail is None:
+        return
+    limit = int(MEMORY_FRACTION * avail)
+    if nbytes > limit:
+        raise InvalidArgument(
+            "%s needs about %s of memory, but %s is available (%d%% of it may be used); %s"
+            % (what, _gib(nbytes), _gib(avail), round(100 * MEMORY_FRACTION), fix)
+        )
+
+
+def _sample_bytes(net, batch, dtype) -> int:
+    """Peak bytes of :func:`sample`: every entry drawn in float64, then kept as ``dtype``."""
+    per = 8 + (np.dtype(dtype).itemsize if np.dtype(dtype) != np.float64 else 0)
+    B = 1 if batch is None else int(batch)
+    if isinstance(net, Chain):
+        entries = (2 * net.depth + 2) * B
+    else:
+        n = net.widths
+        entries = (n[0] + n[-1] + sum(n[l] * n[l - 1] + n[l] for l in range(1, len(n)))) * B
+    return entries * per
+
+
+def _backprop_bytes(inp: _Inputs, log_space: bool, wrt, block: int, nthreads: int) -> int:
+    """Bytes :func:`backprop` allocates (outputs and per-thread work), not counting the inputs."""
+    net, B = inp.net, (1 if inp.batch is None else inp.batch)
+    it = inp.dtype.itemsize
+    if isinstance(net, Chain):
+        L = net.depth
+        want = len(net.parameters) if wrt is None else len(wrt)
+        outs = max(want, 2 * L if wrt is None else want) * B * it + B * it
+        if log_space:
+            outs += 4 * L * B * 8
+        # a block's work: forward values and, where a block is redone rescaled, ~12 (L, block) rows
+        work = 12 * L * min(block, B) * 8 * nthreads
+        return outs + work
+    n = net.widths
+    # forward z, a; δ as (m, e) and its value; ∂C/∂W per sample where anything is batched, as
+    # (m, e), its value and (log space) its log and sign
+    Bw = B if inp.batch is not None else 1
+    vec = sum(n) * Bw * 8 * 6
+    mats = sum(n[l] * n[l - 1] for l in range(1, len(n))) * Bw * 8 * (5 if log_space else 3)
+    return vec + mats
+
+
+# ---------------------------------------------------------------------------------------------
 # Sampling
 # ---------------------------------------------------------------------------------------------
 
@@ -122,6 +200,8 @@ def sample(net, batch=None, *, init="normal", seed=None, value=None, dtype=np.fl
     unknown = sorted(set(overrides) - set(names))
     if unknown:
         raise InvalidArgument("sample: value names %s are not parameters of %r; known: %s" % (unknown, net, _known_names(net)))
+    _check_memory("sample(%r, batch=%r)" % (net, batch), _sample_bytes(net, batch, dtype),
+                  "use smaller widths, a smaller batch, or dtype=np.float32")
     rng = np.random.default_rng(seed)
     lead = () if batch is None else (int(batch),)
 
@@ -896,6 +976,8 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
     if isinstance(net, Network):
         if backend == "numba":
             raise InvalidArgument("backend='numba' has a compiled kernel for all-sigmoid chains only; use backend='numpy' for %r" % (net,))
+        _check_memory("backprop(%r, batch=%r)" % (net, inp.batch), _backprop_bytes(inp, log_space, wrt, 0, 1),
+                      "use a smaller batch, or pass wrt= with fewer parameters")
         return _dense_backprop(inp, log_space=log_space, wrt=wrt)
     L, B, dt = net.depth, inp.batch, inp.dtype
     n = 1 if B is None else B
@@ -906,12 +988,14 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
     # With wrt=None every δ^l is returned (it is ∂C/∂b_l), so the kernels write straight into
     # the outputs.  With wrt, only the rows asked for are kept: memory is O(L·block) per thread.
     want_b = [j for j in range(L) if "b%d" % (j + 1) in want]
+    nthreads = max(1, min(threads or min(os.cpu_count() or 1, 8), n))
+    _check_memory("backprop(%r, batch=%r)" % (net, B), _backprop_bytes(inp, log_space, wrt, block, nthreads),
+                  "use a smaller batch, pass wrt= with fewer parameters, or a smaller block_size")
     gb = np.empty((L, n), dtype=dt) if wrt is None else None
     gb_rows = np.empty((len(want_b), n), dtype=dt) if gb is None and want_b else None
     gw = np.empty((L, n), dtype=dt) if len(want_w) == L else None
     gw_rows = np.empty((len(want_w), n), dtype=dt) if gw is None and want_w else None
     loss = np.empty(n, dtype=dt)
-    nthreads = max(1, min(threads or min(os.cpu_count() or 1, 8), n))
     blocks = _chain_blocks(B, block, nthreads)
     nthreads = min(nthreads, len(blocks))
     # The in-place sigmoid kernel pays a dozen NumPy calls per layer: for tiny blocks the generic
