@@ -128,7 +128,10 @@ class GradientCheckReport:
     ``param``, ``index``, ``batch``, ``closed_form``, ``backprop``, ``finite_difference``,
     ``value``, ``rel_error``, ``tolerance``; ``step``: the finite-difference steps used; ``mode``:
     ``"entries"`` or ``"fast"``; ``details[(kind, name)]``: every comparison's arrays, shape
-    (batch, entries): ``value``, ``closed_form``, ``tolerance``, and ``index`` (the entries)."""
+    (batch, entries): ``value``, ``closed_form``, ``tolerance``, and ``index`` (the entries);
+    ``undecided``: per comparison, how many entries the finite differences could not decide
+    (no step down to eps·16⁻⁷ reached the asymptotic regime and no single kink explains it:
+    kinks closer to p than any step, as in a deep ReLU net whose z vanish); they do not fail."""
 
     ok: bool
     checked: list
@@ -140,6 +143,7 @@ class GradientCheckReport:
     step: str = ""
     mode: str = "entries"
     details: dict = field(default_factory=dict, repr=False)
+    undecided: dict = field(default_factory=dict)
 
     def summary(self) -> str:
         parts = ["%s %d of %d" % (k, f, n) for k, (f, n) in self.census.items()]
@@ -149,6 +153,9 @@ class GradientCheckReport:
         head = "gradient check %s: %d parameters" % ("passed" if self.ok else "FAILED", len(self.checked))
         errs = ", ".join("%s %.2e" % kv for kv in self.max_rel_error.items())
         lines = [head + " (max relative error: " + errs + ")"]
+        if any(self.undecided.values()):
+            lines.append("undecided (finite differences cannot resolve kinks this close to p): %s"
+                         % ", ".join("%s %d" % kv for kv in self.undecided.items() if kv[1]))
         if not self.ok:
             lines.append(self.summary())
         return "\n".join(lines + self.failures)
@@ -229,7 +236,7 @@ class _ErrorModel:
         tiny = float(np.finfo(inp.dtype).smallest_subnormal)
         with np.errstate(all="ignore"):
             a, da = a0, np.zeros_like(a0)
-            As, dAs, fps, dPs, zs, dzs = [a0], [da], [], [], [], []
+            As, dAs, fps, dPs, zs, dzs, dPs_smooth = [a0], [da], [], [], [], [], []
             for l in range(L):
                 act = net.activations[l]
                 W, aW = Ws[l], np.abs(Ws[l])
@@ -238,7 +245,13 @@ class _ErrorModel:
                 dz = np.einsum("nij,nj->ni", aW, da) + (m + 1) * u * (np.einsum("nij,nj->ni", aW, np.abs(a)) + np.abs(bs[l]))
                 fp = act.grad(z)
                 fp_lo, fp_hi = act.grad(z - dz), act.grad(z + dz)
-                dP = np.maximum(np.abs(fp_lo - fp), np.abs(fp_hi - fp)) + _KERNEL_U * u * np.abs(fp)
+                change = np.maximum(np.abs(fp_lo - fp), np.abs(fp_hi - fp))
+                # A jump (a kink within rounding of z): φ' changes by more than 1e4·dz over dz
+                # (a smooth piece changes by |φ''|·dz, and |φ''| ≤ 2 for every built-in) and by
+                # more than 1e-6 of itself.
+                jump = (change > 1e4 * dz) & (change > 1e-6 * np.maximum(np.abs(fp), np.maximum(np.abs(fp_lo), np.abs(fp_hi))))
+                dP = change + _KERNEL_U * u * np.abs(fp)
+                dPs_smooth.append(np.where(jump, 0.0, change) + _KERNEL_U * u * np.abs(fp))
                 a = act.value(z)
                 da = np.maximum(np.abs(fp), np.maximum(np.abs(fp_lo), np.abs(fp_hi))) * dz + _KERNEL_U * u * np.abs(a)
                 zs.append(z), dzs.append(dz), fps.append(fp), dPs.append(dP), As.append(a), dAs.append(da)
@@ -248,6 +261,7 @@ class _ErrorModel:
             if cost.cancels_with(net.activations[-1]):
                 D = np.abs(aL - y)
                 Dp = D + err_ay
+                Dps = Dp
                 dCdz = D
                 per = np.maximum(zL, 0.0) - y * zL + np.log1p(np.exp(-np.abs(zL)))
                 loss_mag = np.abs(per) + np.abs(zL) * (1.0 + np.abs(y)) + 1.0
@@ -257,6 +271,7 @@ class _ErrorModel:
                 rel_den = (daL + u * np.abs(aL)) / np.abs(aL) + (daL + u) / np.abs(1.0 - aL) + 3 * u
                 Gp = (np.abs(aL - y) + err_ay) / den * (1.0 + rel_den)
                 D, Dp = np.abs(fps[-1]) * G, (np.abs(fps[-1]) + dPs[-1]) * Gp
+                Dps = (np.abs(fps[-1]) + dPs_smooth[-1]) * Gp
                 dCdz = D
                 per = -(y * np.log(aL) + (1.0 - y) * np.log1p(-aL))
                 loss_mag = np.abs(y * np.log(aL)) + np.abs((1.0 - y) * np.log1p(-aL))
@@ -264,6 +279,7 @@ class _ErrorModel:
                 G = np.abs(aL - y)
                 Gp = G + err_ay
                 D, Dp = np.abs(fps[-1]) * G, (np.abs(fps[-1]) + dPs[-1]) * Gp
+                Dps = (np.abs(fps[-1]) + dPs_smooth[-1]) * Gp
                 dCdz = D
                 per = 0.5 * np.square(aL - y)
                 loss_mag = per
@@ -277,7 +293,9 @@ class _ErrorModel:
             if not backward:
                 return
             # Backward: absolute values, plain and perturbed; K counts roundings from layer L down.
-            self.M, self.Mp, self.K = {}, {}, {}
+            # Mps: the same with the jumps left out (the finite differences see a kink within
+            # rounding of p as a kink at p, and judge it by the one-sided differences).
+            self.M, self.Mp, self.Mps, self.K = {}, {}, {}, {}
             # K: roundings on the way back, per sample (the largest over a layer's units): the
             # cost factor and δ_L (4); per layer down, Wᵀδ (a sum of n_{l+1} terms: γ_{n+1}) and the
             # φ' product (1); the dense backprop also goes through logarithms, δ = exp(ℓ), and
@@ -289,12 +307,14 @@ class _ErrorModel:
                     aWt = np.abs(Ws[l + 1])
                     D = np.abs(fps[l]) * np.einsum("nij,ni->nj", aWt, D)
                     Dp = (np.abs(fps[l]) + dPs[l]) * np.einsum("nij,ni->nj", aWt, Dp)
+                    Dps = (np.abs(fps[l]) + dPs_smooth[l]) * np.einsum("nij,ni->nj", aWt, Dps)
                     K = K + Ws[l + 1].shape[1] + 2
                 if dense:
                     logs = 2 * np.abs(np.log(np.where(Dp > 0, Dp, 1.0))) + np.abs(np.log(np.where(fps[l] != 0, np.abs(fps[l]), 1.0))) + 4
                     K = K + np.max(logs, axis=-1, keepdims=True)
                 bn, wn = self._names(net, l)
-                self.M[bn], self.Mp[bn], self.K[bn] = D, Dp, np.broadcast_to(K, D.shape)
+                self.M[bn], self.Mp[bn], self.Mps[bn], self.K[bn] = D, Dp, Dps, np.broadcast_to(K, D.shape)
+                self.Mps[wn] = Dps[:, :, None] * (np.abs(As[l]) + dAs[l])[:, None, :]
                 self.M[wn] = D[:, :, None] * np.abs(As[l])[:, None, :]
                 self.Mp[wn] = Dp[:, :, None] * (np.abs(As[l]) + dAs[l])[:, None, :]
                 self.K[wn] = K[:, :, None] + 1
@@ -305,11 +325,12 @@ class _ErrorModel:
             return "b%d" % (l + 1), "w%d" % (l + 1)
         return "b%d" % (l + 1), "W%d" % (l + 1)
 
-    def bound(self, name):
+    def bound(self, name, smooth=False):
         """E: the bound on |computed − exact| of ∂C/∂name, shaped like the gradient
-        ((B,) + shape, or shape when nothing is batched)."""
+        ((B,) + shape, or shape when nothing is batched); ``smooth``: without the jumps of φ'
+        at kinks within rounding of z."""
         with np.errstate(all="ignore"):
-            M, Mp, K = self.M[name], self.Mp[name], self.K[name]
+            M, Mp, K = self.M[name], (self.Mps if smooth else self.Mp)[name], self.K[name]
             E = Mp * (1.0 + K * self.u) - M + K * self.tiny
             E = np.where(np.isnan(E), np.inf, E)
         return self._shape(name, E)
@@ -418,15 +439,17 @@ def _fd_compare(Cp, Cm, C0, step_p, step_m, target, ep, em, e0, tol_target):
         settled = quiet | ratio_ok
         err = np.abs(R - target)
         ok = err <= tol
-        # A kink at p: one-sided differences at h/8, each with an error estimate (its change from
-        # h/4, which is its O(t·C'') truncation, plus rounding).  A smooth function's one-sided
-        # differences differ by ≈ t·C'', about twice that estimate; a jump in C' larger than
-        # 4× the estimates is a kink, and any value between the one-sided derivatives passes.
+        # A kink at p: one-sided differences at t = h/8, each with an error estimate (its change
+        # from h/4, which is its O(t·C'') truncation, plus its rounding bound); where C' jumps by
+        # more than a smooth function allows, any value between them passes.
         right = [(Cp[i] - C0) / step_p[i] for i in (2, 3)]
         left = [(C0 - Cm[i]) / step_m[i] for i in (2, 3)]
-        er = np.abs(right[1] - right[0]) + (ep[3] + e0) / step_p[3]
-        el = np.abs(left[1] - left[0]) + (em[3] + e0) / step_m[3]
-        kink = np.abs(right[1] - left[1]) > 4.0 * (er + el)
+        tr, tl = np.abs(right[1] - right[0]), np.abs(left[1] - left[0])
+        rr, rl = (ep[3] + e0) / step_p[3], (em[3] + e0) / step_m[3]
+        er, el = tr + rr, tl + rl
+        # Smooth: right − left = t·C'' + rounding, and t·C''/2 is what tr and tl each estimate,
+        # so |right − left| ≤ tr + tl + rr + rl; a kink is taken where it exceeds 2(tr + tl) + rr + rl.
+        kink = np.abs(right[1] - left[1]) > 2.0 * (tr + tl) + rr + rl
         lo = np.minimum(left[1] - el, right[1] - er) - tol_target
         hi = np.maximum(left[1] + el, right[1] + er) + tol_target
         between = kink & (target >= lo) & (target <= hi)
@@ -442,10 +465,11 @@ def _fd_ladders(net, base, n, items, eps, make, target, tol_target):
     """Richardson ladders for ``items`` (one direction each, per sample): at h = eps, then, for
     the items whose ladder is not in its asymptotic regime, at eps/16, eps/256, … (``_LEVELS``).
     ``make(item, t) -> (moved up, moved down, step up (n,), step down (n,), displacement error (n,))``.
-    ``target``, ``tol_target``: (n, m).  Returns fd, tol, ok as (n, m) and the smallest h used."""
+    ``target``, ``tol_target``: (n, m).  Returns fd, tol, ok as (n, m), the smallest h used, and
+    the entries no ladder could settle (n, m)."""
     m = len(items)
     fd, tol, ok = np.zeros((n, m)), np.zeros((n, m)), np.zeros((n, m), dtype=bool)
-    done = np.zeros((n, m), dtype=bool)
+    done, undecided = np.zeros((n, m), dtype=bool), np.zeros((n, m), dtype=bool)
     pending, h_min = list(range(m)), eps
     for level in range(_LEVELS):
         h = eps * 16.0 ** -level
@@ -466,6 +490,9 @@ def _fd_ladders(net, base, n, items, eps, make, target, tol_target):
                                               tol_target[:, j] + dev)
             take = ~done[:, j] & (settled | (level == _LEVELS - 1))
             fd[take, j], tol[take, j], ok[take, j] = R[take], t_[take], ok_[take]
+            # Never settled, down to h = eps·16^-7: kinks closer to p than any step can resolve
+            # (a deep ReLU net with vanishing z), where finite differences cannot decide.
+            undecided[:, j] |= take & ~settled & ~ok_
             done[:, j] |= take
             if not done[:, j].all():
                 still.append(j)
@@ -473,7 +500,7 @@ def _fd_ladders(net, base, n, items, eps, make, target, tol_target):
         pending = still
         if not pending:
             break
-    return fd, tol, ok, h_min
+    return fd, tol, ok, h_min, undecided
 
 
 def check_gradients(net, params, *, wrt=None, grad_fn=None, eps=None, rtol=None, atol=None,
@@ -549,17 +576,21 @@ def check_gradients(net, params, *, wrt=None, grad_fn=None, eps=None, rtol=None,
     kinds = ["backprop", "finite_difference"] + (["grad_fn"] if user is not None else [])
     failures, max_rel, max_ratio = [], dict.fromkeys(kinds, 0.0), dict.fromkeys(kinds, 0.0)
     census = {k: [0, 0] for k in kinds}
-    worst, details = [], {}
+    worst, details, unsure_count = [], {}, {}
     scale = atol / rtol if rtol > 0 else np.finfo(np.float64).tiny
 
     def nb(a, name):  # (n,) + base shape, float64
         return np.broadcast_to(np.asarray(a, dtype=np.float64), (n,) + _base_shape(net, name))
 
-    def record(kind, name, value, ref, tol, labels, extra):
-        """value, ref, tol: (n, m) arrays over m entries with labels[j] = (index tuple)."""
+    def record(kind, name, value, ref, tol, labels, extra, unsure=None):
+        """value, ref, tol: (n, m) arrays over m entries with labels[j] = (index tuple); unsure:
+        the entries the comparison could not decide (counted, not failed)."""
         with np.errstate(all="ignore"):
             err = np.abs(value - ref)
             bad = ~(err <= tol)
+            if unsure is not None:
+                bad &= ~unsure
+                unsure_count[kind] = unsure_count.get(kind, 0) + int(unsure.sum())
             rel = err / (np.abs(ref) + scale)
             ratio = np.where(tol > 0, err / tol, np.where(err > 0, np.inf, 0.0))
         fin = rel[np.isfinite(rel)]
@@ -580,6 +611,9 @@ def check_gradients(net, params, *, wrt=None, grad_fn=None, eps=None, rtol=None,
                      "value": float(value[b, j]), "closed_form": float(ref[b, j]), "rel_error": float(rel[b, j]),
                      "tolerance": float(tol[b, j]), "ratio": float(ratio[b, j])}
             entry.update({k: float(v[b, j]) for k, v in extra.items()})
+            entry[kind] = entry["value"]
+            entry.setdefault("backprop", float("nan"))
+            entry.setdefault("finite_difference", float("nan"))
             worst.append(entry)
         b, j = (int(i) for i in np.argwhere(bad)[0])  # the first failing entry (batch order)
         idx = labels[j]
@@ -593,12 +627,12 @@ def check_gradients(net, params, *, wrt=None, grad_fn=None, eps=None, rtol=None,
                ", ".join("%s = %.17g" % kv for kv in vals.items()), rel[b, j], err[b, j], tol[b, j], int(bad.sum()), bad.size)
         )
 
-    cfs, bps, Es, flat = {}, {}, {}, {}
+    cfs, bps, Es, Ess = {}, {}, {}, {}
     for name in names:
         cf = nb(evaluate_gradient(net.gradient(name), inp, _locals=loc), name)
         g = nb(bp.grads[name], name)
         E = nb(model.bound(name), name)
-        cfs[name], bps[name], Es[name] = cf, g, E
+        cfs[name], bps[name], Es[name], Ess[name] = cf, g, E, nb(model.bound(name, smooth=True), name)
         m = cf[0].size
         labels = list(np.ndindex(*cf.shape[1:])) if cf.ndim > 1 else [()]
         fl = lambda a: a.reshape(n, m)  # noqa: E731
@@ -629,10 +663,11 @@ def check_gradients(net, params, *, wrt=None, grad_fn=None, eps=None, rtol=None,
 
         at = lambda d: np.stack([d[name][(slice(None),) + e] for name, e in items], axis=-1)  # noqa: E731
         cf_all, bp_all = at(cfs), at(bps)
-        fd, tol, _, smallest = _fd_ladders(net, base, n, items, eps, make, cf_all, at(Es))
+        fd, tol, _, smallest, undecided = _fd_ladders(net, base, n, items, eps, make, cf_all, at(Ess))
         for name, entries, first in plan:
             sl = slice(first, first + len(entries))
-            record("finite_difference", name, fd[:, sl], cf_all[:, sl], tol[:, sl], entries, {"backprop": bp_all[:, sl]})
+            record("finite_difference", name, fd[:, sl], cf_all[:, sl], tol[:, sl], entries, {"backprop": bp_all[:, sl]},
+                   undecided[:, sl])
         step_text = ("finite differences: steps h, h/2, h/4, h/8 with h = %g·max(1, |p|) (down to %g·max(1, |p|) where not "
                      "asymptotic), Richardson extrapolation, float64" % (eps, smallest))
     else:
@@ -640,7 +675,7 @@ def check_gradients(net, params, *, wrt=None, grad_fn=None, eps=None, rtol=None,
         sizes = [base[k][0].size for k in names]
         cuts = np.cumsum([0] + sizes)
         flat = lambda d: np.concatenate([np.reshape(d[k], (n, -1)) for k in names], axis=1)  # noqa: E731
-        p_f, cf_f, E_f, bp_f = flat(base), flat(cfs), flat(Es), flat(bps)
+        p_f, cf_f, E_f, bp_f = flat(base), flat(cfs), flat(Ess), flat(bps)
         s_f = np.maximum(1.0, np.abs(p_f))
         rng = np.random.default_rng(seed)
         vs = []
@@ -667,15 +702,16 @@ def check_gradients(net, params, *, wrt=None, grad_fn=None, eps=None, rtol=None,
         target = np.stack([np.sum(cf_f * v, axis=1) for v in vs], axis=-1)
         # ⟨cf, v⟩ is off by ⟨E, |v|⟩ (the entries' bounds) plus the dot product's rounding γ_P.
         tol_t = np.stack([np.sum(E_f * np.abs(v), axis=1) + P * 2.0 ** -53 * np.sum(np.abs(cf_f * v), axis=1) for v in vs], axis=-1)
-        fd, tol, _, h_min = _fd_ladders(net, base, n, vs, eps, make, target, tol_t)
+        fd, tol, _, h_min, undecided = _fd_ladders(net, base, n, vs, eps, make, target, tol_t)
         bp_v = np.stack([np.sum(bp_f * v, axis=1) for v in vs], axis=-1)
-        record("finite_difference", "<v, grad>", fd, target, tol, [("v%d" % i,) for i in range(directions)], {"backprop": bp_v})
+        record("finite_difference", "<v, grad>", fd, target, tol, [("v%d" % i,) for i in range(directions)], {"backprop": bp_v},
+               undecided)
         step_text = ("%d random directions v (seed %s); steps t, t/2, t/4, t/8 along v with t = %g (down to %g where not "
                      "asymptotic), v scaled by max(1, |p|) per entry, Richardson extrapolation, float64" % (directions, seed, eps, h_min))
     census_t = {k: tuple(v) for k, v in census.items()}
     worst.sort(key=lambda w: -w["ratio"])
     report = GradientCheckReport(not failures, names, failures, max_rel, max_ratio, census_t, worst[:_WORST], step_text,
-                                 "fast" if fast else "entries", details)
+                                 "fast" if fast else "entries", details, unsure_count)
     if failures and raise_on_failure:
         shown = failures[:10] + (["… and %d more" % (len(failures) - 10)] if len(failures) > 10 else [])
         worst_lines = ["worst: %s ∂C/∂%s%s%s: closed form %.6g, %s %.6g, relative error %.2e, %.1f× the tolerance"
