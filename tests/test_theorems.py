@@ -329,3 +329,12 @@ def test_numbers_and_sympy_objects_are_still_accepted():
     assert Enclosure(sympy.pi, fractions.Fraction(3), fractions.Fraction(22, 7)).check().ok
     with pytest.raises(InvalidArgument, match="exact rational"):
         Enclosure(sympy.pi, 3.0, 4)
+
+
+def test_a_certificate_hypothesis_cannot_link_to_a_step_that_states_no_inequality():
+    h = sympy.Symbol("h", nonnegative=True)
+    eq = Identity(x ** 2 - 2 * x + 1, (x - 1) ** 2, "an identity")
+    r = Certificate(x ** 2 - 2 * x + 3, h + 2, where={h: x ** 2 - 2 * x + 1}, by={h: eq}).check()
+    assert not r.ok and "states no inequality" in r.detail
+    with pytest.raises(InvalidArgument, match="another Step"):
+        Certificate(x, h, where={h: x}, by={h: "x >= 0"})
