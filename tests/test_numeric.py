@@ -433,3 +433,334 @@ def test_backprop_options_are_validated(kw):
         backprop(net, p, **kw)
     name, value = next(iter(kw.items()))
     assert name in str(exc.value) and repr(value) in str(exc.value)
+
+
+# ------------------------------------------------------------------ extremes: exact values (mpmath)
+#
+# Each example from the issues, with its exact value computed by mpmath at 40 digits from the same
+# float64 inputs.  "Correctly rounded to a few ulps" means within 8 u = 8·2^-53 relative (two or
+# three stable-kernel roundings, each ≤ 2 u, and the final rounding), or the rounded result itself
+# where the exact value is outside the float64 range.
+
+import mpmath  # noqa: E402
+
+from ._mpref import U, assert_close_to_reference, chain_reference  # noqa: E402
+
+
+def _batched(p, n=70):
+    return {k: np.full(n, float(v)) for k, v in p.items()}
+
+
+def _all_paths(net, p, name, log_space=False):
+    """(label, value) for every way symgrad computes ∂C/∂name: the scalar path, the batched
+    NumPy kernel (batch 70: the in-place sigmoid kernel for sigmoid chains), the compiled kernel
+    where it applies, and the closed form evaluated factor by factor."""
+    out = [("backprop", backprop(net, p).grads[name]),
+           ("backprop batch", backprop(net, _batched(p), backend="numpy").grads[name][0]),
+           ("evaluate_gradient", evaluate_gradient(net.gradient(name), p)),
+           ("evaluate_gradient batch", evaluate_gradient(net.gradient(name), _batched(p))[0])]
+    if "numba" in BACKENDS and isinstance(net, symgrad.networks.Chain) and all(a.name == "sigmoid" for a in net.activations):
+        out.append(("numba", backprop(net, _batched(p), backend="numba").grads[name][0]))
+    return out
+
+
+def test_cross_entropy_delta_is_computed_from_the_logit():
+    # σ(40) − 1 = −σ(−40) = −4.248e-18 is representable; a_L − y cancelled it to 0.
+    net = symgrad.chain(1, "sigmoid", loss="cross_entropy")
+    p = {"a0": 0.0, "y": 1.0, "w1": 1.0, "b1": 40.0}
+    mpmath.mp.dps = 40
+    exact = -1 / (1 + mpmath.exp(40))
+    assert float(exact) == -4.248354255291589e-18
+    for label, g in _all_paths(net, p, "b1"):
+        assert_close_to_reference(g, exact, 8 * U, label)
+    res = backprop(net, p, log_space=True)
+    assert float(res.log_abs["b1"]) == pytest.approx(float(mpmath.log(-exact)), rel=8 * U)
+    assert float(res.sign["b1"]) == -1.0
+    # further out the linear value underflows, and the log stays exact: log σ(−800) = −800
+    far = backprop(net, dict(p, b1=800.0), log_space=True)
+    assert float(far.grads["b1"]) == 0.0 and float(far.log_abs["b1"]) == -800.0 and float(far.sign["b1"]) == -1.0
+    # the same through a dense network
+    dn = symgrad.network([1, 1], "sigmoid", "cross_entropy")
+    dp = {"a0": np.array([0.0]), "y": np.array([1.0]), "W1": np.array([[1.0]]), "b1": np.array([40.0])}
+    assert_close_to_reference(backprop(dn, dp).grads["b1"][0], exact, 8 * U, "dense")
+    assert_close_to_reference(evaluate_gradient(dn.gradient("b1"), dp)[0], exact, 8 * U, "dense closed form")
+
+
+def test_overflowing_partial_product_times_zero_is_zero_not_nan():
+    # Identity chain, L = 400, w = 10, a0 = y = 0: 10^399 overflows and meets a_L − y = 0.
+    L = 400
+    net = symgrad.chain(L, "identity")
+    p = {**{"w%d" % j: 10.0 for j in range(1, L + 1)}, **{"b%d" % j: 0.0 for j in range(1, L + 1)}, "a0": 0.0, "y": 0.0}
+    for name in ("b1", "w1", "b200", "w%d" % L):
+        assert float(evaluate_gradient(net.gradient(name), p)) == 0.0
+        assert float(backprop(net, p).grads[name]) == 0.0
+    # y = 1: ∂C/∂b_j = −10^(L−j) exactly: ±inf where that exceeds the range, exact below
+    q = dict(p, y=1.0)
+    mpmath.mp.dps = 40
+    for j in (1, 92, 93, 200, L - 1, L):
+        exact = -mpmath.mpf(10) ** (L - j)
+        for got in (evaluate_gradient(net.gradient("b%d" % j), q), backprop(net, q).grads["b%d" % j]):
+            # L − j products of 10, each rounded once (exact up to 10^22)
+            assert_close_to_reference(got, exact, (L - j) * U, "b%d" % j)
+    assert float(backprop(net, q).grads["b1"]) == -math.inf and float(backprop(net, q).grads["b%d" % L]) == -1.0
+
+
+def test_underflowed_factor_does_not_zero_a_representable_gradient():
+    # tanh'(400) = 4e-348 underflows; a0 = 1e300 brings the product back to 1.47e-47.
+    net = symgrad.chain(2, "tanh")
+    p = dict(a0=1e300, w1=0.0, b1=0.0, w2=1.0, b2=400.0, y=0.0)
+    exact, _, bound = chain_reference(net, p)
+    assert float(exact["w1"]) == pytest.approx(1.47e-47, rel=1e-2)
+    assert bound["w1"] < 1e-12  # the tanh'(400) factor is rebuilt from log: ~800 u
+    for label, g in _all_paths(net, p, "w1"):
+        assert_close_to_reference(g, exact["w1"], bound["w1"], label)
+    # the others are below 2^-1075: 0 is their correctly rounded value
+    for k in ("b1", "w2", "b2"):
+        assert abs(exact[k]) < mpmath.mpf(2) ** -1075 and float(backprop(net, p).grads[k]) == 0.0
+
+
+def test_z_is_computed_where_only_the_product_w_a_overflows():
+    # z = 1e308·2 − 1e308 = 1e308 is representable although w·a = 2e308 is not.
+    p = {"a0": 2.0, "w1": 1e308, "b1": -1e308, "y": 0.5}
+    assert float(forward(symgrad.chain(1), p)["z1"]) == 1e308
+    res = backprop(symgrad.chain(1), p, log_space=True)
+    assert float(res.grads["b1"]) == 0.0  # σ'(1e308)·½ = e^-1e308: below the range
+    assert float(res.log_abs["b1"]) == pytest.approx(-1e308, rel=1e-15)
+    ident = backprop(symgrad.chain(1, "identity"), p)
+    assert float(ident.grads["b1"]) == 1e308 - 0.5 == 1e308  # z − y, exact
+    assert float(ident.grads["w1"]) == math.inf  # 2e308
+    # batched NumPy kernel and compiled kernel: the block is re-done, not refused
+    for backend in BACKENDS:
+        r = backprop(symgrad.chain(1), _batched(p), backend=backend)
+        assert np.all(r.grads["b1"] == 0.0) and np.all(r.grads["w1"] == 0.0)
+    # just past the boundary: z itself exceeds the range
+    with pytest.raises(InvalidArgument, match="overflows float64 at layer 1"):
+        backprop(symgrad.chain(1), dict(p, b1=0.0, a0=1.8))
+    # dense: a partial sum overflows, z does not
+    dn = symgrad.network([2, 1], "identity")
+    dp = {"a0": np.array([2.0, 1.0]), "W1": np.array([[1e308, 1.0]]), "b1": np.array([-1e308]), "y": np.array([0.0])}
+    assert backprop(dn, dp).grads["b1"][0] == 1e308 + 1.0
+    with pytest.raises(InvalidArgument, match="overflows float64 at layer 1"):
+        backprop(dn, dict(dp, b1=np.array([1e308])))
+
+
+def test_dense_linear_gradients_stay_linear():
+    # was 9.999999999999763e299 (sign·exp(log|g|)); 1e300 is exact
+    net = symgrad.network([1, 1], "identity")
+    p = {"a0": np.array([1.0]), "W1": np.array([[1.0]]), "b1": np.array([1e300]), "y": np.array([0.0])}
+    res = backprop(net, p)
+    assert res.grads["b1"][0] == 1e300 and res.grads["W1"][0, 0] == 1e300
+    assert evaluate_gradient(net.gradient("b1"), p)[0] == 1e300
+
+
+def test_one_exploding_sample_does_not_degrade_its_block():
+    # Sample 5 explodes (w = 40, |w σ'(0)| = 10 per layer); the rest of its block keep their
+    # accuracy, and its own representable gradients are exact to the forward-error bound.
+    L = 400
+    net = symgrad.chain(L)
+    B = 64
+    p = sample(net, B, seed=11)
+    for j in range(1, L + 1):
+        p["w%d" % j], p["b%d" % j] = p["w%d" % j].copy(), p["b%d" % j].copy()
+        p["w%d" % j][5], p["b%d" % j][5] = 40.0, (-20.0 if j % 2 else 0.0)
+    for backend in BACKENDS:
+        res = backprop(net, p, backend=backend)
+        for i in (0, 5, 6):
+            exact, _, bound = chain_reference(net, p, i)
+            for k in ("b1", "w1", "b200", "w%d" % L, "b%d" % L):
+                assert_close_to_reference(res.grads[k][i], exact[k], bound[k], "%s %s[%d]" % (backend, k, i))
+
+
+def test_float32_out_of_range_z_is_an_error_naming_it():
+    net = symgrad.chain(1)
+    p = {k: np.float32(v) for k, v in dict(a0=3.4e38, w1=-104.0, b1=0.0, y=0.5).items()}
+    for q in (p, {k: np.full(3, v, dtype=np.float32) for k, v in p.items()}):
+        with pytest.raises(InvalidArgument, match=r"overflows float32 at layer 1 \(z1 .* 3.403e\+38\) for batch index 0"):
+            backprop(net, q)
+    # just inside: z = −3.3e38 fits float32: an answer, not an error (σ'(z) = 0 correctly rounded)
+    ok = backprop(net, dict(p, a0=np.float32(3.3e38), w1=np.float32(-1.0)))
+    assert ok.grads["b1"].dtype == np.float32 and float(ok.grads["b1"]) == 0.0
+    # float32 w·a overflows, z does not: identity chain gives z − y exactly
+    ident = symgrad.chain(1, "identity")
+    q = {"a0": np.float32(3e38), "w1": np.float32(1.5), "b1": np.float32(-2e38), "y": np.float32(0.0)}
+    z = float(np.float32(3e38)) * 1.5 + float(np.float32(-2e38))  # exact in float64
+    for qq in (q, {k: np.full(2, v) for k, v in q.items()}):
+        g = backprop(ident, qq).grads["b1"]
+        # (w/2)·a and its sum with b/2 are each rounded to float32: two roundings of 2^-24
+        assert g.dtype == np.float32 and np.all(np.abs(g.astype(np.float64) - z) <= 2 * 2.0**-24 * abs(z))
+
+
+# Hypothesis: the whole representable range against mpmath.  Every gradient of a depth-2 chain
+# must be within the forward-error bound of tests/_mpref.py of the exact value (in u = 2^-53:
+# C_GRAD = 20 per factor plus the propagated conditioning), ±inf exactly where the exact value is
+# beyond the range, and InvalidArgument exactly where an exact z is beyond the range.
+
+ANY = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([0.0, 1.0, -1.0, 0.5, 1e300, -1e300, 1e308, -1e308, 5e-324, 40.0, 800.0, -800.0]),
+    st.floats(-50, 50),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(ANY, min_size=6, max_size=6), st.sampled_from(["sigmoid", "tanh", "identity"]),
+       st.sampled_from(["quadratic", "cross_entropy"]), st.sampled_from(BACKENDS))
+def test_gradients_over_the_whole_range_match_mpmath(vals, act, loss, backend):
+    net = symgrad.chain(2, [act, "sigmoid"] if loss == "cross_entropy" else act, loss)
+    names = ("a0", "y") + net.parameters
+    p = dict(zip(names, map(float, vals)))
+    if loss == "cross_entropy":
+        p["y"] = min(abs(p["y"]), 1.0)
+    mpmath.mp.dps = 40
+    a = mpmath.mpf(p["a0"])
+    zs = []
+    for j, ac in enumerate(net.activations, start=1):
+        z = mpmath.mpf(p["w%d" % j]) * a + mpmath.mpf(p["b%d" % j])
+        zs.append(z)
+        a = z if ac.name == "identity" else (mpmath.tanh(z) if ac.name == "tanh" else 1 / (1 + mpmath.exp(-z)))
+    if backend == "numba" and not all(a.name == "sigmoid" for a in net.activations):
+        backend = "numpy"  # the compiled kernel is for sigmoid chains: the batched NumPy path then
+    # batch 70 runs the in-place NumPy sigmoid kernel (or the compiled one); scalars the generic one
+    q = _batched(p) if backend == "numba" or vals[0] < 0 else p
+    # the exact z beyond the range ⇔ refused (a computed z within an ulp of the edge may go either way)
+    edge = mpmath.mpf(np.finfo(np.float64).max)
+    try:
+        res = backprop(net, q, backend=backend)
+    except InvalidArgument as exc:
+        assert "overflows float64" in str(exc) or "(0, 1)" in str(exc)
+        if "(0, 1)" in str(exc):  # a custom-activation output outside (0, 1): not reachable here
+            raise
+        assert max(abs(z) for z in zs) > edge * (1 - 1e-15)
+        return
+    assert max(abs(z) for z in zs) <= edge * (1 + 1e-15)
+    exact, _, bound = chain_reference(net, p)
+    for k in net.parameters:
+        g = res.grads[k] if q is p else res.grads[k][0]
+        assert_close_to_reference(g, exact[k], bound[k], k)
+
+
+# ------------------------------------------------------------------ cross-entropy without cancellation
+
+
+def _mp_loss(widths, p, i):
+    """C for one sample of a dense network with φ(z) = σ(2z) and cross-entropy, in mpmath."""
+    L = len(widths) - 1
+    get = lambda k: np.asarray(p[k])[i]  # noqa: E731  (every entry is batched here)
+
+    def C(**theta):
+        a = [mpmath.mpf(float(v)) for v in get("a0")]
+        for l in range(1, L + 1):
+            W, b = theta["W%d" % l], theta["b%d" % l]
+            a = [1 / (1 + mpmath.exp(-2 * (mpmath.fsum(W[r][c] * a[c] for c in range(len(a))) + b[r]))) for r in range(len(b))]
+        y = [mpmath.mpf(float(v)) for v in get("y")]
+        return -mpmath.fsum(yk * mpmath.log(ak) + (1 - yk) * mpmath.log(1 - ak) for ak, yk in zip(a, y))
+
+    theta = {k: [[mpmath.mpf(float(x)) for x in row] for row in get(k)] if k[0] == "W" else [mpmath.mpf(float(x)) for x in get(k)]
+             for k in p if k not in ("a0", "y")}
+    return C, theta
+
+
+def _mp_grad(C, theta, name, idx):
+    """∂C/∂theta[name][idx] by mpmath's numerical differentiation at 40 digits (independent of
+    any closed form: it only evaluates C)."""
+    def f(x):
+        t = {k: [list(r) for r in v] if k[0] == "W" else list(v) for k, v in theta.items()}
+        if len(idx) == 2:
+            t[name][idx[0]][idx[1]] = x
+        else:
+            t[name][idx[0]] = x
+        return C(**t)
+    x0 = theta[name][idx[0]][idx[1]] if len(idx) == 2 else theta[name][idx[0]]
+    return mpmath.diff(f, x0)
+
+
+def test_cross_entropy_with_a_custom_sigmoid_like_output_matches_mpmath():
+    # φ(z) = σ(2z): cross-entropy does not cancel φ', so ∂C/∂a = (a − y)/(a(1 − a)) is evaluated
+    # numerically (backprop and the closed form's CostGradient).  Reference: mpmath.diff of C.
+    # Bound: with |W| ≤ 1 (xavier) and a ∈ (0, 1), |z_2| ≤ 3, so 1 − a_2 ≥ σ(−6) ≈ 0.0025 carries
+    # at most u/0.0025 = 400 u; with y ∈ {0, 1} the factor a − y does not cancel; the rest is a
+    # few dozen roundings, each ≤ 2 u, times conditioning ≤ 2 per layer: 2000 u in all.
+    mpmath.mp.dps = 40
+    net = symgrad.network([2, 2, 1], "sigmoid(2*z)", "cross_entropy")
+    p = sample(net, 4, init="xavier", seed=5)
+    p["y"] = np.array([[0.0], [1.0], [1.0], [0.0]])
+    res = backprop(net, p)
+    chain_net = symgrad.chain(2, "sigmoid(2*z)", "cross_entropy")
+    for i in range(4):
+        C, theta = _mp_loss(net.widths, p, i)
+        for name, idx in (("b2", (0,)), ("W2", (0, 1)), ("b1", (1,)), ("W1", (1, 0)), ("W1", (0, 1))):
+            exact = _mp_grad(C, theta, name, idx)
+            entry = "%s[%s]" % (name, ",".join(map(str, idx)))
+            for label, got in (("backprop", res.grads[name][(i,) + idx]),
+                               ("evaluate_gradient", evaluate_gradient(net.gradient(entry), p)[i])):
+                assert_close_to_reference(got, exact, 2000 * U, "%s %s sample %d" % (label, entry, i))
+    # and a chain with the same output (its own numeric path)
+    cp = {"a0": 0.7, "y": 1.0, "w1": 0.8, "b1": -0.3, "w2": -0.9, "b2": 0.4}
+    for name in chain_net.parameters:
+        theta = {k: mpmath.mpf(v) for k, v in cp.items()}
+
+        def Cc(x, name=name):
+            t = dict(theta, **{name: x})
+            a1 = 1 / (1 + mpmath.exp(-2 * (t["w1"] * t["a0"] + t["b1"])))
+            a2 = 1 / (1 + mpmath.exp(-2 * (t["w2"] * a1 + t["b2"])))
+            return -(t["y"] * mpmath.log(a2) + (1 - t["y"]) * mpmath.log(1 - a2))
+        exact = mpmath.diff(Cc, theta[name])
+        for label, got in (("backprop", backprop(chain_net, cp).grads[name]),
+                           ("backprop batch", backprop(chain_net, _batched(cp)).grads[name][0]),
+                           ("evaluate_gradient", evaluate_gradient(chain_net.gradient(name), cp))):
+            assert_close_to_reference(got, exact, 2000 * U, "chain %s %s" % (label, name))
+
+
+# ------------------------------------------------------------------ memory, estimated before allocating
+
+
+def test_huge_requests_are_refused_with_the_estimate_before_allocating(monkeypatch):
+    from symgrad import numeric
+
+    with pytest.raises(InvalidArgument, match=r"needs about 74.5 GiB .*smaller widths, a smaller batch"):
+        sample(symgrad.network([100000, 100000, 1]), 1)
+    # the boundary, with the available memory pinned: exactly the estimate passes, one byte less refuses
+    net = symgrad.chain(20)
+    p = sample(net, 5000, seed=0)
+    inp = numeric._validate(net, p)
+    need = numeric._backprop_bytes(inp, False, None, numeric.DEFAULT_BLOCK, 1)
+    monkeypatch.setattr(numeric, "_available_memory", lambda: math.ceil(need / numeric.MEMORY_FRACTION))
+    backprop(net, p, threads=1, backend="numpy")
+    monkeypatch.setattr(numeric, "_available_memory", lambda: math.ceil(need / numeric.MEMORY_FRACTION) - 2)
+    with pytest.raises(InvalidArgument, match=r"backprop\(.*batch=5000\) needs about .* MiB.*smaller batch"):
+        backprop(net, p, threads=1, backend="numpy")
+    dn = symgrad.network([50, 40, 3])
+    dp = sample(dn, 100, seed=0)
+    dneed = numeric._backprop_bytes(numeric._validate(dn, dp), False, None, 0, 1)
+    monkeypatch.setattr(numeric, "_available_memory", lambda: math.ceil(dneed / numeric.MEMORY_FRACTION) - 2)
+    with pytest.raises(InvalidArgument, match="needs about"):
+        backprop(dn, dp)
+    sneed = numeric._sample_bytes(dn, 100, np.float64)
+    monkeypatch.setattr(numeric, "_available_memory", lambda: math.ceil(sneed / numeric.MEMORY_FRACTION) - 2)
+    with pytest.raises(InvalidArgument, match="needs about"):
+        sample(dn, 100)
+    monkeypatch.setattr(numeric, "_available_memory", lambda: None)  # unknown: no refusal
+    assert sample(dn, 100)["W1"].shape == (100, 40, 50)
+
+
+def test_memory_estimates_cover_what_is_allocated():
+    # The estimate must not be a wild guess: it is at least the traced peak of the real call.
+    from symgrad import numeric
+
+    for net, batch in ((symgrad.chain(30), 4000), (symgrad.network([30, 20, 4]), 300)):
+        tracemalloc.start()
+        try:
+            p = sample(net, batch, seed=0)
+            _, peak_s = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak_s <= numeric._sample_bytes(net, batch, np.float64) * 1.05 + 65536
+        inp = numeric._validate(net, p)
+        tracemalloc.start()
+        try:
+            backprop(net, p, threads=1, backend="numpy")
+            _, peak_b = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        est = numeric._backprop_bytes(inp, False, None, numeric.DEFAULT_BLOCK, 1)
+        assert peak_b <= est, (net, peak_b, est)
