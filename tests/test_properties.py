@@ -594,3 +594,54 @@ def test_a_gradient_function_just_past_its_contract_fails(sign):
         P.assert_gradient_fn(net, p, off(1 + sign * 2e-9), rtol=1e-9, atol=0.0)
     with pytest.raises(GradientCheckError, match=r"∂C/∂b1"):
         P.assert_gradient_fn(net, p, off(1 + sign * 1e-2))
+
+
+def test_chain_identity_linear_check_catches_a_relative_error_of_1e_12(monkeypatch):
+    """Six layers round to ~1e-14; an error of 1e-12 is far past that, so a looser rtol is caught."""
+    net, p = _pinned_chain(6, 3.0)
+    _shift_grads(monkeypatch, deltas=lambda g: (g.deltas[0] * (1 + 1e-12),) + g.deltas[1:])
+    with pytest.raises(GradientCheckError, match="relative error"):
+        P.assert_chain_identity(net, p)
+
+
+TIGHT = sympy.Rational(1, 10**12)
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_dense_bound_fails_a_sup_1e_12_too_small(depth):
+    """The rounding allowance of a width-1 network of 3 layers is ~1e-14: 1e-12 is past it."""
+    with pytest.raises(GradientCheckError, match="dense bound violated"):
+        P.assert_dense_delta_bound(*_pinned_dense(_fake_sigmoid(QUARTER * (1 - TIGHT), "sig_tight"), depth))
+
+
+def _aligned_dense(act):
+    """[2, 2, 2] with z¹ = 0, W² = diag(3, 1) and δ² ∝ e₁ (y₂ = a²₂): ‖δ¹‖ = ¼·‖W²‖₂·‖δ²‖ exactly,
+    while the Frobenius norm √10 would be 5% looser."""
+    net = symgrad.network([2, 2, 2], act)
+    a0 = np.array([0.5, -1.0])
+    W1 = np.array([[1.0, 2.0], [-1.0, 0.5]])
+    p = {"a0": a0, "y": np.array([0.0, 0.0]), "W1": W1, "b1": -(W1 @ a0), "W2": np.diag([3.0, 1.0]), "b2": np.array([0.3, -0.2])}
+    p["y"] = np.array([0.0, float(symgrad.forward(net, p)["a2"][1])])
+    return net, p
+
+
+def test_dense_bound_uses_the_spectral_norm_and_is_tight_for_an_aligned_delta():
+    net, p = _aligned_dense("sigmoid")
+    norms, bounds = P.dense_delta_bounds(net, p)
+    rtol, _ = P._dense_tolerances(net, p, bounds, norms)
+    assert abs(norms[0] - bounds[0]) <= rtol * bounds[0]
+    with pytest.raises(GradientCheckError, match="layer 1"):
+        P.assert_dense_delta_bound(*_aligned_dense(_fake_sigmoid(QUARTER * (1 - TIGHT), "sig_tight2")))
+
+
+@pytest.mark.parametrize("w, b", [(100.0, 3.0), (-7.5, 0.25)])
+def test_steep_interval_assertion_has_only_a_rounding_allowance(monkeypatch, w, b):
+    """Points 1e-12 inside the true ends are steep; an interval narrower by a relative 1e-9 must
+    reject them, so the allowance is far below 1e-9 of the width."""
+    lo, hi = P.steep_interval(w, b)
+    pts = np.array([lo + 1e-12, hi - 1e-12])
+    P.assert_steep_interval(w, b, pts)
+    real = P.steep_interval_width
+    monkeypatch.setattr(P, "steep_interval_width", lambda v: (1 - 1e-9) * real(v))
+    with pytest.raises(GradientCheckError, match="lies outside"):
+        P.assert_steep_interval(w, b, pts)
