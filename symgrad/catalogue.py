@@ -601,10 +601,13 @@ def t_saturation(value=(Q("0.01766"), Q("0.01767")), threshold=4) -> Theorem:
     decreasing = Certificate(-sympy.diff(d, z).subs(z, zp), sigmoid(zp) * sigmoid(-zp) * tanh(zp / 2), "decreasing for z > 0", strict=True,
                              expr_tex=r"-\sigma''(z)\ (z > 0)")
     even = Identity(sympy.Subs(d, z, -z), d, "even")
+    a0, t0 = sympy.Symbol("a", nonnegative=True), sympy.Symbol("t", positive=True)
     steps = [
         second, decreasing, even,
-        Implies([second, decreasing, even], r"\sigma'(z) = \sigma'(|z|) \text{ strictly decreases in } |z|", "monotone in |z|",
-                rule="a function with negative derivative on $(0, \\infty)$ decreases there (mean value theorem); $\\sigma'$ is even"),
+        Certificate(sp(a0) - sp(a0 + t0),
+                    exp(a0) * (exp(t0) - 1) * (exp(2 * a0 + t0) - 1) / ((1 + exp(a0)) ** 2 * (1 + exp(a0 + t0)) ** 2),
+                    "monotone in |z|", "For $0 \\le a < a + t$: $e^t - 1 > 0$ and $e^{2a+t} - 1 > 0$. With evenness, $\\sigma'$ strictly decreases in $|z|$.",
+                    strict=True, expr_tex=r"\sigma'(a) - \sigma'(a + t)\ \ (a \ge 0,\ t > 0)"),
         Solve(d.rewrite(exp) - d.subs(z, 4).rewrite(exp) <= 0, z, sympy.Union(sympy.Interval(-sympy.oo, -threshold), sympy.Interval(threshold, sympy.oo)),
               "saturation", "SymPy solves the inequality in closed form: it holds exactly for $|z| \\ge %s$." % threshold,
               eq_tex=r"\sigma'(z) \le \sigma'(4)"),

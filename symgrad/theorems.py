@@ -377,6 +377,15 @@ def _sign(e, pos: frozenset, nonneg: frozenset) -> int:
         if sb == _NONNEG and x.is_positive:
             return _NONNEG
         return 0
+    if e.is_Add and len(e.args) == 2:
+        # exp(x) − c with 0 < c ≤ 1 and x manifestly ≥ 0: exp(x) ≥ 1 ≥ c (exp increases), > 0 when x > 0 or c < 1.
+        c, t = e.as_coeff_Add()
+        if isinstance(t, sympy.exp) and c.is_Rational and -1 <= c < 0:
+            sx = _sign(t.args[0], pos, nonneg)
+            if sx == _POS or (sx == _NONNEG and c > -1):
+                return _POS
+            if sx == _NONNEG:
+                return _NONNEG
     if e.is_Mul or e.is_Add:
         signs = [_sign(a, pos, nonneg) for a in e.args]
         if min(signs) == 0:

@@ -25,7 +25,7 @@ RESTS_ON = {
     "1": ((), ()), "2a": ((), ()), "2b": ((), ()), "2c": ((), ()),
     "2d": ((), ("maximum at z*",)), "2e": ((), ("maximum at sqrt 2",)),
     "3": ((), ()), "4": ((), ("bound the product",)), "5": ((), ("bound the product",)), "6": ((), ("unique maximum",)),
-    "7": ((), ("monotone in |z|",)), "8": ((), ()), "9": ((), ("updates scale as gradients",)),
+    "7": ((), ()), "8": ((), ()), "9": ((), ("updates scale as gradients",)),
     "10": (("operator norm",), ("one layer", "output layer")), "11": ((), ()),
     "12": ((), ("limit of the iterates",)), "13": ((), ()), "14": ((), ()),
     "15": (("independent zero-mean weights",), ()),

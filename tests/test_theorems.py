@@ -338,3 +338,15 @@ def test_a_certificate_hypothesis_cannot_link_to_a_step_that_states_no_inequalit
     assert not r.ok and "states no inequality" in r.detail
     with pytest.raises(InvalidArgument, match="another Step"):
         Certificate(x, h, where={h: x}, by={h: "x >= 0"})
+
+
+def test_exp_minus_one_is_manifest_only_for_a_nonnegative_exponent():
+    a, t = sympy.Symbol("a", nonnegative=True), sympy.Symbol("t", positive=True)
+    e = sympy.exp
+    assert Certificate(e(t) - 1, e(t) - 1, strict=True).check().ok
+    assert Certificate(e(a) - 1, e(a) - 1).check().ok
+    assert not Certificate(e(a) - 1, e(a) - 1, strict=True).check().ok  # a = 0 gives 0
+    assert Certificate(e(a) - Q(1, 2), e(a) - Q(1, 2), strict=True).check().ok
+    assert not Certificate(e(x) - 1, e(x) - 1).check().ok  # x real: e^x < 1 for x < 0
+    assert not Certificate(e(a) - 2, e(a) - 2).check().ok
+    assert not Certificate(e(-t) - 1, e(-t) - 1).check().ok
