@@ -274,8 +274,10 @@ def _cmd_check(args) -> int:
             failures.extend(report.failures)
     tol = TOLERANCES[np.dtype(np.float64)]
     print("%r, batch %d, init %s, seed %d" % (net, args.batch, args.init, args.seed))
-    print("tolerance |x - closed form| <= %g + %g*|closed form|, i.e. relative error |x - closed form| / (|closed form| + %g) <= %g; "
-          "finite-difference step %g" % (tol.atol, tol.rtol, tol.atol / tol.rtol, tol.rtol, tol.eps))
+    print("tolerances from an error model (symgrad.gradcheck): closed form vs backprop within twice a running rounding bound; "
+          "vs finite differences (float64, Richardson extrapolation over h, h/2, h/4, h/8 with h = %g*max(1, |p|)) within their "
+          "truncation estimate plus rounding bound; relative error shown as |x - closed form| / (|closed form| + %g)"
+          % (tol.eps, tol.atol / tol.rtol))
     width = max(len("parameter"), *(len(r[0]) for r in rows))
     print("%-*s  %17s  %20s  %26s  %s" % (width, "parameter", "max |closed form|", "rel err vs backprop", "rel err vs finite diff", "result"))
     for name, mag, rel_bp, rel_fd, ok in rows:
