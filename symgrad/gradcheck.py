@@ -365,14 +365,32 @@ def _loss_of(inp: _Inputs):
 _CHUNK_ELEMENTS = 1 << 21  # parameter values per batched loss evaluation (16 MiB of float64)
 
 
-def _losses(net, base, n, perts):
+def _has_kink(act) -> bool:
+    """φ' or φ'' jumps somewhere (ReLU, leaky ReLU, ELU, softsign, a custom abs/max/Heaviside)."""
+    import sympy
+
+    kinds = (sympy.Heaviside, sympy.Piecewise, sympy.Abs, sympy.sign, sympy.Max, sympy.Min, sympy.DiracDelta)
+    return any(e.has(*kinds) for e in (act.expr, act.derivative)) or act.name.split("(")[0] in ("relu", "leaky_relu", "elu", "softsign")
+
+
+def _kink_signs(net, loc, kinked):
+    """sign(z_l) of the layers with a kink, side by side: (batch, units)."""
+    return np.concatenate([np.reshape(np.sign(loc["z%d" % (l + 1)]), (np.shape(loc["loss"])[0] if np.ndim(loc["loss"]) else 1, -1))
+                           for l in kinked], axis=1)
+
+
+def _losses(net, base, n, perts, kinked=(), ref_signs=None):
     """Losses at ``base`` (name → float64 (n,) + shape) moved by each of ``perts`` (a list of
     name → (key, new values): ``arr[key] = new``, key None for the whole array; {} for the point
-    itself), and the bound on each one's rounding error: two arrays (len(perts), n).  The moved points are stacked along the batch axis, so one
-    forward pass evaluates a whole chunk of them."""
+    itself), the bound on each one's rounding error, and whether it moved a z_l of a kinked layer
+    (``kinked``) across 0 where it was not 0 at p (``ref_signs``, (n, units)): three arrays
+    (len(perts), n).  The moved points are stacked along the batch axis, so one forward pass
+    evaluates a whole chunk of them.  Built-in activations have their kinks at z = 0; a custom
+    activation with a kink elsewhere is not tracked."""
     size = sum(v[0].size for v in base.values()) * n
     per_chunk = max(1, _CHUNK_ELEMENTS // max(size, 1))
     out, err = np.empty((len(perts), n)), np.empty((len(perts), n))
+    crossed = np.zeros((len(perts), n), dtype=bool)
     for s in range(0, len(perts), per_chunk):
         chunk = perts[s:s + per_chunk]
         k = len(chunk)
@@ -395,10 +413,16 @@ def _losses(net, base, n, perts):
             params[name] = arr.reshape((k * n,) + v.shape[1:])
         inp = _validate(net, params)
         with np.errstate(all="ignore"):
-            out[s:s + k] = np.reshape(_loss_of(inp), (k, n))
+            if kinked:
+                loc = _forward_locals(inp)
+                out[s:s + k] = np.reshape(np.asarray(loc["loss"], dtype=np.float64), (k, n))
+                sg = _kink_signs(net, loc, kinked).reshape((k, n, -1))
+                crossed[s:s + k] = np.any((sg != ref_signs[None]) & (ref_signs[None] != 0), axis=-1)
+            else:
+                out[s:s + k] = np.reshape(_loss_of(inp), (k, n))
         # Each loss value's rounding bound, from the forward error model at that very point.
         err[s:s + k] = np.reshape(_ErrorModel(inp, 2.0 ** -53, backward=False).e_loss, (k, n))
-    return out, err
+    return out, err, crossed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -461,7 +485,7 @@ def _fd_compare(Cp, Cm, C0, step_p, step_m, target, ep, em, e0, tol_target):
 _LEVELS = 8  # step ladders h·16^-k, k = 0..7 (down to eps·3.7e-9) while one is not asymptotic
 
 
-def _fd_ladders(net, base, n, items, eps, make, target, tol_target):
+def _fd_ladders(net, base, n, items, eps, make, target, tol_target, kinked=(), ref_signs=None):
     """Richardson ladders for ``items`` (one direction each, per sample): at h = eps, then, for
     the items whose ladder is not in its asymptotic regime, at eps/16, eps/256, … (``_LEVELS``).
     ``make(item, t) -> (moved up, moved down, step up (n,), step down (n,), displacement error (n,))``.
@@ -482,12 +506,17 @@ def _fd_ladders(net, base, n, items, eps, make, target, tol_target):
                 perts += [up, dn]
                 dev = np.maximum(dev, dv)
             meta.append((j, sp, sm, dev))
-        C, eC = _losses(net, base, n, perts)
+        C, eC, crossed = _losses(net, base, n, perts, kinked, ref_signs)
         still = []
         for k, (j, sp, sm, dev) in enumerate(meta):
             c, e = C[1 + 8 * k: 9 + 8 * k], eC[1 + 8 * k: 9 + 8 * k]
             R, t_, ok_, settled = _fd_compare(c[0::2], c[1::2], C[0], sp, sm, target[:, j], e[0::2], e[1::2], eC[0],
                                               tol_target[:, j] + dev)
+            # A ladder whose points put some z_l of a kinked layer on the other side of 0 (where
+            # it was not 0 at p) straddles a kink that is not at p: C is not smooth there, and
+            # neither the Richardson estimate nor the one-sided test applies.  Take a smaller h.
+            straddles = np.any(crossed[1 + 8 * k: 9 + 8 * k], axis=0)
+            settled = settled & ~straddles
             take = ~done[:, j] & (settled | (level == _LEVELS - 1))
             fd[take, j], tol[take, j], ok[take, j] = R[take], t_[take], ok_[take]
             # Never settled, down to h = eps·16^-7: kinks closer to p than any step can resolve
@@ -644,6 +673,8 @@ def check_gradients(net, params, *, wrt=None, grad_fn=None, eps=None, rtol=None,
             except ValueError:
                 raise InvalidArgument("check_gradients: grad_fn's gradient for %r has shape %s; expected %s" % (name, np.shape(user[name]), cf.shape if B is not None else cf.shape[1:])) from None
             record("grad_fn", name, fl(got), fl(cf), atol + rtol * np.abs(fl(cf)) + fl(E), labels, {"backprop": fl(g)})
+    kinked = [l for l, act in enumerate(net.activations) if _has_kink(act)]
+    ref_signs = _kink_signs(net, _forward_locals(inp64), kinked).reshape((n, -1)) if kinked else None
     base = {k: np.broadcast_to(np.asarray(v, dtype=np.float64), (n,) + np.shape(inp64.values[k])[1 if inp64.batched[k] else 0:])
             for k, v in inp64.values.items()}
     if not fast:
@@ -663,7 +694,7 @@ def check_gradients(net, params, *, wrt=None, grad_fn=None, eps=None, rtol=None,
 
         at = lambda d: np.stack([d[name][(slice(None),) + e] for name, e in items], axis=-1)  # noqa: E731
         cf_all, bp_all = at(cfs), at(bps)
-        fd, tol, _, smallest, undecided = _fd_ladders(net, base, n, items, eps, make, cf_all, at(Ess))
+        fd, tol, _, smallest, undecided = _fd_ladders(net, base, n, items, eps, make, cf_all, at(Ess), kinked, ref_signs)
         for name, entries, first in plan:
             sl = slice(first, first + len(entries))
             record("finite_difference", name, fd[:, sl], cf_all[:, sl], tol[:, sl], entries, {"backprop": bp_all[:, sl]},
@@ -702,7 +733,7 @@ def check_gradients(net, params, *, wrt=None, grad_fn=None, eps=None, rtol=None,
         target = np.stack([np.sum(cf_f * v, axis=1) for v in vs], axis=-1)
         # ⟨cf, v⟩ is off by ⟨E, |v|⟩ (the entries' bounds) plus the dot product's rounding γ_P.
         tol_t = np.stack([np.sum(E_f * np.abs(v), axis=1) + P * 2.0 ** -53 * np.sum(np.abs(cf_f * v), axis=1) for v in vs], axis=-1)
-        fd, tol, _, h_min, undecided = _fd_ladders(net, base, n, vs, eps, make, target, tol_t)
+        fd, tol, _, h_min, undecided = _fd_ladders(net, base, n, vs, eps, make, target, tol_t, kinked, ref_signs)
         bp_v = np.stack([np.sum(bp_f * v, axis=1) for v in vs], axis=-1)
         record("finite_difference", "<v, grad>", fd, target, tol, [("v%d" % i,) for i in range(directions)], {"backprop": bp_v},
                undecided)
