@@ -49,7 +49,9 @@ from __future__ import annotations
 import fractions
 import itertools
 import numbers
+import re
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -237,19 +239,63 @@ _TEXT_MAP = {
     "^": r"\^{}", "~": r"\~{}", "−": "$-$", "∈": r"$\in$", "σ": r"$\sigma$", "φ": r"$\varphi$", "≥": r"$\ge$",
     "≤": r"$\le$", "Π": r"$\Pi$", "→": r"$\to$", "≈": r"$\approx$", "·": r"$\cdot$", "′": "'", "δ": r"$\delta$",
     "∂": r"$\partial$", "λ": r"$\lambda$", "η": r"$\eta$", "α": r"$\alpha$", "Σ": r"$\Sigma$", "‖": r"$\|$",
-    "—": "---", "–": "--", "×": r"$\times$", ">": "$>$", "<": "$<$", "|": "$|$",
+    "—": "---", "–": "--", "×": r"$\times$", ">": "$>$", "<": "$<$", "|": "$|$", "$": r"\$",
 }
 
 
-def _escape(text: str) -> str:
-    """Plain text to LaTeX text; ``$…$`` spans are kept as maths, a few Unicode symbols become maths."""
-    out, parts = [], text.split("$")
-    for i, p in enumerate(parts):
-        if i % 2:
-            out.append("$" + p + "$")
+#: TeX commands a ``$…$`` span of a label may not use (file access, definitions, shell): such a span is printed as text.
+_UNSAFE_MATH = re.compile(r"\\(input|include|openin|openout|read|readline|write|immediate|catcode|def|edef|gdef|xdef|let|futurelet|"
+                          r"csname|special|newcommand|renewcommand|providecommand|usepackage|documentclass|endinput|"
+                          r"makeatletter|makeatother|expandafter|directlua|jobname|outer|long|global)(?![A-Za-z])"
+                          r"|\\(begin|end)(?![A-Za-z])(?!\{(p|b|v|V|B|small)?matrix\}|\{cases\}|\{array\}|\{aligned\})")
+
+
+def _balanced(tex: str) -> bool:
+    depth, i = 0, 0
+    while i < len(tex):
+        c = tex[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c in "%#":  # a comment would swallow the closing $; a parameter has no meaning here
+            return False
+        depth += (c == "{") - (c == "}")
+        if depth < 0:
+            return False
+        i += 1
+    return depth == 0
+
+
+def _text(p: str) -> str:
+    p = p.replace(">=", "≥").replace("<=", "≤").replace("->", "→")
+    out = []
+    for c in p:
+        if c in _TEXT_MAP:
+            out.append(_TEXT_MAP[c])
+        elif c < " " or c == "\x7f":
+            out.append(" ")
+        elif c > "~":  # other non-ASCII: transliterate (é → e), or a visible placeholder
+            folded = unicodedata.normalize("NFKD", c).encode("ascii", "ignore").decode("ascii")
+            out.append("".join(_TEXT_MAP.get(x, x) for x in folded) if folded.strip() else "?")
         else:
-            p = p.replace(">=", "≥").replace("<=", "≤").replace("->", "→")
-            out.append("".join(_TEXT_MAP.get(c, c) for c in p))
+            out.append(c)
+    return "".join(out)
+
+
+def _escape(text: str) -> str:
+    """Plain text to LaTeX text: every special character is escaped and other Unicode is
+    transliterated; ``$…$`` spans are kept as maths when they are balanced and use no file,
+    definition or shell command (otherwise they are printed as text, dollars included)."""
+    out, pos = [], 0
+    for m in re.finditer(r"\$([^$]*)\$", text):
+        out.append(_text(text[pos:m.start()]))
+        body = m.group(1)
+        if body and not _UNSAFE_MATH.search(body) and _balanced(body) and all(" " <= c <= "~" for c in body):
+            out.append("$" + body + "$")
+        else:
+            out.append(r"\$" + _text(body) + r"\$")
+        pos = m.end()
+    out.append(_text(text[pos:]))
     return "".join(out)
 
 

@@ -316,3 +316,44 @@ def test_prove_strict_passes_when_everything_is_proved_outright(capsys, monkeypa
     monkeypatch.setattr(catalogue, "theorems", lambda: first)
     assert main(["prove", "--no-crosscheck", "--strict"]) == 0
     assert "1 of 1 theorem(s) proved outright, 0 proved assuming" in capsys.readouterr().out
+
+
+HOSTILE_TEXT = ["50% of #1 & _x_ ~ ^ \\ {}", "$\\input{/etc/hostname}$", "$\\end{document}$", "café ☃ naïve \x00",
+                "costs $5", "$\\frac{1}{2$", "$\\immediate\\write18{touch pwned}$"]
+
+
+def test_escape_keeps_safe_maths_and_neutralises_the_rest():
+    from symgrad.theorems import _escape
+
+    assert _escape("$\\sigma'(z)$ >= 0") == "$\\sigma'(z)$ $\\ge$ 0"
+    assert _escape("$\\begin{matrix}0\\end{matrix}$") == "$\\begin{matrix}0\\end{matrix}$"
+    for text in HOSTILE_TEXT:
+        out = _escape(text)
+        assert "\\input" not in out and "\\end{document}" not in out and "\\write" not in out and "%" not in out.replace("\\%", "")
+        assert all(" " <= c <= "~" or c == "\n" for c in out), out
+
+
+def test_hostile_text_in_a_theorem_compiles(tmp_path):
+    """Titles, labels, reasons, sources and cross-check notes reach LaTeX escaped: the document
+    compiles, reads no file and runs nothing, with no overfull line."""
+    import sympy
+
+    from symgrad.theorems import Identity, Theorem
+
+    if shutil.which("pdflatex") is None:
+        if os.environ.get("CI"):
+            pytest.fail("pdflatex is required under CI")
+        pytest.skip("pdflatex not installed: the hostile-text document was NOT compiled")
+    x = sympy.Symbol("x", real=True)
+    steps = [Identity(x + x, 2 * x, t, t) for t in HOSTILE_TEXT]
+    thm = Theorem("T", " ".join(HOSTILE_TEXT[:2]), "A statement.", steps, source=HOSTILE_TEXT[3], crosscheck_doc=HOSTILE_TEXT[4])
+    (tmp_path / "main.tex").write_text(catalogue._PREAMBLE + thm.latex() + "\\end{document}\n", encoding="utf-8")
+    proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape", "main.tex"],
+                          cwd=tmp_path, capture_output=True, timeout=180, stdin=subprocess.DEVNULL)
+    log = (tmp_path / "main.log").read_text("latin-1")
+    assert proc.returncode == 0, [line for line in log.splitlines() if line.startswith("!")][:3]
+    assert "(/etc/hostname" not in log  # TeX logs "(file" when it reads one
+    assert not (tmp_path / "pwned").exists()
+    from symgrad.latex import overfull_boxes
+
+    assert not overfull_boxes(log), overfull_boxes(log)
