@@ -486,3 +486,19 @@ def test_fast_mode_evaluates_o_l_losses_entry_mode_o_l2(monkeypatch):
         counted.clear()
         check_gradients(net, p, fast=True, directions=3)
         assert counted == [8 * 3 + 1]
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_kinks_closer_than_any_step_are_undecided_not_failed(monkeypatch, fast):
+    # Zero biases and leaky ReLU: z_l shrinks geometrically (|z_12| ~ 1e-20), so every step,
+    # however small, moves some z_l across 0: C is not smooth anywhere near p along the
+    # perturbation, and finite differences cannot decide.  Such entries are counted, not failed;
+    # closed form vs backprop still decides them.
+    net = symgrad.chain(12, "leaky_relu")
+    p = sample(net, 8, seed=0, init="xavier")
+    assert all(float(np.max(np.abs(p["b%d" % j]))) == 0.0 for j in range(1, 13))
+    rep = check_gradients(net, p, fast=fast)
+    assert rep.ok
+    _wrong_closed_form(monkeypatch, 1.001, names={"w7"})
+    bad = check_gradients(net, p, fast=fast, raise_on_failure=False)
+    assert bad.census["backprop"] == (8, 8 * 24)
