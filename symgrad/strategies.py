@@ -154,7 +154,7 @@ def activations(*, names=None, custom=()) -> SearchStrategy[Activation]:
             raise InvalidArgument("%s: custom activation %r is invalid: %s" % (fn, spec, exc)) from None
     pool = [_activation(n) for n in names] + built
     if not pool:
-        raise InvalidArgument("%s: names=() and custom=() leave nothing to draw; give at least one" % fn)
+        raise InvalidArgument("%s: names=%r and custom=%r leave nothing to draw; give at least one" % (fn, names, custom))
     return st.sampled_from(pool)
 
 
@@ -233,9 +233,46 @@ def _signed(lo, hi):
 
 
 def _kink_point(act: Activation) -> float:
-    """A pre-activation where |φ'| is as large as it gets among 0 and 1 (0 unless φ'(0) = 0)."""
-    g0 = float(act.grad(np.array(0.0)))
-    return 0.0 if g0 > 0 else 1.0
+    """The pre-activation z* among 0 and 1 where |φ'| is larger (0 on a tie): 0 for sigmoid,
+    tanh, softsign, ELU; 1 for ReLU (φ'(0) = 0 by the left-derivative convention), leaky ReLU
+    (φ'(0) = α), softplus, SiLU and GELU.  The exploding regime pins z_j there."""
+    g0, g1 = (abs(float(act.grad(np.array(v)))) for v in (0.0, 1.0))
+    return 0.0 if g0 >= g1 else 1.0
+
+
+def _abs_value_bound(act: Activation, zmax: float) -> float:
+    """max |φ(±zmax)|: a bound on |φ(z)| for |z| ≤ zmax for the built-ins (each |φ| is largest at
+    an end of a symmetric interval); custom activations are also probed at 0 and ±1."""
+    with np.errstate(all="ignore"):
+        pts = np.array([-zmax, zmax, 0.0, -1.0, 1.0])
+        return float(np.max(np.abs(act.value(pts))))
+
+
+def _check_magnitudes(fn, net, regime, max_weight, max_bias, max_input, saturation):
+    """Eagerly refuse bounds under which some draw would overflow float64 in the forward pass
+    (|z_l| ≤ max_weight·n_{l−1}·max|a_{l−1}| + max|b_l|, layer by layer), so that every example
+    drawn is a valid input.  Raises InvalidArgument naming the layer and the values."""
+    widths = (1,) * (net.depth + 1) if isinstance(net, Chain) else tuple(net.widths)
+    sat_z = saturation * (1 + 1e-9) + 1e-9 + 8.0
+    A = max_input
+    for l, act in enumerate(net.activations, start=1):
+        wa = max_weight * widths[l - 1] * A
+        if regime == "exploding" and isinstance(net, Chain) and l < net.depth:
+            zmax = abs(_kink_point(act))
+            reach = wa + zmax  # b = z* − w·a
+        elif regime == "saturated":
+            zmax = sat_z
+            reach = wa + sat_z  # b = ±target − w·a
+        else:
+            zmax = reach = wa + max(max_bias, 8.0 if regime == "dead" else 0.0)
+        A = _abs_value_bound(act, zmax)
+        # 1e300 rather than the float64 maximum: headroom for the rounding of this bound itself.
+        if not (math.isfinite(reach) and math.isfinite(A) and reach < 1e300):
+            raise InvalidArgument(
+                "%s: with max_weight=%r, max_bias=%r, max_input=%r%s, |z%d| (or the bias that sets it) can reach %.3g "
+                "for %r, which overflows float64; lower max_weight or max_input, or use a shallower network"
+                % (fn, max_weight, max_bias, max_input, ", saturation=%r" % saturation if regime == "saturated" else "",
+                   l, reach, net))
 
 
 def _dead_ok(act: Activation) -> bool:
@@ -320,6 +357,7 @@ def parameters(*, net, regime="bounded", rate=None, max_weight=None, max_bias=4.
         if not ok:
             raise InvalidArgument("%s: regime='dead' needs an activation with φ'(z) = 0 for z ≤ 0, such as relu; "
                                   "%r has none" % (fn, net))
+    _check_magnitudes(fn, net, regime, max_weight, max_bias, max_input, saturation)
     inputs = _floats(-max_input, max_input, allow_nan=allow_nan, allow_infinity=allow_infinity)
     targets = st.floats(0.0, 1.0)
     if is_chain:

@@ -6,13 +6,14 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import find, given, settings, strategies as st
+from hypothesis import Phase, find, given, settings, strategies as st
 
 import symgrad
 from symgrad import InvalidArgument
 from symgrad import strategies as S
 from symgrad.properties import chain_factors
 
+ULP = float(np.finfo(np.float64).eps)
 CHAIN = symgrad.chain(3)
 RELU_CHAIN = symgrad.chain(3, "relu")
 DENSE = symgrad.network([2, 3, 1])
@@ -59,6 +60,28 @@ INVALID = [
     (S.parameters, dict(net=DENSE, regime="vanishing"), "defined for chains"),
     (S.parameters, dict(net=DENSE, regime="exploding"), "defined for chains"),
     (S.parameters, dict(net=CHAIN, regime="dead"), "such as relu"),
+    (S.activations, dict(names=[3]), "not a built-in"),
+    (S.activations, dict(names=("sigmoid", None)), "not a built-in"),
+    (S.chains, dict(min_depth=-3), "between 1 and"),
+    (S.chains, dict(min_depth="2"), "must be an int"),
+    (S.chains, dict(loss=None), "quadratic"),
+    (S.networks, dict(max_depth=True), "must be an int"),
+    (S.networks, dict(min_width=1.5), "must be an int"),
+    (S.networks, dict(loss="hinge"), "quadratic"),
+    (S.networks, dict(activation=("relu",)), "activations(names="),
+    (S.parameters, dict(net=None), "must be a symgrad chain"),
+    (S.parameters, dict(net=CHAIN, regime=None), "'bounded'"),
+    (S.parameters, dict(net=CHAIN, max_weight=True), "real number"),
+    (S.parameters, dict(net=CHAIN, max_input=math.nan), "must be finite"),
+    (S.parameters, dict(net=CHAIN, saturation=-math.inf), "must be finite"),
+    (S.parameters, dict(net=CHAIN, allow_infinity="yes"), "True or False"),
+    (S.parameters, dict(net=CHAIN, regime="vanishing", rate=True), "real number"),
+    (S.parameters, dict(net=CHAIN, regime="exploding", rate=math.inf), "must be finite"),
+    (S.parameters, dict(net=CHAIN, regime="saturated", rate=2.0), "only applies"),
+    (S.parameters, dict(net=symgrad.chain(3, "relu"), max_bias=1e308), "overflows float64"),
+    (S.parameters, dict(net=symgrad.chain(3, "relu"), regime="saturated", saturation=1e307), "overflows float64"),
+    (S.parameters, dict(net=symgrad.chain(600, "relu")), "|z498|"),   # 8·4^(l−1) + … passes 1e300 at layer 498
+    (S.parameters, dict(net=symgrad.network([64, 64, 64], "identity"), max_weight=1e150), "|z2"),
 ]
 
 
@@ -66,7 +89,12 @@ INVALID = [
 def test_invalid_arguments_raise_eagerly_with_a_fix_it_message(strategy, kwargs, fix):
     with pytest.raises(InvalidArgument) as info:
         strategy(**kwargs)  # made, never drawn: the check must not wait for a draw
-    assert fix in str(info.value)
+    msg = str(info.value)
+    assert fix in msg
+    # ... and it names the value it refuses (the last keyword is the offending one in this table)
+    bad = list(kwargs.values())[-1]
+    named = [bad] + (list(bad) if isinstance(bad, (list, tuple)) else [])
+    assert any(repr(v) in msg or str(v) in msg for v in named), msg
 
 
 @pytest.mark.parametrize("strategy", [S.activations, S.chains, S.networks, S.parameters])
@@ -155,11 +183,20 @@ def test_vanishing_regime_keeps_every_factor_at_most_rate(data):
 @settings(deadline=None)
 @given(st.data())
 def test_exploding_regime_keeps_every_factor_at_least_rate(data):
-    net = data.draw(S.chains(min_depth=2, activation=S.activations(names=["sigmoid", "tanh", "relu", "gelu", "softsign", "elu"])))
+    net = data.draw(S.chains(min_depth=2, activation=S.activations(
+        names=["sigmoid", "tanh", "relu", "leaky_relu", "gelu", "silu", "softplus", "softsign", "elu", "identity"])))
     rate = data.draw(st.floats(1.01, 20.0))
     params = data.draw(S.parameters(net=net, regime="exploding", rate=rate))
     factors = chain_factors(net, params)[0]
     assert np.all(np.abs(factors) >= rate), (factors, rate)
+    # Structure: every z_j (j < L) is pinned where |φ'| is largest among 0 and 1.
+    loc = symgrad.forward(net, params)
+    zstar = {"sigmoid": 0.0, "tanh": 0.0, "softsign": 0.0, "elu": 0.0, "identity": 0.0,
+             "relu": 1.0, "leaky_relu": 1.0, "gelu": 1.0, "silu": 1.0, "softplus": 1.0}[net.activation.name]
+    for j in range(1, net.depth):
+        # z = fl(w·a) + fl(z* − fl(w·a)): the rounding of the second term, u·(|w a| + |z*|), and of the sum, u·|z*|
+        wa = abs(params["w%d" % j] * (params["a0"] if j == 1 else float(loc["a%d" % (j - 1)])))
+        assert abs(float(loc["z%d" % j]) - zstar) <= ULP * (wa + 2 * zstar) / 2 * (1 + 1e-12), (j, loc, zstar)
 
 
 @settings(deadline=None)
@@ -216,3 +253,73 @@ def test_nan_and_inf_only_when_asked():
 def test_dense_parameters_have_the_network_shapes(params):
     for name in ("a0", "y") + DENSE.parameters:
         assert np.shape(params[name]) == DENSE.shape(name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Each regime reaches its boundary (it is not vacuous) and differs from the default draw
+# ---------------------------------------------------------------------------------------------
+
+# Generation only: the first example found is enough (shrinking it would take seconds, and the
+# assertions below hold for any example the condition accepts).
+SETTINGS = settings(deadline=None, max_examples=2000, database=None, phases=[Phase.generate])
+
+
+def _max_factor(net, p):
+    return float(np.max(np.abs(chain_factors(net, p)[0])))
+
+
+def test_vanishing_regime_reaches_its_rate_and_bounded_draws_exceed_it():
+    net = symgrad.chain(3, "tanh")
+    p = find(S.parameters(net=net, regime="vanishing", rate=0.5), lambda p: _max_factor(net, p) >= 0.5 * 0.99, settings=SETTINGS)
+    assert 0.5 * 0.99 <= _max_factor(net, p) <= 0.5
+    p = find(S.parameters(net=net), lambda p: _max_factor(net, p) > 0.5, settings=SETTINGS)
+    assert _max_factor(net, p) > 0.5   # so "vanishing" is a restriction, not the default
+
+
+def test_exploding_regime_reaches_its_rate_and_bounded_draws_fall_below_it():
+    net = symgrad.chain(3, "sigmoid")
+    low = lambda p: float(np.min(np.abs(chain_factors(net, p)[0])))  # noqa: E731
+    p = find(S.parameters(net=net, regime="exploding", rate=2.0), lambda p: low(p) <= 2.0 * 1.01, settings=SETTINGS)
+    assert 2.0 <= low(p) <= 2.0 * 1.01
+    p = find(S.parameters(net=net), lambda p: low(p) < 2.0, settings=SETTINGS)
+    assert low(p) < 2.0
+
+
+def _min_abs_z(net, p):
+    loc = symgrad.forward(net, p)
+    return float(min(np.min(np.abs(np.atleast_1d(loc["z%d" % l]))) for l in range(1, net.depth + 1)))
+
+
+def test_saturated_regime_reaches_its_threshold_and_bounded_draws_do_not_saturate():
+    net = symgrad.chain(3)
+    p = find(S.parameters(net=net, regime="saturated", saturation=2.0), lambda p: _min_abs_z(net, p) <= 2.01, settings=SETTINGS)
+    assert 2.0 < _min_abs_z(net, p) <= 2.01
+    p = find(S.parameters(net=net), lambda p: _min_abs_z(net, p) < 2.0, settings=SETTINGS)
+    assert _min_abs_z(net, p) < 2.0
+
+
+def test_bounded_regime_reaches_its_weight_bound():
+    net = symgrad.network([2, 2, 1])
+    big = lambda p: max(float(np.max(np.abs(p[k]))) for k in ("W1", "W2"))  # noqa: E731
+    p = find(S.parameters(net=net, max_weight=1.5), lambda p: big(p) >= 1.5 * 0.99, settings=SETTINGS)
+    assert 1.5 * 0.99 <= big(p) <= 1.5
+
+
+def test_dead_regime_is_not_the_default_draw():
+    def alive(p):
+        loc = symgrad.forward(RELU_CHAIN, p)
+        return all(loc["z%d" % j] > 0 for j in range(1, 4))
+
+    p = find(S.parameters(net=RELU_CHAIN), alive, settings=SETTINGS)
+    assert alive(p)   # a bounded relu draw can have no dead unit; the "dead" regime always has one (above)
+
+
+@pytest.mark.parametrize("name, zstar", [("leaky_relu", 1.0), ("relu", 1.0), ("silu", 1.0), ("sigmoid", 0.0), ("elu", 0.0)])
+def test_exploding_pins_z_where_the_derivative_is_largest_of_zero_and_one(name, zstar):
+    """Leaky ReLU's φ'(0) = α = 0.01 (left derivative): pinning z = 0 would need |w| ≥ 100·rate."""
+    net = symgrad.chain(3, name)
+    p = find(S.parameters(net=net, regime="exploding", rate=1.5), lambda p: True)
+    loc = symgrad.forward(net, p)
+    for j in (1, 2):   # the same rounding allowance as above
+        wa = abs(p["w%d" % j] * (p["a0"] if j == 1 else float(loc["a%d" % (j - 1)])))
+        assert abs(float(loc["z%d" % j]) - zstar) <= ULP * (wa + 2 * zstar) / 2 * (1 + 1e-12)
