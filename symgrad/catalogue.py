@@ -1160,6 +1160,19 @@ def _filename(thm: Theorem) -> str:
     return "%02d%s_%s.tex" % (int(digits), num[len(digits):], thm.slug)
 
 
+def check_write_targets(directory, *, force: bool = False) -> list[Path]:
+    """The files :func:`write_latex` would write into ``directory``, each checked first (a file
+    there that symgrad did not write raises :class:`~symgrad.InvalidArgument` unless ``force``),
+    so that a refusal comes before the catalogue is proved, not after."""
+    from ._io import _check_destination
+
+    d = Path(directory)
+    paths = [d / _filename(t) for t in theorems()] + [d / "main.tex", d / "README.md"]
+    for p in paths:
+        _check_destination(p, force)
+    return paths
+
+
 def write_latex(directory, results: list[Result] | None = None, *, force: bool = False) -> list[Path]:
     """Write ``NN_slug.tex`` per theorem, ``main.tex`` (``\\input``\\ s them) and ``README.md``
     (the status table) into ``directory``; return the paths.  The output is deterministic.
@@ -1219,6 +1232,8 @@ def main(argv=None) -> int:
     ap.add_argument("--write", metavar="DIR", help="write the LaTeX files and README into DIR (e.g. proofs/)")
     ap.add_argument("--no-crosscheck", action="store_true", help="skip the numeric cross-checks")
     args = ap.parse_args(argv)
+    if args.write:
+        check_write_targets(args.write)
     results = run(verbose=True, crosscheck=not args.no_crosscheck)
     if args.write:
         for p in write_latex(args.write, results):

@@ -392,6 +392,8 @@ def _cmd_prove(args) -> int:
 
     if args.write is not None and not os.path.isdir(args.write):
         raise InvalidArgument("--write %s: no such directory; create it first" % args.write)
+    if args.write is not None:
+        catalogue.check_write_targets(args.write, force=args.force)  # refuse before the proofs run, not after
     results = catalogue.run(verbose=True, crosscheck=not args.no_crosscheck)
     failed = [r for r in results if not r.checked]  # a step failed or ran past its budget
     assuming = [r for r in results if r.checked and not r.proved]  # rests on givens or stated rules

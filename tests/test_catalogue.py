@@ -294,6 +294,17 @@ def test_prove_write_with_a_foreign_readme_writes_nothing(tmp_path, capsys, monk
     assert code == 2 and "refusing to overwrite" in err and "README.md" in err and len(err.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md"]
     assert (tmp_path / "README.md").read_text() == "my own notes\n"
+    assert "theorem(s) proved" not in capsys.readouterr().out  # refused before the catalogue ran
+
+
+def test_write_latex_alone_writes_nothing_next_to_a_foreign_file(tmp_path, results):
+    # write_latex itself (not only the CLI's early check) is all or nothing.
+    from symgrad import InvalidArgument
+
+    (tmp_path / "main.tex").write_text("mine\n")
+    with pytest.raises(InvalidArgument, match="refusing to overwrite"):
+        catalogue.write_latex(tmp_path, [results["1"]])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["main.tex"]
 
 
 def test_prove_reports_proved_outright_and_assuming(capsys):
