@@ -26,35 +26,48 @@ Closed form vs backprop — a running error bound
 Closed form vs finite differences — Richardson extrapolation in float64
     The loss is evaluated in float64 even for float32 parameters (the float32 point is exactly
     representable), so finite differences check the *formula*, not float32's noise.  Central
-    differences ``F(h) = (C(p + h) − C(p − h)) / (actual step)`` at ``h, h/2, h/4`` with
-    ``h = eps·max(1, |p|)`` have ``F(h) = C' + a h² + b h⁴ + …``; ``R₁ = (4F(h/2) − F(h))/3`` and
-    ``R₂ = (4F(h/4) − F(h/2))/3`` remove the h² term, and ``|R₂ − R₁|`` estimates R₂'s own
-    truncation error from above (R₁'s error is 16× R₂'s in the asymptotic regime, so the estimate
-    has a factor 15/16·16 = 15 of margin).  Rounding: each loss value carries at most
-    ``e_C = |∂C/∂a_L|·da_L + 16u(|C| + …)`` (the forward bound above, in float64), so
-    ``F(t)`` is off by ``2e_C / step`` and ``R₂`` by ``(4·2e_C/(h/2) + 2e_C/(h/2))/3``.  The
+    differences ``F(t) = (C(p + t) − C(p − t)) / (step actually taken)`` at ``t = h, h/2, h/4,
+    h/8`` with ``h = eps·max(1, |p|)`` have ``F(t) = C' + a t² + b t⁴ + …``;
+    ``R₁ = (4F(h/4) − F(h/2))/3`` and ``R₂ = (4F(h/8) − F(h/4))/3`` remove the t² term, and
+    ``|R₂ − R₁|`` bounds R₂'s truncation error (R₁'s is 16× R₂'s in the asymptotic regime: a
+    factor 15 of margin).  Rounding: each loss value carries at most
+    ``e_C = |∂C/∂a_L|·(da_L + u(|a_L| + |y|)) + (16 + n_L)·u·Σ|terms of C|`` (the forward bound
+    above, float64, evaluated at that very point: a loss that is 0 at p is not 0 at p ± t), so
+    ``F(t)`` is off by ``(e_C(p+t) + e_C(p−t)) / step`` and R₂ by ``(4ρ(h/8) + ρ(h/4))/3``.  The
     finite difference passes when ``|R₂ − cf| ≤ |R₂ − R₁| + rounding + E_cf`` (``E_cf``: the
-    closed form's own bound in its dtype).  The default ``eps = 1e-3`` balances the h⁴ truncation
-    against the ``u|C|/h`` rounding (optimum h ≈ u^{1/5} ≈ 7e-4).
-    *Kinks:* if ``p`` sits on a kink (ReLU at exactly 0), the one-sided differences
-    ``(C(p + h/4) − C(p))/(h/4)`` and ``(C(p) − C(p − h/4))/(h/4)`` disagree by more than four
-    times their own error estimates (``|D(h/4) − D(h/2)|`` + rounding; a smooth function's
-    one-sided differences differ by ≈ h·C''/4, which that estimate covers), and any value between
-    them (within their errors) passes: the left derivative, the right one, or a subgradient.
+    closed form's own bound in its dtype, without the jumps of φ' at kinks, which the kink rule
+    below handles).  The default ``eps = 1e-3`` balances the t⁴ truncation against the
+    ``u|C|/t`` rounding (optimum ≈ u^{1/5} ≈ 7e-4).
+    *Asymptotic regime:* the differences ``d_i = F(t_i) − F(t_i/2)`` must keep their sign with
+    ``3 ≤ d_i/d_{i+1} ≤ 17`` (4 where a dominates, 16 where b does; 2 would be an O(t) error,
+    where φ'' jumps within t), or lie within rounding.  Otherwise the ladder is repeated at
+    ``h/16, h/256, …`` down to ``eps·16⁻⁷`` (a steep chain, |∂C/∂b₁| = 2²⁶ while C ≤ ½, needs it).
+    *Kinks:* if p sits on a kink (ReLU at exactly 0), the one-sided differences at t = h/8 differ
+    by more than a smooth function allows (``2(tr + tl) + rr + rl``: their truncation estimates,
+    the change from h/4, and their rounding bounds), and any value between them (within those
+    errors) passes: the left derivative, the right one, or a subgradient.
+    *Kinks near p:* a ladder whose points move some z_l of a kinked layer (ReLU, leaky ReLU, ELU,
+    softsign, or a custom activation with abs/Heaviside/max/Piecewise; kinks at z = 0) across 0,
+    where it was not 0 at p, straddles a kink that is not at p, and a smaller h is taken.  If no
+    ladder down to eps·16⁻⁷ settles, the entry is *undecided* (``report.undecided``): it does
+    not fail, since finite differences cannot resolve kinks that close (a deep leaky-ReLU net
+    with zero biases has |z_12| ~ 1e-20); closed form vs backprop still decides it.
 
 User's gradients (``grad_fn``)
     Compared with the closed form as ``|g − cf| ≤ atol + rtol·|cf| + E_cf``: ``rtol`` and ``atol``
     (:data:`TOLERANCES`) are the user's contract for their own code's rounding.
 
 Fast mode (``fast=True``)
-    Instead of every entry, ``directions`` random directions ``v`` (Gaussian, scaled by
-    ``max(1, |p|)`` per entry, unit norm, seeded) over all the parameters checked, the same
-    Richardson scheme along ``v``, compared with ``⟨cf, v⟩`` (and ``⟨backprop, v⟩``): O(L) loss
-    evaluations instead of O(L) per entry.  Detection: for a wrong gradient with error vector
-    ``e``, ``⟨e, v⟩`` is Gaussian with standard deviation ``‖e‖_s`` (the scaled norm), so it is
-    within the tolerance ``τ`` with probability at most ``√(2/π)·τ/‖e‖_s`` per direction, and a
-    wrong gradient survives ``k`` independent directions with probability at most
-    ``(√(2/π)·τ/‖e‖_s)^k`` — e.g. below 1e-8 for ``k = 4`` once ``‖e‖_s ≥ 100τ``.
+    Instead of every entry, ``directions`` random directions ``v = s⊙ξ/‖ξ‖`` (ξ standard
+    Gaussian over all the P entries checked, ``s = max(1, |p|)`` per entry, seeded), the same
+    ladders along v, compared with ``⟨cf, v⟩`` within ``⟨E_cf, |v|⟩`` + the dot product's
+    rounding + the rounding of p + t·v (``⟨backprop, v⟩`` is shown alongside).  Cost:
+    ``8·directions + 1`` loss evaluations per ladder instead of ``8·P + 1``: O(L) forward work
+    instead of O(L²).  Detection: for a wrong gradient with error vector e, ``⟨e, v⟩ =
+    ⟨s⊙e, ξ⟩/‖ξ‖`` where ``⟨s⊙e, ξ⟩`` is N(0, ‖s⊙e‖²) and ‖ξ‖ ≈ √P, so it lands within the
+    tolerance τ with probability about ``√(2/π)·τ√P/‖s⊙e‖`` or less per direction, and k
+    independent directions all miss with that to the power k: below 1e-8 for k = 4 once
+    ``‖s⊙e‖ ≥ 100·τ·√P``.
 """
 
 from __future__ import annotations
@@ -104,9 +117,11 @@ class Tolerance:
 
 
 #: Per-dtype defaults.  ``eps`` is the same for both: the finite differences always run in float64.
-#: ``rtol`` for a user's gradients: 1e-5 in float64 (a hand-written backprop of a deep chain
-#: accumulates ~L·u ≈ 1e-14 per layer of rounding; 1e-5 leaves room for a different but correct
-#: formula), 1e-3 in float32 (u = 6e-8, the same margin over depth ~100 of rounding).
+#: ``rtol``/``atol`` bound a user's gradients only (their code's rounding is unknown to the error
+#: model, which adds the closed form's own bound E_cf on top): 1e-5 in float64, where a correct
+#: hand-written backprop of depth L is off by ≈ 3L·u ≈ 1e-13 at L = 100, so 1e-5 is that with a
+#: wide margin for cancellation; 1e-3 in float32 (u = 6e-8: 3L·u ≈ 2e-5 at L = 100, the same
+#: margin of ~50).
 TOLERANCES = {
     np.dtype(np.float64): Tolerance(eps=1e-3, rtol=1e-5, atol=1e-8),
     np.dtype(np.float32): Tolerance(eps=1e-3, rtol=1e-3, atol=1e-6),
