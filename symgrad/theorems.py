@@ -560,7 +560,7 @@ def _same_set(a, b) -> bool:
     if isinstance(a, sympy.FiniteSet) and isinstance(b, sympy.FiniteSet) and len(a) == len(b):
         rest = list(b)
         for x in a:
-            hit = next((y for y in rest if _reduces_to_zero(sympy.sympify(x) - y) is not None), None)
+            hit = next((y for y in rest if _reduces_to_zero(x - y) is not None), None)
             if hit is None:
                 return False
             rest.remove(hit)
@@ -761,8 +761,19 @@ class CertifiedRoot(Step):
         a, b = _rat(a, "CertifiedRoot.near a"), _rat(b, "CertifiedRoot.near b")
         if not (isinstance(digits, int) and not isinstance(digits, bool) and 1 <= digits <= 50):
             raise InvalidArgument("CertifiedRoot digits=%s: pass an int from 1 to 50" % _show(digits))
-        g = sympy.lambdify(var, f, modules="mpmath")  # f is a SymPy expression, never a string
-        with mpmath.workdps(digits + 15):
+        extra = f.free_symbols - {var}
+        if extra:
+            raise InvalidArgument("CertifiedRoot.near: f has free symbols %s besides %s; substitute numbers for them"
+                                  % (", ".join(sorted(map(str, extra))), var))
+        dps = digits + 15
+
+        def g(v):  # SymPy evaluates the expression itself: no code is generated from it (lambdify prints names into code)
+            val = f.xreplace({var: sympy.Float(v, dps)}).evalf(dps)
+            if not (val.is_Number and val.is_real):
+                raise ArithmeticError("f(%s) is not a real number: %s" % (mpmath.nstr(v, 8), val))
+            return mpmath.mpf(val)
+
+        with mpmath.workdps(dps):
             r = mpmath.findroot(g, (mpmath.mpf(a.p) / a.q, mpmath.mpf(b.p) / b.q), solver="anderson")
             q = sympy.Rational(mpmath.nstr(r, digits + 5, strip_zeros=False))
         eps = sympy.Rational(1, 10 ** (digits + 1))

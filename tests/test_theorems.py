@@ -350,3 +350,14 @@ def test_exp_minus_one_is_manifest_only_for_a_nonnegative_exponent():
     assert not Certificate(e(x) - 1, e(x) - 1).check().ok  # x real: e^x < 1 for x < 0
     assert not Certificate(e(a) - 2, e(a) - 2).check().ok
     assert not Certificate(e(-t) - 1, e(-t) - 1).check().ok
+
+
+def test_certified_root_search_generates_no_code_from_names(hostile):
+    # lambdify prints symbol and function names into Python source; the search evaluates with SymPy instead.
+    payload, _ = hostile
+    evil_symbol, evil_function = sympy.Symbol(payload), sympy.Function(payload)
+    with pytest.raises(InvalidArgument, match="free symbols"):
+        CertifiedRoot.near(x ** 2 - 2 + evil_symbol, x, 1, 2, 5)
+    with pytest.raises(ArithmeticError, match="not a real number"):
+        CertifiedRoot.near(x ** 2 - 2 + evil_function(x), x, 1, 2, 5)
+    assert not CertifiedRoot(x ** 2 - 2 + evil_function(x), x, Q(14142, 10000), Q(14143, 10000), 3).check().ok
