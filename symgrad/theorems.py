@@ -172,7 +172,27 @@ def _union(results) -> frozenset:
 
 
 def _tex(e) -> str:
-    return e if isinstance(e, str) else sympy.latex(e)
+    if isinstance(e, str):
+        return e
+    out = sympy.latex(e)
+    if _UNSAFE_MATH.search(out) or not _balanced(out):  # a symbol or function named like a TeX command
+        return r"\text{%s}" % _text(str(e))
+    return out
+
+
+def _check_tex(tex, what: str):
+    """LaTeX given by the caller (a statement, a display): refused when it reads or writes files,
+    defines commands, or has unbalanced braces, since symgrad's documents do none of that."""
+    if tex is None:
+        return None
+    if not isinstance(tex, str):
+        raise InvalidArgument("%s must be LaTeX text, not %s" % (what, _show(tex)))
+    bad = _UNSAFE_MATH.search(tex)
+    if bad:
+        raise InvalidArgument("%s uses %s; symgrad's LaTeX reads no file and defines no command" % (what, bad.group(0)))
+    if not _balanced(tex.replace(r"\%", "").replace(r"\#", "")):
+        raise InvalidArgument("%s has unbalanced braces or a bare %% or #: %s" % (what, _show(tex)))
+    return tex
 
 
 class Step:
@@ -364,7 +384,7 @@ class Identity(Step):
         super().__init__(label, why)
         self.lhs, self.rhs = _sym(lhs, "Identity lhs"), _sym(rhs, "Identity rhs")
         self.peel = peel
-        self.lhs_tex, self.rhs_tex = lhs_tex, rhs_tex
+        self.lhs_tex, self.rhs_tex = _check_tex(lhs_tex, "lhs_tex"), _check_tex(rhs_tex, "rhs_tex")
 
     def _check(self):
         if self.lhs.has(sympy.Float) or self.rhs.has(sympy.Float):
@@ -492,7 +512,7 @@ class Certificate(Step):
         # An unlinked hypothesis is an assumption of its own.
         self._unlinked = {h: Assumption("given", "hypothesis $%s$" % sympy.latex(h), self._hyp_tex(h), next(_KEYS))
                           for h in self.where if h not in self.by}
-        self.expr_tex = expr_tex
+        self.expr_tex = _check_tex(expr_tex, "expr_tex")
 
     def _hyp_tex(self, h) -> str:
         return "%s = %s %s 0" % (sympy.latex(h), sympy.latex(self.where[h]), ">" if h.is_positive else r"\ge")
@@ -580,7 +600,7 @@ class Solve(Step):
         self.expected, self.domain = _sym(expected, "Solve expected"), _sym(domain, "Solve domain")
         if not isinstance(self.expected, sympy.Set) or not isinstance(self.domain, sympy.Set):
             raise InvalidArgument("Solve: expected and domain must be SymPy sets, e.g. sympy.FiniteSet(0) and sympy.S.Reals")
-        self.eq_tex = eq_tex
+        self.eq_tex = _check_tex(eq_tex, "eq_tex")
 
     def _check(self):
         got = sympy.solveset(self.equation, self.var, self.domain)
@@ -817,7 +837,7 @@ class Enclosure(Step):
         self.expr, self.lo, self.hi = _sym(expr, "Enclosure expr"), _rat(lo, "Enclosure lo"), _rat(hi, "Enclosure hi")
         self.env = {_symbol(s, "Enclosure env"): (_rat(ab[0], "Enclosure env lower end of %s" % s), _rat(ab[1], "Enclosure env upper end of %s" % s))
                     for s, ab in dict(env or {}).items()}
-        self.expr_tex = expr_tex
+        self.expr_tex = _check_tex(expr_tex, "expr_tex")
 
     def _check(self):
         try:
@@ -870,7 +890,7 @@ class Induction(Step):
         for h in self.ih + self.premises:
             if not isinstance(h, Hypothesis):
                 raise InvalidArgument("induction %r: %s must be a Hypothesis to be discharged" % (label, _show(h)))
-        self.statement_tex = statement_tex
+        self.statement_tex = _check_tex(statement_tex, "statement_tex")
 
     def checks_something(self) -> bool:
         return any(s.checks_something() for s in self.base + self.step)
@@ -920,7 +940,8 @@ class Implies(Step):
 
     def __init__(self, premises: Sequence[Step], conclusion_tex: str, label="", why="", *, rule="", expr=None, strict=False):
         super().__init__(label, why)
-        self.premises, self.conclusion_tex, self.rule = _steps(premises, "Implies premises"), conclusion_tex, rule
+        self.premises, self.rule = _steps(premises, "Implies premises"), rule
+        self.conclusion_tex = _check_tex(conclusion_tex, "conclusion_tex")
         self.expr = None if expr is None else _sym(expr, "Implies expr")
         self.strict = bool(strict)
         if not self.premises:
@@ -966,7 +987,7 @@ class Given(Step):
         super().__init__(label, why)
         if not isinstance(statement_tex, str):
             raise InvalidArgument("%s statement must be LaTeX text, not %s" % (self.kind, _show(statement_tex)))
-        self.statement_tex = statement_tex
+        self.statement_tex = _check_tex(statement_tex, "statement_tex")
         self.expr = None if expr is None else _sym(expr, "%s expr" % self.kind)
         self.strict = bool(strict)
         self.assumption = Assumption(self._assumption_kind, label or self.kind, statement_tex, next(_KEYS))
@@ -1097,7 +1118,7 @@ class Theorem:
         for h in self.hypotheses:
             if not isinstance(h, Hypothesis):
                 raise InvalidArgument("theorem %r: hypothesis %s must be a Hypothesis" % (title, _show(h)))
-        self.number, self.title, self.statement = str(number), title, statement
+        self.number, self.title, self.statement = str(number), title, _check_tex(statement, "statement")
         self.steps = steps
         self.crosscheck_fn, self.crosscheck_doc, self.source = crosscheck, crosscheck_doc, source
         self.slug = slug or "".join(c if c.isalnum() else "_" for c in title.lower()).strip("_")

@@ -356,7 +356,8 @@ def test_hostile_text_in_a_theorem_compiles(tmp_path):
             pytest.fail("pdflatex is required under CI")
         pytest.skip("pdflatex not installed: the hostile-text document was NOT compiled")
     x = sympy.Symbol("x", real=True)
-    steps = [Identity(x + x, 2 * x, t, t) for t in HOSTILE_TEXT]
+    evil = sympy.Symbol("\\input{/etc/hostname}")  # sympy.latex prints a symbol's name as it is
+    steps = [Identity(x + x, 2 * x, t, t) for t in HOSTILE_TEXT] + [Identity(evil + evil, 2 * evil, "evil symbol")]
     thm = Theorem("T", " ".join(HOSTILE_TEXT[:2]), "A statement.", steps, source=HOSTILE_TEXT[3], crosscheck_doc=HOSTILE_TEXT[4])
     (tmp_path / "main.tex").write_text(catalogue._PREAMBLE + thm.latex() + "\\end{document}\n", encoding="utf-8")
     proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape", "main.tex"],

@@ -361,3 +361,22 @@ def test_certified_root_search_generates_no_code_from_names(hostile):
     with pytest.raises(ArithmeticError, match="not a real number"):
         CertifiedRoot.near(x ** 2 - 2 + evil_function(x), x, 1, 2, 5)
     assert not CertifiedRoot(x ** 2 - 2 + evil_function(x), x, Q(14142, 10000), Q(14143, 10000), 3).check().ok
+
+
+@pytest.mark.parametrize("make", [
+    lambda t: Identity(x, x, lhs_tex=t), lambda t: Identity(x, x, rhs_tex=t), lambda t: ExactValue(x, x, lhs_tex=t),
+    lambda t: Certificate(x ** 2, x ** 2, expr_tex=t), lambda t: Solve(x, x, sympy.FiniteSet(0), eq_tex=t),
+    lambda t: Enclosure(sympy.pi, 3, 4, expr_tex=t), lambda t: Given(t), lambda t: Hypothesis(t),
+    lambda t: Implies([Identity(x, x)], t, rule="r"), lambda t: Induction(n, 0, [Identity(x, x)], [Identity(x, x)], statement_tex=t),
+    lambda t: Theorem("T", "t", t, [Identity(x, x)]),
+])
+@pytest.mark.parametrize("tex", ["\\input{/etc/hostname}", "\\immediate\\write18{touch pwned}", "\\end{document}", "\\def\\x{1}", "{", "50%"])
+def test_caller_latex_that_reads_files_or_breaks_the_document_is_refused(make, tex):
+    with pytest.raises(InvalidArgument):
+        make(tex)
+
+
+def test_a_symbol_named_like_a_tex_command_is_printed_as_text():
+    evil = sympy.Symbol("\\input{/etc/hostname}")
+    body = Identity(evil, evil).latex()
+    assert "\\input" not in body and "\\textbackslash{}input" in body
