@@ -502,3 +502,15 @@ def test_kinks_closer_than_any_step_are_undecided_not_failed(monkeypatch, fast):
     _wrong_closed_form(monkeypatch, 1.001, names={"w7"})
     bad = check_gradients(net, p, fast=fast, raise_on_failure=False)
     assert bad.census["backprop"] == (8, 8 * 24)
+
+
+def test_fast_mode_tolerance_is_tight_at_a_benign_point(monkeypatch):
+    # The directional tolerances here are ≤ 4.1e-10·|⟨cf, v⟩| (rounding u·|C|/(h/8) and the
+    # Richardson estimate); a closed form 2e-9 off fails along every direction, and a 10× looser
+    # tolerance would let at least one direction through.
+    net, p = _point()
+    rep = check_gradients(net, p, fast=True)
+    d = rep.details[("finite_difference", "<v, grad>")]
+    assert np.all(d["tolerance"] <= 5e-10 * np.abs(d["closed_form"]))
+    _wrong_closed_form(monkeypatch, 1 + 2e-9)
+    assert check_gradients(net, p, fast=True, raise_on_failure=False).census["finite_difference"] == (4, 4)
