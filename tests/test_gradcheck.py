@@ -324,8 +324,7 @@ def _mp_gradients(net, point, dps=40):
     """∂C/∂p for a chain by mpmath: exact forward pass at `dps` digits, derivative by mpmath.diff."""
     import mpmath
 
-    mp = mpmath.mp.clone() if hasattr(mpmath.mp, "clone") else mpmath.mp
-    mp.dps = dps
+    mp = mpmath.mp  # precision set by workdps below (the global setting is left alone)
     phi = {
         "sigmoid": lambda z: 1 / (1 + mp.exp(-z)),
         "tanh": mp.tanh,
@@ -346,8 +345,9 @@ def _mp_gradients(net, point, dps=40):
 
     exact = {k: mp.mpf(float(v)) for k, v in point.items()}
     out = {}
-    for name in net.parameters:
-        out[name] = mp.diff(lambda x: loss({**exact, name: x}), exact[name])
+    with mpmath.workdps(dps):
+        for name in net.parameters:
+            out[name] = mp.diff(lambda x: loss({**exact, name: x}), exact[name])
     return out
 
 
@@ -514,3 +514,58 @@ def test_fast_mode_tolerance_is_tight_at_a_benign_point(monkeypatch):
     assert np.all(d["tolerance"] <= 5e-10 * np.abs(d["closed_form"]))
     _wrong_closed_form(monkeypatch, 1 + 2e-9)
     assert check_gradients(net, p, fast=True, raise_on_failure=False).census["finite_difference"] == (4, 4)
+
+
+def _mp_dense_gradients(net, point, dps=40):
+    """∂C/∂p entry by entry for a dense network by mpmath (forward at `dps` digits, mpmath.diff)."""
+    import mpmath
+
+    mp = mpmath.mp  # precision set by workdps around each use (the global setting is left alone)
+    phi = {"sigmoid": lambda z: 1 / (1 + mp.exp(-z)), "tanh": mp.tanh, "softplus": lambda z: mp.log(1 + mp.exp(z))}
+    L = net.depth
+
+    def loss(vals):
+        a = [mp.mpf(float(x)) for x in vals["a0"]]
+        for l in range(1, L + 1):
+            W, b = vals["W%d" % l], vals["b%d" % l]
+            z = [sum(W[i][j] * a[j] for j in range(len(a))) + b[i] for i in range(len(b))]
+            a = [phi[net.activations[l - 1].name](zi) for zi in z]
+        y = [mp.mpf(float(v)) for v in vals["y"]]
+        if net.cost.name == "cross_entropy":
+            return -sum(yi * mp.log(ai) + (1 - yi) * mp.log(1 - ai) for ai, yi in zip(a, y))
+        return sum((ai - yi) ** 2 for ai, yi in zip(a, y)) / 2
+
+    exact = {k: (np.vectorize(lambda x: mp.mpf(float(x)), otypes=[object])(np.asarray(v)) if k not in ("a0", "y") else np.asarray(v))
+             for k, v in point.items()}  # float64 → mpf is exact at any precision
+    out = {}
+    for name in net.parameters:
+        g = np.empty(np.shape(exact[name]), dtype=object)
+        for idx in np.ndindex(*g.shape):
+            def f(x, name=name, idx=idx):
+                vals = {k: (v.tolist() if k not in ("a0", "y") else v) for k, v in exact.items()}
+                moved = exact[name].copy()
+                moved[idx] = x
+                vals[name] = moved.tolist()
+                return loss(vals)
+
+            with mpmath.workdps(dps):
+                g[idx] = mp.diff(f, exact[name][idx])
+        out[name] = g
+    return out
+
+
+@pytest.mark.parametrize("net", [symgrad.network([2, 3, 2], "tanh"), symgrad.network([3, 2, 2], "softplus"),
+                                 symgrad.network([2, 3, 1], "sigmoid", "cross_entropy")])
+def test_the_dense_error_bound_holds_against_a_high_precision_reference(net):
+    from symgrad.gradcheck import _ErrorModel
+    from symgrad.numeric import _validate, evaluate_gradient
+
+    p = {k: np.asarray(v, dtype=np.float64) * (2.5 if k.startswith("W") else 1.0) for k, v in sample(net, seed=5).items()}
+    E = _ErrorModel(_validate(net, p), 2.0 ** -53)
+    bp = backprop(net, p).grads
+    exact = _mp_dense_gradients(net, p)
+    for name in net.parameters:
+        ref = np.asarray(exact[name], dtype=np.float64)
+        cf = np.asarray(evaluate_gradient(net.gradient(name), p), dtype=np.float64)
+        assert np.all(np.abs(cf - ref) <= E.bound(name)), name
+        assert np.all(np.abs(np.asarray(bp[name]) - ref) <= E.bound(name)), name
