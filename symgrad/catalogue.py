@@ -938,23 +938,21 @@ def t_relu(pos_factor=1) -> Theorem:
     # Distinct names for distinct assumptions: SymPy's Subs compares points by name, so Subs(φ', z, z₊) == Subs(φ', z, z₋)
     # when both are called "z" (and its cache then hands back the wrong one).
     zpos, zneg = sympy.Symbol("z_p", positive=True), sympy.Symbol("z_n", negative=True)
-    zps = sympy.symbols("p1:5", positive=True)
-    ws = sympy.symbols("w1:5", real=True)
-    zns = sympy.symbols("q1:4", negative=True)
-    av = sympy.symbols("a1:4", real=True)
-    dv = sympy.symbols("delta1:4", real=True)
+    i, N = sympy.Symbol("i", integer=True, positive=True), sympy.Symbol("N", integer=True, positive=True)
+    zps, zns = sympy.IndexedBase("p", positive=True), sympy.IndexedBase("q", negative=True)  # z_i > 0, z_i < 0
+    ws, av, dv = (sympy.IndexedBase(nm, real=True) for nm in ("w", "a", "delta"))
     steps = [
         ExactValue(w * sympy.Subs(r.derivative, z, zpos), pos_factor * w, "factor, z > 0", lhs_tex=r"w\,\mathrm{ReLU}'(z)\Big|_{z > 0}"),
         ExactValue(w * sympy.Subs(r.derivative, z, zneg), 0, "factor, z < 0", lhs_tex=r"w\,\mathrm{ReLU}'(z)\Big|_{z < 0}"),
         ExactValue(w * sympy.Subs(r.derivative, z, 0), 0, "factor, z = 0", "The convention at the kink.", lhs_tex=r"w\,\mathrm{ReLU}'(0)"),
-        Identity(sympy.Mul(*[ws[i] * sympy.Subs(r.derivative, z, zps[i]) for i in range(4)]), sympy.Mul(*ws), "active path",
-                 "Along units with $z > 0$ (four layers shown) the activation contributes a factor 1: no shrinking, no growth.",
-                 lhs_tex=r"\prod_{i=1}^{4} w_i\,\mathrm{ReLU}'(z_i)\ (z_i > 0)"),
-        ExactValue(sum(av[i] * sympy.Subs(r.derivative, z, zns[i]) * dv[i] for i in range(3)), 0, "dead unit, dC/dw",
-                   "$\\partial C/\\partial w = \\sum_i a_i\\,\\mathrm{ReLU}'(z_i)\\,\\delta_i$ over a batch (three inputs shown; each term vanishes).",
-                   lhs_tex=r"\sum_{i=1}^{3} a_i\,\mathrm{ReLU}'(z_i)\,\delta_i\ (z_i < 0)"),
-        ExactValue(sum(sympy.Subs(r.derivative, z, zns[i]) * dv[i] for i in range(3)), 0, "dead unit, dC/db",
-                   lhs_tex=r"\sum_{i=1}^{3} \mathrm{ReLU}'(z_i)\,\delta_i\ (z_i < 0)"),
+        Identity(sympy.Product(ws[i] * sympy.Subs(r.derivative, z, zps[i]), (i, 1, N)), sympy.Product(ws[i], (i, 1, N)), "active path",
+                 "Along $N$ units with $z_i > 0$ the activation contributes a factor 1: no shrinking, no growth.",
+                 lhs_tex=r"\prod_{i=1}^{N} w_i\,\mathrm{ReLU}'(z_i)\ (z_i > 0)"),
+        ExactValue(sympy.Sum(av[i] * sympy.Subs(r.derivative, z, zns[i]) * dv[i], (i, 1, N)), 0, "dead unit, dC/dw",
+                   "$\\partial C/\\partial w = \\sum_i a_i\\,\\mathrm{ReLU}'(z_i)\\,\\delta_i$ over a batch of $N$ inputs.",
+                   lhs_tex=r"\sum_{i=1}^{N} a_i\,\mathrm{ReLU}'(z_i)\,\delta_i\ (z_i < 0)"),
+        ExactValue(sympy.Sum(sympy.Subs(r.derivative, z, zns[i]) * dv[i], (i, 1, N)), 0, "dead unit, dC/db",
+                   lhs_tex=r"\sum_{i=1}^{N} \mathrm{ReLU}'(z_i)\,\delta_i\ (z_i < 0)"),
     ]
 
     def cross():
