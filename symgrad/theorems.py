@@ -510,12 +510,12 @@ class Certificate(Step):
             if not isinstance(st, Step) or st is self:
                 raise InvalidArgument("by=: the hypothesis %s must be linked to another Step, not %s" % (h, _show(st)))
         # An unlinked hypothesis is an assumption of its own.
-        self._unlinked = {h: Assumption("given", "hypothesis $%s$" % sympy.latex(h), self._hyp_tex(h), next(_KEYS))
+        self._unlinked = {h: Assumption("given", "hypothesis $%s$" % _tex(h), self._hyp_tex(h), next(_KEYS))
                           for h in self.where if h not in self.by}
         self.expr_tex = _check_tex(expr_tex, "expr_tex")
 
     def _hyp_tex(self, h) -> str:
-        return "%s = %s %s 0" % (sympy.latex(h), sympy.latex(self.where[h]), ">" if h.is_positive else r"\ge")
+        return "%s = %s %s 0" % (_tex(h), _tex(self.where[h]), ">" if h.is_positive else r"\ge")
 
     def establishes(self):
         return (self.expr, self.strict)

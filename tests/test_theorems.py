@@ -380,3 +380,10 @@ def test_a_symbol_named_like_a_tex_command_is_printed_as_text():
     evil = sympy.Symbol("\\input{/etc/hostname}")
     body = Identity(evil, evil).latex()
     assert "\\input" not in body and "\\textbackslash{}input" in body
+
+
+def test_certificate_hypotheses_print_hostile_names_as_text():
+    evil = sympy.Symbol("\\input{/etc/hostname}", nonnegative=True)
+    thm = Theorem("T", "t", "s", [Certificate(1 - x, evil, where={evil: 1 - x})])
+    tex = thm.latex()
+    assert "\\input" not in tex and thm.prove().status == "proved assuming 1 given"
