@@ -107,7 +107,7 @@ class PrecisionWarning(UserWarning):
 @dataclass(frozen=True)
 class Tolerance:
     """``eps``: the largest finite-difference step, relative (``h = eps·max(1, |p|)``; the
-    Richardson ladder is h, h/2, h/4); ``rtol``, ``atol``: the contract for a user's ``grad_fn``,
+    Richardson ladder is h, h/2, h/4, h/8); ``rtol``, ``atol``: the contract for a user's ``grad_fn``,
     ``|g − cf| ≤ atol + rtol·|cf| + E_cf``.  Backprop and finite differences get tolerances from
     the error model (module docstring), not from this table."""
 
@@ -349,9 +349,6 @@ class _ErrorModel:
             E = Mp * (1.0 + K * self.u) - M + K * self.tiny
             E = np.where(np.isnan(E), np.inf, E)
         return self._shape(name, E)
-
-    def magnitude(self, name):
-        return self._shape(name, self.Mp[name])
 
     def _shape(self, name, arr):
         net = self.inp.net
