@@ -51,7 +51,10 @@ Closed form vs finite differences — Richardson extrapolation in float64
     where it was not 0 at p, straddles a kink that is not at p, and a smaller h is taken.  If no
     ladder down to eps·16⁻⁷ settles, the entry is *undecided* (``report.undecided``): it does
     not fail, since finite differences cannot resolve kinks that close (a deep leaky-ReLU net
-    with zero biases has |z_12| ~ 1e-20); closed form vs backprop still decides it.
+    with zero biases has |z_12| ~ 1e-20); closed form vs backprop still decides it.  So is a
+    direction that moves two or more units off a kink they sit on exactly (a dense ReLU layer
+    whose inputs are all 0: z = b = 0): the one-sided derivatives then mix branches, while the
+    convention φ'(0) = left derivative takes every such unit as inactive.
 
 User's gradients (``grad_fn``)
     Compared with the closed form as ``|g − cf| ≤ atol + rtol·|cf| + E_cf``: ``rtol`` and ``atol``
@@ -395,14 +398,15 @@ def _losses(net, base, n, perts, kinked=(), ref_signs=None):
     """Losses at ``base`` (name → float64 (n,) + shape) moved by each of ``perts`` (a list of
     name → (key, new values): ``arr[key] = new``, key None for the whole array; {} for the point
     itself), the bound on each one's rounding error, and whether it moved a z_l of a kinked layer
-    (``kinked``) across 0 where it was not 0 at p (``ref_signs``, (n, units)): three arrays
-    (len(perts), n).  The moved points are stacked along the batch axis, so one forward pass
+    (``kinked``) across 0 where it was not 0 at p (``ref_signs``, (n, units)), and how many
+    such z_l that were exactly 0 at p it moved off 0: four arrays (len(perts), n).  The moved points are stacked along the batch axis, so one forward pass
     evaluates a whole chunk of them.  Built-in activations have their kinks at z = 0; a custom
     activation with a kink elsewhere is not tracked."""
     size = sum(v[0].size for v in base.values()) * n
     per_chunk = max(1, _CHUNK_ELEMENTS // max(size, 1))
     out, err = np.empty((len(perts), n)), np.empty((len(perts), n))
     crossed = np.zeros((len(perts), n), dtype=bool)
+    woken = np.zeros((len(perts), n), dtype=np.int64)
     for s in range(0, len(perts), per_chunk):
         chunk = perts[s:s + per_chunk]
         k = len(chunk)
@@ -430,11 +434,12 @@ def _losses(net, base, n, perts, kinked=(), ref_signs=None):
                 out[s:s + k] = np.reshape(np.asarray(loc["loss"], dtype=np.float64), (k, n))
                 sg = _kink_signs(net, loc, kinked).reshape((k, n, -1))
                 crossed[s:s + k] = np.any((sg != ref_signs[None]) & (ref_signs[None] != 0), axis=-1)
+                woken[s:s + k] = np.sum((sg != 0) & (ref_signs[None] == 0), axis=-1)
             else:
                 out[s:s + k] = np.reshape(_loss_of(inp), (k, n))
         # Each loss value's rounding bound, from the forward error model at that very point.
         err[s:s + k] = np.reshape(_ErrorModel(inp, 2.0 ** -53, backward=False).e_loss, (k, n))
-    return out, err, crossed
+    return out, err, crossed, woken
 
 
 # ---------------------------------------------------------------------------------------------
@@ -518,7 +523,7 @@ def _fd_ladders(net, base, n, items, eps, make, target, tol_target, kinked=(), r
                 perts += [up, dn]
                 dev = np.maximum(dev, dv)
             meta.append((j, sp, sm, dev))
-        C, eC, crossed = _losses(net, base, n, perts, kinked, ref_signs)
+        C, eC, crossed, woken = _losses(net, base, n, perts, kinked, ref_signs)
         still = []
         for k, (j, sp, sm, dev) in enumerate(meta):
             c, e = C[1 + 8 * k: 9 + 8 * k], eC[1 + 8 * k: 9 + 8 * k]
@@ -529,11 +534,16 @@ def _fd_ladders(net, base, n, items, eps, make, target, tol_target, kinked=(), r
             # neither the Richardson estimate nor the one-sided test applies.  Take a smaller h.
             straddles = np.any(crossed[1 + 8 * k: 9 + 8 * k], axis=0)
             settled = settled & ~straddles
-            take = ~done[:, j] & (settled | (level == _LEVELS - 1))
+            # Two or more units exactly at their kink at p, moved off it by this direction: the
+            # one-sided derivatives along it mix branches that the convention φ'(0) = left
+            # derivative does not (it takes every such unit as inactive), so neither "between
+            # the one-sided differences" nor a smaller step can decide; the central test alone.
+            multi = np.max(woken[1 + 8 * k: 9 + 8 * k], axis=0) >= 2
+            take = ~done[:, j] & (settled | multi | (level == _LEVELS - 1))
             fd[take, j], tol[take, j], ok[take, j] = R[take], t_[take], ok_[take]
             # Never settled, down to h = eps·16^-7: kinks closer to p than any step can resolve
             # (a deep ReLU net with vanishing z), where finite differences cannot decide.
-            undecided[:, j] |= take & ~settled & ~ok_
+            undecided[:, j] |= take & (~settled | multi) & ~ok_
             done[:, j] |= take
             if not done[:, j].all():
                 still.append(j)

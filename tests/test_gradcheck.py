@@ -569,3 +569,17 @@ def test_the_dense_error_bound_holds_against_a_high_precision_reference(net):
         cf = np.asarray(evaluate_gradient(net.gradient(name), p), dtype=np.float64)
         assert np.all(np.abs(cf - ref) <= E.bound(name)), name
         assert np.all(np.abs(np.asarray(bp[name]) - ref) <= E.bound(name)), name
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_several_units_exactly_at_their_kink(fast):
+    # He init has zero biases; here every z1 < 0, so a1 = 0 and all four z2 = b2 = 0 exactly.
+    # A random direction moves all four off the kink at once: not decidable by one-sided
+    # differences (the convention takes all four as inactive); single entries are.
+    net = symgrad.network([2, 4, 4, 1], ["relu", "relu", "sigmoid"], "cross_entropy")
+    p = sample(net, 4, seed=0, init="he")
+    assert np.all(symgrad.forward(net, p)["z2"][0] == 0.0)
+    rep = check_gradients(net, p, fast=fast)
+    assert rep.ok
+    if fast:
+        assert rep.undecided["finite_difference"] >= 1
