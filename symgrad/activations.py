@@ -91,7 +91,9 @@ class sigmoid(Function):
         return self.args[0].is_extended_real
 
     def _eval_evalf(self, prec):
-        return self.rewrite(sympy.exp)._eval_evalf(prec)
+        # Not self.rewrite(exp): that rewrites the argument too (sin into complex exponentials),
+        # and σ(sin(1/2)) came out with an imaginary part of 1e-28.
+        return (1 / (1 + sympy.exp(-self.args[0])))._eval_evalf(prec)
 
     def _latex(self, printer, exp=None):
         s = r"\sigma\mathopen{}\left(%s\right)" % printer._print(self.args[0])
@@ -213,7 +215,7 @@ class softplus(Function):
         return sympy.log(1 + sympy.exp(arg))
 
     def _eval_evalf(self, prec):
-        return self.rewrite(sympy.exp)._eval_evalf(prec)
+        return sympy.log(1 + sympy.exp(self.args[0]))._eval_evalf(prec)  # (argument as it is: see sigmoid)
 
     def _latex(self, printer, exp=None):
         s = r"\operatorname{softplus}\left(%s\right)" % printer._print(self.args[0])
@@ -356,8 +358,9 @@ def _np_gelu_log_grad(x):
 # jumps count as 0).  A kink is decided from the left: heaviside(g) at g(x⁻) = 0 is 1 iff g falls
 # towards x, i.e. g'(x⁻) < 0; max picks, among arguments equal at x, the one with the smaller
 # slope (the larger just below x).  When g(x⁻) = 0 and g'(x⁻) = 0 the first order cannot decide:
-# an argument known to vanish identically just below x (relu(z) for z < 0) has sign 0, and any
-# other case asks SymPy for the one-sided limit (under a budget).
+# an argument known to vanish identically just below x (relu(z) for z < 0) has sign 0; any other
+# is probed just below x in mpmath (see _left_sign_higher), and SymPy's one-sided limit (under a
+# budget) decides where the probes disagree.
 #
 # The float64 pass runs with floating-point warnings off; any element that comes out nan or
 # ±inf is recomputed in mpmath (whose exponent range does not overflow), at 50 digits and then
@@ -527,10 +530,36 @@ class _KinkKernel:
                 s = np.array(np.broadcast_to(s, undecided.shape), dtype=np.float64)
                 xs = np.broadcast_to(x, undecided.shape)
                 for i in np.flatnonzero(undecided):
-                    s[i] = _left_sign_sympy(node, float(xs[i]))
+                    s[i] = self._left_sign_higher(node, float(xs[i]))
         elif L == 0 and D == 0 and not K:
-            s = _left_sign_sympy(node, float(x))
+            s = self._left_sign_higher(node, float(x))
         return s
+
+    def _left_sign_higher(self, node, x0: float) -> float:
+        """The sign of ``node`` just below x0 where its value and slope there are both 0.
+
+        First by probing: ``node`` at x0 − δ for δ = 10^-30 and 10^-60 (relative to max(1, |x0|)),
+        in mpmath with enough digits that x0 − δ is exact; a node of order k at x0 is about
+        c·δ^k there, and one that cancels to 0 identically below x0 (z − min(z, 1 − z) below 1/2)
+        is exactly 0 at both.  When the two probes disagree, SymPy's one-sided limit decides.
+        """
+        import mpmath
+
+        scale = max(1.0, abs(x0))
+        signs = set()
+        try:
+            for k in (30, 60):
+                with mpmath.workdps(2 * k + 40):
+                    t = mpmath.mpf(x0) - scale * mpmath.mpf(10) ** (-k)
+                    v = self._eval(_MpmathOps, node, t, {})[0]
+                    if isinstance(v, mpmath.mpc):
+                        raise ValueError("complex")
+                    signs.add((v > 0) - (v < 0))
+        except (ArithmeticError, ValueError, TypeError, SymgradError):
+            signs = set()
+        if len(signs) == 1:
+            return float(signs.pop())
+        return _left_sign_sympy(node, x0)
 
     def _eval(self, o, node, x, memo):
         hit = memo.get(node)
@@ -696,9 +725,29 @@ def _left_sign_sympy(node: sympy.Expr, x0: float) -> float:
                           seconds=KINK_LIMIT_SECONDS, what="the sign of %s just below z = %r" % (node, x0))
     except BudgetExceeded as exc:
         raise SymgradError("cannot decide the kink of %s at z = %r: %s" % (node, x0, exc.reason)) from None
+    except Exception as exc:  # noqa: BLE001 - SymPy's limit has internal errors (TypeError in gruntz)
+        raise SymgradError("cannot decide the kink of %s at z = %r: SymPy's limit failed (%s)" % (node, x0, type(exc).__name__)) from None
     if s not in (-1, 0, 1):
         raise SymgradError("cannot decide the kink of %s at z = %r: SymPy gave %s" % (node, x0, s))
     return float(s)
+
+
+def _left_limit(derivative: sympy.Expr, point: sympy.Expr) -> sympy.Expr:
+    """lim_{t↑point} φ'(t) by SymPy, within a budget."""
+    from ._budget import BudgetExceeded, within_budget
+
+    what = "the left limit of φ' = %s at z = %s" % (derivative, point)
+    # in functions SymPy's limit knows
+    plain = derivative.replace(relu, lambda g: sympy.Max(g, 0)).rewrite(sympy.exp) if derivative.has(relu, sigmoid, softplus) else derivative
+    try:
+        out = within_budget(lambda: sympy.limit(plain, z, point, "-"), seconds=KINK_LIMIT_SECONDS, what=what)
+    except BudgetExceeded as exc:
+        raise SymgradError("φ' at the kink z = %s is unknown: %s" % (point, exc.reason)) from None
+    except Exception as exc:  # noqa: BLE001 - SymPy's limit has internal errors (TypeError in gruntz)
+        raise SymgradError("φ' at the kink z = %s is unknown: SymPy could not find %s (%s)" % (point, what, type(exc).__name__)) from None
+    if not (out.is_number and out.is_finite and out.is_real):
+        raise SymgradError("φ' at the kink z = %s is unknown: SymPy gave %s for %s" % (point, out, what))
+    return out
 
 
 def _sympy_point(expr: sympy.Expr, x0: float) -> tuple[float, float]:
@@ -718,6 +767,8 @@ def _sympy_point(expr: sympy.Expr, x0: float) -> tuple[float, float]:
         value, slope = within_budget(compute, seconds=KINK_LIMIT_SECONDS, what="φ and φ' of %s at z = %r" % (expr, x0))
     except BudgetExceeded as exc:
         raise SymgradError("cannot evaluate %s at z = %r: %s" % (expr, x0, exc.reason)) from None
+    except Exception as exc:  # noqa: BLE001 - SymPy's limit has internal errors
+        raise SymgradError("cannot evaluate %s at z = %r: SymPy failed (%s)" % (expr, x0, type(exc).__name__)) from None
     out = []
     for t in (value, slope):
         if t in (sympy.oo, -sympy.oo):
@@ -797,8 +848,19 @@ class Activation:
         return self.expr.xreplace({z: _as_argument(self.name, arg)})
 
     def derivative_at(self, arg) -> sympy.Expr:
-        """φ'(arg) in closed form."""
-        return self.derivative.xreplace({z: arg})
+        """φ'(arg) in closed form.
+
+        At a number where a custom φ has a kink (a heaviside or sign in φ' whose argument
+        vanishes there), the value is the convention's, the left limit of φ', found by SymPy
+        within :data:`KINK_LIMIT_SECONDS` (else :class:`SymgradError`): SymPy's own Heaviside(0)
+        = 1/2 would give max(0.01*z, z) the slope 0.505 at 0.  The built-ins write the
+        convention into their derivatives already.
+        """
+        out = self.derivative.xreplace({z: arg})
+        if self.builtin or not (isinstance(arg, sympy.Expr) and arg.is_number):
+            return out
+        kinks = [n for n in self.derivative.atoms(sympy.Heaviside, sympy.sign) if n.args[0].xreplace({z: arg}).is_zero is not False]
+        return _left_limit(self.derivative, arg) if kinks else out
 
     @cached_property
     def prime(self) -> type[ActivationPrime]:
@@ -1193,10 +1255,11 @@ def custom_activation(spec, *, name: str | None = None, latex_name: str | None =
         raise InvalidArgument("custom activation %s must depend on z only" % expr)
     derivative = _check_custom(expr, label)
     kernel = _KinkKernel(expr)
-    try:  # a smoke run at points incl. a kink and large |z|: what fails here would fail in backprop
-        kernel.both(np.array([-1e3, -1.0, 0.0, 1.0, 1e3]))
+    try:  # a smoke run at the usual kinks and large |z|: what fails here would fail in backprop
+        kernel.both(np.array([-1e3, -30.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 30.0, 1e3]))
     except SymgradError as exc:
-        raise InvalidArgument("custom activation %s cannot be evaluated numerically: %s" % (_show_value(label), exc)) from None
+        raise InvalidArgument("custom activation %s cannot be evaluated numerically: %s. Fix: write kinks whose argument "
+                              "crosses zero with a nonzero slope (z rather than z**2)" % (_show_value(label), exc)) from None
 
     def log_abs_grad(x):
         return _log_abs_where(kernel.grad(x))
@@ -1216,11 +1279,17 @@ def _check_custom(expr: sympy.Expr, label: str) -> sympy.Expr:
     if why is not None:
         raise InvalidArgument("custom activation %s is not supported: %s. Fix: write it with the functions the parser lists." % (shown, why))
 
+    def real_everywhere(e):
+        # Every part, not only the whole: heaviside(1/(z - 1)) is "real" to SymPy, but its
+        # argument is undefined at z = 1.
+        # Constant parts too: log(log(0.5)) is complex with no z in it.
+        return all(n.is_real for n in set(sympy.preorder_traversal(e)) if isinstance(n, sympy.Expr) and not n.is_Number)
+
     def checks():
-        if not expr.is_real:  # also refuses sqrt(-1)*z, I, log(-2)
+        if not real_everywhere(expr):  # also refuses sqrt(-1)*z, I, log(-2)
             return "real", None
         d = _ae_derivative(expr)
-        if not (d.is_real and d.is_finite):
+        if not real_everywhere(d):
             return "finite", None
         sympy.latex(expr), sympy.latex(d)  # printing must work (LaTeX, CLI)
         return "ok", d
@@ -1231,13 +1300,15 @@ def _check_custom(expr: sympy.Expr, label: str) -> sympy.Expr:
         raise InvalidArgument("custom activation %s is refused: %s. Fix: simplify the formula." % (shown, exc.reason)) from None
     if verdict == "real":
         raise InvalidArgument(
-            "custom activation %s is refused: SymPy cannot show that φ(z) is real for every real z (a square root or log of a "
-            "possibly negative number, a division by a possibly zero one, or a complex constant). Fix: e.g. sqrt(abs(z)), "
+            "custom activation %s is refused: SymPy cannot show that φ(z) and each of its parts are real and finite for every "
+            "real z (a square root or log of a possibly negative number, a division by a possibly zero one, or a complex "
+            "constant). Fix: e.g. sqrt(abs(z)), "
             "log(1 + exp(z)), z/(1 + abs(z))." % shown
         )
     if verdict == "finite":
         raise InvalidArgument(
-            "custom activation %s is refused: SymPy cannot show that φ'(z) is finite for every real z (e.g. sqrt(abs(z)) has an "
+            "custom activation %s is refused: SymPy cannot show that φ'(z) and each of its parts are finite for every real z "
+            "(e.g. sqrt(abs(z)) has an "
             "infinite slope at 0). Fix: use a formula with a bounded slope near every point, e.g. abs(z)**1.5." % shown
         )
     return derivative
