@@ -230,3 +230,18 @@ def test_a_projects_own_slow_marker_is_kept(tmp_path):
     res = _run_pytest(tmp_path, "--markers")
     slow = [l for l in res.stdout.splitlines() if l.startswith("@pytest.mark.slow")]
     assert slow == ["@pytest.mark.slow: my own meaning"], res.stdout
+
+
+@needs_entry_point
+@pytest.mark.parametrize("args, ini, header", [
+    ((), "", "symgrad: hypothesis profile unchanged (opt in with --symgrad-profile=dev|ci"),
+    (("--symgrad-profile=dev",), "", "symgrad: hypothesis profile symgrad-dev (--symgrad-profile=dev)"),
+    ((), "symgrad_profile = ci\n", "symgrad: hypothesis profile symgrad-ci (symgrad_profile = ci (ini))"),
+    (("--hypothesis-profile=default",), "symgrad_profile = ci\n",
+     "symgrad: hypothesis profile unchanged: --hypothesis-profile=default wins over symgrad_profile = ci"),
+])
+def test_the_report_header_says_which_profile_and_why(tmp_path, args, ini, header):
+    (tmp_path / "pytest.ini").write_text("[pytest]\n" + ini, encoding="utf-8")
+    (tmp_path / "test_nothing.py").write_text("def test_nothing():\n    pass\n", encoding="utf-8")
+    res = _run_pytest(tmp_path, "-v", *args)   # -v cancels -q: the header is printed
+    assert res.returncode == 0 and header in res.stdout, res.stdout + res.stderr
