@@ -14,7 +14,8 @@
   - ``"dead"``: at least one unit has ``z ≤ 0`` under an activation with ``φ' = 0`` there (ReLU).
 
 Every argument is keyword-only and checked when the strategy is *made*, not when it is drawn:
-a bad one raises :class:`symgrad.InvalidArgument` saying how to fix it.  Sizes are bounded by
+a bad one raises :class:`symgrad.InvalidArgument` naming the value and saying how to fix it,
+including bounds under which some draw would overflow float64 in the forward pass.  Sizes are bounded by
 default (chains up to depth 8, dense networks up to 3 layers of width 4), floats are finite
 unless ``allow_nan``/``allow_infinity`` ask otherwise, and everything shrinks towards small,
 round values (depth ``min_depth``, sigmoid, weights and biases near 0).
