@@ -146,7 +146,9 @@ def _build(cache=True):
                     arow[i] = ai
                     zi = wi * ai + b[i]
                     z[i] = zi
-                    prev[i] *= wi  # c_{j−1} = σ'(z_{j−1}) w_j while w_j is at hand
+                    ci = prev[i] * wi  # c_{j−1} = σ'(z_{j−1}) w_j while w_j is at hand
+                    prev[i] = ci
+                    sat |= abs(ci) < TINY  # underflowed (a subnormal w, say): redo rescaled
                     bad |= (zi - zi) != 0.0  # nan exactly when zi is ±inf or nan
             else:
                 for i in range(m):

@@ -144,6 +144,21 @@ def split(lin, logabs=None, sign=None):
     return m, e
 
 
+def split_diff(a, y, logabs=None, sign=None):
+    """a − y as (m, e), also where the difference exceeds the float64 range (a = 1e300,
+    y = −1.8e308): then (a/2 − y/2)·2, the halvings exact.  ``logabs``/``sign`` as for
+    :func:`split` (for a − y where a underflowed)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        d = np.asarray(a - y, dtype=np.float64)
+        big = ~np.isfinite(d)
+        if big.any():
+            d = np.where(big, 0.5 * a - 0.5 * y, d)
+    m, e = split(d, logabs, sign)
+    if big.any():
+        e = e + big
+    return m, e
+
+
 def smul(x, y):
     """The product of two scaled numbers (broadcasting)."""
     m, k = np.frexp(x[0] * y[0])

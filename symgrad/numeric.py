@@ -648,7 +648,10 @@ def _sigmoid_block(inp: _Inputs, s, e, D, A, work, check):
     if check:
         acc.fill(0.0)
     zabs = 0.0
-    with np.errstate(over="raise", invalid="raise", under="ignore"):
+    # under="raise": a product that underflows (σ'(z) w with a subnormal w, say) loses digits that
+    # a later huge factor would bring back, so the block is redone rescaled; only exp's underflow
+    # is expected (a saturated unit) and is caught by the |z| check below instead.
+    with np.errstate(over="raise", invalid="raise", under="raise"):
         for j in range(L):
             w, a, d = ws[j], A[j], D[j]
             try:
@@ -663,7 +666,10 @@ def _sigmoid_block(inp: _Inputs, s, e, D, A, work, check):
             absf(z, ex)
             zabs = max(zabs, ex.max())
             neg(ex, ex)
-            exp(ex, ex)
+            if zabs > _SIGMOID_SAFE_Z:
+                raise _Rescale()  # a saturated unit: σ or σ' below the smallest normal double
+            with np.errstate(under="ignore"):
+                exp(ex, ex)
             add(ex, 1.0, r)
             div(1.0, r, r)  # r = σ(|z|)
             mul(ex, r, d)  # t = σ(−|z|)
@@ -672,8 +678,6 @@ def _sigmoid_block(inp: _Inputs, s, e, D, A, work, check):
             mul(d, r, d)  # σ'(z) = t r
     if check and not np.isfinite(acc).all():
         raise _NonFiniteBlock(None)
-    if zabs > _SIGMOID_SAFE_Z:  # σ or σ' underflowed: the linear products may lose the gradient
-        raise _Rescale()
     aL = ex
     y = inp.block("y", s, e)
     dL, loss, cancel = _output_delta(net, aL, z, y)
@@ -792,10 +796,9 @@ def _scaled_block(inp: _Inputs, s, e, D, A):
             M[L - 1], E[L - 1] = _nl.split(d, la, sg)
         else:
             al = np.asarray(aL, dtype=np.float64)
-            diff = al - y
             # a_L − y where a_L underflowed and y = 0 is a_L itself: take it from its log.
-            dd = _nl.split(diff, lambda m: np.where(y[m] == 0, log_abs_value(out_act, zl[m]), -np.inf),
-                           lambda m: sign_value(out_act, zl[m]))
+            dd = _nl.split_diff(al, y, lambda m: np.where(y[m] == 0, log_abs_value(out_act, zl[m]), -np.inf),
+                                lambda m: sign_value(out_act, zl[m]))
             if cost.name == "cross_entropy":
                 dd = _nl.smul(dd, _nl.split(1.0 / (al * (1.0 - al))))
             M[L - 1], E[L - 1] = _nl.smul((M[L - 1], E[L - 1]), dd)
@@ -874,10 +877,13 @@ def _log_block(inp: _Inputs, s, e):
     if cost.cancels_with(out_act):
         _, LG[L - 1], SG[L - 1] = _nl.sigmoid_minus_y(zL, y)
     else:
-        d = aL - y
-        # a_L − y where a_L underflowed to 0 and y = 0 is a_L: its log comes from z_L.
-        ld = np.where((np.abs(d) < _nl.TINY) & (y == 0), log_abs_value(out_act, zL), log_abs(d))
-        LG[L - 1] += ld
+        with np.errstate(over="ignore", invalid="ignore"):
+            d = aL - y
+            # |a_L − y| beyond the range (a_L = 1e300, y = −1.8e308): halve both, exactly
+            ld = np.where(np.isfinite(d), log_abs(np.where(np.isfinite(d), d, 1.0)), log_abs(0.5 * aL - 0.5 * y) + math.log(2.0))
+            # a_L − y where a_L underflowed to 0 and y = 0 is a_L: its log comes from z_L.
+            ld = np.where((np.abs(d) < _nl.TINY) & (y == 0), log_abs_value(out_act, zL), ld)
+            LG[L - 1] += ld  # below −1.8e308 the correctly rounded log is −inf
         SG[L - 1] *= np.where(d == 0, sign_value(out_act, zL) * (y == 0), np.sign(d))
         if cost.name == "cross_entropy":
             LG[L - 1] -= np.log(aL) + np.log1p(-aL)
@@ -1036,6 +1042,8 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
         except _Rescale:
             # A product overflowed or underflowed (an exploding or vanishing gradient, a saturated
             # unit): redo this block only, with every product rescaled; values stay linear.
+            if inp.deferred:
+                _check_block_finite(inp, s, e)  # a nan/inf input may be what stopped the kernel
             loss[s:e] = _scaled_block(inp, s, e, D, A)
         if gw_rows is not None:
             gw_rows[:, s:e] = A[want_w]
@@ -1192,9 +1200,8 @@ def _split_output(net, aL, zL, y):
     act, cost = net.activations[-1], net.cost
     if cost.cancels_with(act):
         return _nl.split(*_nl.sigmoid_minus_y(zL, y))
-    diff = aL - y
-    dd = _nl.split(diff, lambda m: np.where(y[m] == 0, log_abs_value(act, zL[m]), -np.inf),
-                   lambda m: sign_value(act, zL[m]))
+    dd = _nl.split_diff(aL, y, lambda m: np.where(y[m] == 0, log_abs_value(act, zL[m]), -np.inf),
+                        lambda m: sign_value(act, zL[m]))
     if cost.name == "cross_entropy":
         dd = _nl.smul(dd, _nl.split(1.0 / (aL * (1.0 - aL))))
     return _nl.smul(_split_grad(act, zL), dd)
@@ -1338,8 +1345,8 @@ def _chain_output_factor(f, net, inp, loc):
     if net.cost.cancels_with(out):
         return _nl.split(*_nl.sigmoid_minus_y(zl, yv))
     al = np.asarray(loc["a%d" % L], dtype=np.float64)
-    return _nl.split(al - yv, lambda m: np.where(yv[m] == 0, log_abs_value(out, zl[m]), -np.inf),
-                     lambda m: sign_value(out, zl[m]))
+    return _nl.split_diff(al, yv, lambda m: np.where(yv[m] == 0, log_abs_value(out, zl[m]), -np.inf),
+                          lambda m: sign_value(out, zl[m]))
 
 
 def _eval_chain_factors(gradient, inp, loc, log_space):
@@ -1439,8 +1446,8 @@ def _dense_vector_factor(f, inp, loc):
 
 
 def _split_output_quadratic(out, al, zl, y):
-    return _nl.split(al - y, lambda m: np.where(y[m] == 0, log_abs_value(out, zl[m]), -np.inf),
-                     lambda m: sign_value(out, zl[m]))
+    return _nl.split_diff(al, y, lambda m: np.where(y[m] == 0, log_abs_value(out, zl[m]), -np.inf),
+                          lambda m: sign_value(out, zl[m]))
 
 
 def _eval_dense_factors(gradient, inp, loc, log_space):

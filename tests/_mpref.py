@@ -30,6 +30,7 @@ import mpmath
 import numpy as np
 
 U = 2.0 ** -53
+ETA = 2.0 ** -1074  # the subnormal spacing: an absolute error per rounding near 0
 C_VAL, C_GRAD, C_LOG = 10, 20, 4
 TINY = float(np.finfo(np.float64).tiny)
 _SENS = {"sigmoid": 1.0, "tanh": 2.0, "identity": 0.0}
@@ -41,6 +42,17 @@ def _phi(name, z):
     if name == "tanh":
         return mpmath.tanh(z)
     return z
+
+
+def _phi_minus_y(name, z, y):
+    """φ(z) − y without cancelling at the working precision where φ(z) → 1 and y = 1:
+    σ(z) − y = (1 − y) − σ(−z) and tanh(z) − y = (1 − y) − 2/(e^{2z} + 1) for z ≥ 1 (1 − y is
+    exact for a double y near 1)."""
+    if name == "sigmoid" and z >= 1:
+        return (1 - y) - 1 / (1 + mpmath.exp(z))
+    if name == "tanh" and z >= 1:
+        return (1 - y) - 2 / (mpmath.exp(2 * z) + 1)
+    return _phi(name, z) - y
 
 
 def _dphi(name, z, a):
@@ -78,21 +90,22 @@ def chain_reference(net, p, i=None):
     for j in range(L):
         zj = w[j] * a[j] + b[j]
         z.append(zj)
-        dz.append(float(abs(w[j])) * da[j] + U * float(abs(w[j] * a[j])) + U * float(abs(zj)))
+        # (+ 2^-1074: each of the two roundings is also off by up to half the subnormal spacing)
+        dz.append(float(abs(w[j])) * da[j] + U * float(abs(w[j] * a[j])) + U * float(abs(zj)) + ETA)
         aj = _phi(names[j], zj)
         a.append(aj)
-        da.append(float(_dphi(names[j], zj, aj)) * dz[j] + C_VAL * U * float(abs(aj)))
+        da.append(float(_dphi(names[j], zj, aj)) * dz[j] + C_VAL * U * float(abs(aj)) + C_VAL * ETA)
     g = [_dphi(names[j], z[j], a[j + 1]) for j in range(L)]
     cancel = net.cost.cancels_with(net.activations[-1])
     if cancel:
         zl = z[-1]
-        dL = _phi("sigmoid", zl) - y
+        dL = _phi_minus_y("sigmoid", zl, y)
         loss = mpmath.log1p(mpmath.exp(-abs(zl))) + max(zl, 0) - y * zl
         s = _phi("sigmoid", zl)
         part = s if zl < 0 else ((1 - s) if y >= 0.5 else s)
         err_out = float(g[-1]) * dz[-1] + C_VAL * U * float(part) + U * float(abs(dL))
     else:
-        diff = a[L] - y
+        diff = _phi_minus_y(names[-1], z[-1], y)
         err_out = da[L] + U * float(abs(diff))
         if net.cost.name == "cross_entropy":
             dL = g[-1] * diff / (a[L] * (1 - a[L]))
@@ -138,8 +151,10 @@ def assert_close_to_reference(got, exact, rel_bound, what=""):
         assert got == math.copysign(math.inf, float(mpmath.sign(exact))), (what, got, exact)
         return
     assert not math.isnan(got), (what, got, exact)
-    if exact == 0:  # an exact zero (a = y, a0 = 0, w = 0) must come back as zero
-        assert got == 0.0, (what, got)
+    if exact == 0 or abs(exact) < mpmath.mpf(2) ** -1076:  # an exact zero, or one that rounds to it
+        assert got == 0.0, (what, got, exact)
+        return
+    if not rel_bound < 1:  # the first-order bound says nothing (or is nan): only no nan, checked above
         return
     err = abs(mpmath.mpf(got) - exact)
     allowed = rel_bound * abs(exact) + mpmath.mpf(2) ** -1075
@@ -147,3 +162,149 @@ def assert_close_to_reference(got, exact, rel_bound, what=""):
         allowed += mpmath.mpf(2) ** -1074
     assert err <= allowed, "%s: got %r, exact %s, error %.3g > bound %.3g (relative bound %.3g)" % (
         what, got, mpmath.nstr(exact, 17), float(err), float(allowed), rel_bound)
+
+
+# ---------------------------------------------------------------------------------------------
+# The same running error analysis in float64, vectorised, for any activation and for dense
+# networks: a tolerance for comparing two float64 computations (symgrad's kernels, the closed form,
+# PyTorch) that grows with the conditioning of each gradient, not one fitted to a CPU.
+# ---------------------------------------------------------------------------------------------
+
+
+def _sensitivity(act, z):
+    """|d/dz log|φ'(z)|| = |φ''/φ'| by a central difference of the stable log|φ'| (doubled, plus
+    one, for the difference's own error); where φ' vanishes this is large, as it should be."""
+    z = np.asarray(z, dtype=np.float64)
+    h = np.maximum(1e-5 * np.abs(z), 1e-5)
+    with np.errstate(all="ignore"):
+        lp, lm = act.log_abs_grad(z + h), act.log_abs_grad(z - h)
+        s = np.abs(lp - lm) / (2 * h)
+    return np.where(np.isfinite(s), 2 * s + 1, np.inf)
+
+
+_KINKED = ("relu", "leaky_relu", "elu")
+
+
+def _factor_rel(act, z, dz, torch_like):
+    """Relative error bound of a computed φ'(z): C_GRAD u, plus the propagated Δz, plus (for
+    PyTorch's formulas such as σ' = (1 − σ)σ, whose absolute error is a few u) 8u/|φ'(z)|; a kink
+    within Δz of z can flip the branch: no bound (inf)."""
+    g = np.abs(act.grad(z))
+    with np.errstate(all="ignore"):
+        rel = C_GRAD * U + _sensitivity(act, z) * dz
+        if torch_like:
+            rel = rel + 8 * U / np.maximum(g, 1e-300)
+    if act.builtin and act.name in _KINKED:
+        rel = np.where(np.abs(z) <= 2 * dz, np.inf, rel)
+    return rel
+
+
+def chain_tolerance(net, p, torch_like=False):
+    """Absolute error bound (per sample) of every gradient of a chain computed in float64 by any
+    of symgrad's kernels, or by PyTorch's formulas with ``torch_like``: name → array."""
+    L = net.depth
+    a = np.asarray(p["a0"], dtype=np.float64)
+    y = np.asarray(p["y"], dtype=np.float64)
+    da = np.zeros_like(a)
+    As, Zs, dZ = [a], [], []
+    for j, act in enumerate(net.activations, start=1):
+        w, b = np.asarray(p["w%d" % j], dtype=np.float64), np.asarray(p["b%d" % j], dtype=np.float64)
+        with np.errstate(all="ignore"):
+            z = w * a + b
+            dz = np.abs(w) * da + U * (np.abs(w * a) + np.abs(z)) * 2 + ETA
+            a = act.value(z)
+            da = np.abs(act.grad(z)) * dz + C_VAL * U * np.abs(a) + C_VAL * ETA
+        Zs.append(z)
+        dZ.append(dz)
+        As.append(a)
+    out = net.activations[-1]
+    with np.errstate(all="ignore"):
+        if net.cost.cancels_with(out):
+            s = out.value(Zs[-1])
+            dL = s - y
+            err_out = np.abs(out.grad(Zs[-1])) * dZ[-1] + C_VAL * U + U * np.abs(dL)
+            mag, rel = np.abs(dL), err_out / np.abs(dL)
+        else:
+            diff = As[-1] - y
+            rel = (da + U * np.abs(diff)) / np.abs(diff) + _factor_rel(out, Zs[-1], dZ[-1], torch_like)
+            mag = np.abs(out.grad(Zs[-1]) * diff)
+            if net.cost.name == "cross_entropy":
+                aL = As[-1]
+                rel = rel + (da + U) / np.abs(aL) + (da + U) / np.abs(1 - aL)
+                mag = mag / np.abs(aL * (1 - aL))
+        tol = {}
+        for j in range(L - 1, -1, -1):
+            if j < L - 1:
+                w = np.abs(np.asarray(p["w%d" % (j + 2)], dtype=np.float64))
+                mag = mag * w * np.abs(net.activations[j].grad(Zs[j]))
+                rel = rel + _factor_rel(net.activations[j], Zs[j], dZ[j], torch_like) + 2 * U
+            tol["b%d" % (j + 1)] = np.where(mag == 0, 0.0, rel * mag) + 2.0 ** -1074
+            ra = np.where(As[j] == 0, 0.0, _da(As, j, net, Zs, dZ) / np.abs(As[j])) + U
+            tol["w%d" % (j + 1)] = np.where(mag == 0, 0.0, (rel + ra) * mag * np.abs(As[j])) + 2.0 ** -1074
+    return tol
+
+
+def _da(As, j, net, Zs, dZ):
+    if j == 0:
+        return np.zeros_like(As[0])
+    act = net.activations[j - 1]
+    return np.abs(act.grad(Zs[j - 1])) * dZ[j - 1] + C_VAL * U * np.abs(As[j]) + C_VAL * ETA
+
+
+def assert_within(got, ref, tol, what=""):
+    got, ref, tol = (np.asarray(x, dtype=np.float64) for x in (got, ref, tol))
+    with np.errstate(all="ignore"):
+        err = np.abs(got - ref)
+    bad = ~((err <= tol) | ((got == ref)))
+    assert not bad.any(), "%s: %d entries off, e.g. got %r, ref %r, tolerance %r" % (
+        what, int(bad.sum()), got[bad].flat[0], ref[bad].flat[0], tol[bad].flat[0])
+
+
+def dense_tolerance(net, p, torch_like=False):
+    """The same for a dense network (every entry of a batch; W shared or batched): sums are
+    bounded through magnitudes, |fl(Σ t) − Σ t| ≤ (n + 2) u Σ|t|, so cancellation inside a sum
+    widens the bound exactly as it loses digits.  name → array shaped like the gradient."""
+    L = net.depth
+    f = lambda k: np.asarray(p[k], dtype=np.float64)  # noqa: E731
+    a, da = f("a0"), np.zeros_like(f("a0"))
+    As, dAs, Zs, dZ = [a], [da], [], []
+    mv = lambda W, v: np.einsum("...ij,...j->...i", W, v)  # noqa: E731
+    vm = lambda W, v: np.einsum("...ij,...i->...j", W, v)  # noqa: E731
+    with np.errstate(all="ignore"):
+        for l, act in enumerate(net.activations, start=1):
+            W, b = f("W%d" % l), f("b%d" % l)
+            z = mv(W, a) + b
+            za = mv(np.abs(W), np.abs(a)) + np.abs(b)
+            dz = mv(np.abs(W), da) + U * (W.shape[-1] + 2) * za + W.shape[-1] * ETA
+            a = act.value(z)
+            da = np.abs(act.grad(z)) * dz + C_VAL * U * np.abs(a) + C_VAL * ETA
+            Zs.append(z), dZ.append(dz), As.append(a), dAs.append(da)
+        out, y = net.activations[-1], f("y")
+        if net.cost.cancels_with(out):
+            d = out.value(Zs[-1]) - y
+            M = np.abs(d)
+            E = np.abs(out.grad(Zs[-1])) * dZ[-1] + C_VAL * U + U * M
+        else:
+            diff = As[-1] - y
+            g = np.abs(out.grad(Zs[-1]))
+            M = g * np.abs(diff)
+            E = g * (da + U * np.abs(diff)) + np.where(M == 0, 0.0, M * _factor_rel(out, Zs[-1], dZ[-1], torch_like))
+            if net.cost.name == "cross_entropy":
+                aL = As[-1]
+                q = 1 / np.abs(aL * (1 - aL))
+                E = E * q + M * q * ((da + U) / np.abs(aL) + (da + U) / np.abs(1 - aL))
+                M = M * q
+        tol = {}
+        for l in range(L, 0, -1):
+            tol["b%d" % l] = E + 2.0 ** -1074
+            ap, dap = np.abs(As[l - 1]), dAs[l - 1]
+            tol["W%d" % l] = E[..., :, None] * ap[..., None, :] + M[..., :, None] * (dap + U * ap)[..., None, :] + 2.0 ** -1074
+            if l > 1:
+                W = np.abs(f("W%d" % l))
+                Mv = vm(W, M)
+                Ev = vm(W, E) + U * (W.shape[-2] + 2) * Mv
+                act = net.activations[l - 2]
+                g = np.abs(act.grad(Zs[l - 2]))
+                M = g * Mv
+                E = g * Ev + np.where(M == 0, 0.0, M * _factor_rel(act, Zs[l - 2], dZ[l - 2], torch_like))
+    return tol
