@@ -1,18 +1,27 @@
 """The ``symgrad`` command line.  ``main(argv) -> int`` so tests can call it directly.
 
-Exit codes: 0 success, 1 a check failed, 2 bad input (one line on stderr, no traceback).
+Exit codes: 0 success; 1 a check failed (``check`` found a mismatch, ``derive --verify`` a
+MISMATCH, ``prove`` a failed theorem); 2 bad input, or a request that cannot be met (one line on
+stderr, no traceback); 3 unknown: a symbolic computation ran past its time budget
+(``derive --verify`` prints ``unknown (reason)``), so neither a match nor a mismatch was shown.
+
+Numbers and names on the command line are ASCII (``--depth ４`` and ``--weight-scale 1_0`` are
+refused, though Python's ``int`` would take them), outputs go to regular files or to stdout
+(``-o -``), and magnitudes that compound over depth are computed and printed in log space.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import math
+import os
+import re
 import sys
 import threading
 import time
 from contextlib import contextmanager
 
+from ._budget import BudgetExceeded
 from .errors import GradientCheckError, InvalidArgument, SymgradError
 
 __all__ = ["main"]
@@ -28,6 +37,11 @@ EXAMPLES = {
 MAX_BATCH = 100_000
 #: How long a step runs silently before it reports progress on stderr.
 PROGRESS_AFTER_S = 1.0
+#: Default time budget (seconds) of each symbolic step of ``derive``: deriving and printing the
+#: gradient, and ``--verify``.  Past it, the answer is "unknown" (exit 3).
+SECONDS = 60.0
+#: Exit code of an answer that ran out of budget ("unknown").
+EXIT_UNKNOWN = 3
 
 
 @contextmanager
@@ -58,17 +72,40 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         where = self.prog.split(" ", 1)[1] + ": " if " " in self.prog else ""
+        if message.endswith("expected one argument"):
+            # argparse takes '-1' or '-inf' after an option for another option.
+            message += "; a value that starts with '-' goes after '=', e.g. --weight-scale=-1"
         raise InvalidArgument("%s%s (see '%s --help')" % (where, message, self.prog))
+
+
+_INT_RE = re.compile(r"[+-]?[0-9]{1,30}\Z")
+_FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]{1,6})?\Z")
+_NON_FINITE_RE = re.compile(r"[+-]?(?:nan|inf|infinity)\Z", re.IGNORECASE)
+
+
+def _show(text: str, limit: int = 40) -> str:
+    """``repr`` of a user's string, shortened: messages stay one readable line."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _ascii_problem(text: str) -> str | None:
+    """``" contains the non-ASCII character '１' (U+FF11)"`` or None."""
+    for ch in text:
+        if ord(ch) > 127 or (not ch.isprintable() and ch not in " \t"):
+            return " contains the %s character %r (U+%04X)" % ("non-ASCII" if ord(ch) > 127 else "control", ch, ord(ch))
+    return None
 
 
 def _int_option(example: str, what: str, minimum: int, maximum: int | None = None):
     """An argparse type for an int option: one-line messages that say what to pass instead."""
 
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError("%r is not an integer; pass %s" % (text, example)) from None
+        bad = _ascii_problem(text)
+        if bad:
+            raise argparse.ArgumentTypeError("%s%s; numbers are ASCII digits, %s" % (_show(text), bad, example))
+        if not _INT_RE.match(text.strip()):
+            raise argparse.ArgumentTypeError("%s is not an integer; pass %s" % (_show(text), example))
+        value = int(text)
         if value < minimum:
             raise argparse.ArgumentTypeError("%d is not a %s; pass %s" % (value, what, example))
         if maximum is not None and value > maximum:
@@ -83,14 +120,46 @@ _batch = _int_option("e.g. --batch 8", "positive batch size", 1, MAX_BATCH)
 _seed = _int_option("e.g. --seed 0", "non-negative seed", 0)
 
 
-def _finite_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not a number; pass e.g. --value 0.5" % text) from None
+def _float(text: str, example: str) -> float:
+    """A float written in ASCII decimal notation (no ``1_0``, no full-width digits); nan and inf
+    are refused as not finite, and so is a literal that overflows (``1e999``)."""
+    bad = _ascii_problem(text)
+    if bad:
+        raise argparse.ArgumentTypeError("%s%s; numbers are ASCII, %s" % (_show(text), bad, example))
+    t = text.strip()
+    if _NON_FINITE_RE.match(t):
+        raise argparse.ArgumentTypeError("%s is not a finite number; pass %s" % (_show(text), example))
+    if not _FLOAT_RE.match(t):
+        raise argparse.ArgumentTypeError("%s is not a number; pass %s" % (_show(text), example))
+    value = float(t)
     if not math.isfinite(value):
-        raise argparse.ArgumentTypeError("%r is not a finite number; pass e.g. --value 0.5" % text)
+        raise argparse.ArgumentTypeError("%s is not a finite number (it overflows float64); pass %s" % (_show(text), example))
     return value
+
+
+def _finite_float(text: str) -> float:
+    return _float(text, "e.g. --value 0.5")
+
+
+def _budget_seconds(text: str) -> float:
+    value = _float(text, "e.g. --seconds 60")
+    if not value > 0 or value > 86400:
+        raise argparse.ArgumentTypeError("%s must be a time budget in seconds, more than 0 and at most 86400; pass e.g. --seconds 60" % _show(text))
+    return value
+
+
+def _name(option: str, example: str):
+    """An argparse type for a name option (``--wrt``, ``--loss``): printable ASCII only."""
+
+    def parse(text: str) -> str:
+        bad = _ascii_problem(text)
+        if bad:
+            raise argparse.ArgumentTypeError("%s%s; names are ASCII, %s" % (_show(text), bad, example))
+        if len(text) > 1000:
+            raise argparse.ArgumentTypeError("%s is %d characters long; pass %s" % (_show(text), len(text), example))
+        return text
+
+    return parse
 
 
 #: ``symgrad.numeric.sample``'s inits (kept here so ``--help`` does not import NumPy).
@@ -100,25 +169,30 @@ INITS = ("normal", "uniform", "xavier", "glorot", "xavier_normal", "he", "kaimin
 def _init(text: str) -> str:
     key = text.strip().lower()
     if key not in INITS:
-        raise argparse.ArgumentTypeError("unknown init %r; known: %s" % (text, ", ".join(INITS)))
+        raise argparse.ArgumentTypeError("unknown init %s; known: %s" % (_show(text), ", ".join(INITS)))
     return key
 
 
 def _weight_scale(text: str) -> float:
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not a number; pass the typical |w|, e.g. --weight-scale 1.0" % text) from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError("%r must be a finite |w| >= 0, e.g. --weight-scale 1.0" % text)
+        value = _float(text, "e.g. --weight-scale 1.0 (the typical |w|)")
+    except argparse.ArgumentTypeError as exc:
+        if "not a finite" in str(exc):
+            raise argparse.ArgumentTypeError("%s must be a finite |w| >= 0, e.g. --weight-scale 1.0" % _show(text)) from None
+        raise
+    if value < 0:
+        raise argparse.ArgumentTypeError("%s must be a finite |w| >= 0, e.g. --weight-scale 1.0" % _show(text))
     return value
 
 
 def _widths(text: str) -> list[int]:
-    try:
-        return [int(t) for t in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not a comma-separated list of ints; pass e.g. --widths 2,3,1" % text) from None
+    bad = _ascii_problem(text)
+    if bad:
+        raise argparse.ArgumentTypeError("%s%s; pass ASCII digits, e.g. --widths 2,3,1" % (_show(text), bad))
+    parts = text.split(",")
+    if len(parts) > 10_000 or not all(_INT_RE.match(t.strip()) for t in parts):
+        raise argparse.ArgumentTypeError("%s is not a comma-separated list of ints; pass e.g. --widths 2,3,1" % _show(text))
+    return [int(t) for t in parts]
 
 
 def _build_network(args):
@@ -127,7 +201,13 @@ def _build_network(args):
     with _progress("building the network"):
         if args.widths is not None:
             return network(args.widths, activation=args.activation, loss=args.loss)
-        return chain(args.depth, activation=args.activation, loss=args.loss)
+        return chain(_depth(args), activation=args.activation, loss=args.loss)
+
+
+def _depth(args) -> int:
+    """``--depth`` (default 4).  The option's own default is None, so that ``--depth 4 --widths
+    2,3,1`` is refused like any other conflict, not silently taken for the default."""
+    return 4 if args.depth is None else args.depth
 
 
 def _gradients(net, wrt: str) -> list:
@@ -154,47 +234,55 @@ def _split_wrt(text: str) -> list[str]:
 def _cmd_derive(args) -> int:
     import sympy
 
-    net = _build_network(args)
-    grad = net.gradient(args.wrt.strip())
-    if args.format == "latex":
-        print(grad.latex())
-    elif args.format == "srepr":
-        print(sympy.srepr(grad.expr))
-    else:
-        print("%r" % net)
-        print("dC/d%s = %s" % (args.wrt, sympy.sstr(grad.expr, order="none")))
-        print("factors (chain order):")
-        for f in grad.factors:
-            print("  %s" % sympy.sstr(f, order="none"))
+    from ._budget import within_budget
+    from .networks import MAX_COMPOSE_DEPTH
+
     if args.verify:
-        with _progress("verifying against sympy.diff of the composed loss"):
-            ok = _verify(net, grad)
-        print("verified against sympy.diff of the composed loss: %s" % ("exact match" if ok else "MISMATCH"))
-        return 0 if ok else 1
+        depth = len(args.widths) - 1 if args.widths is not None else _depth(args)
+        if depth > MAX_COMPOSE_DEPTH:
+            raise InvalidArgument("--verify composes the whole network, which works up to depth %d (symgrad.MAX_COMPOSE_DEPTH), not %d; "
+                                  "drop --verify, or check numerically with 'symgrad check'" % (MAX_COMPOSE_DEPTH, depth))
+    seconds = SECONDS if args.seconds is None else args.seconds
+    net = _build_network(args)
+    wrt = args.wrt.strip()
+
+    def render():
+        grad = net.gradient(wrt)
+        if args.format == "latex":
+            return grad, grad.latex()
+        if args.format == "srepr":
+            return grad, sympy.srepr(grad.expr)
+        lines = ["%r" % net, "dC/d%s = %s" % (wrt, sympy.sstr(grad.expr, order="none")), "factors (chain order):"]
+        lines += ["  %s" % sympy.sstr(f, order="none") for f in grad.factors]
+        return grad, "\n".join(lines)
+
+    with _progress("deriving and printing dC/d%s (budget %g s)" % (wrt, seconds)):
+        grad, text = within_budget(render, seconds=seconds, what="deriving and printing dC/d%s" % wrt)
+    print(text)
+    if args.verify:
+        from .verify import verify_gradient
+
+        with _progress("verifying against sympy.diff of the composed loss (budget %g s)" % seconds):
+            result = verify_gradient(net, grad, seconds=seconds)
+        word = {"exact match": "exact match", "mismatch": "MISMATCH", "unknown": "unknown"}[result.status]
+        print("verified against sympy.diff of the composed loss: %s (%s)" % (word, result.reason))
+        return {"exact match": 0, "mismatch": 1, "unknown": EXIT_UNKNOWN}[result.status]
     return 0
-
-
-def _verify(net, grad) -> bool:
-    """Exact check: the closed form, made explicit, minus ``sympy.diff`` of the composed loss
-    expands to zero."""
-    import sympy
-
-    explicit = grad.explicit()
-    if isinstance(explicit, sympy.MatrixBase):
-        names = [s for s in net.arrays[grad.wrt]]
-        reference = sympy.ImmutableMatrix(explicit.shape[0], explicit.shape[1], [sympy.diff(net.loss(), s) for s in names])
-        return (explicit - reference).applyfunc(sympy.expand).is_zero_matrix is True
-    target = net.symbols[grad.wrt]
-    return sympy.expand(explicit - sympy.diff(net.loss(), target)) == 0
 
 
 def _cmd_latex(args) -> int:
     from . import latex
     from ._io import write_atomic
 
-    if args.pdf and args.output is None:
-        raise InvalidArgument("--pdf needs -o FILE.tex (the PDF is written next to it); e.g. -o chain.tex --pdf")
-    if args.output is not None and args.output.endswith(".pdf"):
+    to_stdout = args.output is None or args.output == "-"
+    if args.pdf and to_stdout:
+        raise InvalidArgument("--pdf needs -o FILE.tex (the PDF is written next to it), not stdout; e.g. -o chain.tex --pdf")
+    if to_stdout and args.force:
+        raise InvalidArgument("--force only applies to -o FILE.tex; stdout is never refused")
+    if not to_stdout and (not args.output.strip() or any(not ch.isprintable() for ch in args.output)
+                          or os.path.basename(args.output) in ("", ".", "..")):
+        raise InvalidArgument("-o %s: give a file name such as chain.tex, or - for stdout" % _show(args.output))
+    if not to_stdout and args.output.lower().endswith(".pdf"):
         raise InvalidArgument("-o %s: give the .tex path (e.g. -o chain.tex) and add --pdf for the PDF" % args.output)
     if args.pdf and not latex.pdflatex_available():
         raise InvalidArgument("--pdf: pdflatex not found; install it with 'apt-get install --no-install-recommends %s'" % " ".join(latex.PDFLATEX_PACKAGES))
@@ -205,7 +293,7 @@ def _cmd_latex(args) -> int:
             text = "\n\n".join(latex.derivation(g, full=args.full) for g in grads)
         else:
             text = latex.document(grads, title=args.title, full=args.full)
-    if args.output is None:
+    if to_stdout:
         sys.stdout.write(text)
         return 0
     if args.fragment:
@@ -291,10 +379,33 @@ def _cmd_check(args) -> int:
     raise GradientCheckError("gradient check failed for %d comparison(s):\n  %s" % (len(failures), "\n  ".join(shown)))
 
 
+def _fmt_log10(lg: float) -> str:
+    """A positive magnitude given by its log10, printed without ever forming it: ``1.2e+600``.
+    ``-inf`` (the magnitude 0) prints ``0``."""
+    if lg == -math.inf:
+        return "0"
+    if -300.0 < lg < 300.0:
+        return "%.4g" % 10.0 ** lg  # well inside float64: the plain number
+    e = math.floor(lg)
+    m = 10.0 ** (lg - e)
+    if float("%.4g" % m) >= 10.0:
+        m, e = m / 10.0, e + 1
+    return "%.4ge%+03d" % (m, e)
+
+
+def _log10(x: float) -> float:
+    return -math.inf if x == 0 else math.log10(x)
+
+
 def _bounds_facts(act, scale: float, depth: int) -> dict:
+    """The facts that ``symgrad bounds`` prints.  Magnitudes are handled through their log10:
+    ``per_layer_factor`` and ``factor_over_depth`` are strings such as ``"1.2e+600"`` (so that
+    JSON stays valid where float64 would overflow), next to ``log10_per_layer_factor`` and
+    ``log10_factor_over_depth`` (numbers; null where the magnitude is 0 or unbounded)."""
     import sympy
 
     b = act.bound
+    note = b.note[len("unknown: "):] if b.sup is None and b.note.startswith("unknown: ") else b.note
     facts = {
         "activation": act.name,
         "phi": sympy.sstr(act.expr),
@@ -303,14 +414,25 @@ def _bounds_facts(act, scale: float, depth: int) -> dict:
         "sup_exact": b.exact,
         "attained_at": None if b.attained_at is None else _fmt_set(b.attained_at),
         "range_phi_prime": None if b.range is None else _fmt_set(b.range),
-        "note": b.note,
+        "note": note,
         "weight_scale": scale,
+        "depth": depth,
     }
     if b.sup is None:
-        facts.update(regime="unknown", per_layer_factor=None)
+        facts.update(regime="unknown", per_layer_factor=None, why="no bound on |phi'| is known (%s)" % note)
         return facts
-    sup = float(b.sup)
-    factor = scale * sup
+    try:
+        sup = float(b.sup)
+    except (TypeError, ValueError):
+        facts.update(regime="unknown", per_layer_factor=None, why="sup |phi'| = %s is not a real number" % sympy.sstr(b.sup))
+        return facts
+    if not math.isfinite(sup):
+        facts.update(regime="unbounded", per_layer_factor=None,
+                     why="|phi'| has no finite sup, so no per-layer bound and no bound on the gradient follows")
+        return facts
+    # log10 of the per-layer factor |w|·sup|φ'| and of its depth-th power: never the power itself.
+    lg = _log10(scale) + _log10(sup) if scale > 0 and sup > 0 else -math.inf
+    lg_depth = lg * depth if lg != -math.inf else -math.inf
     inf = None
     if b.range is not None:
         try:
@@ -318,19 +440,23 @@ def _bounds_facts(act, scale: float, depth: int) -> dict:
             inf = lo if lo > 0 else (-hi if hi < 0 else 0.0)
         except (TypeError, ValueError):
             inf = None
-    if factor < 1:
+    factor_s = _fmt_log10(lg)
+    if lg < 0:
         regime = "vanishing"
-        why = "every layer multiplies the gradient bound by at most %.4g < 1" % factor
-    elif factor > 1:
+        why = "every layer multiplies the gradient bound by at most %s < 1" % factor_s
+    elif lg > 0:
         regime = "exploding"
-        if inf is not None and scale * inf > 1:
-            why = "every layer multiplies the gradient by at least %.4g > 1" % (scale * inf)
+        lg_inf = _log10(scale) + _log10(inf) if inf is not None and inf > 0 and scale > 0 else -math.inf
+        if lg_inf > 0:
+            why = "every layer multiplies the gradient by at least %s > 1" % _fmt_log10(lg_inf)
         else:
-            why = "where |phi'(z)| is near its sup, each layer multiplies the gradient by up to %.4g > 1" % factor
+            why = "where |phi'(z)| is near its sup, each layer multiplies the gradient by up to %s > 1" % factor_s
     else:
         regime = "neither"
         why = "the per-layer factor bound is exactly 1"
-    facts.update(regime=regime, per_layer_factor=factor, why=why, depth=depth, factor_over_depth=factor ** depth)
+    facts.update(regime=regime, why=why,
+                 per_layer_factor=factor_s, log10_per_layer_factor=None if lg == -math.inf else lg,
+                 factor_over_depth=_fmt_log10(lg_depth), log10_factor_over_depth=None if lg_depth == -math.inf else lg_depth)
     return facts
 
 
@@ -360,7 +486,7 @@ def _cmd_bounds(args) -> int:
     with _progress("finding sup|phi'| of %s" % act.name):
         facts = _bounds_facts(act, args.weight_scale, args.depth)
     if args.json:
-        print(json.dumps(facts, indent=2))
+        print(json.dumps(facts, indent=2, allow_nan=False))
         return 0
     print("activation      %s" % facts["activation"])
     print("phi(z)          %s" % facts["phi"])
@@ -372,19 +498,24 @@ def _cmd_bounds(args) -> int:
     print("sup |phi'|      %s%s" % (facts["sup_abs_phi_prime"], "" if facts["sup_exact"] else " (certified numerically)"))
     print("attained at     %s" % (facts["attained_at"] if facts["attained_at"] not in (None, "EmptySet") else "nowhere (only approached)" if facts["attained_at"] == "EmptySet" else "unknown"))
     print("range of phi'   %s" % (facts["range_phi_prime"] or "unknown"))
-    print("per-layer factor |w| * sup|phi'| = %g * %s = %.4g" % (args.weight_scale, facts["sup_abs_phi_prime"], facts["per_layer_factor"]))
+    if facts["per_layer_factor"] is None:
+        print("regime          %s: %s" % (facts["regime"], facts["why"]))
+        return 0
+    print("per-layer factor |w| * sup|phi'| = %g * %s = %s" % (args.weight_scale, facts["sup_abs_phi_prime"], facts["per_layer_factor"]))
     print("regime          %s: %s" % (facts["regime"], facts["why"]))
-    print("over %d layers  bound factor %.4g" % (args.depth, facts["factor_over_depth"]))
+    print("over %d layers  bound factor %s" % (args.depth, facts["factor_over_depth"]))
     return 0
 
 
 def _add_network_options(p, *, wrt_help: str, wrt_default: str | None = "b1") -> None:
     net = p.add_mutually_exclusive_group()
-    net.add_argument("--depth", type=_positive_int, default=4, help="depth of a single-neuron chain (default 4)")
+    # default None, not 4: argparse takes a value equal to the default for "not given", so
+    # '--depth 4 --widths 2,3,1' would slip past the exclusive group.
+    net.add_argument("--depth", type=_positive_int, default=None, help="depth of a single-neuron chain (default 4)")
     net.add_argument("--widths", type=_widths, help="widths of a dense network, e.g. 2,3,1")
     p.add_argument("--activation", default="sigmoid", help="built-in name or an expression in z, e.g. 'z*sigmoid(z)'")
-    p.add_argument("--loss", default="quadratic", help="quadratic or cross_entropy")
-    p.add_argument("--wrt", default=wrt_default, help=wrt_help)
+    p.add_argument("--loss", type=_name("--loss", "e.g. --loss quadratic"), default="quadratic", help="quadratic or cross_entropy")
+    p.add_argument("--wrt", type=_name("--wrt", "e.g. --wrt b1"), default=wrt_default, help=wrt_help)
 
 
 def _cmd_prove(args) -> int:
@@ -414,13 +545,17 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("derive", help="derive the closed-form gradient of one parameter", epilog=EXAMPLES["derive"], formatter_class=raw)
     _add_network_options(d, wrt_help="parameter name, e.g. b1, w3, W2, 'W2[1,0]'")
     d.add_argument("--format", choices=("text", "latex", "srepr"), default="text", help="text (default), latex or sympy srepr")
-    d.add_argument("--verify", action="store_true", help="check the closed form against sympy.diff of the composed loss")
+    d.add_argument("--verify", action="store_true",
+                   help="check the closed form exactly against sympy.diff of the composed loss (depth <= 64); "
+                        "exit 0 exact match, 1 MISMATCH, 3 unknown (ran past --seconds)")
+    d.add_argument("--seconds", type=_budget_seconds, metavar="S",
+                   help="time budget of each step, deriving and printing, then --verify (default %g); past it: exit 3" % SECONDS)
     d.set_defaults(func=_cmd_derive)
 
     t = sub.add_parser("latex", help="write the derivation as a LaTeX document (and PDF)", epilog=EXAMPLES["latex"], formatter_class=raw,
                        description="Write the chain rule, local derivatives, closed form, product form and bound as LaTeX.")
     _add_network_options(t, wrt_help="parameter name(s), comma-separated, e.g. b1 or b1,w2")
-    t.add_argument("-o", "--output", metavar="FILE.tex", help="write to this file (atomically) instead of stdout")
+    t.add_argument("-o", "--output", metavar="FILE.tex", help="write to this regular file (atomically); - or no -o: stdout")
     t.add_argument("--pdf", action="store_true", help="also compile FILE.pdf with pdflatex (needs -o)")
     t.add_argument("--force", action="store_true", help="overwrite files that symgrad did not write")
     t.add_argument("--fragment", action="store_true", help="write a fragment to paste into a document, not a standalone file")
@@ -474,6 +609,13 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidArgument as exc:
         print("symgrad: error: %s" % _one_line(exc), file=sys.stderr)
         return 2
+    except MemoryError:
+        # The library estimates memory before it allocates; this is the net under that estimate.
+        print("symgrad: error: out of memory; ask for less (a smaller --batch, --widths or --depth)", file=sys.stderr)
+        return 2
+    except BudgetExceeded as exc:
+        print("symgrad: unknown: %s" % _one_line(exc.reason), file=sys.stderr)
+        return EXIT_UNKNOWN
     except GradientCheckError as exc:
         print("symgrad: check failed: %s" % exc, file=sys.stderr, flush=True)
         return 1

@@ -317,6 +317,72 @@ BAD = [
     (["check", "extra"], "unrecognized arguments: extra"),
     (["prove", "--write", "{tmp}/missing"], "no such directory"),
     (["prove", "--bogus"], "unrecognized arguments: --bogus"),
+    # issue 11: conflicts are refused whether or not a value equals the default
+    (["derive", "--depth", "4", "--widths", "2,3,1"], "not allowed with"),
+    (["check", "--depth", "4", "--widths", "2,3,1"], "not allowed with"),
+    (["latex", "--widths", "2,3,1", "--depth", "4"], "not allowed with"),
+    # numbers and names are ASCII; Python's int() and float() would take these
+    (["derive", "--depth", "４"], "non-ASCII character '４' (U+FF14)"),
+    (["derive", "--depth", "1_0"], "not an integer"),
+    (["derive", "--depth", "+"], "not an integer"),
+    (["derive", "--depth", ""], "not an integer"),
+    (["derive", "--depth", "9" * 40], "not an integer"),
+    (["derive", "--wrt", "b１"], "non-ASCII character '１' (U+FF11)"),
+    (["derive", "--wrt", "b1\x00"], "control character"),
+    (["derive", "--wrt", "b" * 5000], "5000 characters long"),
+    (["derive", "--wrt", " "], "unknown parameter"),
+    (["derive", "--loss", "quadrätic"], "non-ASCII"),
+    (["derive", "--loss", ""], "unknown loss"),
+    (["derive", "--widths", "2,３,1"], "non-ASCII"),
+    (["derive", "--widths", ""], "comma-separated"),
+    (["derive", "--widths", "2,,1"], "comma-separated"),
+    (["derive", "--widths", "2,3,1,"], "comma-separated"),
+    (["derive", "--widths", "2,1e3"], "comma-separated"),
+    (["derive", "--widths", "2,200000,1"], "exceeds the maximum width"),
+    (["derive", "--activation", ""], "empty"),
+    (["derive", "--activation", "σ(z)"], "σ"),
+    (["derive", "--activation", "z" * 100000], "unknown activation"),
+    (["latex", "--activation", "tanh & co"], "'&'"),
+    # --verify composes the network: the documented limit holds, and so does the budget's range
+    (["derive", "--depth", "65", "--verify"], "works up to depth 64"),
+    (["derive", "--widths", ",".join(["1"] * 66), "--verify"], "works up to depth 64"),
+    (["derive", "--verify", "--seconds", "0"], "time budget in seconds"),
+    (["derive", "--verify", "--seconds", "-1"], "time budget in seconds"),
+    (["derive", "--verify", "--seconds", "1e9"], "time budget in seconds"),
+    (["derive", "--seconds", "nan"], "not a finite number"),
+    (["derive", "--seconds", "1e400"], "overflows float64"),
+    # outputs go to regular files or to stdout, and nothing else
+    (["latex", "-o", "-", "--pdf"], "--pdf needs -o FILE.tex"),
+    (["latex", "-o", "-", "--force"], "--force only applies"),
+    (["latex", "--force"], "--force only applies"),
+    (["latex", "-o", ""], "give a file name"),
+    (["latex", "-o", "."], "give a file name"),
+    (["latex", "-o", "{tmp}/"], "give a file name"),
+    (["latex", "-o", "{tmp}/a\nb.tex"], "give a file name"),
+    (["latex", "-o", "{tmp}/out.PDF"], "give the .tex path"),
+    (["latex", "-o", "{tmp}/pipe.tex"], "it is a FIFO"),
+    (["latex", "-o", "{tmp}/pipe.tex", "--force"], "it is a FIFO"),
+    (["latex", "-o", "{tmp}/link.tex", "--force"], "it is a symbolic link"),
+    (["latex", "-o", "/dev/null"], "it is a character device"),
+    (["latex", "-o", "{tmp}/foreign.tex/x.tex"], "does not exist"),
+    # magnitudes and budgets
+    (["bounds", "--weight-scale", "１"], "non-ASCII"),
+    (["bounds", "--weight-scale", "1_0"], "not a number"),
+    (["bounds", "--weight-scale", "0x10"], "not a number"),
+    (["bounds", "--weight-scale", ""], "not a number"),
+    (["bounds", "--weight-scale", "1e400"], ">= 0"),
+    (["bounds", "--weight-scale=-1e-300"], ">= 0"),
+    (["bounds", "--weight-scale=-inf"], ">= 0"),
+    (["bounds", "--weight-scale", "-1e-300"], "goes after '='"),
+    (["bounds", "--depth", "٣"], "non-ASCII"),
+    (["check", "--init", "constant", "--value", "1e999"], "not a finite number"),
+    (["check", "--init", "constant", "--value", "inf"], "not a finite number"),
+    (["check", "--init", "constant", "--value", "０.5"], "non-ASCII"),
+    (["check", "--seed", "1e3"], "not an integer"),
+    (["check", "--seed", "٣"], "non-ASCII"),
+    (["check", "--batch", "８"], "non-ASCII"),
+    (["check", "--init", ""], "unknown init"),
+    (["check", "--widths", "100000,100000,1", "--batch", "1"], "memory"),
 ]
 BAD_EXPRESSIONS = [
     (["derive", "--activation", "__import__('os').system('true')"], ""),
@@ -327,8 +393,11 @@ BAD_EXPRESSIONS = [
 
 
 @pytest.mark.parametrize("argv, message", BAD, ids=[" ".join(a) or "<none>" for a, _ in BAD])
-def test_bad_input_exits_2_with_one_line_naming_the_problem(capsys, tmp_path, argv, message):
+def test_bad_input_exits_2_with_one_line_naming_the_problem(capsys, tmp_path, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)  # a stray relative output lands here, not in the repository
     (tmp_path / "foreign.tex").write_text("not symgrad's\n")
+    os.mkfifo(tmp_path / "pipe.tex")
+    (tmp_path / "link.tex").symlink_to(tmp_path / "foreign.tex")
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     code, out, err = run(capsys, *argv)
     assert code == 2
@@ -337,6 +406,7 @@ def test_bad_input_exits_2_with_one_line_naming_the_problem(capsys, tmp_path, ar
     assert lines[0].startswith("symgrad: error:") and message in lines[0], lines[0]
     assert "Traceback" not in err
     assert (tmp_path / "foreign.tex").read_text() == "not symgrad's\n"
+    assert sorted(os.listdir(tmp_path)) == ["foreign.tex", "link.tex", "pipe.tex"]  # nothing written
 
 
 @needs_parser
@@ -414,7 +484,11 @@ def test_write_atomic_keeps_the_umask_and_gives_plain_open_permissions(tmp_path,
 
 
 @pytest.mark.parametrize("kind", ["fifo", "symlink", "device"])
-def test_write_atomic_refuses_non_regular_destinations_at_once(tmp_path, kind):
+def test_write_atomic_refuses_non_regular_destinations_at_once(tmp_path, monkeypatch, kind):
+    def no_replace(src, dst):  # should the check ever break, /dev/null must survive this test
+        raise AssertionError("os.replace(%s, %s) reached" % (src, dst))
+
+    monkeypatch.setattr(os, "replace", no_replace)
     target = tmp_path / "f.tex"
     if kind == "fifo":
         os.mkfifo(target)  # opening it to look for the marker would block forever
@@ -427,7 +501,7 @@ def test_write_atomic_refuses_non_regular_destinations_at_once(tmp_path, kind):
         target = "/dev/null"
         expected = "character device"
     with pytest.raises(symgrad.InvalidArgument, match=expected):
-        write_atomic(target, MARKER + "\n", force=True)
+        write_atomic(target, MARKER + "\n", force=kind != "device")
     assert kind == "symlink" or not is_symgrad_file(target)  # answered without reading the FIFO
 
 
@@ -511,3 +585,134 @@ def test_the_next_write_removes_temporaries_left_by_a_killed_writer(tmp_path):
         p.write_text("partial")
     write_atomic(tmp_path / "x.tex", MARKER + "\n")
     assert sorted(os.listdir(tmp_path)) == sorted([live.name, foreign.name, "x.tex"])
+
+
+# --- issue 11: derive --verify up to the compose limit, unknown and mismatch exit codes ----------
+
+
+def test_derive_verify_at_depth_37_is_an_exact_match(capsys):
+    code, out, err = run(capsys, "derive", "--depth", "37", "--wrt", "b1", "--verify")  # was a RecursionError
+    assert code == 0, err
+    assert "verified against sympy.diff of the composed loss: exact match (" in out
+
+
+def test_derive_verify_that_runs_out_of_budget_prints_unknown_and_exits_3(capsys):
+    code, out, err = run(capsys, "derive", "--depth", "40", "--activation", "silu", "--verify", "--seconds", "0.3")
+    assert code == cli.EXIT_UNKNOWN == 3
+    assert "verified against sympy.diff of the composed loss: unknown (" in out and "budget of 0.3 s" in out
+    assert "Traceback" not in err
+
+
+def test_derive_verify_mismatch_exits_1(capsys, monkeypatch):
+    import symgrad.verify
+
+    real = symgrad.verify._references
+    monkeypatch.setattr(symgrad.verify, "_references", lambda net, g: [2 * r for r in real(net, g)])  # a wrong reference
+    code, out, _ = run(capsys, "derive", "--depth", "3", "--verify")
+    assert code == 1 and "MISMATCH (at a random rational point" in out
+
+
+def test_derive_printing_runs_under_the_budget(capsys):
+    code, out, err = run(capsys, "derive", "--depth", "20000", "--seconds", "0.05")
+    assert code == 3 and out == ""
+    assert err.strip().splitlines()[-1] == "symgrad: unknown: deriving and printing dC/db1 ran past its budget of 0.05 s"
+
+
+def test_memory_error_anywhere_is_exit_2_with_one_line(capsys, monkeypatch):
+    import symgrad.numeric
+
+    def no_memory(*a, **k):
+        raise MemoryError()
+
+    monkeypatch.setattr(symgrad.numeric, "sample", no_memory)
+    code, out, err = run(capsys, "check", "--depth", "2")
+    assert code == 2 and err.strip().splitlines() == ["symgrad: error: out of memory; ask for less (a smaller --batch, --widths or --depth)"]
+
+
+# --- issue 11: bounds in log space ----------------------------------------------------------------
+
+
+def _mantissa_exponent(text):
+    m, e = text.split("e")
+    return float(m), int(e)
+
+
+@pytest.mark.parametrize("scale, depth, act", [("100", "300", "sigmoid"), ("8", "2000", "sigmoid"), ("1e308", "1000000", "tanh"),
+                                               ("0.001", "100000", "sigmoid")])
+def test_bounds_compounded_factor_is_computed_in_log_space(capsys, scale, depth, act):
+    import json
+
+    import mpmath
+
+    sup = {"sigmoid": mpmath.mpf(1) / 4, "tanh": mpmath.mpf(1)}[act]
+    exact = int(depth) * mpmath.log10(mpmath.mpf(scale) * sup)  # reference in 30-digit arithmetic
+    with mpmath.workdps(30):
+        mant = float(mpmath.mpf(10) ** (exact - mpmath.floor(exact)))
+    code, out, err = run(capsys, "bounds", "--activation", act, "--weight-scale", scale, "--depth", depth)
+    assert code == 0 and "Traceback" not in err
+    line = [l for l in out.splitlines() if "bound factor" in l][0]
+    m, e = _mantissa_exponent(line.split()[-1])
+    assert e == int(mpmath.floor(exact)) and abs(m - mant) <= 5e-4 * mant, (line, exact)
+    code, out, _ = run(capsys, "bounds", "--activation", act, "--weight-scale", scale, "--depth", depth, "--json")
+    facts = json.loads(out, parse_constant=lambda c: pytest.fail("non-JSON constant %s" % c))
+    assert code == 0 and abs(facts["log10_factor_over_depth"] - float(exact)) <= 1e-9 * abs(float(exact))
+    assert _mantissa_exponent(facts["factor_over_depth"])[1] == e
+
+
+def test_bounds_plain_numbers_where_float64_holds_them(capsys):
+    code, out, _ = run(capsys, "bounds", "--weight-scale", "1", "--depth", "10")
+    assert code == 0 and "bound factor 9.537e-07" in out and "= 0.25" in out
+
+
+def test_bounds_zero_weight_scale_is_a_zero_factor(capsys):
+    import json
+
+    code, out, _ = run(capsys, "bounds", "--weight-scale", "0", "--json")
+    facts = json.loads(out)
+    assert code == 0 and facts["factor_over_depth"] == "0" and facts["log10_factor_over_depth"] is None and facts["regime"] == "vanishing"
+
+
+@needs_parser
+def test_bounds_unbounded_derivative_says_so_in_text_and_json(capsys):
+    import json
+
+    code, out, _ = run(capsys, "bounds", "--activation", "z**2")
+    assert code == 0 and "regime          unbounded: |phi'| has no finite sup" in out and "inf" not in out
+    code, out, _ = run(capsys, "bounds", "--activation", "z**2", "--json")
+    facts = json.loads(out, parse_constant=lambda c: pytest.fail("non-JSON constant %s" % c))
+    assert facts["regime"] == "unbounded" and facts["per_layer_factor"] is None
+
+
+@needs_parser
+def test_bounds_sup_out_of_budget_is_unknown_with_the_reason_promptly(capsys, monkeypatch):
+    import json
+
+    import symgrad.activations
+
+    monkeypatch.setattr(symgrad.activations, "BOUND_SECONDS", 0.2)  # SymPy needs more for this φ'
+    code, out, _ = run(capsys, "bounds", "--activation", "sin(z)*exp(z)")
+    assert code == 0
+    assert "sup |phi'|      unknown (SymPy's maximum and minimum of φ' ran past its budget of 0.2 s" in out
+    assert "regime          unknown" in out
+    code, out, _ = run(capsys, "bounds", "--activation", "sin(z)*exp(z)", "--json")
+    facts = json.loads(out)
+    assert facts["regime"] == "unknown" and facts["sup_abs_phi_prime"] is None and "budget" in facts["note"]
+
+
+# --- issue 11: outputs go to regular files or stdout -----------------------------------------------
+
+
+def test_latex_dash_means_stdout_and_writes_no_file(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, "latex", "--depth", "2", "-o", "-")
+    assert code == 0 and out.startswith(MARKER) and os.listdir(tmp_path) == []
+
+
+def test_latex_to_a_fifo_returns_at_once(tmp_path):
+    import subprocess
+    import sys
+
+    os.mkfifo(tmp_path / "f.tex")
+    proc = subprocess.run([sys.executable, "-m", "symgrad", "latex", "-o", str(tmp_path / "f.tex")],
+                          capture_output=True, text=True, timeout=60)  # used to block forever
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "FIFO" in proc.stderr
