@@ -1265,9 +1265,46 @@ def custom_activation(spec, *, name: str | None = None, latex_name: str | None =
         return _log_abs_where(kernel.grad(x))
 
     return Activation(
-        label, expr, derivative, latex_name or (r"\varphi" if name is None else r"\operatorname{%s}" % name),
+        label, expr, derivative, _latex_symbol(name, latex_name),
         kernel.value, kernel.grad, log_abs_grad, bound, builtin=False,
     )
+
+
+# LaTeX a user may name an activation with: letters, digits, sub/superscripts, primes, and these
+# commands only.  Anything else could reach pdflatex as code (\input, \write18, \catcode).
+_LATEX_COMMANDS = frozenset(
+    "alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu xi pi rho sigma tau "
+    "upsilon phi varphi chi psi omega Gamma Delta Theta Lambda Xi Pi Sigma Phi Psi Omega operatorname mathrm mathit "
+    "mathsf mathbf tilde hat bar".split()
+)
+_LATEX_TOKEN = re.compile(r"\\([A-Za-z]+)|[A-Za-z0-9 _^{}'.,()+\-]")
+
+
+def _latex_symbol(name: str | None, latex_name: str | None) -> str:
+    """The LaTeX symbol of a custom activation: ``latex_name`` if it is safe, else refused; from
+    ``name`` as \\operatorname{name} when that is plain letters and digits, else \\varphi."""
+    if latex_name is None:
+        if isinstance(name, str) and re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,39}", name):
+            return r"\operatorname{%s}" % name
+        return r"\varphi"
+    if not isinstance(latex_name, str) or len(latex_name) > 80:
+        raise InvalidArgument("latex_name=%s must be a short LaTeX string such as r'\\varphi'" % _show_value(latex_name))
+    position, depth = 0, 0
+    while position < len(latex_name):
+        match = _LATEX_TOKEN.match(latex_name, position)
+        if match is None or (match.group(1) is not None and match.group(1) not in _LATEX_COMMANDS):
+            raise InvalidArgument(
+                "latex_name=%s is not allowed at %s: only letters, digits, _ ^ { } ' and the commands %s. Fix: e.g. "
+                "latex_name=r'\\operatorname{swish}'" % (_show_value(latex_name), _show_value(latex_name[position:position + 12]),
+                                                          ", ".join("\\" + c for c in sorted(_LATEX_COMMANDS)))
+            )
+        depth += {"{": 1, "}": -1}.get(match.group(0), 0)
+        if depth < 0:
+            break
+        position = match.end()
+    if depth != 0:
+        raise InvalidArgument("latex_name=%s has unbalanced braces. Fix: e.g. latex_name=r'\\operatorname{swish}'" % _show_value(latex_name))
+    return latex_name
 
 
 def _check_custom(expr: sympy.Expr, label: str) -> sympy.Expr:

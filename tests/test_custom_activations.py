@@ -358,14 +358,14 @@ def _formulas():
             st.builds(lambda f, a, b: f"{f}({a}, {b})", st.sampled_from(["max", "min", "Max", "Min"]), inner, inner),
         )
 
-    return st.recursive(_LEAVES, extend, max_leaves=4)
+    return st.recursive(_LEAVES, extend, max_leaves=6)
 
 
 # kinks of the generated formulas sit at 0, ±1, ±2; ±30 and ±1e3 test the tails
 GRID = [-1e3, -30.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 30.0, 1e3]
 
 
-@settings(max_examples=50, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_formulas())
 def test_pipeline_accepted_formulas_work_end_to_end(source):
     try:
@@ -383,7 +383,7 @@ def test_pipeline_accepted_formulas_work_end_to_end(source):
         if not np.isfinite(vi):
             assert abs(exact(act.expr, sympy.Rational(xi), 30)) > FMAX
     # φ' is the left derivative: the 60-digit one-sided quotient (skipping jumps, where it is
-    # ~1e30), to 1e-6 relative: ≥ 1e9 u of room for the rounding of a ≤ 4-leaf formula on |x| ≤ 2,
+    # ~1e30), to 1e-6 relative: ≥ 1e9 u of room for the rounding of a ≤ 6-leaf formula on |x| ≤ 2,
     # and far below the O(1) error of a wrong branch.
     for xi, gi in zip(GRID, g):
         if abs(xi) <= 2:
@@ -408,3 +408,22 @@ def test_pipeline_accepted_formulas_work_end_to_end(source):
     finite = np.isfinite(back) & np.isfinite(closed)
     np.testing.assert_allclose(closed[finite], back[finite], rtol=6 * U * 1.01, atol=1e-300)
     assert np.array_equal(np.isfinite(back[forward_finite]), np.isfinite(closed[forward_finite]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Names reach LaTeX documents (and pdflatex): only safe LaTeX gets there
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "latex_name", [r"\input{/etc/passwd}", r"\immediate\write18{id}", r"\catcode`\@=11", "$x$", "%", "}{", r"\varphi^{", "x" * 81, 3]
+)
+def test_unsafe_latex_names_are_refused(latex_name):
+    with pytest.raises(symgrad.InvalidArgument, match="latex_name="):
+        symgrad.custom_activation("z*sigmoid(z)", latex_name=latex_name)
+
+
+def test_safe_latex_names_and_plain_names_are_used():
+    assert symgrad.custom_activation("z*sigmoid(z)", latex_name=r"\operatorname{swish}_{\beta}").latex_name == r"\operatorname{swish}_{\beta}"
+    assert symgrad.custom_activation("z*sigmoid(z)", latex_name="x" * 80).latex_name == "x" * 80  # the longest
+    assert symgrad.custom_activation("z*sigmoid(z)", name="swish2").latex_name == r"\operatorname{swish2}"
+    # a name that is not plain letters and digits is shown as φ in LaTeX, never pasted in
+    assert symgrad.custom_activation("z*sigmoid(z)", name=r"x}\input{/etc/passwd").latex_name == r"\varphi"
