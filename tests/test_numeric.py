@@ -842,3 +842,33 @@ def test_memory_estimates_cover_what_is_allocated():
             tracemalloc.stop()
         est = numeric._backprop_bytes(inp, False, None, block, 1)
         assert peak <= est <= 1.5 * peak, (net_, peak, est)
+
+
+def test_the_comparison_helpers_reject_just_past_their_bound():
+    # The helpers every float comparison above goes through: a value at the bound passes, one
+    # ulp-sized step past it fails (a no-op helper would make every comparison vacuous).
+    from ._mpref import assert_close_to_reference
+
+    step = 2.0 ** -40  # exactly representable, and so is 1 + step
+    assert_within(np.array([1.0 + step]), np.array([1.0]), np.array([step]))
+    with pytest.raises(AssertionError):
+        assert_within(np.array([1.0 + step]), np.array([1.0]), np.array([step * (1 - 2.0 ** -20)]))
+    mpmath.mp.dps = 40
+    exact = mpmath.mpf(1) / 3
+    got = float(exact)
+    err = abs(mpmath.mpf(got) - exact)
+    assert_close_to_reference(got, exact, float(err / exact) * 1.01)
+    with pytest.raises(AssertionError):
+        assert_close_to_reference(got, exact, float(err / exact) * 0.5)
+    with pytest.raises(AssertionError):
+        assert_close_to_reference(0.0, mpmath.mpf(2) ** -1070, 0.1)  # representable, not 0
+    with pytest.raises(AssertionError):
+        assert_close_to_reference(1e308, mpmath.mpf("2e308"), 0.1)  # beyond the range: ±inf
+    assert_close_to_reference(math.inf, mpmath.mpf("2e308"), 0.1)
+    # the bound itself grows with the conditioning: a_L next to y makes ∂C/∂b1 ill-conditioned
+    net = symgrad.chain(2)
+    p = dict(a0=0.3, w1=0.7, b1=0.1, w2=-0.4, b2=0.2, y=0.0)
+    a2 = float(forward(net, p)["a2"])
+    far, near = chain_tolerance(net, p)["b1"], chain_tolerance(net, dict(p, y=a2 * (1 - 1e-9)))["b1"]
+    g_far, g_near = abs(float(backprop(net, p).grads["b1"])), abs(float(backprop(net, dict(p, y=a2 * (1 - 1e-9))).grads["b1"]))
+    assert far / g_far < 1e-13 and near / g_near > 1e-8
