@@ -1100,8 +1100,10 @@ def summary(results: list[Result]) -> str:
     failed = [r for r in results if not r.checked]
     line = "%d of %d theorem(s) proved outright, %d proved assuming givens or stated rules (%s), %d not proved" % (
         len(outright), n, len(conditional), ", ".join(r.theorem.number for r in conditional) or "none", len(failed))
-    if failed:
-        line += "; FAILED: " + ", ".join(r.theorem.number for r in failed)
+    for status in ("failed", "unknown"):
+        which = [r.theorem.number for r in failed if r.status == status]
+        if which:
+            line += "; %s: %s" % (status.upper(), ", ".join(which))
     return line
 
 

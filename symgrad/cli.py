@@ -526,7 +526,8 @@ def _cmd_prove(args) -> int:
     if args.write is not None:
         catalogue.check_write_targets(args.write, force=args.force)  # refuse before the proofs run, not after
     results = catalogue.run(verbose=True, crosscheck=not args.no_crosscheck)
-    failed = [r for r in results if not r.checked]  # a step failed or ran past its budget
+    failed = [r for r in results if r.status == "failed"]
+    unknown = [r for r in results if r.status == "unknown"]  # a step ran past its budget: neither proved nor refuted
     assuming = [r for r in results if r.checked and not r.proved]  # rests on givens or stated rules
     print(catalogue.summary(results))
     if args.write is not None:
@@ -534,7 +535,9 @@ def _cmd_prove(args) -> int:
             print("wrote %s" % path)
     if args.readme is not None:
         print("updated %s" % catalogue.update_readme(args.readme, results))
-    return 1 if failed or (args.strict and assuming) else 0
+    if failed or (args.strict and assuming):
+        return 1
+    return EXIT_UNKNOWN if unknown else 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -579,7 +582,8 @@ def _parser() -> argparse.ArgumentParser:
                                     "exactly; print one line per theorem with the failing step, if any, and the numeric cross-check.\n"
                                     "A theorem is 'proved' only when it rests on nothing unchecked; otherwise its line says\n"
                                     "'proved assuming N given(s) and M stated rule(s)' and names them.  Exit 1 if a step fails\n"
-                                    "(with --strict, also if any theorem rests on a given or a stated rule).")
+                                    "(with --strict, also if any theorem rests on a given or a stated rule), 3 if a step\n"
+                                    "ran past its time budget and nothing failed.")
     pr.add_argument("--no-crosscheck", action="store_true", help="skip the numeric cross-checks (they never count as proof)")
     pr.add_argument("--write", metavar="DIR", help="also write the theorems' LaTeX, main.tex and README.md into DIR (e.g. proofs/)")
     pr.add_argument("--force", action="store_true", help="overwrite files in DIR that symgrad did not write")

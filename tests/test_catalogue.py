@@ -369,3 +369,25 @@ def test_hostile_text_in_a_theorem_compiles(tmp_path):
     from symgrad.latex import overfull_boxes
 
     assert not overfull_boxes(log), overfull_boxes(log)
+
+
+def test_prove_exits_3_when_a_step_runs_past_its_budget(capsys, monkeypatch):
+    import sympy
+
+    from symgrad.cli import main
+    from symgrad.theorems import Identity, Theorem
+
+    class Slow(Identity):
+        budget_seconds = 0.2
+
+        def _check(self):
+            while True:
+                pass
+
+    x = sympy.Symbol("x")
+    thm = Theorem("T", "slow", "s", [Identity(x, x, "fine"), Slow(x, x, "slow step")])
+    monkeypatch.setattr(catalogue, "theorems", lambda: [thm])
+    assert main(["prove", "--no-crosscheck"]) == 3
+    out = capsys.readouterr().out
+    assert "unknown at step 2 (slow step)" in out and "budget" in out and "0 of 1 theorem(s) proved outright" in out
+    assert "; UNKNOWN: T" in out and "FAILED" not in out
