@@ -14,7 +14,8 @@ import numpy as np
 
 from .activations import _log_abs_where
 
-__all__ = ["log_abs", "log_abs_value", "sign_value", "grad_sign", "log_sigmoid", "stable_sigmoid_minus_y"]
+__all__ = ["log_abs", "log_abs_value", "sign_value", "grad_sign", "log_sigmoid", "sigmoid_minus_y", "split", "split_diff",
+           "smul", "value", "log_of", "rev_cumprod", "TINY"]
 
 
 def log_abs(t):
@@ -92,13 +93,6 @@ def grad_sign(act, z, g=None):
         if act.name == "relu":
             s = np.where(z > 0, 1.0, 0.0)
     return s.astype(np.result_type(z, np.float32))
-
-
-def stable_sigmoid_minus_y(z, y):
-    """σ(z) − y without cancelling σ(z) ≈ 1 against y = 1: for z ≥ 0 it is (1 − y) − σ(−z)."""
-    e = np.exp(-np.abs(z))
-    r = 1.0 / (1.0 + e)
-    return np.where(z >= 0, (1.0 - y) - e * r, e * r - y)
 
 
 # ---------------------------------------------------------------------------------------------

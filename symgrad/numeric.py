@@ -17,14 +17,26 @@ Validation (nothing is computed on garbage)
 
 What "no inf, no nan" means
     For finite inputs, no ``RuntimeWarning`` is ever emitted and no nan is ever returned.  The
-    forward values z_l, a_l are finite: if an exact pre-activation exceeds the float64 range
-    (|w a + b| > 1.8e308) :class:`InvalidArgument` is raised, naming the layer and batch index.
+    forward values z_l, a_l are finite: z is computed also where the product w·a overflows but
+    z does not (w = 1e308, a = 2, b = −1e308 gives z = 1e308); if an exact pre-activation exceeds
+    the range of the dtype (1.8e308, or 3.4e38 for float32) :class:`InvalidArgument` is raised,
+    naming the dtype, the layer and the batch index.
+    Linear-space gradients stay linear: a block whose products overflow or underflow, or where a
+    unit saturates, is redone with every product carried as m·2^k and rounded once at the end, so
+    a representable gradient comes back to a few ulps (1e300 as 1e300, not through exp(log)), a
+    factor that underflows (σ'(−800), tanh'(400)) is taken from its logarithm, 10^399·0 is 0,
+    and cross-entropy's σ(z_L) − y is formed from the logit (σ(40) − 1 = −4.2e-18, not 0).
     A linear-space gradient is ±inf only as the correctly rounded value of a gradient whose
     exact magnitude exceeds 1.8e308 (an exploding gradient), and 0 where it underflows; with
     ``log_space=True`` the same gradient's ``log|∂C/∂p|`` is finite, and −inf exactly where the
     gradient is exactly zero in float64 arithmetic (a dead ReLU, ``a_{j-1} = 0``, ``a_L = y``, w = 0;
     the sign is then 0) or its log-magnitude is itself below −1.8e308 (|z| ~ 1e308 for σ' or
     tanh', z < −1.9e154 for GELU; the sign is kept).
+
+Memory
+    :func:`sample` and :func:`backprop` estimate the bytes they will allocate before allocating
+    and raise :class:`InvalidArgument` with the estimate and the fix when it exceeds
+    ``MEMORY_FRACTION`` (80%) of the memory available now (``MemAvailable``).
 
 >>> import symgrad
 >>> from symgrad.numeric import backprop, sample
@@ -48,7 +60,7 @@ import numpy as np
 import sympy
 
 from . import _numeric_logs as _nl
-from ._numeric_logs import grad_sign, log_abs, log_abs_value, sign_value, stable_sigmoid_minus_y
+from ._numeric_logs import grad_sign, log_abs, log_abs_value, sign_value
 from . import _jit
 from .errors import InvalidArgument
 from .networks import Chain, Network
