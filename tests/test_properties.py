@@ -647,3 +647,31 @@ def test_steep_interval_assertion_has_only_a_rounding_allowance(monkeypatch, w, 
     monkeypatch.setattr(P, "steep_interval_width", lambda v: (1 - 1e-9) * real(v))
     with pytest.raises(GradientCheckError, match="lies outside"):
         P.assert_steep_interval(w, b, pts)
+
+
+def test_verify_chain_identity_rejects_a_derivation_with_a_factor_dropped(monkeypatch):
+    """Feed the symbolic check a ∂C/∂b1 whose chain lost one factor w_2: it must refuse it."""
+    import types
+
+    from symgrad.networks import Chain
+
+    real = Chain.gradient
+
+    def dropped(self, name, *a, **k):
+        g = real(self, name, *a, **k)
+        if name != "b1":
+            return g
+        w2 = self.symbols["w2"]
+        factors = tuple(f for f in g.factors if f != w2)
+        assert len(factors) == len(g.factors) - 1
+        return types.SimpleNamespace(factors=factors, expr=sympy.Mul(*factors))
+
+    P._verify_identity_cached.cache_clear()
+    try:
+        assert P.verify_chain_identity(4, "tanh") is not None
+        P._verify_identity_cached.cache_clear()
+        monkeypatch.setattr(Chain, "gradient", dropped)
+        with pytest.raises(GradientCheckError, match="chain identity \\(symbolic\\) fails at depth 4"):
+            P.verify_chain_identity(4, "tanh")
+    finally:
+        P._verify_identity_cached.cache_clear()
