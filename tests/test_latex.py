@@ -7,6 +7,8 @@ reason in the summary, otherwise.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import shutil
 
@@ -158,9 +160,11 @@ def test_document_rejects_an_empty_list():
         sl.document([])
 
 
-def test_overfull_boxes_parses_widths_above_tolerance():
-    log = "Overfull \\hbox (1.2pt too wide) in paragraph\nOverfull \\hbox (37.5pt too wide) in alignment\n"
-    assert sl.overfull_boxes(log) == [37.5]
+def test_overfull_boxes_reports_every_overfull_box():
+    log = ("Overfull \\hbox (0.2pt too wide) in paragraph\nOverfull \\hbox (37.5pt too wide) in alignment\n"
+           "Overfull \\vbox (4.0pt too high) has occurred while \\output is active\nUnderfull \\hbox (badness 10000)\n")
+    assert sl.OVERFULL_TOLERANCE_PT == 0 and sl.overfull_boxes(log) == [0.2, 37.5, 4.0]
+    assert sl.overfull_boxes(log, tolerance_pt=1.0) == [37.5, 4.0]
 
 
 # --- compiled documents ------------------------------------------------------------------------
@@ -198,3 +202,131 @@ def test_compile_pdf_reports_latex_errors(tmp_path):
     bad.write_text(MARKER + "\n\\documentclass{article}\\begin{document}\\undefinedcommand\\end{document}\n")
     with pytest.raises(sl.LatexError, match="Undefined control sequence"):
         sl.compile_pdf(bad)
+
+
+# --- issue 11 item 3: every string that reaches LaTeX is escaped or transliterated --------------------
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("tanh & co", r"tanh \& co"),
+    ("50% #1 a_b {x}", r"50\% \#1 a\_b \{x\}"),
+    ("α≥β", r"\ensuremath{\alpha}\ensuremath{\ge}\ensuremath{\beta}"),
+    ("café １", "cafe 1"),                       # folded to ASCII where Unicode decomposes it
+    ("a\x00b\u200bc", "abc"),                   # control and format characters dropped
+    ("\\input{x}", r"\textbackslash{}input\{x\}"),
+    ("☃", "?"),
+])
+def test_text_escapes_and_transliterates(raw, expected):
+    assert sl._text(raw) == expected
+
+
+def test_long_words_get_break_opportunities():
+    assert sl._text("z" * 40).count(r"\allowbreak{}") == 2
+
+
+@functools.lru_cache(maxsize=None)
+def _custom_base():
+    act = symgrad.activation("tanh(z)/2 + z/2")  # custom, not a built-in: checked once (seconds)
+    assert act.bound.sup == 1  # derived now, so that every renamed copy shares it
+    return act
+
+
+def _custom(name):
+    """The custom activation under another name: a name reaches LaTeX through its symbol."""
+    from symgrad.activations import _latex_symbol
+
+    return dataclasses.replace(_custom_base(), name=name, latex_name=_latex_symbol(name, None))
+
+
+def test_hostile_names_compile_without_overfull_boxes(tmp_path):
+    names = ["tanh & co", "50% #1 a_b", "α≥β ∂σ", "x\\y{z}~^$", "\\input{x}", "é" * 300]
+    grads = [symgrad.chain(3, activation=_custom(n)).gradient("b1") for n in names]
+    compile_clean(tmp_path, sl.document(grads, title=" ".join(names) + "z" * 300), "hostile")
+
+
+def test_dense_tanh_weight_gradient_has_no_overfull_box(tmp_path):
+    # issue 11: `symgrad latex --widths 2,3,1 --activation tanh --wrt W1` set lines past the margin
+    compile_clean(tmp_path, sl.document(symgrad.network([2, 3, 1], activation="tanh").gradient("W1")), "dense_tanh")
+
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+_NAME = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+
+
+@st.composite
+def _documents(draw):
+    act = draw(st.one_of(st.sampled_from(BUILTINS), _NAME.map(_custom)))
+    title = draw(_NAME)
+    if draw(st.booleans()):
+        widths = draw(st.lists(st.integers(1, 4), min_size=2, max_size=4))
+        net = symgrad.network(widths, activation=act, loss=draw(st.sampled_from(["quadratic", "cross_entropy"])))
+        names = [p for p in net.parameters] + ["a0"]
+    else:
+        depth = draw(st.integers(1, 16))
+        net = symgrad.chain(depth, activation=act, loss=draw(st.sampled_from(["quadratic", "cross_entropy"])))
+        names = list(net.parameters) + ["a0"]
+    wrt = draw(st.lists(st.sampled_from(names), min_size=1, max_size=2, unique=True))
+    return sl.document([net.gradient(w) for w in wrt], title=title, full=draw(st.booleans()))
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(doc=_documents())
+def test_arbitrary_documents_compile_without_any_overfull_box(tmp_path, doc):
+    compile_clean(tmp_path, doc, "hyp")  # strict: a LaTeX error or any overfull box fails
+
+
+# --- issue 10 item 8: the mathematical content, not only that it compiles ------------------------------
+
+
+def _bound_rows(tex):
+    block = tex.split(r"\paragraph{Bound.}")[1]
+    rows = block.split(r"\begin{align*}")[1].split(r"\end{align*}")[0]
+    return [r.strip() for r in rows.split(r"\\[0.6ex]")], block
+
+
+def test_sigmoid_chain_bound_rows_exactly():
+    rows, block = _bound_rows(sl.derivation(symgrad.chain(5).gradient("w2")))
+    assert rows == [
+        r"\left|\frac{\partial C}{\partial w_{2}}\right| &\le |a_{1}|\,\frac{1}{4}\,\prod_{k=3}^{5} \frac{|w_{k}|}{4} \; \left|a_{5} - y\right|",
+        r"&\le |a_{1}|\,\frac{1}{4}\,\Bigl(\frac{\max_{k} |w_{k}|}{4}\Bigr)^{3}\; \left|a_{5} - y\right|.",
+    ]
+    assert r"$\sup_{z} |\sigma'(z)| = \frac{1}{4}$" in block
+    assert r"$|w_{k}\, \sigma'(z_{k})| \le \frac{|w_{k}|}{4}$" in block
+    assert r"vanishes with depth whenever $\max_{k}|w_{k}| < 4$" in block
+
+
+def _parse_chain_bound(tex):
+    """(relation, lead 1/q, per-factor 1/q, exponent) read back from the last bound row."""
+    import re
+
+    rows, _ = _bound_rows(tex)
+    m = re.fullmatch(r"&(?P<rel>\\le|\\ge|<|>|=) (?:\|a_\{\d+\}\|\\,)?(?:\\frac\{1\}\{(?P<lead>\d+)\}\\,)?"
+                     r"\\Bigl\(\\frac\{\\max_\{k\} \|w_\{k\}\|\}\{(?P<q>\d+)\}\\Bigr\)(?:\^\{(?P<n>\d+)\})?\\; .*\.", rows[-1])
+    assert m, rows[-1]
+    return m.group("rel"), int(m.group("lead") or 1), int(m.group("q")), int(m.group("n") or 1)
+
+
+@pytest.mark.parametrize("depth, wrt, loss", [(2, "b1", "quadratic"), (6, "b1", "quadratic"), (6, "w3", "quadratic"),
+                                              (9, "b2", "cross_entropy"), (14, "w1", "quadratic")])
+def test_the_written_bound_holds_numerically_and_counts_the_later_layers(depth, wrt, loss):
+    import numpy as np
+
+    net = symgrad.chain(depth, loss=loss)
+    rel, lead, q, n = _parse_chain_bound(sl.derivation(net.gradient(wrt)))
+    j = int(wrt[1:])
+    cancels = loss == "cross_entropy"
+    assert rel == r"\le" and lead == q == 4
+    assert n == depth - j - (1 if cancels else 0)  # one factor w_k σ'(z_k) per later layer
+    params = symgrad.numeric.sample(net, 64, init="uniform", seed=depth)
+    res = symgrad.backprop(net, params)
+    acts = [np.asarray(params["a0"], dtype=float)]
+    for k in range(1, depth + 1):
+        acts.append(net.activations[k - 1].value(params["w%d" % k] * acts[-1] + params["b%d" % k]))
+    # |∂C/∂p| <= head · (1/4) · (max_k |w_k| / 4)^n · tail, the tail |a_L - y| (times |w_L| when σ' cancels)
+    ks = range(j + 1, depth + (0 if cancels else 1))
+    wmax = np.max(np.abs(np.stack([params["w%d" % k] for k in ks])), axis=0) if n else 1.0
+    head = np.abs(acts[j - 1]) if wrt.startswith("w") else 1.0
+    tail = np.abs(acts[depth] - params["y"]) * (np.abs(params["w%d" % depth]) if cancels else 1.0)
+    bound = head * (1.0 / lead) * (wmax / q) ** n * tail
+    assert np.all(np.abs(res.grads[wrt]) <= bound * (1 + 1e-12)), (res.grads[wrt], bound)
