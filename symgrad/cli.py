@@ -58,13 +58,15 @@ def _progress(what: str):
     timer = threading.Timer(PROGRESS_AFTER_S, announce)
     timer.daemon = True
     timer.start()
+    ok = False
     try:
         yield
+        ok = True
     finally:
         timer.cancel()
         timer.join()
         if shown.is_set():
-            print("symgrad: %s done (%.1f s)" % (what, time.monotonic() - start), file=sys.stderr, flush=True)
+            print("symgrad: %s %s (%.1f s)" % (what, "done" if ok else "stopped", time.monotonic() - start), file=sys.stderr, flush=True)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -286,13 +288,19 @@ def _cmd_latex(args) -> int:
         raise InvalidArgument("-o %s: give the .tex path (e.g. -o chain.tex) and add --pdf for the PDF" % args.output)
     if args.pdf and not latex.pdflatex_available():
         raise InvalidArgument("--pdf: pdflatex not found; install it with 'apt-get install --no-install-recommends %s'" % " ".join(latex.PDFLATEX_PACKAGES))
+    from ._budget import within_budget
+
     net = _build_network(args)
-    grads = _gradients(net, args.wrt)
-    with _progress("writing the derivation"):
+    seconds = SECONDS if args.seconds is None else args.seconds
+
+    def write():
+        grads = _gradients(net, args.wrt)
         if args.fragment:
-            text = "\n\n".join(latex.derivation(g, full=args.full) for g in grads)
-        else:
-            text = latex.document(grads, title=args.title, full=args.full)
+            return "\n\n".join(latex.derivation(g, full=args.full) for g in grads)
+        return latex.document(grads, title=args.title, full=args.full)
+
+    with _progress("deriving and writing the derivation (budget %g s)" % seconds):
+        text = within_budget(write, seconds=seconds, what="deriving and writing the LaTeX derivation")
     if to_stdout:
         sys.stdout.write(text)
         return 0
@@ -563,7 +571,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--force", action="store_true", help="overwrite files that symgrad did not write")
     t.add_argument("--fragment", action="store_true", help="write a fragment to paste into a document, not a standalone file")
     t.add_argument("--full", action="store_true", help="write every layer of deep chains instead of eliding the middle")
-    t.add_argument("--title", default="Gradient derivations", help="document title")
+    t.add_argument("--title", default="Gradient derivations", help="document title (plain text: escaped, non-ASCII transliterated)")
+    t.add_argument("--seconds", type=_budget_seconds, metavar="S",
+                   help="time budget for deriving and writing the document (default %g); past it: exit 3" % SECONDS)
     t.set_defaults(func=_cmd_latex)
 
     c = sub.add_parser("check", help="check the closed forms numerically against backprop and finite differences",

@@ -252,6 +252,29 @@ def _text(s: str) -> str:
     return "".join(out)
 
 
+class _LazyTex:
+    """``[_sym(f) for f in factors]``, printed on access: an elided depth-100,000 chain prints a
+    dozen factors, not 200,000."""
+
+    def __init__(self, factors):
+        self._factors = factors
+        self._cache: dict[int, str] = {}
+
+    def __len__(self):
+        return len(self._factors)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        if i not in self._cache:
+            self._cache[i] = _sym(self._factors[i])
+        return self._cache[i]
+
+
 def _sym(e) -> str:
     s = sympy.latex(e)
     return r"\left(%s\right)" % s if isinstance(e, (sympy.Add, sympy.MatAdd)) else s
@@ -385,7 +408,7 @@ def _chain_derivation(g: Gradient, full: bool, max_layers: int) -> str:
     else:
         links.append((_d("a_{%d}" % L, "z_{%d}" % L), L))
         links.append((_d("C", "a_{%d}" % L), L))
-    factors = [_sym(f) for f in g.factors]
+    factors = _LazyTex(g.factors)  # only the factors shown are printed: deep chains elide the rest
     assert len(factors) == len(links), (len(factors), len(links))
     prefix = 1 if kind in "wa" else 0
     chain_links = ([_d("z_{%d}" % j, "b_{%d}" % j)] if kind == "b" else []) + [l for l, _ in links]
@@ -407,12 +430,11 @@ def _chain_derivation(g: Gradient, full: bool, max_layers: int) -> str:
         rows.append(r"%s &= %s" % (links[0][0], factors[0]))
     else:
         rows.append(r"%s &= %s" % (links[0][0], factors[0]))
-    pairs = []
-    for i in range(prefix, len(links) - (1 if cancels else 2), 2):
-        pairs.append(r"%s &= %s, & %s &= %s" % (links[i][0], factors[i], links[i + 1][0], factors[i + 1]))
+    gap = r"&\;\;\vdots & &\;\;\vdots"
+    starts = list(range(prefix, len(links) - (1 if cancels else 2), 2))
     if elide:
-        pairs = _elide(pairs, 2, 1, r"&\;\;\vdots & &\;\;\vdots")
-    rows += pairs
+        starts = _elide(starts, 2, 1, gap)
+    rows += [i if i == gap else r"%s &= %s, & %s &= %s" % (links[i][0], factors[i], links[i + 1][0], factors[i + 1]) for i in starts]
     if cancels:
         aL = "a_{%d}" % L
         rows.append(r"%s &= %s(z_{%d}) = %s(1 - %s), & %s &= \frac{%s - y}{%s(1 - %s)}" % (
