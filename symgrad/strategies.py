@@ -366,6 +366,30 @@ def parameters(*, net, regime="bounded", rate=None, max_weight=None, max_bias=4.
     return st.builds(_DenseBuilder(net, regime, max_weight, max_bias, max_input, saturation).build, st.data(), inputs, targets)
 
 
+def _nudge(b, z_of, ok, direction):
+    """Move the bias b in ``direction`` (±1) by growing steps (1, 2, 4, … ulps) until ``ok(z_of(b))``.
+    The regimes set b = target − w·a, and z = w·a + b then misses the target by the rounding,
+    up to ε·(|w·a| + |target|), which can cross a threshold when |w·a| is large; ``z_of`` computes
+    z exactly as the forward pass does, so the condition holds for the z the user sees."""
+    step = 0.0
+    for k in range(1100):
+        if ok(z_of(b)):
+            return b
+        nb = math.nextafter(b, direction * math.inf) if step == 0.0 else b + direction * step
+        step = max(abs(nb - b), math.ulp(b)) * 2
+        b = nb
+    raise AssertionError("symgrad.strategies: could not move z past its threshold by adjusting b=%r" % b)  # pragma: no cover
+
+
+def _sigmoid_scalar(z: float) -> float:
+    """σ(z) by the formula symgrad's forward pass uses for one sample of an all-sigmoid chain
+    (``numeric._sigmoid_forward_scalar``), so that the z's drawn here are the z's it computes."""
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    ez = math.exp(z)
+    return ez / (1.0 + ez)
+
+
 class _ChainBuilder:
     """Draws a chain's parameters layer by layer, running the forward pass as it goes, so each
     layer's weight or bias can be chosen to meet the regime's condition at that layer."""
@@ -384,6 +408,7 @@ class _ChainBuilder:
             ok = [l for l, act in enumerate(net.activations, start=1) if _dead_ok(act)]
             dead_layer = data.draw(st.sampled_from(ok), label="dead layer")
         a = a0 if math.isfinite(a0) else 0.0
+        all_sigmoid = all(act.name == "sigmoid" and act.builtin for act in net.activations)
         prev_grad = None  # φ'(z_{j-1})
         for j, act in enumerate(net.activations, start=1):
             if regime == "vanishing" and prev_grad is not None and prev_grad > 0:
@@ -403,16 +428,15 @@ class _ChainBuilder:
                 target = self.saturation * (1 + 1e-9) + 1e-9 + mag
                 if data.draw(st.booleans(), label="z%d < 0" % j):
                     target = -target
-                b = target - w * a
+                b = _nudge(target - w * a, lambda b: w * a + b, lambda z: abs(z) > self.saturation, 1.0 if target > 0 else -1.0)
             elif j == dead_layer:
-                # z ≤ −1e-6 rather than ≤ 0, so that rounding in the forward pass cannot revive it.
-                b = -data.draw(st.floats(1e-6, 8.0), label="-z%d" % j) - w * a
+                b = _nudge(-data.draw(st.floats(1e-6, 8.0), label="-z%d" % j) - w * a, lambda b: w * a + b, lambda z: z < 0, -1.0)
             else:
                 b = data.draw(free_b, label="b%d" % j)
             out["w%d" % j], out["b%d" % j] = float(w), float(b)
-            zj = w * a + b
+            zj = w * a + b  # = the forward pass's a·w + b, bit for bit (a is its a: see below)
             prev_grad = abs(float(act.grad(np.array(zj))))
-            a = float(act.value(np.array(zj)))
+            a = _sigmoid_scalar(zj) if all_sigmoid else float(act.value(np.array(zj)))
         return {k: out[k] for k in ("a0", "y") + net.parameters}
 
 
@@ -440,19 +464,23 @@ class _DenseBuilder:
         Ws, bs = {}, {}
         for l, act in enumerate(net.activations, start=1):
             W = data.draw(arrays(np.float64, (n[l], n[l - 1]), elements=_floats(-self.max_weight, self.max_weight)), label="W%d" % l)
-            wa = W @ a
+            wa = a @ W.T  # as the forward pass computes W a (symgrad.numeric._matvec), so z here is its z
             if self.regime == "saturated":
                 mag = data.draw(arrays(np.float64, (n[l],), elements=st.floats(0.0, 8.0)), label="|z%d| - saturation" % l)
                 neg = data.draw(arrays(np.bool_, (n[l],)), label="z%d < 0" % l)
                 target = (self.saturation * (1 + 1e-9) + 1e-9 + mag) * np.where(neg, -1.0, 1.0)
                 b = target - wa
+                for i in range(n[l]):
+                    b[i] = _nudge(float(b[i]), lambda v, i=i: float(wa[i] + v), lambda z: abs(z) > self.saturation,
+                                  1.0 if target[i] > 0 else -1.0)
             else:
                 b = data.draw(arrays(np.float64, (n[l],), elements=_floats(-self.max_bias, self.max_bias)), label="b%d" % l)
                 if dead is not None and dead[0] == l:
                     i = dead[1]
-                    b[i] = -data.draw(st.floats(1e-6, 8.0), label="-z%d[%d]" % (l, i)) - wa[i]
+                    b[i] = _nudge(-data.draw(st.floats(1e-6, 8.0), label="-z%d[%d]" % (l, i)) - float(wa[i]),
+                                  lambda v: float(wa[i] + v), lambda z: z < 0, -1.0)
             Ws["W%d" % l], bs["b%d" % l] = W, b
-            a = act.value(W @ a + b)
+            a = act.value(wa + b)
         out.update(Ws)
         out.update(bs)
         return {k: out[k] for k in ("a0", "y") + net.parameters}

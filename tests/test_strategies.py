@@ -323,3 +323,24 @@ def test_exploding_pins_z_where_the_derivative_is_largest_of_zero_and_one(name, 
     for j in (1, 2):   # the same rounding allowance as above
         wa = abs(p["w%d" % j] * (p["a0"] if j == 1 else float(loc["a%d" % (j - 1)])))
         assert abs(float(loc["z%d" % j]) - zstar) <= ULP * (wa + 2 * zstar) / 2 * (1 + 1e-12)
+
+
+@settings(deadline=None, max_examples=200)
+@given(st.data())
+def test_saturated_and_dead_regimes_hold_exactly_even_where_w_a_is_huge(data):
+    """With |w·a| up to 4e9, b = target − w·a misses the target by up to ε·4e9 ≈ 1e-6: the regime
+    must still hold for the z the forward pass computes (it did not: z1 = 0.5 = saturation)."""
+    net = data.draw(st.sampled_from([symgrad.chain(3, "relu"), symgrad.chain(3, "tanh"), symgrad.chain(4, "sigmoid"),
+                                     symgrad.network([3, 3, 2], "relu"), symgrad.network([2, 3, 2], "sigmoid")]))
+    dead = net.activation.name == "relu" and data.draw(st.booleans())
+    if dead:
+        params = data.draw(S.parameters(net=net, regime="dead", max_weight=1e9))
+    else:
+        params = data.draw(S.parameters(net=net, regime="saturated", saturation=0.5, max_weight=1e9))
+    loc = symgrad.forward(net, params)
+    zs = np.concatenate([np.atleast_1d(loc["z%d" % l]) for l in range(1, net.depth + 1)])
+    if dead:
+        assert np.any(zs < 0), zs
+    else:
+        assert np.all(np.abs(zs) > 0.5), zs
+
