@@ -12,7 +12,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import sympy
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 import symgrad
 from symgrad import activations as A
@@ -351,22 +351,32 @@ _LEAVES = st.sampled_from(["z", "z", "z", "0.5", "2", "pi", "(z - 1)", "(1 - z)"
 
 def _formulas():
     def extend(inner):
+        unary = st.builds(lambda f, a: f"{f}({a})", st.sampled_from(_UNARY), inner)
         return st.one_of(
-            st.builds(lambda f, a: f"{f}({a})", st.sampled_from(_UNARY), inner),
+            unary,
             st.builds(lambda a, op, b: f"({a} {op} {b})", inner, st.sampled_from(["+", "-", "*", "/"]), inner),
             st.builds(lambda a: f"({a})**2", inner),
             st.builds(lambda f, a, b: f"{f}({a}, {b})", st.sampled_from(["max", "min", "Max", "Min"]), inner, inner),
         )
 
-    return st.recursive(_LEAVES, extend, max_leaves=6)
+    formula = st.recursive(_LEAVES, extend, max_leaves=6)
+    # a whitelisted function at the top (of one side), so that every function is drawn often
+    return st.builds(lambda f, a, op, b: f"{f}({a}) {op} {b}", st.sampled_from(_UNARY), formula, st.sampled_from(["+", "*"]), formula)
 
 
 # kinks of the generated formulas sit at 0, ±1, ±2; ±30 and ±1e3 test the tails
 GRID = [-1e3, -30.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 30.0, 1e3]
 
 
+def _with_examples(test):
+    for source in EXAMPLE.values():  # every whitelisted function, every run
+        test = example(source)(test)
+    return test
+
+
 @settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_formulas())
+@_with_examples
 def test_pipeline_accepted_formulas_work_end_to_end(source):
     try:
         act = symgrad.activation(source)
