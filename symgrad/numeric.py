@@ -1234,11 +1234,89 @@ def _rescaled_vecmat(x, W, batched_W):
     return vm, ve + k + sh
 
 
+#: The linear dense pass is trusted while every |δ| (per sample, its largest entry) and every
+#: nonzero |W| lies within 2^±500: no product can then overflow or fall below the normal range.
+_DENSE_SAFE = 2.0 ** 500
+
+
+def _low_with_log(x, logfn) -> bool:
+    """Some |x| < TINY although its exact value is not 0 (``logfn`` of those entries is finite)."""
+    low = np.abs(x) < _nl.TINY
+    return bool(low.any() and np.isfinite(logfn(low)).any())
+
+
+def _dense_linear(inp: _Inputs, zs, As, log_space: bool, want) -> tuple:
+    """The plain linear backward pass, for the common case; raises :class:`_Rescale` where a
+    product could leave the normal range or a factor underflowed, for :func:`_dense_backprop`'s
+    rescaled pass."""
+    net, L = inp.net, inp.net.depth
+    out, y = net.activations[-1], inp.values["y"]
+    zL, aL = zs[L], As[L]
+    safe = _DENSE_SAFE
+
+    def check_scale(v):
+        m = np.max(np.abs(v), axis=-1)
+        if not (np.all(m <= safe) and np.all((m >= 1 / safe) | (m == 0))):
+            raise _Rescale()
+
+    if out.builtin and out.name == "sigmoid" and net.cost.name == "cross_entropy":
+        d = _nl.sigmoid_minus_y(zL, y)[0].astype(inp.dtype, copy=False)
+        if np.any(np.abs(d) < _nl.TINY):
+            raise _Rescale()
+    else:
+        g = out.grad(zL)
+        if _low_with_log(g, lambda m: out.log_abs_grad(zL[m])) or _low_with_log(aL, lambda m: log_abs_value(out, zL[m])):
+            raise _Rescale()
+        with np.errstate(over="raise", under="raise", invalid="raise", divide="raise"):
+            diff = aL - y
+            if np.any(np.abs(diff) < _nl.TINY):
+                raise _Rescale()
+            d = g * diff
+            if net.cost.name == "cross_entropy":
+                d = d / (aL * (1.0 - aL))
+    deltas = [None] * (L + 1)
+    deltas[L] = d
+    for l in range(L, 1, -1):
+        check_scale(deltas[l])
+        W = inp.values["W%d" % l]
+        Wa = np.abs(W)
+        nz = Wa[Wa > 0]
+        if nz.size and (nz.min() < 1 / safe or nz.max() > safe):
+            raise _Rescale()
+        act, z = net.activations[l - 2], zs[l - 1]
+        g = act.grad(z)
+        if _low_with_log(g, lambda m: act.log_abs_grad(z[m])):
+            raise _Rescale()
+        with np.errstate(over="raise", under="raise", invalid="raise"):
+            v = _vecmat(deltas[l], W, inp.batched["W%d" % l])
+            if not np.all(np.isfinite(v)):
+                raise _Rescale()
+            deltas[l - 1] = g * v
+    grads, log_abs_d, sign_d = {}, ({} if log_space else None), ({} if log_space else None)
+    for l in range(1, L + 1):
+        bn, wn = "b%d" % l, "W%d" % l
+        d = deltas[l]
+        if bn in want:
+            grads[bn] = d
+            if log_space:
+                log_abs_d[bn], sign_d[bn] = log_abs(d), np.sign(d)
+        if wn in want:
+            a = As[l - 1]
+            if l > 1 and _low_with_log(a, lambda m: log_abs_value(net.activations[l - 2], zs[l - 1][m])):
+                raise _Rescale()
+            with np.errstate(over="raise", under="raise", invalid="raise"):
+                gw = d[..., :, None] * a[..., None, :]
+            grads[wn] = gw
+            if log_space:
+                log_abs_d[wn], sign_d[wn] = log_abs(gw), np.sign(gw)
+    return grads, deltas[1:], log_abs_d, sign_d
+
+
 def _dense_backprop(inp: _Inputs, *, log_space: bool, wrt) -> BackpropResult:
-    """δ^l carried as m·2^k per entry (``_numeric_logs.split``): linear values to a few ulps
-    wherever they are representable, ±inf or 0 where they are not, and log|δ^l| finite even
-    where δ^l underflows or overflows.  Factors that underflow in linear space (σ'(−800)) come
-    from their logs."""
+    """The linear pass (:func:`_dense_linear`) where it is safe; else δ^l carried as m·2^k per
+    entry (``_numeric_logs.split``): linear values to a few ulps wherever they are
+    representable, ±inf or 0 where they are not, and log|δ^l| finite even where δ^l underflows
+    or overflows.  Factors that underflow in linear space (σ'(−800)) come from their logs."""
     net, L = inp.net, inp.net.depth
     dt = inp.dtype
     zs, As = _dense_forward(inp)
@@ -1246,6 +1324,11 @@ def _dense_backprop(inp: _Inputs, *, log_space: bool, wrt) -> BackpropResult:
     zL, aL = zs[L], As[L]
     loss = _dense_loss(inp, zL, aL)
     want = set(net.parameters if wrt is None else wrt)
+    try:
+        grads, deltas, log_abs_d, sign_d = _dense_linear(inp, zs, As, log_space, want)
+        return _dense_result(inp, grads, deltas, loss, log_abs_d, sign_d)
+    except (_Rescale, FloatingPointError):
+        pass
     grads, log_abs_d, sign_d = {}, ({} if log_space else None), ({} if log_space else None)
     deltas = []
     with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
@@ -1277,6 +1360,11 @@ def _dense_backprop(inp: _Inputs, *, log_space: bool, wrt) -> BackpropResult:
                     log_abs_d[bn], sign_d[bn] = _nl.log_of(delta[l])
                 if wn in want:
                     log_abs_d[wn], sign_d[wn] = _nl.log_of(outer)
+    return _dense_result(inp, grads, deltas, loss, log_abs_d, sign_d)
+
+
+def _dense_result(inp, grads, deltas, loss, log_abs_d, sign_d) -> BackpropResult:
+    net = inp.net
     # Unbatched inputs with batched parameters (or vice versa) broadcast to the batch.
     if inp.batch is not None:
         B = inp.batch

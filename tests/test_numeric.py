@@ -614,6 +614,50 @@ def test_z_is_computed_where_only_the_product_w_a_overflows():
         backprop(dn, dict(dp, b1=np.array([1e308])))
 
 
+def test_dense_underflowed_factor_and_rescaled_pass_against_mpmath():
+    # tanh'(400) underflows; a0 = 1e300 brings ∂C/∂W1 back to 1.47e-47 (the dense twin of the
+    # chain example): the linear dense pass must notice and hand over to the rescaled one.
+    dn = symgrad.network([1, 1, 1], "tanh")
+    dp = {"a0": np.array([1e300]), "W1": np.array([[0.0]]), "b1": np.array([0.0]), "W2": np.array([[1.0]]),
+          "b2": np.array([400.0]), "y": np.array([0.0])}
+    exact, _, bound = chain_reference(symgrad.chain(2, "tanh"), dict(a0=1e300, w1=0.0, b1=0.0, w2=1.0, b2=400.0, y=0.0))
+    for label, g in (("backprop", backprop(dn, dp).grads["W1"][0, 0]),
+                     ("evaluate_gradient", evaluate_gradient(dn.gradient("W1"), dp)[0, 0])):
+        assert_close_to_reference(g, exact["w1"], bound["w1"], "dense " + label)
+    # δ1 = W2ᵀ δ2 = 1e-200 · 1e-200 underflows inside the product W2ᵀ δ2, and a0 = 1e300 brings
+    # ∂C/∂W1 back to 1e-100: the linear pass must not be trusted with |δ2| = 1e-200
+    dn = symgrad.network([1, 1, 1], "identity")
+    dp = {"a0": np.array([1e300]), "W1": np.array([[1e-300]]), "b1": np.array([0.0]), "W2": np.array([[1e-200]]),
+          "b2": np.array([0.0]), "y": np.array([0.0])}
+    mpmath.mp.dps = 40
+    z1 = mpmath.mpf(1e-300) * mpmath.mpf(1e300)
+    exact_w1 = mpmath.mpf(1e-200) * (mpmath.mpf(1e-200) * z1) * mpmath.mpf(1e300)
+    for label, g in (("backprop", backprop(dn, dp).grads["W1"][0, 0]),
+                     ("evaluate_gradient", evaluate_gradient(dn.gradient("W1"), dp)[0, 0])):
+        assert_close_to_reference(g, exact_w1, 8 * U, "dense tiny δ " + label)
+    # |δ| ≈ 1e300 is beyond the linear pass's safe range: the rescaled pass, against exact values
+    # (identity layers: every gradient a polynomial in the inputs, exact in mpmath)
+    net = symgrad.network([2, 3, 2], "identity")
+    p = sample(net, 3, seed=4)
+    p["y"] = np.full((3, 2), -1e300)
+    res = backprop(net, p)
+    tol = dense_tolerance(net, p)
+    mpmath.mp.dps = 40
+    for i in range(3):
+        M = lambda k: mpmath.matrix(np.asarray(p[k][i]).tolist())  # noqa: E731
+        a1 = M("W1") * M("a0") + M("b1")
+        a2 = M("W2") * a1 + M("b2")
+        d2 = a2 - M("y")
+        d1 = M("W2").T * d2
+        for name, exact_v in (("b2", d2), ("b1", d1), ("W2", d2 * a1.T), ("W1", d1 * M("a0").T)):
+            shape = (exact_v.rows, exact_v.cols)
+            got, t = np.reshape(res.grads[name][i], shape), np.reshape(tol[name][i], shape)
+            for r in range(exact_v.rows):
+                for c in range(exact_v.cols):
+                    assert_close_to_reference(got[r, c], exact_v[r, c], t[r, c] / abs(float(exact_v[r, c])),
+                                              "%s[%d] (%d,%d)" % (name, i, r, c))
+
+
 def test_dense_linear_gradients_stay_linear():
     # was 9.999999999999763e299 (sign·exp(log|g|)); 1e300 is exact
     net = symgrad.network([1, 1], "identity")
@@ -832,6 +876,7 @@ def test_memory_estimates_cover_what_is_allocated():
         p["w%d" % j], p["b%d" % j] = np.full(B, 40.0), np.full(B, -20.0 if j % 2 else 0.0)
     dn = symgrad.network([30, 20, 4])
     dp = sample(dn, 300, seed=0)
+    dp["y"] = np.full((300, 4), 1e200)  # |δ| beyond 2^500: the rescaled dense pass, the larger one
     for net_, p_, block in ((net, p, numeric.DEFAULT_BLOCK), (dn, dp, 0)):
         inp = numeric._validate(net_, p_)
         tracemalloc.start()
