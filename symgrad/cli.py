@@ -638,8 +638,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+#: Longest error line; a longer one keeps its start (the problem) and its end (the fix).
+MAX_MESSAGE = 1000
+
+
 def _one_line(exc) -> str:
-    return " ".join(str(exc).split())
+    text = " ".join(str(exc).split())
+    if len(text) > MAX_MESSAGE:
+        text = text[:MAX_MESSAGE * 2 // 3] + " [... %d characters ...] " % (len(text) - MAX_MESSAGE) + text[-MAX_MESSAGE // 3:]
+    return text
 
 
 if __name__ == "__main__":  # pragma: no cover

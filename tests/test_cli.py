@@ -409,6 +409,7 @@ def test_bad_input_exits_2_with_one_line_naming_the_problem(capsys, tmp_path, mo
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     assert lines[0].startswith("symgrad: error:") and message in lines[0], lines[0]
+    assert len(lines[0]) <= cli.MAX_MESSAGE + 100  # readable, even for a 100,000-character argument
     assert "Traceback" not in err
     assert (tmp_path / "foreign.tex").read_text() == "not symgrad's\n"
     assert sorted(os.listdir(tmp_path)) == ["foreign.tex", "link.tex", "pipe.tex"]  # nothing written
