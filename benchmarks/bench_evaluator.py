@@ -11,7 +11,9 @@ and prints layer-samples per second, the ratios (1)/(2) and (1)/(3) and the peak
 memory of each case (each case runs in its own subprocess, so peaks do not mix).  (1) is
 ``backend="auto"``, i.e. the compiled kernel when numba is installed (``symgrad[jit]``), in a
 loop that drops each result, as PyTorch's loop drops each ``.grad``; symgrad allocates its
-outputs afresh on every call (it keeps no memory between calls).  The NumPy kernel is timed too.  Because these machines are shared and noisy, symgrad and PyTorch
+outputs afresh on every call (it keeps no memory between calls).  Also timed: the same loop
+passing the previous result as ``out=`` (the caller owns and reuses the memory), and the NumPy
+kernel.  Because these machines are shared and noisy, symgrad and PyTorch
 run in alternating rounds, each round best-of-REPEAT, and every round's ratio is printed beside
 the ratio of the bests.  For scale, it also times the memory floor: copying every w and b row
 into two fresh (L, batch) arrays, which any implementation must at least do.  It then reports
@@ -47,13 +49,17 @@ CASE = textwrap.dedent(
             t0 = time.perf_counter(); fn(); ts.append(time.perf_counter() - t0)
         return min(ts)
 
-    if kind in ("symgrad", "symgrad-numpy", "torch", "naive"):
+    if kind in ("symgrad", "symgrad-out", "symgrad-numpy", "torch", "naive"):
         net = symgrad.chain(depth)
         p = sample(net, batch, seed=0)
     if kind == "symgrad":
         out["seconds"] = best(lambda: backprop(net, p, threads=2))
         from symgrad import _jit
         out["backend"] = "numba %s" % __import__("numba").__version__ if _jit._KERNELS is not None else "numpy"
+    elif kind == "symgrad-out":
+        # The caller reuses the memory of its previous result (out=): no fresh pages per call.
+        res = backprop(net, p, threads=2)
+        out["seconds"] = best(lambda: backprop(net, p, threads=2, out=res))
     elif kind == "symgrad-numpy":
         out["seconds"] = best(lambda: backprop(net, p, threads=2, backend="numpy"))
     elif kind == "floor":
@@ -159,15 +165,17 @@ def main():
           % (DEPTH, BATCH, 2 * DEPTH, ROUNDS, REPEAT))
     rounds = []
     for _ in range(ROUNDS):
-        rounds.append({k: run(k, DEPTH, BATCH) for k in ("symgrad", "torch", "symgrad-numpy")})
+        rounds.append({k: run(k, DEPTH, BATCH) for k in ("symgrad", "torch", "symgrad-out", "symgrad-numpy")})
     for k, r in rounds[0].items():
         if "error" in r:
             print("  %s failed: %s" % (k, r["error"]))
     bestof = {k: min((r[k] for r in rounds), key=lambda x: x.get("seconds", math.inf)) for k in rounds[0]}
-    s, t, npy = bestof["symgrad"], bestof["torch"], bestof["symgrad-numpy"]
+    s, t, npy, so = bestof["symgrad"], bestof["torch"], bestof["symgrad-numpy"], bestof["symgrad-out"]
     rate_s = ls / s["seconds"]
     print("  (1) symgrad backprop (%s)  %8.4f s  %10.3e layer-samples/s  peak RSS %7.1f MB"
           % (s["backend"], s["seconds"], rate_s, s["peak_rss_mb"]))
+    print("      symgrad, out= (caller's memory) %8.4f s  %10.3e layer-samples/s"
+          % (so["seconds"], ls / so["seconds"]))
     print("      symgrad, NumPy kernel       %8.4f s  %10.3e layer-samples/s  peak RSS %7.1f MB"
           % (npy["seconds"], ls / npy["seconds"], npy["peak_rss_mb"]))
     if "error" in t:
@@ -177,8 +185,9 @@ def main():
         print("  (2) PyTorch autograd             %8.4f s  %10.3e layer-samples/s  peak RSS %7.1f MB  (max rel diff vs symgrad %.1e)"
               % (t["seconds"], rate_t, t["peak_rss_mb"], t["max_rel_diff"]))
         per_round = ["%.2f" % (r["torch"]["seconds"] / r["symgrad"]["seconds"]) for r in rounds]
-        print("  ratio (1)/(2) = %.2f  (target >= 1.0); per round: %s;  NumPy kernel / PyTorch = %.2f"
-              % (rate_s / rate_t, ", ".join(per_round), t["seconds"] / npy["seconds"]))
+        per_out = ["%.2f" % (r["torch"]["seconds"] / r["symgrad-out"]["seconds"]) for r in rounds]
+        print("  ratio (1)/(2) = %.2f  (target >= 1.0); per round: %s;  with out=: %.2f (per round %s);  NumPy kernel / PyTorch = %.2f"
+              % (rate_s / rate_t, ", ".join(per_round), t["seconds"] / so["seconds"], ", ".join(per_out), t["seconds"] / npy["seconds"]))
     fl = run("floor", DEPTH, BATCH)
     if "error" not in fl:
         print("  memory floor: copying every w, b row into two fresh (%d, %d) arrays on 2 threads takes %.4f s"

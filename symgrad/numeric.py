@@ -470,6 +470,7 @@ class BackpropResult:
     sign: dict | None = None
     batch: int | None = None
     _norms: np.ndarray | None = field(default=None, repr=False)
+    _buffers: tuple | None = field(default=None, repr=False)  # a chain's (δ, ∂C/∂w) arrays, for out=
 
     @property
     def layer_norms(self) -> np.ndarray:
@@ -956,7 +957,8 @@ def _jit_block(inp: _Inputs, jk, rows, s, e, D, oD, A, oA, loss):
         raise _Rescale()  # a product left the normal float64 range, or a unit saturated
 
 
-def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads=None, backend="auto") -> BackpropResult:
+def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads=None, backend="auto",
+             out=None) -> BackpropResult:
     """Forward and backward pass: every parameter's gradient, the δ^l and the layer norms.
 
     ``log_space=True`` adds ``log|∂C/∂p|`` and the sign for every gradient, accumulated as sums
@@ -971,6 +973,11 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
     all-sigmoid chains when numba is installed (``pip install 'symgrad[jit]'``) and NumPy
     otherwise; ``"numpy"`` and ``"numba"`` force one (``"numba"`` raises ``InvalidArgument``
     where it does not apply).  Both give the same values to a few ulps.
+
+    ``out``: a previous result of the same chain and batch (``wrt=None``) whose memory this call
+    writes into and returns, instead of allocating: the caller owns the memory and decides when
+    it may be overwritten (fresh pages cost the OS a zeroing pass, about a third of the compiled
+    kernel's time on the README's workload).  That previous result's values are overwritten.
 
     >>> import symgrad
     >>> net = symgrad.chain(2)
@@ -993,6 +1000,8 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
         if val is not None and (isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 1):
             raise InvalidArgument("%s=%r: expected a positive int, or None for the default" % (arg, val))
     if isinstance(net, Network):
+        if out is not None:
+            raise InvalidArgument("out= reuses a chain's gradient memory; dense networks allocate theirs (got out= for %r)" % (net,))
         if backend == "numba":
             raise InvalidArgument("backend='numba' has a compiled kernel for all-sigmoid chains only; use backend='numpy' for %r" % (net,))
         _check_memory("backprop(%r, batch=%r)" % (net, inp.batch), _backprop_bytes(inp, log_space, wrt, 0, 1),
@@ -1010,9 +1019,19 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
     nthreads = max(1, min(threads or min(os.cpu_count() or 1, 8), n))
     _check_memory("backprop(%r, batch=%r)" % (net, B), _backprop_bytes(inp, log_space, wrt, block, nthreads),
                   "use a smaller batch, pass wrt= with fewer parameters, or a smaller block_size")
-    gb = np.empty((L, n), dtype=dt) if wrt is None else None
+    if out is not None:
+        bufs = out._buffers if isinstance(out, BackpropResult) else None
+        if wrt is not None or bufs is None or any(b.shape != (L, n) or b.dtype != dt for b in bufs):
+            raise InvalidArgument(
+                "out= must be a BackpropResult of backprop on a chain of depth %d with the same batch (%s) and dtype "
+                "(%s), computed and reused without wrt=; got %r" % (L, B, dt.name, type(out).__name__ if bufs is None else
+                                                                     "buffers of shape %s" % (bufs[0].shape,)))
+        gb, gw = bufs
+    else:
+        gb = np.empty((L, n), dtype=dt) if wrt is None else None
     gb_rows = np.empty((len(want_b), n), dtype=dt) if gb is None and want_b else None
-    gw = np.empty((L, n), dtype=dt) if len(want_w) == L else None
+    if out is None:
+        gw = np.empty((L, n), dtype=dt) if len(want_w) == L else None
     gw_rows = np.empty((len(want_w), n), dtype=dt) if gw is None and want_w else None
     loss = np.empty(n, dtype=dt)
     blocks = _chain_blocks(B, block, nthreads)
@@ -1100,7 +1119,8 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
                 if n in want:
                     log_abs_d[n], sign_d[n] = l_, s_
     squeeze = (lambda x: x[0]) if B is None else (lambda x: x)
-    return BackpropResult(grads, deltas, squeeze(loss), log_abs_d, sign_d, B)
+    bufs = (gb, gw) if gb is not None and gw is not None else None
+    return BackpropResult(grads, deltas, squeeze(loss), log_abs_d, sign_d, B, _buffers=bufs)
 
 
 def forward(net, params) -> dict:

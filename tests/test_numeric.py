@@ -917,3 +917,30 @@ def test_the_comparison_helpers_reject_just_past_their_bound():
     far, near = chain_tolerance(net, p)["b1"], chain_tolerance(net, dict(p, y=a2 * (1 - 1e-9)))["b1"]
     g_far, g_near = abs(float(backprop(net, p).grads["b1"])), abs(float(backprop(net, dict(p, y=a2 * (1 - 1e-9))).grads["b1"]))
     assert far / g_far < 1e-13 and near / g_near > 1e-8
+
+
+# ------------------------------------------------------------------ out=: memory the caller owns
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_out_reuses_the_callers_memory_and_refuses_a_mismatch(backend):
+    net = symgrad.chain(6)
+    p, q = sample(net, 3000, seed=0), sample(net, 3000, seed=1)
+    first = backprop(net, p, backend=backend)
+    ref_q = backprop(net, q, backend=backend)
+    again = backprop(net, q, out=first, backend=backend)
+    for k in net.parameters:
+        np.testing.assert_array_equal(again.grads[k], ref_q.grads[k])  # same kernel, same inputs
+        assert np.shares_memory(again.grads[k], first.grads[k])
+    np.testing.assert_array_equal(again.layer_norms, ref_q.layer_norms)
+    # just past each boundary: one sample fewer, one layer fewer, wrt=, float32, not a result, dense
+    bad = [(net, sample(net, 2999, seed=0), {}), (symgrad.chain(5), sample(symgrad.chain(5), 3000, seed=0), {}),
+           (net, q, {"wrt": ["w1"]}), (net, {k: v.astype(np.float32) for k, v in q.items()}, {})]
+    for net_, p_, kw in bad:
+        with pytest.raises(InvalidArgument, match="out="):
+            backprop(net_, p_, out=first, **kw)
+    with pytest.raises(InvalidArgument, match="out="):
+        backprop(net, q, out="first")
+    dn = symgrad.network([2, 2, 1])
+    with pytest.raises(InvalidArgument, match="out="):
+        backprop(dn, sample(dn, 4, seed=0), out=first)
