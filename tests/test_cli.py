@@ -354,6 +354,7 @@ BAD = [
     (["derive", "--verify", "--seconds", "0"], "time budget in seconds"),
     (["derive", "--verify", "--seconds", "-1"], "time budget in seconds"),
     (["derive", "--verify", "--seconds", "1e9"], "time budget in seconds"),
+    (["derive", "--verify", "--seconds", "86400.5"], "time budget in seconds"),
     (["derive", "--seconds", "nan"], "not a finite number"),
     (["derive", "--seconds", "1e400"], "overflows float64"),
     # outputs go to regular files or to stdout, and nothing else
@@ -732,3 +733,11 @@ def test_latex_to_a_fifo_returns_at_once(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "symgrad", "latex", "-o", str(tmp_path / "f.tex")],
                           capture_output=True, text=True, timeout=60)  # used to block forever
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "FIFO" in proc.stderr
+
+
+def test_derive_budget_accepts_its_bounds(capsys):
+    for seconds in ("86400", "1e-3"):  # the largest budget, and a tiny one (then: unknown, exit 3)
+        code, out, err = run(capsys, "derive", "--depth", "2", "--verify", "--seconds", seconds)
+        assert code in (0, 3) and "Traceback" not in err
+        assert code == 0 or "budget of 0.001 s" in out + err
+    assert run(capsys, "derive", "--depth", "2", "--verify", "--seconds", "86400")[0] == 0
