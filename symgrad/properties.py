@@ -609,6 +609,24 @@ def steep_interval_width(w: float) -> float:
     return (2.0 / w) * math.log(w * (1.0 + math.sqrt(1.0 - 4.0 / w)) / 2.0 - 1.0)
 
 
+def _width_rounding(u: float) -> float:
+    """Relative rounding error of :func:`steep_interval_width` at u = |w| ≥ 4, from its steps
+    (ε = 2u₀, u₀ the unit roundoff): q = 1 − 4/u errs by u₀/q relative (cancellation), r = √q by
+    half that plus u₀, x = u(1 + r)/2 − 1 by that times (x + 1)/x plus 2u₀, ln x by rel(x)/ln x,
+    and the factor 2/u by 2u₀.  Near u = 4 (q → 0, x → 1) it grows without bound: there the
+    width itself is ill conditioned."""
+    q = 1.0 - 4.0 / u
+    if q <= 0:
+        return math.inf
+    r = math.sqrt(q)
+    x = u * (1.0 + r) / 2.0 - 1.0
+    lnx = math.log(x) if x > 1 else 0.0
+    if lnx <= 0:
+        return math.inf
+    rel_x = (0.5 / q + 3.0) * (x + 1.0) / x * (_EPS / 2) + _EPS
+    return 2 * (rel_x / lnx + 2 * _EPS)  # doubled for the second-order terms
+
+
 def steep_interval(w: float, b: float) -> tuple[float, float] | None:
     """The interval of ``a`` with ``|w σ'(wa + b)| ≥ 1``, or ``None`` if |w| < 4.  It is centred at
     ``a = −b/w`` (where z = 0) and has width :func:`steep_interval_width`."""
@@ -693,10 +711,14 @@ def assert_steep_interval(w: float, b: float, a) -> None:
     # conditioned, and this widening is what rounding can do, no more).  z = wa + b rounds by
     # u(|wa| + |b|) twice at most, which moves a by ε(|a| + |b/w|); the ends ±half around
     # c = −b/w round by ε(|c| + half).
-    wide = steep_interval_width(abs(w) * (1 + 6 * _EPS))
-    if abs(w) * (1 + 6 * _EPS) < 4:
+    u = abs(w) * (1 + 6 * _EPS)
+    if u < 4:
         i = int(np.argmax(steep))
         raise GradientCheckError("|w σ'(wa + b)| = %.17g ≥ 1 at a = %.17g with |w| = %.17g < 4" % (abs(w * sig.grad(np.array(w * av[i] + b))), av[i], abs(w)))
+    # The z-interval for u, mapped to a by the actual 1/|w|: width(u)·u/|w|, plus the float
+    # formula's own rounding (_width_rounding).
+    wide = steep_interval_width(u) * (1 + 6 * _EPS)
+    wide *= 1 + _width_rounding(u)
     c, half = -b / w, wide / 2
     slack = _EPS * (float(np.max(np.abs(av[steep]))) + abs(c)) + _EPS * (abs(c) + half)
     lo, hi = c - half - slack, c + half + slack

@@ -416,8 +416,11 @@ class _ChainBuilder:
                 cap = min(self.max_weight, self.rate / prev_grad * (1 - 1e-9))
                 w = data.draw(_floats(-cap, cap), label="w%d" % j)
             elif regime == "exploding" and j > 1:
+                # From the φ'(z_{j−1}) actually reached: z = w·a + (z* − w·a) can miss z* by a rounding
+                # of order ε·|w·a|, and φ' moves with it (not at z* = 0 of sigmoid, tanh, but at z* = 1).
                 prev = net.activations[j - 2]
-                lo = self.rate / float(prev.grad(np.array(_kink_point(prev)))) * (1 + 1e-9)
+                reached = prev_grad if prev_grad else float(prev.grad(np.array(_kink_point(prev))))
+                lo = self.rate / reached * (1 + 1e-9)
                 w = data.draw(_signed(min(lo, self.max_weight), self.max_weight), label="w%d" % j)
             else:
                 w = data.draw(free_w, label="w%d" % j)

@@ -675,3 +675,11 @@ def test_verify_chain_identity_rejects_a_derivation_with_a_factor_dropped(monkey
             P.verify_chain_identity(4, "tanh")
     finally:
         P._verify_identity_cached.cache_clear()
+
+
+def test_a_point_exactly_at_the_end_of_the_steep_interval_passes():
+    """Found by the property above: w = 32, a = the computed end 0.10625263794104185 is steep as
+    computed; the allowance must include the width formula's own rounding (a few ε at w ≥ 5)."""
+    P.assert_steep_interval(32.0, 0.0, [0.10625263794104185, -0.10625263794104185])
+    assert P._width_rounding(32.0) < 8 * ULP and P._width_rounding(5.0) < 16 * ULP
+    assert P._width_rounding(4.0001) > 1e-10 and P._width_rounding(4 * (1 + 6 * ULP)) > 1   # ill conditioned at 4

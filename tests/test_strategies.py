@@ -344,3 +344,15 @@ def test_saturated_and_dead_regimes_hold_exactly_even_where_w_a_is_huge(data):
     else:
         assert np.all(np.abs(zs) > 0.5), zs
 
+
+
+@settings(deadline=None, max_examples=200)
+@given(st.data())
+def test_exploding_regime_holds_where_the_pinned_z_rounds(data):
+    """With |w·a| ~ 1e8, z = z* + δ with δ up to ~1e-8, and φ'(1 + δ) of GELU, SiLU, softplus moves
+    by ~1e-9 relative: the weights must be chosen from the φ' actually reached, not from φ'(z*)."""
+    net = data.draw(S.chains(min_depth=2, max_depth=5, activation=S.activations(names=["gelu", "silu", "softplus", "tanh"])))
+    rate = data.draw(st.floats(1e7, 1e8))
+    params = data.draw(S.parameters(net=net, regime="exploding", rate=rate, max_weight=1e9))
+    factors = chain_factors(net, params)[0]
+    assert np.all(np.abs(factors) >= rate), (factors, rate)
