@@ -61,21 +61,32 @@ def _can_alarm() -> bool:
     return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
 
 
+#: After the deadline the alarm repeats at this interval until the call has stopped: an
+#: exception raised while Python runs a garbage-collector callback or a ``__del__`` is printed
+#: and dropped ("Exception ignored in ..."), so a single alarm can be lost.
+_REPEAT = 0.05
+
+
 def _run_with_alarm(fn: Callable[[], T], seconds: float, what: str) -> T:
     token = object()
+    state = {"active": True}
 
     def handler(signum, frame):
-        raise _Alarm(token)
+        if state["active"]:
+            raise _Alarm(token)
 
     old_handler = signal.signal(signal.SIGALRM, handler)
     old_delay, old_interval = signal.setitimer(signal.ITIMER_REAL, 0)
     start = time.monotonic()
     # An outer deadline that falls due first stays in charge.
     outer_first = 0 < old_delay < seconds
-    signal.setitimer(signal.ITIMER_REAL, old_delay if outer_first else seconds)
+    signal.setitimer(signal.ITIMER_REAL, old_delay if outer_first else seconds, _REPEAT)
     try:
-        with _raised_recursion_limit():
-            return fn()
+        try:
+            with _raised_recursion_limit():
+                return fn()
+        finally:
+            state["active"] = False  # later ticks, until the timer is cleared below, do nothing
     except _Alarm as exc:
         if exc.args and exc.args[0] is token:
             # (When the caller's own deadline fell due first, its timer is re-armed below and

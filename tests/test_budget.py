@@ -106,3 +106,29 @@ def test_gradient_doit_of_a_very_deep_chain_answers_within_its_budget():
         g.doit(seconds=0.5)
     assert time.monotonic() - start < 20
     assert symgrad.chain(2).gradient("b2").doit(seconds=None) == symgrad.chain(2).gradient("b2").doit()
+
+
+def test_an_alarm_lost_inside_a_garbage_collector_callback_is_repeated(monkeypatch):
+    """Python drops an exception raised in a gc callback ("Exception ignored in ..."); the alarm
+    repeats until the computation has stopped, so the budget still holds."""
+    import gc
+
+    dropped = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda info: dropped.append(info.exc_type))
+
+    calls = []
+
+    def slow_callback(phase, info):
+        if phase == "start" and not calls:  # the first collection outlasts the deadline
+            calls.append(1)
+            _spin(0.5)
+
+    gc.callbacks.append(slow_callback)
+    try:
+        start = time.monotonic()
+        with pytest.raises(BudgetExceeded):
+            within_budget(lambda: (gc.collect(), _spin(20)), seconds=0.1, what="a collection, then work")
+    finally:
+        gc.callbacks.remove(slow_callback)
+    assert time.monotonic() - start < 10  # the work after the collection would take 20 s
+    assert dropped  # the first alarm really was lost inside the callback
