@@ -50,6 +50,7 @@ Memory
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import re
 from collections.abc import Mapping
@@ -206,9 +207,18 @@ def sample(net, batch=None, *, init="normal", seed=None, value=None, dtype=np.fl
         overrides = {p: float(value) for p in net.parameters}
     elif key == "constant":
         raise InvalidArgument("sample: init='constant' needs value=, e.g. value=0.5")
-    dtype = np.dtype(dtype)
+    if isinstance(dtype, str) and dtype not in ("float32", "float64"):
+        raise InvalidArgument("sample: dtype=%r must be float32 or float64 (np.float32 or np.float64)" % (dtype,))
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise InvalidArgument("sample: dtype=%r must be float32 or float64 (np.float32 or np.float64)" % (dtype,)) from None
     if dtype not in (np.float32, np.float64):
         raise InvalidArgument("sample: dtype=%s must be float32 or float64" % dtype)
+    if seed is not None and (isinstance(seed, (bool, str, bytes, float)) or not (
+            isinstance(seed, (numbers.Integral, np.random.SeedSequence, np.random.Generator, np.random.BitGenerator))
+            and (not isinstance(seed, numbers.Integral) or seed >= 0))):
+        raise InvalidArgument("sample: seed=%r must be None, a non-negative int or a NumPy Generator/SeedSequence, e.g. seed=0" % (seed,))
     names = ("a0", "y") + tuple(net.parameters)
     unknown = sorted(set(overrides) - set(names))
     if unknown:

@@ -120,6 +120,36 @@ def _set_bounds(rng: sympy.Set):
             float(rng.sup), bool(rng.right_open) if isinstance(rng, sympy.Interval) else False)
 
 
+def _real(fn: str, name: str, value) -> float:
+    """``value`` as a finite float: a real number (int, float, Fraction, NumPy or SymPy number),
+    never a string or a bool; anything else is an InvalidArgument naming it."""
+    if isinstance(value, (bool, np.bool_)) or isinstance(value, (str, bytes)):
+        raise InvalidArgument("%s: %s=%r must be a real number, e.g. %s=1.0" % (fn, name, value, name))
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise InvalidArgument("%s: %s=%r must be a real number, e.g. %s=1.0" % (fn, name, value, name)) from None
+    if not math.isfinite(f):
+        raise InvalidArgument("%s: %s=%r must be finite" % (fn, name, value))
+    return f
+
+
+def _reals(fn: str, name: str, value) -> np.ndarray:
+    """``value`` as a 1-D float64 array of finite reals; strings and non-numeric arrays refused."""
+    if isinstance(value, (str, bytes)):
+        raise InvalidArgument("%s: %s=%r must be a number or an array of numbers, e.g. [0.0, 1.0]" % (fn, name, value))
+    try:
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "biuf":
+            raise TypeError
+        out = np.atleast_1d(arr.astype(np.float64))
+    except (TypeError, ValueError):
+        raise InvalidArgument("%s: %s=%r must be a number or an array of numbers, e.g. [0.0, 1.0]" % (fn, name, value)) from None
+    if not np.all(np.isfinite(out)):
+        raise InvalidArgument("%s: %s must be finite; got %r" % (fn, name, out[~np.isfinite(out)][0]))
+    return out
+
+
 def assert_derivative_in_range(activation, z) -> None:
     """φ'(z) lies in the activation's range of φ' and below its exact sup, for every z given.
 
@@ -131,9 +161,7 @@ def assert_derivative_in_range(activation, z) -> None:
     >>> assert_derivative_in_range("sigmoid", [-3.0, 0.0, 40.0])
     """
     act = _activation(activation)
-    zs = np.atleast_1d(np.asarray(z, dtype=np.float64))
-    if not np.all(np.isfinite(zs)):
-        raise InvalidArgument("assert_derivative_in_range: z must be finite; got %r" % (zs[~np.isfinite(zs)][0],))
+    zs = _reals("assert_derivative_in_range", "z", z)
     bound = act.bound
     if not bound.known:
         raise InvalidArgument("assert_derivative_in_range: %s has no known sup of |φ'| (%s)" % (act.name, bound.note))
@@ -601,9 +629,7 @@ def steep_interval_width(w: float) -> float:
     >>> round(steep_interval_width(100.0), 6)
     0.091697
     """
-    w = abs(float(w))
-    if not math.isfinite(w):
-        raise InvalidArgument("steep_interval_width: w=%r must be finite" % (w,))
+    w = abs(_real("steep_interval_width", "w", w))
     if w < 4:
         return 0.0
     return (2.0 / w) * math.log(w * (1.0 + math.sqrt(1.0 - 4.0 / w)) / 2.0 - 1.0)
@@ -630,7 +656,7 @@ def _width_rounding(u: float) -> float:
 def steep_interval(w: float, b: float) -> tuple[float, float] | None:
     """The interval of ``a`` with ``|w σ'(wa + b)| ≥ 1``, or ``None`` if |w| < 4.  It is centred at
     ``a = −b/w`` (where z = 0) and has width :func:`steep_interval_width`."""
-    w, b = float(w), float(b)
+    w, b = _real("steep_interval", "w", w), _real("steep_interval", "b", b)
     if abs(w) < 4:
         return None
     half = steep_interval_width(w) / 2
@@ -699,8 +725,8 @@ def assert_steep_interval(w: float, b: float, a) -> None:
     from .activations import activation
 
     sig = activation("sigmoid")
-    w, b = float(w), float(b)
-    av = np.atleast_1d(np.asarray(a, dtype=np.float64))
+    w, b = _real("assert_steep_interval", "w", w), _real("assert_steep_interval", "b", b)
+    av = _reals("assert_steep_interval", "a", a)
     with np.errstate(over="ignore", invalid="ignore"):
         steep = np.abs(w * sig.grad(w * av + b)) >= 1.0
     if not steep.any():
