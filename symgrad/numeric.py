@@ -1414,6 +1414,15 @@ def _lambdified(expr):
     """One lambdify (with common-subexpression elimination) per distinct factor expression."""
     fn = _LAMBDA_CACHE.get(expr)
     if fn is None:
+        # lambdify prints symbol and function names into Python source and runs it: only plain
+        # identifiers and SymPy's own (or symgrad's) functions may reach it, never a name that a
+        # user-built expression could carry (Function("__import__('os')...")).
+        for s in expr.free_symbols:
+            if not (s.name.isidentifier() and s.name.isascii()):
+                raise InvalidArgument("cannot evaluate a factor with the symbol named %r: names must be plain identifiers" % s.name)
+        for f in expr.atoms(sympy.Function):
+            if isinstance(type(f), sympy.core.function.UndefinedFunction) or not type(f).__name__.isidentifier():
+                raise InvalidArgument("cannot evaluate a factor with the undefined function %r" % type(f).__name__)
         syms = sorted(expr.free_symbols, key=lambda s: s.name)
         f = sympy.lambdify(syms, expr, modules="numpy", cse=True)
         fn = (syms, f)
