@@ -30,6 +30,7 @@ from typing import Callable
 import numpy as np
 import sympy
 from sympy import S, Function
+from sympy.core.evalf import prec_to_dps
 
 from .errors import InvalidArgument, SymgradError
 
@@ -93,7 +94,9 @@ class sigmoid(Function):
     def _eval_evalf(self, prec):
         # Not self.rewrite(exp): that rewrites the argument too (sin into complex exponentials),
         # and σ(sin(1/2)) came out with an imaginary part of 1e-28.
-        return (1 / (1 + sympy.exp(-self.args[0])))._eval_evalf(prec)
+        # evalf (adaptive), not _eval_evalf: at prec = 2 bits, which SymPy's sign tests ask
+        # for, the raw hook gave softplus(π) = 0.
+        return (1 / (1 + sympy.exp(-self.args[0]))).evalf(prec_to_dps(prec))
 
     def _latex(self, printer, exp=None):
         s = r"\sigma\mathopen{}\left(%s\right)" % printer._print(self.args[0])
@@ -215,7 +218,7 @@ class softplus(Function):
         return sympy.log(1 + sympy.exp(arg))
 
     def _eval_evalf(self, prec):
-        return sympy.log(1 + sympy.exp(self.args[0]))._eval_evalf(prec)  # (argument as it is: see sigmoid)
+        return sympy.log(1 + sympy.exp(self.args[0])).evalf(prec_to_dps(prec))  # (as sigmoid's)
 
     def _latex(self, printer, exp=None):
         s = r"\operatorname{softplus}\left(%s\right)" % printer._print(self.args[0])
@@ -420,10 +423,47 @@ class _MpmathOps:
 
     import mpmath as _m
 
-    exp, log, sin, cos, tanh, sinh, cosh, arctan, arcsinh, erf = (
-        _m.exp, _m.log, _m.sin, _m.cos, _m.tanh, _m.sinh, _m.cosh, _m.atan, _m.asinh, _m.erf)
+    log, tanh, arctan, arcsinh, erf = _m.log, _m.tanh, _m.atan, _m.asinh, _m.erf
     fabs = staticmethod(abs)
     del _m
+
+    # Beyond these arguments the results are far outside float64 (e^(1e8)) or need the argument
+    # to more digits than any budget allows (sin(e^(1e6)) needs it to 434294 digits): answer
+    # ±inf, 0 or nan at once instead of letting mpmath work for minutes.  (nan makes the caller
+    # try SymPy under a budget, and then report that the point cannot be evaluated.)
+    _HUGE = 10**8
+
+    @staticmethod
+    def exp(t):
+        import mpmath
+
+        if abs(t) > _MpmathOps._HUGE:
+            return mpmath.inf if t > 0 else mpmath.mpf(0)
+        return mpmath.exp(t)
+
+    @staticmethod
+    def sinh(t):
+        import mpmath
+
+        return (mpmath.inf if t > 0 else -mpmath.inf) if abs(t) > _MpmathOps._HUGE else mpmath.sinh(t)
+
+    @staticmethod
+    def cosh(t):
+        import mpmath
+
+        return mpmath.inf if abs(t) > _MpmathOps._HUGE else mpmath.cosh(t)
+
+    @staticmethod
+    def sin(t):
+        import mpmath
+
+        return mpmath.nan if abs(t) > _MpmathOps._HUGE else mpmath.sin(t)
+
+    @staticmethod
+    def cos(t):
+        import mpmath
+
+        return mpmath.nan if abs(t) > _MpmathOps._HUGE else mpmath.cos(t)
 
     @staticmethod
     def sign(t):
@@ -463,6 +503,14 @@ class _MpmathOps:
 
     @staticmethod
     def power(b, e):
+        import mpmath
+
+        if b != 0 and mpmath.isfinite(b) and mpmath.isfinite(e):
+            size = e * mpmath.log(abs(b))
+            if abs(size) > _MpmathOps._HUGE:  # |b**e| = e^size: see exp
+                if size < 0:
+                    return mpmath.mpf(0)
+                return mpmath.inf if b > 0 or e != int(e) or int(e) % 2 == 0 else -mpmath.inf
         return b**e
 
     @staticmethod
@@ -1335,6 +1383,9 @@ def _check_custom(expr: sympy.Expr, label: str) -> sympy.Expr:
         verdict, derivative = within_budget(checks, seconds=CUSTOM_CHECK_SECONDS, what="checking the activation %s" % shown)
     except BudgetExceeded as exc:
         raise InvalidArgument("custom activation %s is refused: %s. Fix: simplify the formula." % (shown, exc.reason)) from None
+    except Exception as exc:  # noqa: BLE001 - SymPy's own failures (OverflowError in evalf, ...) mean "cannot check"
+        raise InvalidArgument("custom activation %s is refused: SymPy failed while checking it (%s). Fix: simplify the formula."
+                              % (shown, type(exc).__name__)) from None
     if verdict == "real":
         raise InvalidArgument(
             "custom activation %s is refused: SymPy cannot show that φ(z) and each of its parts are real and finite for every "

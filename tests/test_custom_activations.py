@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 import symgrad
 from symgrad import activations as A
+from symgrad._budget import BudgetExceeded, within_budget
 from symgrad._parse import DEFAULT_FUNCTIONS
 from symgrad.activations import z
 from symgrad.cli import main
@@ -30,10 +31,12 @@ def exact(expr, x, digits=60):
 
 
 def left_quotient(expr, x0: float, h=sympy.Rational(1, 10**30)):
-    """(φ(x0) − φ(x0 − h))/h at 60 digits: an independent oracle for the left derivative (exact
-    for piecewise-linear φ, off by about h·|φ''|/2 ≈ 1e-30·|φ''| otherwise)."""
+    """(φ(x0) − φ(x0 − h))/h to 30 digits: an independent oracle for the left derivative (exact
+    for piecewise-linear φ, off by about h·|φ''|/2 ≈ 1e-30·|φ''| otherwise).  The difference is
+    formed exactly and evaluated by SymPy's evalf, which raises its precision through the
+    cancellation (exp(π⁴) + z needs 72 digits, not 60)."""
     x = sympy.Rational(x0)
-    return (exact(expr, x) - exact(expr, x - h)) / h
+    return ((expr.xreplace({z: x}) - expr.xreplace({z: x - h})) / h).evalf(30)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -391,13 +394,20 @@ def test_pipeline_accepted_formulas_work_end_to_end(source):
     assert not np.any(np.isnan(v)) and not np.any(np.isnan(g))
     for xi, vi in zip(GRID, v):
         if not np.isfinite(vi):
-            assert abs(exact(act.expr, sympy.Rational(xi), 30)) > FMAX
+            try:  # (the oracle itself may be unaffordable: exp(exp(exp(z))) at 1000 has 10^10^434 digits)
+                true = within_budget(lambda: exact(act.expr, sympy.Rational(xi), 30), seconds=1.0, what="the oracle")
+            except BudgetExceeded:
+                continue
+            assert abs(true) > FMAX, (source, xi)
     # φ' is the left derivative: the 60-digit one-sided quotient (skipping jumps, where it is
     # ~1e30), to 1e-6 relative: ≥ 1e9 u of room for the rounding of a ≤ 6-leaf formula on |x| ≤ 2,
     # and far below the O(1) error of a wrong branch.
     for xi, gi in zip(GRID, g):
         if abs(xi) <= 2:
-            ref = left_quotient(act.expr, xi)
+            try:
+                ref = within_budget(lambda: left_quotient(act.expr, xi), seconds=5.0, what="the oracle")
+            except BudgetExceeded:
+                continue
             assert ref.is_real and ref.is_finite, (source, xi)  # every part is defined everywhere
             if abs(ref) < 1e12:
                 assert gi == pytest.approx(float(ref), rel=1e-6, abs=1e-9), (source, xi)
