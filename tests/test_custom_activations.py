@@ -128,6 +128,15 @@ def test_large_inputs_give_the_correctly_rounded_limit_without_nan(source, x0, v
         assert abs(exact(act.expr, sympy.Rational(x0), 30)) > FMAX
 
 
+def test_astronomical_intermediates_overflow_to_inf_and_unknowable_values_are_refused():
+    # sinh(e^(10^6)) is beyond any float: inf at once (mpmath used to work on it for minutes)
+    act = symgrad.activation("sinh(exp(z**2)) + z**2")
+    assert act.value(np.array([1000.0]))[0] == math.inf and act.grad(np.array([1000.0]))[0] == math.inf
+    # sin(e^(e^30)) needs e^(e^30) to ~10^13 digits: no value can be given, so it is refused
+    with pytest.raises(symgrad.InvalidArgument, match="cannot be evaluated numerically: cannot evaluate .* at z = 30.0"):
+        symgrad.activation("sin(exp(exp(z)))")
+
+
 # ---------------------------------------------------------------------------------------------
 # Refused at once, in one line
 # ---------------------------------------------------------------------------------------------
