@@ -857,6 +857,29 @@ class DerivativeBound:
     exact: bool
     note: str = ""
 
+    def __post_init__(self):
+        # Checked here because the LaTeX and CLI code read these fields: a string sup would
+        # reach SymPy's parser there.  Real numbers become SymPy numbers.
+        fix = "Fix: e.g. DerivativeBound(sympy.Rational(1, 4), sympy.FiniteSet(0), sympy.Interval(0, sympy.Rational(1, 4)), True)"
+        sup = self.sup
+        if sup is not None and not (isinstance(sup, sympy.Expr) and not sup.free_symbols):
+            try:
+                if isinstance(sup, sympy.Basic):
+                    raise InvalidArgument("a SymPy object with symbols")
+                sup = _as_argument("DerivativeBound", sup)
+            except InvalidArgument:
+                raise InvalidArgument("DerivativeBound: sup=%s must be None or a number (a SymPy number or a real one). %s"
+                                      % (_show_value(self.sup), fix)) from None
+            object.__setattr__(self, "sup", sup)
+        for field_name in ("attained_at", "range"):
+            value = getattr(self, field_name)
+            if value is not None and not isinstance(value, sympy.Set):
+                raise InvalidArgument("DerivativeBound: %s=%s must be None or a SymPy set. %s" % (field_name, _show_value(value), fix))
+        if not isinstance(self.exact, bool):
+            raise InvalidArgument("DerivativeBound: exact=%s must be True or False. %s" % (_show_value(self.exact), fix))
+        if not isinstance(self.note, str):
+            raise InvalidArgument("DerivativeBound: note=%s must be a string. %s" % (_show_value(self.note), fix))
+
     @property
     def known(self) -> bool:
         return self.sup is not None
@@ -904,6 +927,7 @@ class Activation:
         = 1/2 would give max(0.01*z, z) the slope 0.505 at 0.  The built-ins write the
         convention into their derivatives already.
         """
+        arg = _as_argument(self.name + "'", arg)  # never a string
         out = self.derivative.xreplace({z: arg})
         if self.builtin or not (isinstance(arg, sympy.Expr) and arg.is_number):
             return out
@@ -1269,6 +1293,11 @@ def custom_activation(spec, *, name: str | None = None, latex_name: str | None =
     """
     from ._parse import parse_expression
 
+    if bound is not None and not isinstance(bound, DerivativeBound):
+        raise InvalidArgument("custom_activation: bound=%s must be a DerivativeBound or None. Fix: e.g. bound=DerivativeBound("
+                              "sympy.Rational(1, 4), sympy.FiniteSet(0), sympy.Interval(0, sympy.Rational(1, 4)), True)" % _show_value(bound))
+    if name is not None and not (isinstance(name, str) and 0 < len(name) <= 200):
+        raise InvalidArgument("custom_activation: name=%s must be a string of 1 to 200 characters. Fix: e.g. name='swish2'" % _show_value(name))
     label = name
     if isinstance(spec, str):
         expr = parse_expression(spec, z, functions={"sigmoid": sigmoid, "softplus": softplus, "relu": relu})

@@ -456,3 +456,46 @@ def test_safe_latex_names_and_plain_names_are_used():
     assert symgrad.custom_activation("z*sigmoid(z)", name="swish2").latex_name == r"\operatorname{swish2}"
     # a name that is not plain letters and digits is shown as φ in LaTeX, never pasted in
     assert symgrad.custom_activation("z*sigmoid(z)", name=r"x}\input{/etc/passwd").latex_name == r"\varphi"
+
+
+# ---------------------------------------------------------------------------------------------
+# The other entry points of activations.py take no strings either
+# ---------------------------------------------------------------------------------------------
+HOSTILE = "__import__('os').system('touch pwned')"
+
+
+def test_derivative_at_refuses_strings(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    for name in ("tanh", "max(0.01*z, z)"):
+        with pytest.raises(symgrad.InvalidArgument, match="not a SymPy expression or a finite real number"):
+            symgrad.activation(name).derivative_at(HOSTILE)
+    assert symgrad.activation("tanh").derivative_at(0) == 1 and not os.path.exists("pwned")
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        (dict(sup=HOSTILE), "sup="),  # the LaTeX writer used to sympify sup
+        (dict(sup=sympy.Symbol("s")), "sup="),
+        (dict(attained_at=HOSTILE), "attained_at="),
+        (dict(range=[0, 1]), "range="),
+        (dict(exact="yes"), "exact="),
+        (dict(note=3), "note="),
+    ],
+)
+def test_derivative_bound_fields_are_checked(kwargs, fragment):
+    fields = dict(sup=sympy.Rational(1, 4), attained_at=sympy.FiniteSet(0), range=sympy.Interval(0, 1), exact=True, note="")
+    fields.update(kwargs)
+    with pytest.raises(symgrad.InvalidArgument, match=fragment):
+        symgrad.DerivativeBound(**fields)
+
+
+def test_derivative_bound_accepts_numbers_and_custom_activation_checks_bound_and_name():
+    assert symgrad.DerivativeBound(0.25, None, None, False).sup == sympy.Float(0.25)
+    assert symgrad.DerivativeBound(Fraction(1, 4), None, None, True).sup == sympy.Rational(1, 4)
+    with pytest.raises(symgrad.InvalidArgument, match="bound=.* must be a DerivativeBound"):
+        symgrad.custom_activation(z**2, bound=HOSTILE)
+    with pytest.raises(symgrad.InvalidArgument, match="name=.* must be a string"):
+        symgrad.custom_activation(z**2, name=3)
+    act = symgrad.custom_activation(z**2, name=HOSTILE)  # a name is inert text: a label only
+    assert act.name == HOSTILE and act.latex_name == r"\varphi"
