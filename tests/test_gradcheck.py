@@ -69,7 +69,15 @@ def _wrong_closed_form(monkeypatch, factor, names=None):
         v = real(gradient, inp, **kw)
         return v * factor if names is None or gradient.wrt in names else v
 
-    monkeypatch.setattr(gc, "evaluate_gradient", wrong)
+    _patch_evaluate(monkeypatch, wrong)
+
+
+def _patch_evaluate(monkeypatch, fn):
+    """The check evaluates every closed form in one batch (``evaluate_gradients``): route each
+    gradient through ``fn(gradient, inp, **kw)`` instead."""
+    import symgrad.gradcheck as gc
+
+    monkeypatch.setattr(gc, "evaluate_gradients", lambda gradients, inp, **kw: [fn(g, inp, **kw) for g in gradients])
 
 
 def test_check_gradients_reports_three_values_on_fd_mismatch(monkeypatch):
@@ -161,7 +169,7 @@ def _patch_closed_form_to(monkeypatch, values):
     """The closed form the check sees becomes ``values[name]`` (arrays shaped like the gradient)."""
     import symgrad.gradcheck as gc
 
-    monkeypatch.setattr(gc, "evaluate_gradient", lambda gradient, inp, **kw: values[gradient.wrt])
+    _patch_evaluate(monkeypatch, lambda gradient, inp, **kw: values[gradient.wrt])
 
 
 @pytest.mark.parametrize("net,batch", [(symgrad.chain(4, "tanh"), 8), (symgrad.network([3, 4, 2], "softplus"), 3),
@@ -456,7 +464,7 @@ def test_fast_mode_finds_one_wrong_entry(monkeypatch, seed):
             v[..., 1, 3] *= 1.01
         return v
 
-    monkeypatch.setattr(gc, "evaluate_gradient", wrong)
+    _patch_evaluate(monkeypatch, wrong)
     rep = check_gradients(net, p, fast=True, seed=seed, raise_on_failure=False)
     assert rep.census["finite_difference"][0] >= 6 * 4 - 1
 

@@ -944,3 +944,37 @@ def test_out_reuses_the_callers_memory_and_refuses_a_mismatch(backend):
     dn = symgrad.network([2, 2, 1])
     with pytest.raises(InvalidArgument, match="out="):
         backprop(dn, sample(dn, 4, seed=0), out=first)
+
+
+@pytest.mark.parametrize("act, loss", [("sigmoid", "quadratic"), ("tanh", "quadratic"), ("sigmoid", "cross_entropy"),
+                                       ("relu", "quadratic"), ("gelu", "quadratic")])
+def test_evaluate_gradients_equals_one_at_a_time_and_evaluates_each_factor_once(act, loss, monkeypatch):
+    """All closed forms of a chain in one pass share the suffix products of the factor sequence:
+    the same values as evaluate_gradient (products reordered: within 2L roundings), and each
+    distinct factor evaluated once, so the cost is O(L), not O(L²)."""
+    import symgrad.numeric as nm
+
+    L = 12
+    net = symgrad.chain(L, act, loss)
+    p = sample(net, 6, seed=4)
+    p["w3"] = p["w3"] * 1e-200  # a partial product that underflows in linear space
+    names = list(net.parameters) + ["a0"]
+    grads = [net.gradient(n) for n in names]
+    calls = []
+    real = nm._split_factor
+    monkeypatch.setattr(nm, "_split_factor", lambda *a: calls.append(1) or real(*a))
+    together = nm.evaluate_gradients(grads, p)
+    # The 2L factors of the sequence once each, the L leading a_{j−1} of the w_j, and w_1 of a0.
+    assert len(calls) <= 3 * L + 1
+    monkeypatch.setattr(nm, "_split_factor", real)
+    for g, v in zip(grads, together):
+        one = nm.evaluate_gradient(g, p)
+        tol = 4 * L * np.finfo(np.float64).eps * np.abs(one)
+        assert np.all(np.abs(v - one) <= tol), g.wrt
+        assert np.array_equal(v == 0, one == 0)
+
+
+def test_evaluate_gradients_refuses_mixed_networks():
+    a, b = symgrad.chain(2), symgrad.chain(2)
+    with pytest.raises(symgrad.InvalidArgument, match="same network"):
+        symgrad.numeric.evaluate_gradients([a.gradient("b1"), b.gradient("b1")], sample(a, 2, seed=0))
