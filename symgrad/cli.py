@@ -40,6 +40,11 @@ PROGRESS_AFTER_S = 1.0
 #: Default time budget (seconds) of each symbolic step of ``derive``: deriving and printing the
 #: gradient, and ``--verify``.  Past it, the answer is "unknown" (exit 3).
 SECONDS = 60.0
+#: ``symgrad check`` switches to random directional finite differences (``check_gradients(fast=True)``)
+#: when differencing every entry would cost more than this many layer evaluations: each entry
+#: needs 8 loss evaluations, each a pass through every layer for every sample.
+FAST_ABOVE = 2e8
+FAST_DIRECTIONS = 4
 #: Exit code of an answer that ran out of budget ("unknown").
 EXIT_UNKNOWN = 3
 
@@ -363,8 +368,15 @@ def _cmd_check(args) -> int:
     tol = TOLERANCES[np.dtype(np.float64)]
     # One check for every parameter (a chain's closed forms share their factors: O(L), where
     # one call per parameter was O(L²)); the rows come from its per-parameter details.
-    with _progress("checking %d gradient(s): closed form vs backprop vs finite differences" % len(names)):
-        report = check_gradients(net, params, wrt=names, raise_on_failure=False)
+    entries = sum(int(np.prod(net.shape(n))) if hasattr(net, "shape") and n != "a0" else 1 for n in names)
+    layer_cost = sum(net.widths[l] * net.widths[l + 1] for l in range(net.depth)) if hasattr(net, "widths") else net.depth
+    fast = args.fast or 8.0 * entries * layer_cost * args.batch > FAST_ABOVE
+    how = ("along %d random directions (fast mode%s)" % (FAST_DIRECTIONS, "" if args.fast else ": every entry would take %.1e layer "
+           "evaluations; pass --wrt to difference chosen parameters entry by entry" % (8.0 * entries * layer_cost * args.batch))
+           if fast else "entry by entry")
+    with _progress("checking %d gradient(s): closed form vs backprop vs finite differences %s" % (len(names), how)):
+        report = check_gradients(net, params, wrt=names, fast=fast, directions=FAST_DIRECTIONS, seed=args.seed,
+                                 raise_on_failure=False)
     scale = tol.atol / tol.rtol
     rows, failures = [], list(report.failures)
 
@@ -382,6 +394,7 @@ def _cmd_check(args) -> int:
         (rel_bp, ok_bp), (rel_fd, ok_fd) = rel("backprop", name), rel("finite_difference", name)
         rows.append((name, float(np.max(np.abs(cf))), rel_bp, rel_fd, ok_bp and ok_fd))
     print("%r, batch %d, init %s, seed %d" % (net, args.batch, args.init, args.seed))
+    print("finite differences %s" % how)
     print("tolerances from an error model (symgrad.gradcheck): closed form vs backprop within twice a running rounding bound; "
           "vs finite differences (float64, Richardson extrapolation over h, h/2, h/4, h/8 with h = %g*max(1, |p|)) within their "
           "truncation estimate plus rounding bound; relative error shown as |x - closed form| / (|closed form| + %g)"
@@ -597,6 +610,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--init", type=_init, default="normal", metavar="INIT", help="weight init: %s (default normal)" % ", ".join(INITS))
     c.add_argument("--value", type=_finite_float, metavar="X", help="every weight and bias, with --init constant")
     c.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
+    c.add_argument("--fast", action="store_true",
+                   help="finite differences along %d random directions instead of every entry (chosen by itself when "
+                        "every entry would take more than about %.0e layer evaluations)" % (FAST_DIRECTIONS, FAST_ABOVE))
     c.set_defaults(func=_cmd_check)
 
     pr = sub.add_parser("prove", help="run the proof catalogue: each theorem proved or failed", epilog=EXAMPLES["prove"], formatter_class=raw,

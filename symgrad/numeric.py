@@ -1545,7 +1545,9 @@ def evaluate_gradients(gradients, params, *, _locals=None) -> list:
             fs = g.factors
             for lead in range(0, min(3, len(fs)) + 1):
                 k = n - (len(fs) - lead)
-                if 0 <= k <= n and all(a is b for a, b in zip(fs[lead:], seq[k:])):
+                # Tuple equality compares element identity first, in C: a slice of the shared
+                # sequence is recognised without a Python loop over its factors.
+                if 0 <= k <= n and fs[lead:] == seq[k:]:
                     break
             else:  # not a slice of the shared sequence: evaluate it on its own
                 out.append(_eval_chain_factors(g, inp, loc, False))

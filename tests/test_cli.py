@@ -741,3 +741,34 @@ def test_derive_budget_accepts_its_bounds(capsys):
         assert code in (0, 3) and "Traceback" not in err
         assert code == 0 or "budget of 0.001 s" in out + err
     assert run(capsys, "derive", "--depth", "2", "--verify", "--seconds", "86400")[0] == 0
+
+
+def test_check_switches_to_directional_differences_when_every_entry_would_be_too_many(capsys, monkeypatch):
+    """Differencing every entry costs 8 passes per entry: past FAST_ABOVE layer evaluations the
+    check differences along random directions and says so; --fast asks for it directly."""
+    code, out, _ = run(capsys, "check", "--depth", "4", "--batch", "2")
+    assert code == 0 and "finite differences entry by entry" in out
+    monkeypatch.setattr(cli, "FAST_ABOVE", 100.0)  # 8 entries × 4 layers × 2 samples × 8 = 512 > 100
+    code, out, _ = run(capsys, "check", "--depth", "4", "--batch", "2")
+    assert code == 0 and "along 4 random directions (fast mode: every entry would take 5.1e+02 layer evaluations" in out
+    monkeypatch.setattr(cli, "FAST_ABOVE", 1e12)
+    code, out, _ = run(capsys, "check", "--depth", "4", "--batch", "2", "--fast")
+    assert code == 0 and "along 4 random directions (fast mode)" in out and "all 8 parameter(s) pass" in out
+
+
+def test_check_reports_a_wrong_closed_form_in_one_call_for_every_parameter(capsys, monkeypatch):
+    """The rows come from one check of every parameter; a closed form off in one parameter fails
+    that row alone."""
+    import symgrad.gradcheck as gc
+
+    real = gc.evaluate_gradients
+
+    def wrong(gradients, inp, **kw):
+        vals = real(gradients, inp, **kw)
+        return [v * 1.001 if g.wrt == "w2" else v for g, v in zip(gradients, vals)]
+
+    monkeypatch.setattr(gc, "evaluate_gradients", wrong)
+    code, out, err = run(capsys, "check", "--depth", "3", "--batch", "2")
+    assert code == 1
+    rows = {line.split()[0]: line.split()[-1] for line in out.splitlines() if line[:1] in "wb" and line.split()[-1] in ("PASS", "FAIL")}
+    assert rows == {"w1": "PASS", "w2": "FAIL", "w3": "PASS", "b1": "PASS", "b2": "PASS", "b3": "PASS"}
