@@ -937,7 +937,8 @@ class Activation:
     @cached_property
     def prime(self) -> type[ActivationPrime]:
         """The unevaluated SymPy function φ' (``sig.prime(z1)`` prints ``sigmoid'(z1)``)."""
-        cls_name = "%s_prime" % self.name.replace("-", "_")
+        # A class name is an identifier: a custom activation's name may hold any text (NUL too).
+        cls_name = "%s_prime" % (re.sub(r"\W", "_", self.name, flags=re.ASCII)[:40] or "phi")
         return type(cls_name, (ActivationPrime,), {"_activation": self})
 
     @property

@@ -239,6 +239,9 @@ def test_build_budget_is_enforced_inside_a_single_slow_sympy_step(monkeypatch):
     enforced budget interrupts that call (the old check between nodes could not)."""
     inner = ["max(" + ",".join(f"z**{i}" for i in range(k, k + 28)) + ")" for k in (1, 29, 57, 85)]
     monkeypatch.setattr(_parse, "MAX_BUILD_SECONDS", 0.5)
+    # SymPy caches constructed expressions: an earlier test that built the same Max would make
+    # this one instant, so start from an empty cache.
+    sympy.core.cache.clear_cache()
     with pytest.raises(InvalidArgument, match=r"building the formula ran past its budget of 0.5 s"):
         parse("max(" + ", ".join(inner) + ")")
 
