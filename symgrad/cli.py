@@ -558,6 +558,8 @@ def _cmd_prove(args) -> int:
         raise InvalidArgument("--write %s: no such directory; create it first" % args.write)
     if args.write is not None:
         catalogue.check_write_targets(args.write, force=args.force)  # refuse before the proofs run, not after
+    if args.readme is not None:
+        catalogue.check_readme(args.readme)  # a FIFO, a device or a README without the block: refused first
     results = catalogue.run(verbose=True, crosscheck=not args.no_crosscheck)
     failed = [r for r in results if r.status == "failed"]
     unknown = [r for r in results if r.status == "unknown"]  # a step ran past its budget: neither proved nor refuted

@@ -772,3 +772,23 @@ def test_check_reports_a_wrong_closed_form_in_one_call_for_every_parameter(capsy
     assert code == 1
     rows = {line.split()[0]: line.split()[-1] for line in out.splitlines() if line[:1] in "wb" and line.split()[-1] in ("PASS", "FAIL")}
     assert rows == {"w1": "PASS", "w2": "FAIL", "w3": "PASS", "b1": "PASS", "b2": "PASS", "b3": "PASS"}
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "no-block", "missing"])
+def test_prove_readme_that_cannot_hold_the_table_is_refused_before_the_catalogue_runs(kind, tmp_path, capsys, monkeypatch):
+    """A FIFO blocked the read forever after the whole catalogue had run; now every --readme
+    target is checked first, and refused with one line."""
+    from symgrad import catalogue
+
+    target = tmp_path / "README.md"
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "device":
+        target = "/dev/null"
+    elif kind == "no-block":
+        target.write_text("my own readme\n")
+    monkeypatch.setattr(catalogue, "run", lambda **kw: pytest.fail("the catalogue ran before the README was checked"))
+    code, out, err = run(capsys, "prove", "--no-crosscheck", "--readme", str(target))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    if kind == "no-block":
+        assert target.read_text() == "my own readme\n"
