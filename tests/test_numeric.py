@@ -146,14 +146,21 @@ def test_fast_sigmoid_kernel_matches_generic_and_blocks_threads(backend):
     net = symgrad.chain(12)
     p = sample(net, 5000, seed=4)
     ref = backprop(net, p, block_size=10**6, threads=1, backend=backend)
+    tol = chain_tolerance(net, p)
+    # Blocks of other sizes see the same formulas, but a vectorised body and its remainder loop
+    # need not round identically on every CPU (AVX-512 tails): each is held to the forward-error
+    # bound, which a wrong block offset or a skipped block exceeds by far.
     for bs, th in ((128, 1), (1000, 2), (4096, 2), (333, 3)):
         r = backprop(net, p, block_size=bs, threads=th, backend=backend)
         for k in net.parameters:
-            np.testing.assert_array_equal(r.grads[k], ref.grads[k])
-        np.testing.assert_array_equal(r.loss, ref.loss)
+            assert_within(r.grads[k], ref.grads[k], 2 * tol[k], k)
+        # C = ½(a − y)²: |ΔC| ≤ (|a − y| + Δa)·Δa, where a's forward error Δa is a few roundings per
+        # layer (8u) carried forward by factors |w σ'(z)| ≤ max|w|/4 < 1 for these N(0, 1) draws.
+        assert max(abs(p["w%d" % j]).max() for j in range(1, 13)) < 4
+        da = 8 * 12 * 2.0 ** -53
+        assert_within(r.loss, ref.loss, (np.sqrt(2 * ref.loss) + da) * da, "loss")
     # the generic kernel (used for tiny blocks) agrees within the forward-error bound
     g = backprop(net, p, block_size=32, backend="numpy")
-    tol = chain_tolerance(net, p)
     for k in net.parameters:
         assert_within(g.grads[k], ref.grads[k], 2 * tol[k], k)
 
