@@ -155,9 +155,9 @@ def test_fast_sigmoid_kernel_matches_generic_and_blocks_threads(backend):
         for k in net.parameters:
             assert_within(r.grads[k], ref.grads[k], 2 * tol[k], k)
         # C = ½(a − y)²: |ΔC| ≤ (|a − y| + Δa)·Δa, where a's forward error Δa is a few roundings per
-        # layer (8u) carried forward by factors |w σ'(z)| ≤ r = max(1, max|w|/4) each.
-        r = max(1.0, max(float(abs(p["w%d" % j]).max()) for j in range(1, 13)) / 4)
-        da = 8 * 12 * 2.0 ** -53 * r ** 12
+        # layer (8u) carried forward by factors |w σ'(z)| ≤ amp = max(1, max|w|/4) each.
+        amp = max(1.0, max(float(abs(p["w%d" % j]).max()) for j in range(1, 13)) / 4)
+        da = 8 * 12 * 2.0 ** -53 * amp ** 12
         assert_within(r.loss, ref.loss, (np.sqrt(2 * ref.loss) + da) * da, "loss")
     # the generic kernel (used for tiny blocks) agrees within the forward-error bound
     g = backprop(net, p, block_size=32, backend="numpy")
