@@ -755,6 +755,31 @@ class _KinkKernel:
         return self.both(x)[1]
 
 
+def _checked_kernel(fn, act_name: str, kernel: str):
+    """``fn`` behind a check that its argument is a real number or array (bool, int or float)."""
+    if getattr(fn, "_symgrad_checked", False):
+        return fn
+
+    def checked(x):
+        if isinstance(x, np.ndarray):
+            kind = x.dtype.kind
+        elif isinstance(x, (str, bytes)) or x is None:
+            kind = "O"
+        else:
+            try:
+                kind = np.asarray(x).dtype.kind
+            except (TypeError, ValueError):
+                kind = "O"
+        if kind not in "biuf":
+            raise InvalidArgument("%s.%s(x): x=%r must be a real number or an array of them (float64 or float32)"
+                                  % (act_name, kernel, x if not isinstance(x, np.ndarray) else x.dtype))
+        return fn(x)
+
+    checked._symgrad_checked = True
+    checked.__doc__ = fn.__doc__
+    return checked
+
+
 def _all(o, flags):
     out = flags[0]
     for f in flags[1:]:
@@ -909,6 +934,12 @@ class Activation:
     _bound: DerivativeBound | None = field(default=None, repr=False)
     builtin: bool = True
     params: tuple = ()
+
+    def __post_init__(self):
+        # The kernels take real arrays; a string, None or a complex number is refused by name
+        # instead of surfacing as a raw NumPy error (or, for complex input, a silent real part).
+        for kernel in ("value", "grad", "log_abs_grad"):
+            object.__setattr__(self, kernel, _checked_kernel(getattr(self, kernel), self.name, kernel))
 
     def __call__(self, arg):
         """φ(arg) as a SymPy expression (``sigmoid(w_1*a_0 + b_1)``).

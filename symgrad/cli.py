@@ -284,6 +284,8 @@ def _cmd_latex(args) -> int:
     to_stdout = args.output is None or args.output == "-"
     if args.pdf and to_stdout:
         raise InvalidArgument("--pdf needs -o FILE.tex (the PDF is written next to it), not stdout; e.g. -o chain.tex --pdf")
+    if args.pdf and args.fragment:
+        raise InvalidArgument("--pdf and --fragment conflict: a fragment is pasted into a document, it does not compile on its own; drop one")
     if to_stdout and args.force:
         raise InvalidArgument("--force only applies to -o FILE.tex; stdout is never refused")
     if not to_stdout and (not args.output.strip() or any(not ch.isprintable() for ch in args.output)
@@ -643,6 +645,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     try:
+        _refuse_repeated_options(sys.argv[1:] if argv is None else argv)
         args = _parser().parse_args(argv)
         return args.func(args)
     except SystemExit as exc:  # --help
@@ -666,6 +669,23 @@ def main(argv: list[str] | None = None) -> int:
     except SymgradError as exc:
         print("symgrad: error: %s" % _one_line(exc), file=sys.stderr)
         return 2
+
+
+def _refuse_repeated_options(argv) -> None:
+    """An option given twice (``--depth 4 --depth 5``) is a conflict, not "the last one wins"."""
+    seen = {}
+    for tok in argv:
+        if tok == "--":
+            break
+        if tok.startswith("--") and len(tok) > 2:
+            name = tok.split("=", 1)[0]
+        elif tok.startswith("-") and len(tok) == 2 and tok[1].isalpha():
+            name = tok
+        else:
+            continue
+        if name in seen:
+            raise InvalidArgument("option %s is given twice; give it once (with every value comma-separated where it takes a list, e.g. --wrt b1,w2)" % name)
+        seen[name] = True
 
 
 #: Longest error line; a longer one keeps its start (the problem) and its end (the fix).

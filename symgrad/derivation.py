@@ -329,10 +329,12 @@ def derive(net, name: str) -> Gradient:
     """The closed-form gradient of parameter ``name`` of ``net`` (see :class:`Gradient`)."""
     if not isinstance(name, str):
         raise InvalidArgument("parameter name must be a str such as 'b1' or 'W2[1,0]', not %r" % (name,))
+    if name != name.strip():
+        raise InvalidArgument("parameter name %r has surrounding whitespace; write it as %r (one spelling per parameter)" % (name, name.strip()))
     if isinstance(net, Chain):
-        return _chain_gradient(net, name.strip())
+        return _chain_gradient(net, name)
     if isinstance(net, Network):
-        return _dense_gradient(net, name.strip())
+        return _dense_gradient(net, name)
     raise InvalidArgument("net must be a symgrad chain or network, not %r" % (net,))
 
 

@@ -573,6 +573,15 @@ def _chain_forward(inp: _Inputs, s, e, Z=None, A=None, D=None):
                 a = act.value(zj)
             except FloatingPointError:
                 raise InvalidArgument("the %s kernel overflowed at layer %d (a custom activation?)" % (act.name, j + 1)) from None
+            # A finite z whose φ(z) or φ'(z) lies beyond the dtype (z**2 at 1e200) is refused by
+            # name, not carried on as inf into a nan.
+            for what, v in (("φ", a), ("φ'", D[j] if D is not None else None)):
+                if v is not None and not _all_finite(v):
+                    i = int(np.argmax(~np.isfinite(np.asarray(v)))) if np.ndim(v) else 0
+                    raise InvalidArgument(
+                        "%s(z%d) of %s overflows %s at layer %d for batch index %d (z%d = %r); scale the parameters down"
+                        % (what, j + 1, act.name, np.dtype(inp.dtype).name, j + 1, s + i, j + 1,
+                           float(np.reshape(zj, -1)[i if np.ndim(zj) else 0])))
     return a, zj
 
 

@@ -245,3 +245,11 @@ def test_custom_activation_works_in_a_chain():
     g = net.gradient("b1")
     assert len(g.factors) == 6
     assert r"\varphi'" in g.latex()
+
+
+@pytest.mark.parametrize("x", ["1", None, 1j, np.array([1j]), [1, "a"], b"1"])
+@pytest.mark.parametrize("kernel", ["value", "grad", "log_abs_grad"])
+def test_kernels_refuse_anything_but_real_numbers(kernel, x):
+    """A complex input used to return σ'(Re x) silently, a string a raw NumPy error."""
+    with pytest.raises(symgrad.InvalidArgument, match="must be a real number"):
+        getattr(symgrad.activation("sigmoid"), kernel)(x)

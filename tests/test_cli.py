@@ -792,3 +792,17 @@ def test_prove_readme_that_cannot_hold_the_table_is_refused_before_the_catalogue
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     if kind == "no-block":
         assert target.read_text() == "my own readme\n"
+
+
+@pytest.mark.parametrize("argv", [
+    ["derive", "--depth", "4", "--depth", "5"],
+    ["derive", "--wrt", "b1", "--wrt", "b2"],
+    ["derive", "--depth=4", "--depth", "4"],
+    ["latex", "--depth", "2", "-o", "a.tex", "-o", "b.tex"],
+    ["latex", "--depth", "2", "-o", "frag.tex", "--pdf", "--fragment"],
+])
+def test_repeated_or_conflicting_options_are_refused(argv, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and not out
+    assert not list(tmp_path.iterdir())  # nothing written

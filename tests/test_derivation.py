@@ -352,6 +352,14 @@ def test_chain_parameter_names_are_ascii_and_canonical(name):
         symgrad.chain(4).gradient(name)
 
 
+@pytest.mark.parametrize("name", [" b1", "b1 ", "w1\n", "\ta0"])
+def test_parameter_names_with_surrounding_whitespace_are_refused(name):
+    with pytest.raises(symgrad.InvalidArgument, match="surrounding whitespace"):
+        symgrad.chain(3).gradient(name)
+    with pytest.raises(symgrad.InvalidArgument, match="surrounding whitespace"):
+        symgrad.network([2, 3, 1]).gradient("W1[0,0] " if name.endswith(" ") else " b1")
+
+
 @pytest.mark.parametrize("name", ["W1[０,0]", "W1[00,0]", "W１", "b01", "W1[0,01]", "b1[0,0]x", "W1[0, 1]"])
 def test_dense_parameter_names_are_ascii_and_canonical(name):
     with pytest.raises(symgrad.InvalidArgument):

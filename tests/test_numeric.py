@@ -985,3 +985,15 @@ def test_evaluate_gradients_refuses_mixed_networks():
     a, b = symgrad.chain(2), symgrad.chain(2)
     with pytest.raises(symgrad.InvalidArgument, match="same network"):
         symgrad.numeric.evaluate_gradients([a.gradient("b1"), b.gradient("b1")], sample(a, 2, seed=0))
+
+
+@pytest.mark.parametrize("act", ["z**2", "exp(z)", "cosh(z)", "sinh(z)", "z**3"])
+def test_an_activation_value_beyond_float64_is_refused_by_name_not_carried_into_nan(act):
+    """z1 = 1e200 is finite, φ(z1) is not: the forward pass names the layer instead of
+    returning nan gradients (backprop and the closed form alike)."""
+    net = symgrad.chain(2, act)
+    p = {"a0": 1.0, "w1": 1e200, "b1": 0.0, "w2": 1.0, "b2": 0.0, "y": 0.0}
+    with pytest.raises(InvalidArgument, match=r"φ\(z1\) of .* overflows float64 at layer 1 for batch index 0"):
+        backprop(net, p)
+    with pytest.raises(InvalidArgument, match="overflows float64 at layer 1"):
+        evaluate_gradient(net.gradient("b1"), p)
