@@ -465,7 +465,12 @@ def _sign(e, pos: frozenset, nonneg: frozenset) -> int:
         return _POS
     if isinstance(e, sympy.Abs):
         return _NONNEG
-    if isinstance(e, (sympy.tanh, sympy.erf, sympy.atanh)):  # odd and increasing: sign of the argument
+    if isinstance(e, sympy.atanh):
+        # Odd and increasing, but real only on (−1, 1): atanh(2) is 0.549 − 1.571i, not ≥ 0.
+        if _sign(1 - e.args[0] ** 2, pos, nonneg) != _POS:
+            return 0
+        return _sign(e.args[0], pos, nonneg)
+    if isinstance(e, (sympy.tanh, sympy.erf)):  # odd and increasing: sign of the argument
         return _sign(e.args[0], pos, nonneg)
     if isinstance(e, sympy.log):
         return _sign(sympy.cancel(e.args[0] - 1), pos, nonneg)

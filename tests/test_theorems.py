@@ -387,3 +387,20 @@ def test_certificate_hypotheses_print_hostile_names_as_text():
     thm = Theorem("T", "t", "s", [Certificate(1 - x, evil, where={evil: 1 - x})])
     tex = thm.latex()
     assert "\\input" not in tex and thm.prove().status == "proved assuming 1 given"
+
+
+@pytest.mark.parametrize("expr", [sympy.atanh(2), sympy.atanh(1 + sympy.Symbol("x", real=True) ** 2), sympy.atanh(sympy.Symbol("p", positive=True))])
+def test_atanh_outside_its_real_domain_is_not_manifestly_nonnegative(expr):
+    """atanh(2) = 0.549 − 1.571i: the sign rule must not read it as ≥ 0 (it once made a theorem
+    of 'atanh(2) > 0' report proved)."""
+    from symgrad import theorems
+
+    res = theorems.Theorem("X", "t", "c", [theorems.Certificate(expr, expr, strict=True)]).prove()
+    assert res.status != "proved"
+
+
+def test_atanh_inside_its_domain_keeps_the_sign_of_its_argument():
+    from symgrad import theorems
+
+    x = sympy.Rational(1, 2)
+    assert theorems.Theorem("X", "t", "c", [theorems.Certificate(sympy.atanh(x), sympy.atanh(x), strict=True)]).prove().status == "proved"
