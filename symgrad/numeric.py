@@ -635,8 +635,29 @@ def _output_delta(net, aL, zL, y):
                 "cross_entropy needs the output a_L in (0, 1), but the %s output gives a_L = %r (batch index %d); "
                 "use a sigmoid output layer" % (act.name, float(np.reshape(aL, -1)[i]), i)
             )
+        # 1 − a_L formed from a rounded a_L has relative error up to u·a_L/(1 − a_L): where that
+        # passes √u, ∂C/∂a_L = (a_L − y)/(a_L(1 − a_L)) keeps fewer than half its digits (tanh at
+        # z = 18 gave 2.089 for 1 + tanh(18) = 2.000).  A sigmoid output avoids it: its
+        # ∂C/∂z_L = σ(z_L) − y comes from the logit.  Refuse rather than answer wrongly.
+        dt = np.result_type(aL, np.float32)
+        half_digits = math.sqrt(float(np.finfo(dt).eps))
+        lost = (1.0 - aL) < half_digits
+        if np.any(lost):
+            i = int(np.argmax(lost)) if np.ndim(aL) else 0
+            raise InvalidArgument(
+                "cross_entropy with a %s output at a_L = %r (batch index %d): 1 − a_L keeps fewer than half its digits, "
+                "so ∂C/∂a_L would be mostly rounding; use a sigmoid output layer (its σ(z_L) − y is computed from the logit)"
+                % (act.name, float(np.reshape(aL, -1)[i]), i))
         loss = -(y * np.log(aL) + (1.0 - y) * np.log1p(-aL))
-        return (aL - y) / (aL * (1.0 - aL)), loss, False
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            d = (aL - y) / (aL * (1.0 - aL))
+        if not _all_finite(d):
+            i = int(np.argmax(~np.isfinite(np.asarray(d)))) if np.ndim(d) else 0
+            raise InvalidArgument(
+                "cross_entropy with a %s output at a_L = %r (batch index %d): ∂C/∂a_L = (a_L − y)/(a_L(1 − a_L)) overflows; "
+                "use a sigmoid output layer (its ∂C/∂z_L = σ(z_L) − y is computed from the logit)"
+                % (act.name, float(np.reshape(aL, -1)[i]), i))
+        return d, loss, False
     with np.errstate(over="ignore"):
         return aL - y, 0.5 * np.square(aL - y), False
 

@@ -997,3 +997,25 @@ def test_an_activation_value_beyond_float64_is_refused_by_name_not_carried_into_
         backprop(net, p)
     with pytest.raises(InvalidArgument, match="overflows float64 at layer 1"):
         evaluate_gradient(net.gradient("b1"), p)
+
+
+@pytest.mark.parametrize("act, b1, y, match", [
+    ("tanh", 18.0, 0.0, "1 − a_L keeps fewer than half its digits"),      # 1 + tanh(18) came back as 2.089
+    ("softsign", 1e9, 0.0, "1 − a_L keeps fewer than half its digits"),
+    ("softplus", -740.0, 1.0, r"∂C/∂a_L = \(a_L − y\)/\(a_L\(1 − a_L\)\) overflows"),  # came back as −inf
+])
+def test_cross_entropy_behind_a_non_sigmoid_output_refuses_where_it_would_answer_wrongly(act, b1, y, match):
+    """Without the logit form, ∂C/∂a_L = (a_L − y)/(a_L(1 − a_L)) loses its digits where 1 − a_L
+    cancels and overflows where a_L is tiny: refused by name (backprop, closed form, check)."""
+    net = symgrad.chain(1, act, "cross_entropy")
+    p = {"a0": 0.0 if act != "softplus" else 1.0, "w1": 0.0, "b1": b1, "y": y}
+    for call in (lambda: backprop(net, p), lambda: evaluate_gradient(net.gradient("b1"), p), lambda: check_gradients(net, p)):
+        with pytest.raises(InvalidArgument, match=match):
+            call()
+
+
+def test_cross_entropy_behind_tanh_away_from_saturation_is_answered_exactly():
+    """At z = 2 nothing cancels: ∂C/∂b1 = tanh'(2)/(1 − tanh 2) = 1 + tanh(2) for y = 0."""
+    net = symgrad.chain(1, "tanh", "cross_entropy")
+    g = backprop(net, {"a0": 0.0, "w1": 0.0, "b1": 2.0, "y": 0.0}).grads["b1"]
+    assert abs(g - (1 + math.tanh(2.0))) <= 8 * 2.0 ** -53 * 2
