@@ -222,20 +222,20 @@ def _build(cache=True):
         dL = np.empty(m)
         for i in range(m):
             yi = y[s + i]
+            # σ(z_L) − y from the logit, for both losses: a_L − y cancels where σ saturates
+            # (σ(40) − 1 is −4.2e-18, and a_L − y rounds it to 0).
+            zi = zL[i]
+            ei = math.exp(-abs(zi))
+            r = 1.0 / (1.0 + ei)
+            t = ei * r
+            if zi >= 0.0:
+                di = (1.0 - yi) - t if yi >= 0.5 else r - yi
+            else:
+                di = t - yi
+            dL[i] = di
             if cross_entropy:
-                zi = zL[i]
-                ei = math.exp(-abs(zi))
-                r = 1.0 / (1.0 + ei)
-                t = ei * r
-                if zi >= 0.0:
-                    di = (1.0 - yi) - t if yi >= 0.5 else r - yi
-                else:
-                    di = t - yi
-                dL[i] = di
                 loss[s + i] = max(zi, 0.0) - yi * zi + math.log1p(ei)
             else:
-                di = aL[i] - yi
-                dL[i] = di
                 loss[s + i] = 0.5 * di * di
         if backward(D, oD, A, oA, m, dL, cross_entropy):
             return -1

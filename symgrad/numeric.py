@@ -658,6 +658,11 @@ def _output_delta(net, aL, zL, y):
                 "use a sigmoid output layer (its ∂C/∂z_L = σ(z_L) − y is computed from the logit)"
                 % (act.name, float(np.reshape(aL, -1)[i]), i))
         return d, loss, False
+    if _is_sigmoid(act):
+        # σ(z_L) − y from the logit, as for cross-entropy: a_L − y cancels where σ saturates.
+        with np.errstate(over="ignore", under="ignore"):
+            d = _nl.sigmoid_minus_y(zL, y)[0].astype(np.result_type(aL, y), copy=False)
+            return d, 0.5 * np.square(d), False
     with np.errstate(over="ignore"):
         return aL - y, 0.5 * np.square(aL - y), False
 
@@ -850,9 +855,7 @@ def _scaled_block(inp: _Inputs, s, e, D, A):
             M[L - 1], E[L - 1] = _nl.split(d, la, sg)
         else:
             al = np.asarray(aL, dtype=np.float64)
-            # a_L − y where a_L underflowed and y = 0 is a_L itself: take it from its log.
-            dd = _nl.split_diff(al, y, lambda m: np.where(y[m] == 0, log_abs_value(out_act, zl[m]), -np.inf),
-                                lambda m: sign_value(out_act, zl[m]))
+            dd = _split_minus_y(out_act, al, zl, y)
             if cost.name == "cross_entropy":
                 dd = _nl.smul(dd, _nl.split(1.0 / (al * (1.0 - al))))
             M[L - 1], E[L - 1] = _nl.smul((M[L - 1], E[L - 1]), dd)
@@ -930,6 +933,13 @@ def _log_block(inp: _Inputs, s, e):
     y = np.broadcast_to(inp.block("y", s, e), (n,))
     if cost.cancels_with(out_act):
         _, LG[L - 1], SG[L - 1] = _nl.sigmoid_minus_y(zL, y)
+    elif _is_sigmoid(out_act):
+        # σ(z_L) − y from the logit (a_L − y cancels where σ saturates), times σ'(z_L) as below.
+        _, lg, sg = _nl.sigmoid_minus_y(zL, y)
+        LG[L - 1] += lg
+        SG[L - 1] *= sg
+        if cost.name == "cross_entropy":
+            LG[L - 1] -= np.log(aL) + np.log1p(-aL)
     else:
         with np.errstate(over="ignore", invalid="ignore"):
             d = aL - y
@@ -1273,11 +1283,20 @@ def _split_output(net, aL, zL, y):
     act, cost = net.activations[-1], net.cost
     if cost.cancels_with(act):
         return _nl.split(*_nl.sigmoid_minus_y(zL, y))
-    dd = _nl.split_diff(aL, y, lambda m: np.where(y[m] == 0, log_abs_value(act, zL[m]), -np.inf),
-                        lambda m: sign_value(act, zL[m]))
+    dd = _split_minus_y(act, aL, zL, y)
     if cost.name == "cross_entropy":
         dd = _nl.smul(dd, _nl.split(1.0 / (aL * (1.0 - aL))))
     return _nl.smul(_split_grad(act, zL), dd)
+
+
+def _split_minus_y(act, aL, zL, y):
+    """a_L − y as m·2^k: for a sigmoid output σ(z_L) − y from the logit (a_L − y cancels where σ
+    saturates: σ(40) − 1 is −4.2e-18, not 0); otherwise a_L − y, with a_L taken from its log where
+    it underflowed and y = 0."""
+    if _is_sigmoid(act):
+        return _nl.split(*_nl.sigmoid_minus_y(zL, y))
+    return _nl.split_diff(aL, y, lambda m: np.where(y[m] == 0, log_abs_value(act, zL[m]), -np.inf),
+                          lambda m: sign_value(act, zL[m]))
 
 
 def _rescaled_vecmat(x, W, batched_W):
@@ -1329,7 +1348,7 @@ def _dense_linear(inp: _Inputs, zs, As, log_space: bool, want) -> tuple:
         if _low_with_log(g, lambda m: out.log_abs_grad(zL[m])) or _low_with_log(aL, lambda m: log_abs_value(out, zL[m])):
             raise _Rescale()
         with np.errstate(over="raise", under="raise", invalid="raise", divide="raise"):
-            diff = aL - y
+            diff = aL - y if not _is_sigmoid(out) else _nl.sigmoid_minus_y(zL, y)[0]
             if np.any(np.abs(diff) < _nl.TINY):
                 raise _Rescale()
             d = g * diff
@@ -1512,11 +1531,8 @@ def _chain_output_factor(f, net, inp, loc):
     zl = np.asarray(loc["z%d" % L], dtype=np.float64)
     yv = np.broadcast_to(np.asarray(inp.values["y"], dtype=np.float64), zl.shape)
     out = net.activations[-1]
-    if net.cost.cancels_with(out):
-        return _nl.split(*_nl.sigmoid_minus_y(zl, yv))
     al = np.asarray(loc["a%d" % L], dtype=np.float64)
-    return _nl.split_diff(al, yv, lambda m: np.where(yv[m] == 0, log_abs_value(out, zl[m]), -np.inf),
-                          lambda m: sign_value(out, zl[m]))
+    return _split_minus_y(out, al, zl, yv)
 
 
 def evaluate_gradients(gradients, params, *, _locals=None) -> list:
@@ -1695,8 +1711,7 @@ def _dense_vector_factor(f, inp, loc):
 
 
 def _split_output_quadratic(out, al, zl, y):
-    return _nl.split_diff(al, y, lambda m: np.where(y[m] == 0, log_abs_value(out, zl[m]), -np.inf),
-                          lambda m: sign_value(out, zl[m]))
+    return _split_minus_y(out, al, zl, y)
 
 
 def _eval_dense_factors(gradient, inp, loc, log_space):

@@ -1019,3 +1019,24 @@ def test_cross_entropy_behind_tanh_away_from_saturation_is_answered_exactly():
     net = symgrad.chain(1, "tanh", "cross_entropy")
     g = backprop(net, {"a0": 0.0, "w1": 0.0, "b1": 2.0, "y": 0.0}).grads["b1"]
     assert abs(g - (1 + math.tanh(2.0))) <= 8 * 2.0 ** -53 * 2
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("b1, y", [(40.0, 1.0), (-40.0, 0.0), (37.5, 1.0), (20.0, 1.0)])
+def test_quadratic_loss_behind_a_saturated_sigmoid_keeps_sigma_minus_y(backend, b1, y):
+    """½(σ(z) − y)²: σ(40) − 1 = −σ(−40) = −4.2e-18 is representable although fl(σ(40)) = 1, so
+    ∂C/∂b1 = σ'(40)(σ(40) − 1) = −1.8e-35, not 0 (every path: batched kernels, closed form,
+    log space, dense)."""
+    import mpmath
+
+    with mpmath.workdps(60):
+        s = 1 / (1 + mpmath.exp(-mpmath.mpf(b1)))
+        exact = float(s * (1 - s) * (s - y))
+    net = symgrad.chain(1, "sigmoid")
+    p = {"a0": 0.0, "w1": 0.0, "b1": b1, "y": y}
+    batched = {k: np.full(300, v) for k, v in p.items()}
+    got = [backprop(net, batched, backend=backend).grads["b1"][0], backprop(net, p).grads["b1"],
+           evaluate_gradient(net.gradient("b1"), p), backprop(net, p, log_space=True).grads["b1"],
+           backprop(symgrad.network([1, 1], "sigmoid"), {"a0": [0.0], "W1": [[0.0]], "b1": [b1], "y": [y]}).grads["b1"][0]]
+    for g in got:
+        assert g != 0 and abs(g - exact) <= 16 * 2.0 ** -53 * abs(exact), (g, exact)
