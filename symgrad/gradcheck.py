@@ -621,6 +621,15 @@ def check_gradients(net, params, *, wrt=None, grad_fn=None, eps=None, rtol=None,
         missing = [n for n in names if n not in user]
         if missing:
             raise InvalidArgument("check_gradients: grad_fn returned no gradient for %s" % missing)
+        for name in names:
+            try:
+                arr = np.asarray(user[name])
+                ok = arr.dtype.kind in "biuf"
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise InvalidArgument("check_gradients: grad_fn's gradient for %r must be real numbers (float64 or float32), not %s"
+                                      % (name, type(user[name]).__name__ if not hasattr(user[name], "dtype") else user[name].dtype))
     B = inp.batch
     n = 1 if B is None else B
     u = float(np.finfo(inp.dtype).eps) / 2

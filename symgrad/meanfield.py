@@ -722,6 +722,8 @@ def critical_line(activation, sigma_b2_values) -> list:
     [2.0, 2.0]
     """
     act = _act(activation)
+    if isinstance(sigma_b2_values, (str, bytes)) or not hasattr(sigma_b2_values, "__iter__"):
+        raise InvalidArgument("critical_line: sigma_b2_values=%r must be a list of variances, e.g. [0.0, 0.05, 0.3]" % (sigma_b2_values,))
     vals = [_variance("sigma_b2", b) for b in sigma_b2_values]
     mom = _exact_moments(act)
     out = [None] * len(vals)

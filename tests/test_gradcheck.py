@@ -596,3 +596,11 @@ def test_several_units_exactly_at_their_kink(fast):
     assert rep.ok
     if fast:
         assert rep.undecided["finite_difference"] >= 1
+
+
+@pytest.mark.parametrize("bad", [lambda v: complex(float(np.reshape(v, -1)[0])), lambda v: "0.5", lambda v: None, lambda v: np.asarray(v, dtype=complex)])
+def test_grad_fn_returning_non_real_gradients_is_refused_by_name(bad):
+    net = symgrad.chain(2)
+    p = sample(net, 1, seed=0)
+    with pytest.raises(symgrad.InvalidArgument, match="grad_fn's gradient for 'w1' must be real numbers"):
+        check_gradients(net, p, grad_fn=lambda q: {k: bad(v) for k, v in backprop(net, q).grads.items()})

@@ -301,6 +301,9 @@ def test_relu_chain_dies():
     (lambda: mf.growth_rate("sigmoid", samples=1), "samples=1"),
     (lambda: mf.growth_rate("sigmoid", samples=10**6, layers=10**3), "exceeds"),
     (lambda: mf.critical_sigma_w2("softplus", 0.3), "no critical"),
+    (lambda: mf.critical_line("tanh", None), "must be a list of variances"),
+    (lambda: mf.critical_line("tanh", "0.1"), "must be a list of variances"),
+    (lambda: mf.critical_line("tanh", [0.1, -1]), "sigma_b2=-1"),
     # GELU's attracting branch ends in a saddle-node with χ₁ ≈ 0.75: χ₁ = 1 only at unstable q.
     (lambda: mf.critical_sigma_w2("gelu", 0.05), "no critical"),
 ])
