@@ -857,7 +857,7 @@ def _scaled_block(inp: _Inputs, s, e, D, A):
             al = np.asarray(aL, dtype=np.float64)
             dd = _split_minus_y(out_act, al, zl, y)
             if cost.name == "cross_entropy":
-                dd = _nl.smul(dd, _nl.split(1.0 / (al * (1.0 - al))))
+                dd = _nl.smul(dd, _split_inv_a_one_minus_a(al))
             M[L - 1], E[L - 1] = _nl.smul((M[L - 1], E[L - 1]), dd)
         if L > 1:
             Wr = np.asarray(_w_rows(inp, s, e), dtype=np.float64)
@@ -1285,8 +1285,17 @@ def _split_output(net, aL, zL, y):
         return _nl.split(*_nl.sigmoid_minus_y(zL, y))
     dd = _split_minus_y(act, aL, zL, y)
     if cost.name == "cross_entropy":
-        dd = _nl.smul(dd, _nl.split(1.0 / (aL * (1.0 - aL))))
+        dd = _nl.smul(dd, _split_inv_a_one_minus_a(aL))
     return _nl.smul(_split_grad(act, zL), dd)
+
+
+def _split_inv_a_one_minus_a(aL):
+    """1/(a_L(1 − a_L)) as m·2^k: formed from a_L's mantissa and exponent, so a subnormal a_L
+    (1e-310) gives 1e310 as a scaled number, not inf."""
+    m, e = _nl.split(aL)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = _nl.split(1.0 / (m * (1.0 - np.asarray(aL, dtype=np.float64))))
+    return inv[0], inv[1] - e
 
 
 def _split_minus_y(act, aL, zL, y):

@@ -1040,3 +1040,14 @@ def test_quadratic_loss_behind_a_saturated_sigmoid_keeps_sigma_minus_y(backend, 
            backprop(symgrad.network([1, 1], "sigmoid"), {"a0": [0.0], "W1": [[0.0]], "b1": [b1], "y": [y]}).grads["b1"][0]]
     for g in got:
         assert g != 0 and abs(g - exact) <= 16 * 2.0 ** -53 * abs(exact), (g, exact)
+
+
+@pytest.mark.parametrize("act, exact", [("identity", 1.0), ("relu", 1.0), ("silu", 0.5)])
+def test_cross_entropy_with_a_subnormal_output_is_finite(act, exact):
+    """a_L = 1e-310 (subnormal): 1/(a_L(1 − a_L)) is formed as a scaled number, so ∂C/∂b1 =
+    φ'(z)·a_L/(a_L(1 − a_L)) comes back near 1 (backprop gave inf).  The subnormal a_L keeps
+    about 13 of its 16 digits, and the rescaled path rebuilds it from its log: 1e-12 relative."""
+    net = symgrad.chain(1, act, "cross_entropy")
+    p = {"a0": 1.0, "w1": 0.0, "b1": 1e-310, "y": 0.0}
+    for g in (backprop(net, p).grads["b1"], evaluate_gradient(net.gradient("b1"), p)):
+        assert np.isfinite(g) and abs(g - exact) <= 1e-12 * exact
