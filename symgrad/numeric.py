@@ -780,7 +780,7 @@ def _generic_block(inp: _Inputs, s, e, D, A):
         raise _Rescale()
     y = inp.block("y", s, e)
     d, loss, cancel = _output_delta(net, aL, zL, y)
-    if cancel and np.any(np.abs(d) < _nl.TINY):
+    if cancel and np.any(np.abs(d) < _tiny_of(d)):
         raise _Rescale()
     with np.errstate(over="raise", invalid="raise", under="raise"):
         if cancel:
@@ -795,11 +795,18 @@ def _generic_block(inp: _Inputs, s, e, D, A):
     return loss
 
 
+def _tiny_of(x) -> float:
+    """The smallest normal number of ``x``'s dtype (float32's 1.2e-38, else float64's)."""
+    return float(np.finfo(np.float32).tiny) if np.result_type(x) == np.float32 else _nl.TINY
+
+
 def _lost_to_underflow(net, Z, D, A, aL, zL) -> bool:
     """True where a factor φ'(z_j) or an activation a_j (j ≥ 1) is below the smallest normal
     float64 although its exact value is not 0 (its log is finite): the linear product may then
     be 0 or imprecise where the gradient is representable.  Exact zeros (a dead ReLU) pass."""
-    tiny = _nl.TINY
+    # The dtype's own smallest normal: NumPy compares a float32 array with a Python float in
+    # float32 (NEP 50), where float64's 2.2e-308 rounds to 0 and nothing would count as low.
+    tiny = _tiny_of(D)
     for act, idx in _groups(net).items():
         rows = idx if len(idx) < len(net.activations) else slice(None)
         dz = D[rows]
@@ -1330,7 +1337,7 @@ _DENSE_SAFE = 2.0 ** 500
 
 def _low_with_log(x, logfn) -> bool:
     """Some |x| < TINY although its exact value is not 0 (``logfn`` of those entries is finite)."""
-    low = np.abs(x) < _nl.TINY
+    low = np.abs(x) < _tiny_of(x)
     return bool(low.any() and np.isfinite(logfn(low)).any())
 
 
@@ -1350,7 +1357,7 @@ def _dense_linear(inp: _Inputs, zs, As, log_space: bool, want) -> tuple:
 
     if out.builtin and out.name == "sigmoid" and net.cost.name == "cross_entropy":
         d = _nl.sigmoid_minus_y(zL, y)[0].astype(inp.dtype, copy=False)
-        if np.any(np.abs(d) < _nl.TINY):
+        if np.any(np.abs(d) < _tiny_of(d)):
             raise _Rescale()
     else:
         g = out.grad(zL)
@@ -1358,7 +1365,7 @@ def _dense_linear(inp: _Inputs, zs, As, log_space: bool, want) -> tuple:
             raise _Rescale()
         with np.errstate(over="raise", under="raise", invalid="raise", divide="raise"):
             diff = aL - y if not _is_sigmoid(out) else _nl.sigmoid_minus_y(zL, y)[0]
-            if np.any(np.abs(diff) < _nl.TINY):
+            if np.any(np.abs(diff) < _tiny_of(diff)):
                 raise _Rescale()
             d = g * diff
             if net.cost.name == "cross_entropy":

@@ -1051,3 +1051,26 @@ def test_cross_entropy_with_a_subnormal_output_is_finite(act, exact):
     p = {"a0": 1.0, "w1": 0.0, "b1": 1e-310, "y": 0.0}
     for g in (backprop(net, p).grads["b1"], evaluate_gradient(net.gradient("b1"), p)):
         assert np.isfinite(g) and abs(g - exact) <= 1e-12 * exact
+
+
+@pytest.mark.parametrize("act, vals", [
+    ("elu", dict(a0=1, w1=1, b1=-120, y=3e38)),
+    ("softplus", dict(a0=1, w1=1, b1=-160, w2=-1, b2=0, y=-3e38)),
+])
+def test_float32_factor_that_underflows_does_not_zero_a_representable_gradient(act, vals):
+    """φ'(−120) = e^−120 is below float32's range but φ'·(a − y) ≈ −6e-14 is not: the block is
+    redone scaled (NumPy compares float32 arrays with a Python float in float32, where float64's
+    smallest normal is 0: the underflow went unseen and backprop returned −0.0)."""
+    import mpmath
+
+    depth = 1 if "w2" not in vals else 2
+    net = symgrad.chain(depth, act)
+    p = {k: np.float32(v) for k, v in vals.items()}
+    got = backprop(net, p).grads["b1"]
+    ref = evaluate_gradient(net.gradient("b1"), p)
+    assert got.dtype == np.float32 and got != 0 and got == ref
+    if act == "elu":
+        with mpmath.workdps(40):
+            z = mpmath.mpf(float(p["w1"])) * 1 + mpmath.mpf(float(p["b1"]))
+            exact = mpmath.exp(z) * (mpmath.expm1(z) - mpmath.mpf(float(p["y"])))
+        assert abs(float(got) - float(exact)) <= 4 * 2.0 ** -24 * abs(float(exact))
