@@ -525,7 +525,17 @@ def _fd_ladders(net, base, n, items, eps, make, target, tol_target, kinked=(), r
                 perts += [up, dn]
                 dev = np.maximum(dev, dv)
             meta.append((j, sp, sm, dev))
-        C, eC, crossed, woken = _losses(net, base, n, perts, kinked, ref_signs)
+        try:
+            C, eC, crossed, woken = _losses(net, base, n, perts, kinked, ref_signs)
+        except InvalidArgument as exc:
+            # A step from the point left the loss's domain (cross-entropy's a_L in (0, 1)) or the
+            # float range: the point sits within one step of an edge.  Say so, not which stacked
+            # perturbation tripped (its "batch index" names no sample of the caller's).
+            raise InvalidArgument(
+                "check_gradients: a finite-difference step of up to %g·max(1, |p|) from the point leaves the loss's domain "
+                "or the float range (%s); the point is within one step of that edge: pass a smaller eps= "
+                "(the steps are eps, eps/2, eps/4 and eps/8, times max(1, |p|))"
+                % (eps, str(exc).split(" (batch index")[0])) from None
         still = []
         for k, (j, sp, sm, dev) in enumerate(meta):
             c, e = C[1 + 8 * k: 9 + 8 * k], eC[1 + 8 * k: 9 + 8 * k]

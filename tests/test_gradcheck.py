@@ -604,3 +604,12 @@ def test_grad_fn_returning_non_real_gradients_is_refused_by_name(bad):
     p = sample(net, 1, seed=0)
     with pytest.raises(symgrad.InvalidArgument, match="grad_fn's gradient for 'w1' must be real numbers"):
         check_gradients(net, p, grad_fn=lambda q: {k: bad(v) for k, v in backprop(net, q).grads.items()})
+
+
+def test_a_point_within_one_step_of_the_losses_domain_edge_is_refused_clearly():
+    """a_L = 1e-310 behind an identity output with cross-entropy: the step b1 ± 1e-3 leaves
+    (0, 1).  The refusal says so (it named a 'batch index 2' the caller never had)."""
+    net = symgrad.chain(1, "identity", "cross_entropy")
+    with pytest.raises(symgrad.InvalidArgument, match="leaves the loss's domain.*within one step of that edge") as exc:
+        check_gradients(net, {"a0": 1.0, "w1": 0.0, "b1": 1e-310, "y": 0.0})
+    assert "batch index" not in str(exc.value)
