@@ -1074,3 +1074,18 @@ def test_float32_factor_that_underflows_does_not_zero_a_representable_gradient(a
             z = mpmath.mpf(float(p["w1"])) * 1 + mpmath.mpf(float(p["b1"]))
             exact = mpmath.exp(z) * (mpmath.expm1(z) - mpmath.mpf(float(p["y"])))
         assert abs(float(got) - float(exact)) <= 4 * 2.0 ** -24 * abs(float(exact))
+
+
+def test_an_ill_conditioned_z_is_not_held_to_a_bound_that_says_nothing():
+    """w2 = 3e18 times the rounded tanh(−19) moves z2 by hundreds: the exact ∂C/∂w2 is 1.2e-324
+    and float64 honestly gives 1.0, with a first-order relative bound of 1e147.  The reference
+    check accepts it (the bound says nothing), where it once demanded 0 (found by Hypothesis)."""
+    from ._mpref import assert_close_to_reference, chain_reference
+
+    net = symgrad.chain(2, "tanh")
+    p = {"a0": 19.0, "y": 1.0, "w1": -1.0, "w2": 2.9781545468495186e18, "b1": 0.0, "b2": 2.9781545468495186e18}
+    exact, _, bound = chain_reference(net, p)
+    assert bound["w2"] > 1
+    assert_close_to_reference(backprop(net, p).grads["w2"], exact["w2"], bound["w2"], "w2")
+    with pytest.raises(AssertionError):  # a bound below 1 still binds
+        assert_close_to_reference(1.0, exact["w2"], 0.5, "w2")
