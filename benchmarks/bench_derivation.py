@@ -34,7 +34,7 @@ CASE = textwrap.dedent(
         b = sympy.symbols("b1:%d" % (L + 1), real=True)
         a = a0
         for j in range(L):
-            a = symgrad.activations.sigmoid(w[j] * a + b[j])
+            a = symgrad.spec.activations.sigmoid(w[j] * a + b[j])
         return (a - y) ** 2 / 2, [a0, y, *w, *b], b[0]
 
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -54,7 +54,7 @@ CASE = textwrap.dedent(
         p = sample(net, batch, seed=0)
     if kind == "symgrad":
         out["seconds"] = best(lambda: backprop(net, p, threads=2))
-        from symgrad import _jit
+        from symgrad.numeric import compiled as _jit
         out["backend"] = "numba %s" % __import__("numba").__version__ if _jit._KERNELS is not None else "numpy"
     elif kind == "symgrad-out":
         # The caller reuses the memory of its previous result (out=): no fresh pages per call.
@@ -97,7 +97,7 @@ CASE = textwrap.dedent(
     elif kind == "naive":
         import sympy
         t0 = time.perf_counter()
-        C = net.loss()
+        C = net.cost()
         s = net.symbols
         args = [s[k] for k in ("a0", "y") + net.parameters]
         sig = lambda x: 1.0 / (1.0 + np.exp(-x))  # noqa: E731 - the naive σ a user would write

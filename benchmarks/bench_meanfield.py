@@ -21,7 +21,7 @@ CASE = textwrap.dedent(
     """
     import json, sys, time
     import numpy as np
-    from symgrad import meanfield as mf
+    from symgrad.theory import meanfield as mf
     kind = sys.argv[1]
     b2s = list(np.linspace(0.01, 2.0, 100))
     if kind == "line":

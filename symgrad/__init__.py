@@ -1,15 +1,22 @@
 """symgrad: verified gradient-flow analysis for deep networks.
 
-The package reads in one direction:
+The folders are the layers, and each imports only from the layers below it (checked by
+``lint-imports``, see the README's architecture section):
 
-* specification: :mod:`symgrad.activations`, :mod:`symgrad.losses`, :mod:`symgrad.networks`;
-* symbolic derivation: :mod:`symgrad.derivation` (closed-form gradient chains, linear in depth);
-* numeric evaluation: :mod:`symgrad.numeric` (stable backprop, log space, gradient checks);
-* LaTeX derivations: :mod:`symgrad.latex`;
-* properties: :mod:`symgrad.strategies` (Hypothesis strategies), :mod:`symgrad.properties`
-  (reusable assertions), :mod:`symgrad.pytest_plugin`;
-* proofs: :mod:`symgrad.theorems` (the engine) and :mod:`symgrad.catalogue` (the claims);
-* the command line on top: :mod:`symgrad.cli`.
+* :mod:`symgrad.spec`: what a network is made of: activations (one home each), losses, the
+  safe string parser;
+* :mod:`symgrad.symbolic`: networks and their closed-form gradient chains, linear in depth;
+  symbolic depth; the exact check against ``sympy.diff``;
+* :mod:`symgrad.numeric`: the NumPy evaluator (inputs, sampling, chain kernels, compiled
+  kernels, dense networks, log space, closed forms evaluated);
+* :mod:`symgrad.theory`: the typical case at initialisation (mean field);
+* :mod:`symgrad.testing`: gradient checks, assertions, Hypothesis strategies, the pytest plugin;
+* :mod:`symgrad.proof`: the proof engine and the catalogue of claims;
+* :mod:`symgrad.render`: LaTeX derivations;
+* :mod:`symgrad.cli` on top.
+
+The top level holds about twenty names (listed in ``symgrad/__init__.pyi``), loaded on first use
+so that ``import symgrad`` and the pytest plugin stay cheap.
 
 >>> import symgrad
 >>> net = symgrad.chain(3)
@@ -17,79 +24,8 @@ The package reads in one direction:
 Gradient(∂C/∂b1 = sigmoid'(z1)*w2*sigmoid'(z2)*w3*sigmoid'(z3)*(a3 - y))
 """
 
-from importlib import import_module as _import_module
+import lazy_loader as _lazy
 
-from .errors import BudgetExceeded, GradientCheckError, InvalidArgument, SymgradError
+__getattr__, __dir__, __all__ = _lazy.attach_stub(__name__, __file__)
 
-# The public names and the module each lives in.  They are imported on first use (PEP 562), so
-# ``import symgrad`` (and loading the pytest plugin, which pytest does at start-up) stays cheap:
-# SymPy, NumPy and Hypothesis load only when something that needs them is touched.
-_LAZY = {
-    **dict.fromkeys(["Activation", "BUILTIN_ACTIVATIONS", "DerivativeBound", "activation", "custom_activation"], "activations"),
-    **dict.fromkeys(["Gradient", "SymbolicChain", "SymbolicGradient"], "derivation"),
-    **dict.fromkeys(["BUILTIN_LOSSES", "Loss", "loss"], "losses"),
-    **dict.fromkeys(["MAX_COMPOSE_DEPTH", "MAX_DEPTH", "Chain", "Network", "chain", "network"], "networks"),
-    **dict.fromkeys(
-        ["BackpropResult", "backprop", "evaluate_gradient", "forward", "sample"],
-        "numeric",
-    ),
-    **dict.fromkeys(["TOLERANCES", "GradientCheckReport", "PrecisionWarning", "check_gradients"], "gradcheck"),
-}
-_SUBMODULES = ("activations", "losses", "networks", "derivation", "numeric", "gradcheck", "latex", "strategies", "properties",
-               "theorems", "catalogue", "cli")
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(_import_module("." + _LAZY[name], __name__), name)
-    elif name in _SUBMODULES:
-        value = _import_module("." + name, __name__)
-    else:
-        raise AttributeError("module 'symgrad' has no attribute %r" % name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))
-
-
-__version__ = "0.1.0"
-
-__all__ = [
-    "Activation",
-    "BackpropResult",
-    "BudgetExceeded",
-    "GradientCheckReport",
-    "PrecisionWarning",
-    "TOLERANCES",
-    "backprop",
-    "check_gradients",
-    "evaluate_gradient",
-    "forward",
-    "catalogue",
-    "latex",
-    "properties",
-    "sample",
-    "strategies",
-    "theorems",
-    "BUILTIN_ACTIVATIONS",
-    "BUILTIN_LOSSES",
-    "Chain",
-    "DerivativeBound",
-    "Gradient",
-    "GradientCheckError",
-    "InvalidArgument",
-    "Loss",
-    "MAX_COMPOSE_DEPTH",
-    "MAX_DEPTH",
-    "Network",
-    "SymbolicChain",
-    "SymbolicGradient",
-    "SymgradError",
-    "activation",
-    "chain",
-    "custom_activation",
-    "loss",
-    "network",
-]
+from symgrad._version import __version__  # noqa: E402

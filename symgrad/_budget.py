@@ -29,7 +29,7 @@ import time
 from contextlib import contextmanager
 from typing import Callable, TypeVar
 
-from .errors import BudgetExceeded, InvalidArgument
+from symgrad.errors import BudgetExceeded, InvalidArgument
 
 __all__ = ["BudgetExceeded", "within_budget", "DEFAULT_SECONDS"]
 

@@ -31,7 +31,7 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import InvalidArgument, SymgradError
+from symgrad.errors import InvalidArgument, SymgradError
 
 __all__ = ["MARKER", "is_symgrad_file", "write_atomic", "write_all_atomic"]
 

@@ -21,8 +21,8 @@ import threading
 import time
 from contextlib import contextmanager
 
-from ._budget import BudgetExceeded
-from .errors import GradientCheckError, InvalidArgument, SymgradError
+from symgrad._budget import BudgetExceeded
+from symgrad.errors import GradientCheckError, InvalidArgument, SymgradError
 
 __all__ = ["main"]
 
@@ -203,7 +203,7 @@ def _widths(text: str) -> list[int]:
 
 
 def _build_network(args):
-    from .networks import chain, network
+    from symgrad.symbolic.build import chain, network
 
     with _progress("building the network"):
         if args.widths is not None:
@@ -241,13 +241,13 @@ def _split_wrt(text: str) -> list[str]:
 def _cmd_derive(args) -> int:
     import sympy
 
-    from ._budget import within_budget
-    from .networks import MAX_COMPOSE_DEPTH
+    from symgrad._budget import within_budget
+    from symgrad.symbolic.networks import MAX_COMPOSE_DEPTH
 
     if args.verify:
         depth = len(args.widths) - 1 if args.widths is not None else _depth(args)
         if depth > MAX_COMPOSE_DEPTH:
-            raise InvalidArgument("--verify composes the whole network, which works up to depth %d (symgrad.MAX_COMPOSE_DEPTH), not %d; "
+            raise InvalidArgument("--verify composes the whole network, which works up to depth %d (symgrad.symbolic.MAX_COMPOSE_DEPTH), not %d; "
                                   "drop --verify, or check numerically with 'symgrad check'" % (MAX_COMPOSE_DEPTH, depth))
     seconds = SECONDS if args.seconds is None else args.seconds
     net = _build_network(args)
@@ -267,7 +267,7 @@ def _cmd_derive(args) -> int:
         grad, text = within_budget(render, seconds=seconds, what="deriving and printing dC/d%s" % wrt)
     print(text)
     if args.verify:
-        from .verify import verify_gradient
+        from symgrad.symbolic.verify import verify_gradient
 
         with _progress("verifying against sympy.diff of the composed loss (budget %g s)" % seconds):
             result = verify_gradient(net, grad, seconds=seconds)
@@ -278,8 +278,8 @@ def _cmd_derive(args) -> int:
 
 
 def _cmd_latex(args) -> int:
-    from . import latex
-    from ._io import write_atomic
+    from symgrad.render import latex
+    from symgrad._io import write_atomic
 
     to_stdout = args.output is None or args.output == "-"
     if args.pdf and to_stdout:
@@ -295,7 +295,7 @@ def _cmd_latex(args) -> int:
         raise InvalidArgument("-o %s: give the .tex path (e.g. -o chain.tex) and add --pdf for the PDF" % args.output)
     if args.pdf and not latex.pdflatex_available():
         raise InvalidArgument("--pdf: pdflatex not found; install it with 'apt-get install --no-install-recommends %s'" % " ".join(latex.PDFLATEX_PACKAGES))
-    from ._budget import within_budget
+    from symgrad._budget import within_budget
 
     net = _build_network(args)
     seconds = SECONDS if args.seconds is None else args.seconds
@@ -312,7 +312,7 @@ def _cmd_latex(args) -> int:
         sys.stdout.write(text)
         return 0
     if args.fragment:
-        from ._io import MARKER
+        from symgrad._io import MARKER
 
         text = "%s -- LaTeX fragment; needs \\usepackage{amsmath,amssymb}\n%s" % (MARKER, text)
     from pathlib import Path
@@ -320,7 +320,7 @@ def _cmd_latex(args) -> int:
     pdf_path = Path(args.output).with_suffix(".pdf")
     if args.pdf:
         # Check the PDF's destination before writing anything, so a refusal leaves no half-done output.
-        from ._io import _check_destination
+        from symgrad._io import _check_destination
 
         _check_destination(pdf_path, args.force)
     write_atomic(args.output, text, force=args.force)
@@ -356,8 +356,8 @@ def _check_names(net, wrt: str | None) -> list[str]:
 def _cmd_check(args) -> int:
     import numpy as np
 
-    from .gradcheck import TOLERANCES, check_gradients
-    from .numeric import sample
+    from symgrad.testing.gradcheck import TOLERANCES, check_gradients
+    from symgrad.numeric import sample
 
     if args.init == "constant" and args.value is None:
         raise InvalidArgument("--init constant needs --value, e.g. --init constant --value 0.5")
@@ -397,7 +397,7 @@ def _cmd_check(args) -> int:
         rows.append((name, float(np.max(np.abs(cf))), rel_bp, rel_fd, ok_bp and ok_fd))
     print("%r, batch %d, init %s, seed %d" % (net, args.batch, args.init, args.seed))
     print("finite differences %s" % how)
-    print("tolerances from an error model (symgrad.gradcheck): closed form vs backprop within twice a running rounding bound; "
+    print("tolerances from an error model (symgrad.testing.gradcheck): closed form vs backprop within twice a running rounding bound; "
           "vs finite differences (float64, Richardson extrapolation over h, h/2, h/4, h/8 with h = %g*max(1, |p|)) within their "
           "truncation estimate plus rounding bound; relative error shown as |x - closed form| / (|closed form| + %g)"
           % (tol.eps, tol.atol / tol.rtol))
@@ -515,7 +515,7 @@ def _fmt_set(s) -> str:
 def _cmd_bounds(args) -> int:
     import json
 
-    from .activations import activation
+    from symgrad.spec.activations import activation
 
     act = activation(args.activation)
     with _progress("finding sup|phi'| of %s" % act.name):
@@ -554,7 +554,7 @@ def _add_network_options(p, *, wrt_help: str, wrt_default: str | None = "b1") ->
 
 
 def _cmd_prove(args) -> int:
-    from . import catalogue
+    from symgrad.proof import catalogue
 
     if args.write is not None and not os.path.isdir(args.write):
         raise InvalidArgument("--write %s: no such directory; create it first" % args.write)

@@ -96,7 +96,7 @@ def chain_reference(net, p, i=None):
         a.append(aj)
         da.append(float(_dphi(names[j], zj, aj)) * dz[j] + C_VAL * U * float(abs(aj)) + C_VAL * ETA)
     g = [_dphi(names[j], z[j], a[j + 1]) for j in range(L)]
-    cancel = net.cost.cancels_with(net.activations[-1])
+    cancel = net.loss.cancels_with(net.activations[-1])
     if cancel:
         zl = z[-1]
         dL = _phi_minus_y("sigmoid", zl, y)
@@ -107,7 +107,7 @@ def chain_reference(net, p, i=None):
     else:
         diff = _phi_minus_y(names[-1], z[-1], y)
         err_out = da[L] + U * float(abs(diff))
-        if net.cost.name == "cross_entropy":
+        if net.loss.name == "cross_entropy":
             dL = g[-1] * diff / (a[L] * (1 - a[L]))
             loss = -(y * mpmath.log(a[L]) + (1 - y) * mpmath.log(1 - a[L]))
         else:
@@ -120,7 +120,7 @@ def chain_reference(net, p, i=None):
     if cancel:
         zf = float(zl)
         loss_err = float(abs(dL)) * dz[-1] + 4 * U * (max(zf, 0.0) + abs(float(y) * zf) + 1.0)
-    elif net.cost.name == "quadratic":
+    elif net.loss.name == "quadratic":
         loss_err = (2 * rel_out + 3 * U) * float(loss)
     else:
         loss_err = math.inf  # not used by the tests
@@ -225,7 +225,7 @@ def chain_tolerance(net, p, torch_like=False):
         dA.append(da)
     out = net.activations[-1]
     with np.errstate(all="ignore"):
-        if net.cost.cancels_with(out):
+        if net.loss.cancels_with(out):
             s = out.value(Zs[-1])
             dL = s - y
             err_out = np.abs(out.grad(Zs[-1])) * dZ[-1] + C_VAL * U + U * np.abs(dL)
@@ -234,7 +234,7 @@ def chain_tolerance(net, p, torch_like=False):
             diff = As[-1] - y
             rel = (da + U * np.abs(diff)) / np.abs(diff) + _factor_rel(out, Zs[-1], dZ[-1], torch_like)
             mag = np.abs(out.grad(Zs[-1]) * diff)
-            if net.cost.name == "cross_entropy":
+            if net.loss.name == "cross_entropy":
                 aL = As[-1]
                 rel = rel + (da + U) / np.abs(aL) + (da + U) / np.abs(1 - aL)
                 mag = mag / np.abs(aL * (1 - aL))
@@ -281,7 +281,7 @@ def dense_tolerance(net, p, torch_like=False):
                 da = da + 8 * U * (1 + np.abs(z))
             Zs.append(z), dZ.append(dz), As.append(a), dAs.append(da)
         out, y = net.activations[-1], f("y")
-        if net.cost.cancels_with(out):
+        if net.loss.cancels_with(out):
             d = out.value(Zs[-1]) - y
             M = np.abs(d)
             E = np.abs(out.grad(Zs[-1])) * dZ[-1] + C_VAL * U + U * M
@@ -290,7 +290,7 @@ def dense_tolerance(net, p, torch_like=False):
             g = np.abs(out.grad(Zs[-1]))
             M = g * np.abs(diff)
             E = g * (da + U * np.abs(diff)) + np.where(M == 0, 0.0, M * _factor_rel(out, Zs[-1], dZ[-1], torch_like))
-            if net.cost.name == "cross_entropy":
+            if net.loss.name == "cross_entropy":
                 aL = As[-1]
                 q = 1 / np.abs(aL * (1 - aL))
                 E = E * q + M * q * ((da + U) / np.abs(aL) + (da + U) / np.abs(1 - aL))

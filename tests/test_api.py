@@ -42,9 +42,9 @@ def test_gradient_renders_for_jupyter():
 
 
 def test_loss_composes_only_for_small_depths():
-    assert symgrad.chain(3).loss() == sympy.Rational(1, 2) * (symgrad.chain(3).forward()["a3"] - symgrad.chain(3).symbols["y"]) ** 2
+    assert symgrad.chain(3).cost() == sympy.Rational(1, 2) * (symgrad.chain(3).forward()["a3"] - symgrad.chain(3).symbols["y"]) ** 2
     with pytest.raises(InvalidArgument, match="too deep to compose.*MAX_COMPOSE_DEPTH"):
-        symgrad.chain(symgrad.MAX_COMPOSE_DEPTH + 1).loss()
+        symgrad.chain(symgrad.symbolic.MAX_COMPOSE_DEPTH + 1).cost()
 
 
 BAD_CALLS = [
@@ -55,7 +55,7 @@ BAD_CALLS = [
     (lambda: symgrad.chain(True), "depth=True must be a positive int"),
     (lambda: symgrad.chain("4"), "depth='4' must be a positive int"),
     (lambda: symgrad.chain(None), "depth=None"),
-    (lambda: symgrad.chain(symgrad.MAX_DEPTH + 1), "exceeds the maximum"),
+    (lambda: symgrad.chain(symgrad.symbolic.MAX_DEPTH + 1), "exceeds the maximum"),
     (lambda: symgrad.chain(3, activation="sigmod"), "unknown activation 'sigmod'; known: sigmoid"),
     (lambda: symgrad.chain(3, activation=["tanh", "relu"]), "2 activations given for 3 layers"),
     (lambda: symgrad.chain(3, activation=42), "got 42 of type int"),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from symgrad import catalogue
+from symgrad.proof import catalogue
 
 PROOFS = Path(__file__).resolve().parent.parent / "proofs"
 
@@ -44,7 +44,7 @@ def test_theorem_is_checked_and_rests_on_exactly_what_is_listed(results, number)
 def _walk(step, discharged):
     """An independent count of what a step rests on: (Given objects, Implies objects, unlinked
     certificate hypotheses), written from the rules, not from the engine's bookkeeping."""
-    from symgrad.theorems import Certificate, Given, Implies, Induction
+    from symgrad.proof.engine import Certificate, Given, Implies, Induction
 
     givens, rules, loose = set(), set(), 0
     subs = []
@@ -69,7 +69,7 @@ def _walk(step, discharged):
 
 @pytest.mark.parametrize("number", [t.number for t in catalogue.theorems()])
 def test_reported_status_matches_an_independent_count(results, number):
-    from symgrad.theorems import assuming_text
+    from symgrad.proof.engine import assuming_text
 
     r = results[number]
     givens, rules, loose = set(), set(), 0
@@ -124,7 +124,7 @@ def test_committed_latex_is_up_to_date(tmp_path, results):
     """Regenerate into a temporary directory and compare with proofs/ byte for byte."""
     written = catalogue.write_latex(tmp_path, list(results.values()))
     stale = [p.name for p in written if not (PROOFS / p.name).exists() or (PROOFS / p.name).read_bytes() != p.read_bytes()]
-    assert not stale, "proofs/ is out of date (%s); run: python -m symgrad.catalogue --write proofs/" % ", ".join(stale)
+    assert not stale, "proofs/ is out of date (%s); run: python -m symgrad.proof.catalogue --write proofs/" % ", ".join(stale)
     for p in written:
         if p.suffix == ".tex":
             assert p.read_text(encoding="utf-8").splitlines()[0] == catalogue.MARKER
@@ -156,7 +156,7 @@ def test_main_document_compiles_without_overfull_lines(tmp_path):
                               cwd=tmp_path, capture_output=True, timeout=180, stdin=subprocess.DEVNULL)
     log = (tmp_path / "main.log").read_text("latin-1")
     assert proc.returncode == 0, [line for line in log.splitlines() if line.startswith("!")][:3]
-    from symgrad.latex import overfull_boxes
+    from symgrad.render.latex import overfull_boxes
 
     assert not overfull_boxes(log), "lines wider than the page: %s" % overfull_boxes(log)
 
@@ -165,7 +165,7 @@ def test_readme_theorem_table_is_the_one_symgrad_prove_writes():
     """The README's status block is generated (`symgrad prove --readme README.md`), not hand-written."""
     from pathlib import Path
 
-    from symgrad import catalogue
+    from symgrad.proof import catalogue
 
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     block = text.split(catalogue.README_START)[1].split(catalogue.README_END)[0]
@@ -173,7 +173,8 @@ def test_readme_theorem_table_is_the_one_symgrad_prove_writes():
 
 
 def test_update_readme_touches_only_its_block(tmp_path):
-    from symgrad import InvalidArgument, catalogue
+    from symgrad import InvalidArgument
+    from symgrad.proof import catalogue
 
     p = tmp_path / "R.md"
     p.write_text("mine\n%s\nold\n%s\nalso mine\n" % (catalogue.README_START, catalogue.README_END))
@@ -190,7 +191,7 @@ def test_update_readme_touches_only_its_block(tmp_path):
 
 
 def _all_steps():
-    from symgrad.theorems import Certificate, Implies, Induction
+    from symgrad.proof.engine import Certificate, Implies, Induction
 
     def walk(st):
         yield st
@@ -215,7 +216,7 @@ def _all_steps():
 def test_no_step_compares_a_constant_with_itself():
     # The kind of check that cannot fail: both sides are numbers before the checker runs (e.g.
     # Rational(1, 4) * 4 == 1 evaluated by Python); the computation must happen in the check.
-    from symgrad.theorems import Identity
+    from symgrad.proof.engine import Identity
 
     bad = ["%s %r: %s = %s" % (num, st, st.lhs, st.rhs) for num, st in _all_steps()
            if isinstance(st, Identity) and st.lhs.is_Number and st.rhs.is_Number]
@@ -226,7 +227,7 @@ def _broken(st):
     """The step with its claim moved just off the truth, or None for composites and givens."""
     from sympy import FiniteSet, Rational, S
 
-    from symgrad.theorems import Certificate, CertifiedRoot, Enclosure, ExactValue, Identity, Limit, Solve
+    from symgrad.proof.engine import Certificate, CertifiedRoot, Enclosure, ExactValue, Identity, Limit, Solve
 
     if isinstance(st, ExactValue):
         return ExactValue(st.lhs, st.rhs + Rational(1, 10 ** 6))
@@ -270,7 +271,7 @@ def test_no_generated_text_carries_an_escaped_backslash():
 
 
 def test_proofs_state_what_they_rest_on(results):
-    from symgrad.theorems import _escape
+    from symgrad.proof.engine import _escape
 
     for r in results.values():
         tex = (PROOFS / catalogue._filename(r.theorem)).read_text(encoding="utf-8")
@@ -334,7 +335,7 @@ HOSTILE_TEXT = ["50% of #1 & _x_ ~ ^ \\ {}", "$\\input{/etc/hostname}$", "$\\end
 
 
 def test_escape_keeps_safe_maths_and_neutralises_the_rest():
-    from symgrad.theorems import _escape
+    from symgrad.proof.engine import _escape
 
     assert _escape("$\\sigma'(z)$ >= 0") == "$\\sigma'(z)$ $\\ge$ 0"
     assert _escape("$\\begin{matrix}0\\end{matrix}$") == "$\\begin{matrix}0\\end{matrix}$"
@@ -349,7 +350,7 @@ def test_hostile_text_in_a_theorem_compiles(tmp_path):
     compiles, reads no file and runs nothing, with no overfull line."""
     import sympy
 
-    from symgrad.theorems import Identity, Theorem
+    from symgrad.proof.engine import Identity, Theorem
 
     if shutil.which("pdflatex") is None:
         if os.environ.get("CI"):
@@ -366,7 +367,7 @@ def test_hostile_text_in_a_theorem_compiles(tmp_path):
     assert proc.returncode == 0, [line for line in log.splitlines() if line.startswith("!")][:3]
     assert "(/etc/hostname" not in log  # TeX logs "(file" when it reads one
     assert not (tmp_path / "pwned").exists()
-    from symgrad.latex import overfull_boxes
+    from symgrad.render.latex import overfull_boxes
 
     assert not overfull_boxes(log), overfull_boxes(log)
 
@@ -375,7 +376,7 @@ def test_prove_exits_3_when_a_step_runs_past_its_budget(capsys, monkeypatch):
     import sympy
 
     from symgrad.cli import main
-    from symgrad.theorems import Identity, Theorem
+    from symgrad.proof.engine import Identity, Theorem
 
     class Slow(Identity):
         budget_seconds = 0.2

@@ -20,13 +20,13 @@ def run(capsys, *argv):
 
 def _has_parser():
     try:
-        import symgrad._parse  # noqa: F401
+        import symgrad.spec._parse  # noqa: F401
     except ModuleNotFoundError:
         return False
     return True
 
 
-needs_parser = pytest.mark.skipif(not _has_parser(), reason="symgrad._parse (expression-string activations) NOT PRESENT yet")
+needs_parser = pytest.mark.skipif(not _has_parser(), reason="symgrad.spec._parse (expression-string activations) NOT PRESENT yet")
 
 
 # --- derive --------------------------------------------------------------------------------------
@@ -194,7 +194,7 @@ def test_check_reports_progress_on_stderr_when_slow(capsys, monkeypatch):
 def test_check_inits_match_the_sampler():
     import symgrad.numeric
 
-    assert cli.INITS == symgrad.numeric._INITS
+    assert cli.INITS == symgrad.numeric.sampling._INITS
 
 
 # --- help ----------------------------------------------------------------------------------------
@@ -223,7 +223,7 @@ def test_top_level_help(capsys):
 
 
 def test_prove_lists_every_theorem_as_proved(capsys):
-    from symgrad import catalogue
+    from symgrad.proof import catalogue
 
     import re
 
@@ -237,7 +237,7 @@ def test_prove_lists_every_theorem_as_proved(capsys):
 
 
 def test_prove_exits_1_and_names_the_failed_step(capsys, monkeypatch):
-    from symgrad import catalogue
+    from symgrad.proof import catalogue
 
     wrong, label = catalogue.false_variants()[0]  # sup σ' = 1/3
     monkeypatch.setattr(catalogue, "theorems", lambda: [wrong])
@@ -246,7 +246,7 @@ def test_prove_exits_1_and_names_the_failed_step(capsys, monkeypatch):
 
 
 def test_prove_write_refuses_to_overwrite_a_foreign_file(capsys, tmp_path, monkeypatch):
-    from symgrad import catalogue
+    from symgrad.proof import catalogue
 
     first = catalogue.theorems()[:1]  # one theorem keeps the test quick
     monkeypatch.setattr(catalogue, "theorems", lambda: first)
@@ -611,10 +611,10 @@ def test_derive_verify_that_runs_out_of_budget_prints_unknown_and_exits_3(capsys
 
 
 def test_derive_verify_mismatch_exits_1(capsys, monkeypatch):
-    import symgrad.verify
+    import symgrad.symbolic.verify
 
-    real = symgrad.verify._references
-    monkeypatch.setattr(symgrad.verify, "_references", lambda net, g: [2 * r for r in real(net, g)])  # a wrong reference
+    real = symgrad.symbolic.verify._references
+    monkeypatch.setattr(symgrad.symbolic.verify, "_references", lambda net, g: [2 * r for r in real(net, g)])  # a wrong reference
     code, out, _ = run(capsys, "derive", "--depth", "3", "--verify")
     assert code == 1 and "MISMATCH (at a random rational point" in out
 
@@ -704,9 +704,9 @@ def test_bounds_unbounded_derivative_says_so_in_text_and_json(capsys):
 def test_bounds_sup_out_of_budget_is_unknown_with_the_reason_promptly(capsys, monkeypatch):
     import json
 
-    import symgrad.activations
+    import symgrad.spec.activations
 
-    monkeypatch.setattr(symgrad.activations, "BOUND_SECONDS", 0.2)  # SymPy needs more for this φ'
+    monkeypatch.setattr(symgrad.spec.activations, "BOUND_SECONDS", 0.2)  # SymPy needs more for this φ'
     code, out, _ = run(capsys, "bounds", "--activation", "sin(z)*exp(z)")
     assert code == 0
     assert "sup |phi'|      unknown (SymPy's maximum and minimum of φ' ran past its budget of 0.2 s" in out
@@ -759,7 +759,7 @@ def test_check_switches_to_directional_differences_when_every_entry_would_be_too
 def test_check_reports_a_wrong_closed_form_in_one_call_for_every_parameter(capsys, monkeypatch):
     """The rows come from one check of every parameter; a closed form off in one parameter fails
     that row alone."""
-    import symgrad.gradcheck as gc
+    import symgrad.testing.gradcheck as gc
 
     real = gc.evaluate_gradients
 
@@ -778,7 +778,7 @@ def test_check_reports_a_wrong_closed_form_in_one_call_for_every_parameter(capsy
 def test_prove_readme_that_cannot_hold_the_table_is_refused_before_the_catalogue_runs(kind, tmp_path, capsys, monkeypatch):
     """A FIFO blocked the read forever after the whole catalogue had run; now every --readme
     target is checked first, and refused with one line."""
-    from symgrad import catalogue
+    from symgrad.proof import catalogue
 
     target = tmp_path / "README.md"
     if kind == "fifo":

@@ -15,10 +15,10 @@ import sympy
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 import symgrad
-from symgrad import activations as A
+from symgrad.spec import activations as A
 from symgrad._budget import BudgetExceeded, within_budget
-from symgrad._parse import DEFAULT_FUNCTIONS
-from symgrad.activations import z
+from symgrad.spec._parse import DEFAULT_FUNCTIONS
+from symgrad.spec.activations import z
 from symgrad.cli import main
 
 U = 2.0**-53  # float64 unit roundoff
@@ -497,12 +497,12 @@ def test_derivative_bound_fields_are_checked(kwargs, fragment):
     fields = dict(sup=sympy.Rational(1, 4), attained_at=sympy.FiniteSet(0), range=sympy.Interval(0, 1), exact=True, note="")
     fields.update(kwargs)
     with pytest.raises(symgrad.InvalidArgument, match=fragment):
-        symgrad.DerivativeBound(**fields)
+        symgrad.spec.DerivativeBound(**fields)
 
 
 def test_derivative_bound_accepts_numbers_and_custom_activation_checks_bound_and_name():
-    assert symgrad.DerivativeBound(0.25, None, None, False).sup == sympy.Float(0.25)
-    assert symgrad.DerivativeBound(Fraction(1, 4), None, None, True).sup == sympy.Rational(1, 4)
+    assert symgrad.spec.DerivativeBound(0.25, None, None, False).sup == sympy.Float(0.25)
+    assert symgrad.spec.DerivativeBound(Fraction(1, 4), None, None, True).sup == sympy.Rational(1, 4)
     with pytest.raises(symgrad.InvalidArgument, match="bound=.* must be a DerivativeBound"):
         symgrad.custom_activation(z**2, bound=HOSTILE)
     with pytest.raises(symgrad.InvalidArgument, match="name=.* must be a string"):

@@ -7,7 +7,7 @@ import pytest
 import sympy
 
 import symgrad
-from symgrad.activations import sigmoid
+from symgrad.spec.activations import sigmoid
 
 from ._exact import assert_chain_gradient_matches_diff, assert_exactly_equal, is_exactly_zero, random_rationals
 
@@ -17,10 +17,10 @@ ACTIVATIONS = ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "silu
 @pytest.mark.parametrize("act", ACTIVATIONS)
 @pytest.mark.parametrize("depth", [1, 2, 3, 4, 5, 6])
 def test_chain_gradient_equals_sympy_diff_for_every_parameter(act, depth):
-    """gradient(p).explicit() == sympy.diff(net.loss(), p) for every parameter (and the input),
+    """gradient(p).explicit() == sympy.diff(net.cost(), p) for every parameter (and the input),
     exactly at random rational points."""
     net = symgrad.chain(depth, activation=act)
-    C = net.loss()
+    C = net.cost()
     for name in net.parameters + ("a0",):
         assert_chain_gradient_matches_diff(net, name, C, seed=depth)
 
@@ -30,7 +30,7 @@ def test_exact_comparison_detects_a_wrong_closed_form(act):
     """The exact comparison is not vacuous: a closed form off by a factor 1001/1000, or with
     a weight dropped, is rejected."""
     net = symgrad.chain(3, activation=act)
-    C = net.loss()
+    C = net.cost()
     g = net.gradient("b1")
     for wrong in (
         symgrad.Gradient(net, "b1", g.factors + (sympy.Rational(1001, 1000),)),
@@ -49,7 +49,7 @@ def test_exact_comparison_detects_a_wrong_closed_form(act):
 def test_sigmoid_chain_gradient_equals_sympy_diff_symbolically(depth):
     """For sigmoid the equality holds as an identity in all symbols, not only at points."""
     net = symgrad.chain(depth)
-    C = net.loss()
+    C = net.cost()
     for name in net.parameters:
         assert is_exactly_zero(net.gradient(name).explicit() - sympy.diff(C, net.symbols[name]))
 
@@ -59,7 +59,7 @@ def test_sigmoid_chain_gradient_equals_sympy_diff_symbolically(depth):
 def test_cross_entropy_chain_gradient_equals_sympy_diff(hidden, depth):
     """Cross-entropy with a sigmoid output (so 0 < a_L < 1) behind any hidden activation."""
     net = symgrad.chain(depth, activation=[hidden] * (depth - 1) + ["sigmoid"], loss="cross_entropy")
-    C = net.loss()
+    C = net.cost()
     for name in net.parameters:
         assert_chain_gradient_matches_diff(net, name, C, seed=depth)
 
@@ -75,7 +75,7 @@ def test_cross_entropy_with_sigmoid_output_cancels_sigma_prime():
     assert g1.factors == (sig(loc["z1"]), s["w2"], sig(loc["z2"]), s["w3"], loc["a3"] - s["y"])
     zL = sympy.Symbol("zL", real=True)
     y = s["y"]
-    C = net.cost.cost(sigmoid(zL), y)
+    C = net.loss.cost(sigmoid(zL), y)
     assert sympy.expand(sympy.diff(C, zL)) == sigmoid(zL) - y
 
 
@@ -115,7 +115,7 @@ def test_per_layer_activations_are_used_layer_by_layer():
     net = symgrad.chain(3, activation=["tanh", "sigmoid", "relu"])
     names = [type(f).__name__ for f in net.gradient("b1").factors[::2][:3]]
     assert names == ["tanh_prime", "sigmoid_prime", "relu_prime"]
-    C = net.loss()
+    C = net.cost()
     syms = list(net.symbols.values())
     for name in net.parameters:
         assert_exactly_equal(net.gradient(name).explicit(), sympy.diff(C, net.symbols[name]), syms, points=1)
@@ -134,7 +134,7 @@ def test_per_layer_activations_are_used_layer_by_layer():
 )
 def test_dense_gradient_equals_sympy_diff_for_every_entry(widths, act, loss):
     net = symgrad.network(widths, activation=act, loss=loss)
-    C = net.loss()
+    C = net.cost()
     syms = list(net.symbols.values())
     pt = random_rationals(syms, 7)
     for y in net.arrays["y"]:
@@ -151,7 +151,7 @@ def test_dense_gradient_equals_sympy_diff_for_every_entry(widths, act, loss):
 
 def test_dense_entrywise_names_address_single_weights():
     net = symgrad.network([2, 3, 2])
-    C = net.loss()
+    C = net.cost()
     syms = list(net.symbols.values())
     g = net.gradient("W2[1,0]")
     assert_exactly_equal(g.explicit(), sympy.diff(C, net.symbols["W2[1,0]"]), syms, points=1)
@@ -308,7 +308,7 @@ def test_deep_chain_gradients_never_simplify_or_compose(monkeypatch):
 
     for name in ("simplify", "expand", "diff", "together", "cancel"):
         monkeypatch.setattr(sympy, name, forbidden)
-    monkeypatch.setattr(symgrad.Chain, "forward", forbidden)
+    monkeypatch.setattr(symgrad.symbolic.Chain, "forward", forbidden)
     net = symgrad.chain(2000)
     g = net.gradient("w1")
     assert len(g.factors) == 2 * 2000 + 1
@@ -335,7 +335,7 @@ def test_real_symbol_fast_path_matches_sympy_symbols():
 def test_symbolic_depth_latex_states_the_product_and_bound_that_the_form_has():
     """The rendered product and bound follow the factors: below a cancelling output (cross-entropy
     with σ) the product runs k = j..L−1 over φ'(z_k) w_{k+1}, L − j factors."""
-    from symgrad.latex import _symbolic_derivation
+    from symgrad.render.latex import _symbolic_derivation
 
     ce = _symbolic_derivation(symgrad.chain(L, loss="cross_entropy").gradient("b"))
     assert r"\prod_{k=j}^{L - 1} \sigma'(z_{k})\, w_{k+1}\;\left(a_{L} - y\right)" in ce

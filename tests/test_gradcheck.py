@@ -7,7 +7,7 @@ import pytest
 
 import symgrad
 from symgrad import GradientCheckError
-from symgrad.gradcheck import PrecisionWarning, TOLERANCES, check_gradients
+from symgrad.testing.gradcheck import PrecisionWarning, TOLERANCES, check_gradients
 from symgrad.numeric import backprop, sample
 
 
@@ -66,9 +66,9 @@ def test_check_gradients_users_backprop():
 
 def _wrong_closed_form(monkeypatch, factor, names=None):
     """Make the closed form the check sees wrong by ``factor`` (for ``names``, default all)."""
-    import symgrad.gradcheck as gc
+    import symgrad.testing.gradcheck as gc
 
-    real = gc.evaluate_gradient
+    from symgrad.numeric import evaluate_gradient as real
 
     def wrong(gradient, inp, **kw):
         v = real(gradient, inp, **kw)
@@ -80,7 +80,7 @@ def _wrong_closed_form(monkeypatch, factor, names=None):
 def _patch_evaluate(monkeypatch, fn):
     """The check evaluates every closed form in one batch (``evaluate_gradients``): route each
     gradient through ``fn(gradient, inp, **kw)`` instead."""
-    import symgrad.gradcheck as gc
+    import symgrad.testing.gradcheck as gc
 
     monkeypatch.setattr(gc, "evaluate_gradients", lambda gradients, inp, **kw: [fn(g, inp, **kw) for g in gradients])
 
@@ -172,7 +172,7 @@ def _point():
 
 def _patch_closed_form_to(monkeypatch, values):
     """The closed form the check sees becomes ``values[name]`` (arrays shaped like the gradient)."""
-    import symgrad.gradcheck as gc
+    import symgrad.testing.gradcheck as gc
 
     _patch_evaluate(monkeypatch, lambda gradient, inp, **kw: values[gradient.wrt])
 
@@ -352,7 +352,7 @@ def _mp_gradients(net, point, dps=40):
         for j, act in enumerate(net.activations, start=1):
             a = phi[act.name](vals["w%d" % j] * a + vals["b%d" % j])
         y = vals["y"]
-        if net.cost.name == "cross_entropy":
+        if net.loss.name == "cross_entropy":
             return -(y * mp.log(a) + (1 - y) * mp.log(1 - a))
         return (a - y) ** 2 / 2
 
@@ -369,8 +369,9 @@ def _mp_gradients(net, point, dps=40):
 def test_the_error_bound_holds_against_a_high_precision_reference(act, dtype):
     """|closed form − exact| ≤ E and |backprop − exact| ≤ E, entry by entry, with E the running
     error bound (the backprop tolerance is 2E), at random points including saturated ones."""
-    from symgrad.gradcheck import _ErrorModel
-    from symgrad.numeric import _validate, evaluate_gradient
+    from symgrad.testing.gradcheck import _ErrorModel
+    from symgrad.numeric import evaluate_gradient
+    from symgrad.numeric.inputs import _validate
 
     net = symgrad.chain(5, act)
     batch = sample(net, 3, seed=11, init="normal")
@@ -457,11 +458,11 @@ def test_fast_mode_passes_correct_gradients(net):
 def test_fast_mode_finds_one_wrong_entry(monkeypatch, seed):
     # One entry of one weight matrix off by 1%: the error vector e has one component, and
     # ⟨e, v⟩ is far outside the tolerance for almost every direction (module docstring).
-    import symgrad.gradcheck as gc
+    import symgrad.testing.gradcheck as gc
 
     net = symgrad.network([3, 5, 4, 2], "softplus")
     p = sample(net, 6, seed=3)
-    real = gc.evaluate_gradient
+    from symgrad.numeric import evaluate_gradient as real
 
     def wrong(gradient, inp, **kw):
         v = np.array(real(gradient, inp, **kw))
@@ -485,7 +486,7 @@ def test_fast_mode_is_seeded():
 def test_fast_mode_evaluates_o_l_losses_entry_mode_o_l2(monkeypatch):
     """Loss evaluations (each one forward pass of O(L)): 8·P + 1 per ladder for P entries, or
     8·directions + 1 in fast mode, whatever the depth."""
-    import symgrad.gradcheck as gc
+    import symgrad.testing.gradcheck as gc
 
     counted = []
     real = gc._losses
@@ -544,7 +545,7 @@ def _mp_dense_gradients(net, point, dps=40):
             z = [sum(W[i][j] * a[j] for j in range(len(a))) + b[i] for i in range(len(b))]
             a = [phi[net.activations[l - 1].name](zi) for zi in z]
         y = [mp.mpf(float(v)) for v in vals["y"]]
-        if net.cost.name == "cross_entropy":
+        if net.loss.name == "cross_entropy":
             return -sum(yi * mp.log(ai) + (1 - yi) * mp.log(1 - ai) for ai, yi in zip(a, y))
         return sum((ai - yi) ** 2 for ai, yi in zip(a, y)) / 2
 
@@ -570,8 +571,9 @@ def _mp_dense_gradients(net, point, dps=40):
 @pytest.mark.parametrize("net", [symgrad.network([2, 3, 2], "tanh"), symgrad.network([3, 2, 2], "softplus"),
                                  symgrad.network([2, 3, 1], "sigmoid", "cross_entropy")])
 def test_the_dense_error_bound_holds_against_a_high_precision_reference(net):
-    from symgrad.gradcheck import _ErrorModel
-    from symgrad.numeric import _validate, evaluate_gradient
+    from symgrad.testing.gradcheck import _ErrorModel
+    from symgrad.numeric import evaluate_gradient
+    from symgrad.numeric.inputs import _validate
 
     p = {k: np.asarray(v, dtype=np.float64) * (2.5 if k.startswith("W") else 1.0) for k, v in sample(net, seed=5).items()}
     E = _ErrorModel(_validate(net, p), 2.0 ** -53)

@@ -17,7 +17,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import symgrad
-from symgrad import InvalidArgument, _jit
+from symgrad import InvalidArgument
+from symgrad.numeric import compiled as _jit
 from symgrad.numeric import backprop, sample
 
 from ._mpref import assert_close_to_reference, assert_within, chain_reference, chain_tolerance

@@ -16,7 +16,7 @@ import pytest
 import sympy
 
 import symgrad
-from symgrad import latex as sl
+from symgrad.render import latex as sl
 from symgrad._io import MARKER, is_symgrad_file
 
 BUILTINS = ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "silu", "gelu", "softsign", "identity"]
@@ -34,8 +34,8 @@ def swish_custom():
     """A custom activation ``z*sigmoid(z)``, from its expression string where the parser exists."""
     try:
         return symgrad.activation("z*sigmoid(z)")
-    except ModuleNotFoundError:  # symgrad._parse not landed yet: build the same Activation by hand
-        from symgrad.activations import Activation, sigmoid, z
+    except ModuleNotFoundError:  # symgrad.spec._parse not landed yet: build the same Activation by hand
+        from symgrad.spec.activations import Activation, sigmoid, z
 
         expr = z * sigmoid(z)
         return Activation("z*sigmoid(z)", expr, sympy.diff(expr, z), r"\varphi", None, None, None, None, builtin=False)
@@ -233,7 +233,7 @@ def _custom_base():
 
 def _custom(name):
     """The custom activation under another name: a name reaches LaTeX through its symbol."""
-    from symgrad.activations import _latex_symbol
+    from symgrad.spec.activations import _latex_symbol
 
     return dataclasses.replace(_custom_base(), name=name, latex_name=_latex_symbol(name, None))
 

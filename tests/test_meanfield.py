@@ -11,7 +11,7 @@ import pytest
 import sympy
 
 import symgrad
-from symgrad import meanfield as mf
+from symgrad.theory import meanfield as mf
 
 # ---------------------------------------------------------------------------------------------
 # Known exact values

@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 import symgrad
 from symgrad import InvalidArgument
-from symgrad.gradcheck import check_gradients
+from symgrad.testing.gradcheck import check_gradients
 from symgrad.numeric import (
     backprop,
     evaluate_gradient,
@@ -23,7 +23,7 @@ from ._mpref import U, assert_within, chain_tolerance, dense_tolerance
 
 # The compiled kernel (symgrad[jit], numba) must behave exactly like the NumPy one wherever it
 # runs; tests/test_jit.py fails loudly in CI if numba is missing.
-BACKENDS = ["numpy"] + (["numba"] if symgrad._jit.available() else [])
+BACKENDS = ["numpy"] + (["numba"] if symgrad.numeric.compiled.available() else [])
 
 ACTS = ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "silu", "gelu", "softsign", "identity"]
 
@@ -487,7 +487,7 @@ def _all_paths(net, p, name, log_space=False):
            ("backprop batch", backprop(net, _batched(p), backend="numpy").grads[name][0]),
            ("evaluate_gradient", evaluate_gradient(net.gradient(name), p)),
            ("evaluate_gradient batch", evaluate_gradient(net.gradient(name), _batched(p))[0])]
-    if "numba" in BACKENDS and isinstance(net, symgrad.networks.Chain) and all(a.name == "sigmoid" for a in net.activations):
+    if "numba" in BACKENDS and isinstance(net, symgrad.symbolic.networks.Chain) and all(a.name == "sigmoid" for a in net.activations):
         out.append(("numba", backprop(net, _batched(p), backend="numba").grads[name][0]))
     return out
 
@@ -836,7 +836,7 @@ def test_cross_entropy_with_a_custom_sigmoid_like_output_matches_mpmath():
 
 
 def test_huge_requests_are_refused_with_the_estimate_before_allocating(monkeypatch):
-    from symgrad import numeric
+    from symgrad.numeric import inputs as numeric
 
     with pytest.raises(InvalidArgument, match=r"needs about 74.5 GiB .*smaller widths, a smaller batch"):
         sample(symgrad.network([100000, 100000, 1]), 1)
@@ -867,7 +867,7 @@ def test_huge_requests_are_refused_with_the_estimate_before_allocating(monkeypat
 def test_memory_estimates_cover_what_is_allocated():
     # The estimate is neither below what is allocated nor a wild over-guess: between the traced
     # peak of the most demanding run (a chain whose every block is redone rescaled) and 1.5× it.
-    from symgrad import numeric
+    from symgrad.numeric import inputs as numeric
 
     L, B = 30, 4000
     net = symgrad.chain(L)
@@ -959,7 +959,7 @@ def test_evaluate_gradients_equals_one_at_a_time_and_evaluates_each_factor_once(
     """All closed forms of a chain in one pass share the suffix products of the factor sequence:
     the same values as evaluate_gradient (products reordered: within 2L roundings), and each
     distinct factor evaluated once, so the cost is O(L), not O(L²)."""
-    import symgrad.numeric as nm
+    import symgrad.numeric.closed_form as nm
 
     L = 12
     net = symgrad.chain(L, act, loss)

@@ -9,8 +9,8 @@ import sympy
 import sympy.parsing.sympy_parser
 from hypothesis import given, settings, strategies as st
 
-from symgrad import _parse
-from symgrad._parse import DEFAULT_FUNCTIONS, parse_expression
+from symgrad.spec import _parse
+from symgrad.spec._parse import DEFAULT_FUNCTIONS, parse_expression
 from symgrad.errors import InvalidArgument
 
 z = sympy.Symbol("z", real=True)

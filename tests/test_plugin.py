@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-import symgrad.pytest_plugin as plugin
+import symgrad.testing.pytest_plugin as plugin
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -44,7 +44,7 @@ def _run_pytest(tmp_path, *args, env_extra=None, timeout=240):
 
 
 def _plugin_installed() -> bool:
-    return any(ep.value == "symgrad.pytest_plugin" for ep in importlib.metadata.entry_points(group="pytest11"))
+    return any(ep.value == "symgrad.testing.pytest_plugin" for ep in importlib.metadata.entry_points(group="pytest11"))
 
 
 needs_entry_point = pytest.mark.skipif(
@@ -53,7 +53,7 @@ needs_entry_point = pytest.mark.skipif(
 
 def test_plugin_is_registered_through_the_pytest11_entry_point():
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
-    assert '[project.entry-points.pytest11]\nsymgrad = "symgrad.pytest_plugin"' in text
+    assert '[project.entry-points.pytest11]\nsymgrad = "symgrad.testing.pytest_plugin"' in text
 
 
 def test_loading_the_plugin_module_imports_neither_sympy_nor_hypothesis():
@@ -70,7 +70,7 @@ def test_loading_the_plugin_module_imports_neither_sympy_nor_hypothesis():
 
 def test_importing_the_entry_point_does_not_import_sympy():
     """pytest imports the package before the plugin module: symgrad/__init__ must stay lazy."""
-    code = "import sys, symgrad.pytest_plugin; assert 'sympy' not in sys.modules and 'hypothesis' not in sys.modules"
+    code = "import sys, symgrad.testing.pytest_plugin; assert 'sympy' not in sys.modules and 'hypothesis' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 

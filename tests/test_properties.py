@@ -1,4 +1,4 @@
-"""symgrad.properties: each property tested with @given on symgrad's own networks, both on the
+"""symgrad.testing.properties: each property tested with @given on symgrad's own networks, both on the
 closed form (symbolically, derived once outside @given and cached) and numerically."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from hypothesis import given, settings, strategies as st
 
 import symgrad
 from symgrad import GradientCheckError, InvalidArgument
-from symgrad import properties as P
-from symgrad import strategies as S
+from symgrad.testing import properties as P
+from symgrad.testing import strategies as S
 
 FLOATS = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
 NUMERIC = settings(deadline=None)
@@ -80,7 +80,7 @@ def test_relu_and_leaky_relu_derivatives_take_two_values(z, alpha):
 
 
 def test_a_wrong_catalogue_bound_fails_with_the_values():
-    fake = symgrad.custom_activation("2*z", name="double", bound=symgrad.DerivativeBound(
+    fake = symgrad.custom_activation("2*z", name="double", bound=symgrad.spec.DerivativeBound(
         sympy.Rational(1, 4), sympy.FiniteSet(0), sympy.Interval.Lopen(0, sympy.Rational(1, 4)), True))
     with pytest.raises(GradientCheckError, match=r"double'\(z\) = 2 at z = 0.5 exceeds sup\|double'\| = 1/4"):
         P.assert_derivative_in_range(fake, [0.5])
@@ -247,7 +247,7 @@ def test_a_failed_premise_is_a_misuse_not_a_failure():
 def test_dense_deltas_are_bounded_by_spectral_norms(data):
     net = data.draw(S.networks(activation=S.activations(names=["sigmoid", "tanh", "relu", "gelu", "elu"]),
                                loss=st.sampled_from(["quadratic", "cross_entropy"])))
-    if net.cost.name == "cross_entropy" and net.activations[-1].name != "sigmoid":
+    if net.loss.name == "cross_entropy" and net.activations[-1].name != "sigmoid":
         net = symgrad.network(list(net.widths), net.activations[0], "quadratic")
     P.assert_dense_delta_bound(net, data.draw(S.parameters(net=net)))
 
@@ -506,7 +506,7 @@ def test_chain_identity_linear_check_has_exactly_its_derived_tolerance(monkeypat
 
 def _fake_sigmoid(sup, name):
     """The sigmoid with a catalogue entry claiming ``sup`` (a counterexample to a wrong catalogue)."""
-    return symgrad.custom_activation("1/(1 + exp(-z))", name=name, bound=symgrad.DerivativeBound(
+    return symgrad.custom_activation("1/(1 + exp(-z))", name=name, bound=symgrad.spec.DerivativeBound(
         sup, sympy.FiniteSet(0), sympy.Interval.Lopen(0, sup), True))
 
 
@@ -545,12 +545,12 @@ def test_derivative_range_fails_just_past_the_sup():
 
 
 def test_derivative_range_fails_where_a_range_is_wrong():
-    dead = symgrad.custom_activation("Max(0, z)", name="relu_open", bound=symgrad.DerivativeBound(
+    dead = symgrad.custom_activation("Max(0, z)", name="relu_open", bound=symgrad.spec.DerivativeBound(
         1, sympy.Interval(0, sympy.oo), sympy.Interval.Lopen(0, 1), True))
     P.assert_derivative_in_range(dead, [0.5, 3.0])
     with pytest.raises(GradientCheckError, match="excludes 0"):   # φ' = 0 at z = −1, but the range is (0, 1]
         P.assert_derivative_in_range(dead, [-1.0])
-    leaky = symgrad.custom_activation("Max(z/100, z)", name="leaky_wrong", bound=symgrad.DerivativeBound(
+    leaky = symgrad.custom_activation("Max(z/100, z)", name="leaky_wrong", bound=symgrad.spec.DerivativeBound(
         1, sympy.Interval(0, sympy.oo), sympy.FiniteSet(sympy.Rational(1, 50), 1), True))
     P.assert_derivative_in_range(leaky, [2.0])
     with pytest.raises(GradientCheckError, match="is not in the range"):
@@ -669,7 +669,7 @@ def test_verify_chain_identity_rejects_a_derivation_with_a_factor_dropped(monkey
     """Feed the symbolic check a ∂C/∂b1 whose chain lost one factor w_2: it must refuse it."""
     import types
 
-    from symgrad.networks import Chain
+    from symgrad.symbolic.networks import Chain
 
     real = Chain.gradient
 

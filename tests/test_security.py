@@ -24,7 +24,10 @@ import sympy
 from hypothesis import given, settings, strategies as st
 
 import symgrad
-from symgrad import latex, properties, strategies as S, theorems
+from symgrad.render import latex
+from symgrad.testing import properties
+from symgrad.testing import strategies as S
+from symgrad.proof import engine as theorems
 from symgrad.cli import main as cli_main
 
 MARKER = "symgrad_pwned_marker"
@@ -300,15 +303,15 @@ _RISKY = {"eval", "exec", "compile", "sympify", "parse_expr", "lambdify", "__imp
 
 #: (module, enclosing function, call) → why the call cannot see a user string.
 AUDITED = {
-    ("catalogue.py", "t_chain", "__import__"): "a constant module name, 'symgrad'",
-    ("catalogue.py", "t_cross_entropy", "__import__"): "a constant module name, 'symgrad'",
-    ("latex.py", "_bound_facts", "sympify"): "DerivativeBound.sup, which DerivativeBound checks is a SymPy number or a real",
-    ("latex.py", "_chain_bound", "sympify"): "DerivativeBound.sup, as above",
-    ("latex.py", "_dense_derivation", "sympify"): "DerivativeBound.sup, as above",
-    ("latex.py", "_scaled", "sympify"): "DerivativeBound.sup, as above",
-    ("numeric.py", "_lambdified", "lambdify"): "closed-form factors whose symbol and function names it checks first "
+    ("proof/catalogue.py", "t_chain", "__import__"): "a constant module name, 'symgrad'",
+    ("proof/catalogue.py", "t_cross_entropy", "__import__"): "a constant module name, 'symgrad'",
+    ("render/latex.py", "_bound_facts", "sympify"): "DerivativeBound.sup, which DerivativeBound checks is a SymPy number or a real",
+    ("render/latex.py", "_chain_bound", "sympify"): "DerivativeBound.sup, as above",
+    ("render/latex.py", "_dense_derivation", "sympify"): "DerivativeBound.sup, as above",
+    ("render/latex.py", "_scaled", "sympify"): "DerivativeBound.sup, as above",
+    ("numeric/closed_form.py", "_lambdified", "lambdify"): "closed-form factors whose symbol and function names it checks first "
                                                "(test_a_user_built_gradient_with_a_hostile_function_name_is_not_lambdified)",
-    ("theorems.py", "_sym", "sympify"): "only after checking the value is a real number, never a string",
+    ("proof/engine.py", "_sym", "sympify"): "only after checking the value is a real number, never a string",
 }
 
 

@@ -1,4 +1,4 @@
-"""symgrad.strategies: eager argument validation, regimes that hold, finite floats, shrinking."""
+"""symgrad.testing.strategies: eager argument validation, regimes that hold, finite floats, shrinking."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from hypothesis import Phase, find, given, settings, strategies as st
 
 import symgrad
 from symgrad import InvalidArgument
-from symgrad import strategies as S
-from symgrad.properties import chain_factors
+from symgrad.testing import strategies as S
+from symgrad.testing.properties import chain_factors
 
 ULP = float(np.finfo(np.float64).eps)
 CHAIN = symgrad.chain(3)
@@ -111,13 +111,13 @@ def test_all_arguments_are_keyword_only(strategy):
 @settings(deadline=None)
 @given(S.chains())
 def test_chains_are_bounded_by_default(net):
-    assert isinstance(net, symgrad.Chain) and 1 <= net.depth <= 8
+    assert isinstance(net, symgrad.symbolic.Chain) and 1 <= net.depth <= 8
 
 
 @settings(deadline=None)
 @given(S.networks())
 def test_networks_are_bounded_by_default(net):
-    assert isinstance(net, symgrad.Network) and 1 <= net.depth <= 3 and all(1 <= n <= 4 for n in net.widths)
+    assert isinstance(net, symgrad.symbolic.Network) and 1 <= net.depth <= 3 and all(1 <= n <= 4 for n in net.widths)
 
 
 @settings(deadline=None)

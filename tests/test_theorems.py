@@ -3,8 +3,8 @@
 import sympy
 from sympy import Rational as Q
 
-from symgrad.activations import sigmoid, z
-from symgrad.theorems import (
+from symgrad.spec.activations import sigmoid, z
+from symgrad.proof.engine import (
     Certificate, CertifiedRoot, Enclosure, ExactValue, Given, Identity, Implies, Induction, Limit, Solve, Theorem, peel_products,
 )
 
@@ -122,7 +122,7 @@ import time  # noqa: E402
 import pytest  # noqa: E402
 
 from symgrad import InvalidArgument  # noqa: E402
-from symgrad.theorems import Hypothesis, Step, assuming_text, interval_eval  # noqa: E402
+from symgrad.proof.engine import Hypothesis, Step, assuming_text, interval_eval  # noqa: E402
 
 n = sympy.Symbol("n", integer=True, nonnegative=True)
 
@@ -393,14 +393,14 @@ def test_certificate_hypotheses_print_hostile_names_as_text():
 def test_atanh_outside_its_real_domain_is_not_manifestly_nonnegative(expr):
     """atanh(2) = 0.549 − 1.571i: the sign rule must not read it as ≥ 0 (it once made a theorem
     of 'atanh(2) > 0' report proved)."""
-    from symgrad import theorems
+    from symgrad.proof import engine as theorems
 
     res = theorems.Theorem("X", "t", "c", [theorems.Certificate(expr, expr, strict=True)]).prove()
     assert res.status != "proved"
 
 
 def test_atanh_inside_its_domain_keeps_the_sign_of_its_argument():
-    from symgrad import theorems
+    from symgrad.proof import engine as theorems
 
     x = sympy.Rational(1, 2)
     assert theorems.Theorem("X", "t", "c", [theorems.Certificate(sympy.atanh(x), sympy.atanh(x), strict=True)]).prove().status == "proved"

@@ -1,4 +1,4 @@
-"""``symgrad.verify.verify_gradient``: exact match up to the documented compose limit, a
+"""``symgrad.symbolic.verify.verify_gradient``: exact match up to the documented compose limit, a
 mismatch for wrong closed forms (even wrong by 1e-25), "unknown" when the budget runs out."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import sympy
 import pytest
 
 import symgrad
-from symgrad.derivation import Gradient
-from symgrad.networks import MAX_COMPOSE_DEPTH
-from symgrad.verify import VerifyResult, verify_gradient
+from symgrad.symbolic.derivation import Gradient
+from symgrad.symbolic.networks import MAX_COMPOSE_DEPTH
+from symgrad.symbolic.verify import VerifyResult, verify_gradient
 
 BUILTINS = ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "silu", "gelu", "softsign", "identity"]
 

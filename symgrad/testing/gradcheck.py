@@ -84,22 +84,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import GradientCheckError, InvalidArgument
-from .networks import Chain
-from .numeric import (
-    _base_shape,
-    _chain_forward,
-    _dense_forward,
-    _dense_loss,
-    _forward_locals,
-    _Inputs,
-    _known_names,
-    _output_delta,
-    _validate,
-    evaluate_gradient,
-    evaluate_gradients,
-)
-from . import numeric as _numeric  # backprop is looked up at call time (tests patch numeric.backprop)
+from symgrad.errors import GradientCheckError, InvalidArgument
+from symgrad.symbolic.networks import Chain
+from symgrad import numeric as _numeric  # backprop is looked up at call time (tests patch numeric.backprop)
+from symgrad.numeric.chain import _chain_forward
+from symgrad.numeric.closed_form import evaluate_gradients
+from symgrad.numeric.dense import _dense_forward, _dense_loss
+from symgrad.numeric.evaluator import _forward_locals
+from symgrad.numeric.inputs import _base_shape, _Inputs, _known_names, _validate
+from symgrad.numeric.output import _output_delta
 
 __all__ = ["GradientCheckReport", "PrecisionWarning", "TOLERANCES", "Tolerance", "check_gradients"]
 
@@ -276,7 +269,7 @@ class _ErrorModel:
                 da = np.maximum(np.abs(fp), np.maximum(np.abs(fp_lo), np.abs(fp_hi))) * dz + _KERNEL_U * u * np.abs(a)
                 zs.append(z), dzs.append(dz), fps.append(fp), dPs.append(dP), As.append(a), dAs.append(da)
             aL, daL, zL, dzL = As[-1], dAs[-1], zs[-1], dzs[-1]
-            cost = net.cost
+            cost = net.loss
             err_ay = daL + u * (np.abs(aL) + np.abs(y))
             if cost.cancels_with(net.activations[-1]):
                 D = np.abs(aL - y)

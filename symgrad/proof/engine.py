@@ -32,12 +32,12 @@ Every step is checked exactly; floating point never decides a step:
   theorem's or an induction's own statement, discharged by it.
 
 Every expression argument must be a SymPy object or a number: strings are refused with
-:class:`~symgrad.errors.InvalidArgument` (parse text with :func:`symgrad._parse.parse_expression`),
+:class:`~symgrad.errors.InvalidArgument` (parse text with :func:`symgrad.spec._parse.parse_expression`),
 so nothing a user typed ever reaches ``sympify``, ``eval`` or ``lambdify``.  Each check runs under
 a time budget (:func:`symgrad._budget.within_budget`); a check that runs past it is ``unknown``.
 
 >>> import sympy
->>> from symgrad.theorems import Certificate, Theorem
+>>> from symgrad.proof.engine import Certificate, Theorem
 >>> x = sympy.Symbol("x", real=True)
 >>> thm = Theorem("demo", "AM-GM", r"x^2 + 1 \ge 2x", [Certificate(x**2 + 1 - 2*x, (x - 1)**2)])
 >>> thm.prove().status
@@ -59,9 +59,9 @@ import mpmath
 import sympy
 from sympy import S
 
-from ._budget import BudgetExceeded, within_budget
-from .activations import ActivationPrime, sigmoid, softplus
-from .errors import InvalidArgument
+from symgrad._budget import BudgetExceeded, within_budget
+from symgrad.spec.activations import ActivationPrime, sigmoid, softplus
+from symgrad.errors import InvalidArgument
 
 __all__ = [
     "Assumption",
@@ -133,7 +133,7 @@ def _sym(value, what: str):
         return value
     if isinstance(value, str):
         raise InvalidArgument("%s: got the string %s; pass a SymPy expression or a number "
-                              "(parse text with symgrad._parse.parse_expression)" % (what, _show(value)))
+                              "(parse text with symgrad.spec._parse.parse_expression)" % (what, _show(value)))
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return sympy.sympify(value)  # an int, float, Fraction or NumPy scalar: no parsing involved
     raise InvalidArgument("%s: %s (a %s) is not a SymPy expression or a real number" % (what, _show(value), type(value).__name__))

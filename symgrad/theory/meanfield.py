@@ -25,7 +25,7 @@ split at the activation's kinks (two resolutions compared; the Gaussian tail bey
 below 1e-300 of the mass).  A single-neuron chain is not wide, so mean field does not apply to
 it: :func:`growth_rate` measures its Lyapunov exponent ``λ = E log|w φ'(z)|`` by Monte Carlo.
 
->>> from symgrad import meanfield
+>>> from symgrad.theory import meanfield
 >>> meanfield.chi1("relu", 2, 0).exact
 1
 >>> meanfield.critical_sigma_w2("tanh").exact
@@ -45,8 +45,8 @@ from functools import lru_cache
 import numpy as np
 import sympy
 
-from .activations import Activation, activation as _activation, leaky_relu as _leaky_relu, relu as _relu, z as _z
-from .errors import InvalidArgument
+from symgrad.spec.activations import Activation, activation as _activation, leaky_relu as _leaky_relu, relu as _relu, z as _z
+from symgrad.errors import InvalidArgument
 
 __all__ = [
     "MeanFieldValue",
@@ -230,8 +230,8 @@ def _exact_moments(act: Activation) -> _Moments | None:
 @lru_cache(maxsize=64)
 def _one_sided_slopes(act: Activation) -> tuple[sympy.Expr | None, sympy.Expr | None]:
     """φ'(0⁺) and φ'(0⁻) exactly, by SymPy limits under a budget, or None."""
-    from ._budget import within_budget
-    from .errors import BudgetExceeded
+    from symgrad._budget import within_budget
+    from symgrad.errors import BudgetExceeded
 
     d = act.derivative
     out = []
@@ -258,7 +258,7 @@ def _legendre(n: int):
 def _kinks(act: Activation) -> tuple[float, ...]:
     """Points where φ or φ' is not smooth, from the expression (Abs, sign, Heaviside, Max, Min,
     Piecewise and the piecewise built-ins), where SymPy can solve for them."""
-    from .activations import elu as _elu
+    from symgrad.spec.activations import elu as _elu
 
     pts = set()
     e = act.expr

@@ -12,9 +12,9 @@ import math
 
 import numpy as np
 
-from .activations import _log_abs_where
+from symgrad.spec.activations import _log_abs_where
 
-__all__ = ["log_abs", "log_abs_value", "sign_value", "grad_sign", "log_sigmoid", "sigmoid_minus_y", "split", "split_diff",
+__all__ = ["split_grad", "split_value", "log_abs", "log_abs_value", "sign_value", "grad_sign", "log_sigmoid", "sigmoid_minus_y", "split", "split_diff",
            "smul", "value", "log_of", "rev_cumprod", "TINY"]
 
 
@@ -233,3 +233,14 @@ def sigmoid_minus_y(z, y):
         la = np.where(one | zero, lt, la)
     sg = np.where(one, -1.0, np.where(zero, 1.0, np.sign(d)))
     return d, la, sg
+
+
+def split_grad(act, z):
+    """φ'(z) as m·2^k, from log|φ'(z)| where it underflows in linear space."""
+    return split(act.grad(z), lambda m: act.log_abs_grad(z[m]), lambda m: grad_sign(act, z[m]))
+
+
+
+def split_value(act, z, a):
+    """a = φ(z) as m·2^k, from log|φ(z)| where it underflows in linear space."""
+    return split(a, lambda m: log_abs_value(act, z[m]), lambda m: sign_value(act, z[m]))

@@ -21,8 +21,8 @@ unless ``allow_nan``/``allow_infinity`` ask otherwise, and everything shrinks to
 round values (depth ``min_depth``, sigmoid, weights and biases near 0).
 
 >>> from hypothesis import given, strategies as st
->>> import symgrad.strategies as sgst
->>> from symgrad.properties import assert_vanishing
+>>> import symgrad.testing.strategies as sgst
+>>> from symgrad.testing.properties import assert_vanishing
 >>> @given(st.data())
 ... def test_decay(data):
 ...     net = data.draw(sgst.chains(max_depth=5))
@@ -40,10 +40,11 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
-from .activations import BUILTIN_ACTIVATIONS, Activation, activation as _activation
-from .errors import InvalidArgument
-from .losses import BUILTIN_LOSSES
-from .networks import Chain, Network, chain as _chain, network as _network
+from symgrad.spec.activations import BUILTIN_ACTIVATIONS, Activation, activation as _activation
+from symgrad.errors import InvalidArgument
+from symgrad.spec.losses import BUILTIN_LOSSES
+from symgrad.symbolic.build import chain as _chain, network as _network
+from symgrad.symbolic.networks import Chain, Network
 
 __all__ = ["REGIMES", "activations", "chains", "networks", "parameters"]
 
@@ -130,7 +131,7 @@ def activations(*, names=None, custom=()) -> SearchStrategy[Activation]:
       so a failing example shrinks to a built-in where it can.
 
     >>> from hypothesis import given
-    >>> from symgrad.strategies import activations
+    >>> from symgrad.testing.strategies import activations
     >>> @given(activations(names=["sigmoid", "tanh"], custom=["z/(1 + abs(z))"]))
     ... def test_derivative_is_finite(act):
     ...     assert act.grad(0.0) >= 0
@@ -171,7 +172,7 @@ def chains(*, min_depth=1, max_depth=8, activation=None, loss="quadratic") -> Se
     Building a chain derives nothing; derive the gradients you need once, outside ``@given``.
 
     >>> from hypothesis import given
-    >>> from symgrad.strategies import chains
+    >>> from symgrad.testing.strategies import chains
     >>> @given(chains(min_depth=2, max_depth=5, activation="tanh"))
     ... def test_depth(net):
     ...     assert 2 <= net.depth <= 5 and net.activation.name == "tanh"
@@ -197,7 +198,7 @@ def networks(*, min_depth=1, max_depth=3, min_width=1, max_width=4, activation=N
     example slower (backprop is O(Σ n_l n_{l-1})), so raise the bounds only where needed.
 
     >>> from hypothesis import given
-    >>> from symgrad.strategies import networks
+    >>> from symgrad.testing.strategies import networks
     >>> @given(networks(min_depth=2, max_depth=2, max_width=3, activation="relu"))
     ... def test_shape(net):
     ...     assert net.depth == 2 and max(net.widths) <= 3
@@ -288,7 +289,7 @@ def parameters(*, net, regime="bounded", rate=None, max_weight=None, max_bias=4.
     returns it: Python floats for a chain, float64 arrays for a dense network.  ``y`` is in
     ``[0, 1]`` (a valid cross-entropy target).
 
-    * ``net``: a :class:`~symgrad.Chain` or :class:`~symgrad.Network` (to draw the network too,
+    * ``net``: a :class:`~symgrad.symbolic.Chain` or :class:`~symgrad.symbolic.Network` (to draw the network too,
       use ``st.data()`` or ``chains().flatmap(lambda n: parameters(net=n).map(lambda p: (n, p)))``).
     * ``regime``: one of :data:`REGIMES`:
 
@@ -307,7 +308,7 @@ def parameters(*, net, regime="bounded", rate=None, max_weight=None, max_bias=4.
 
     >>> import symgrad
     >>> from hypothesis import given
-    >>> from symgrad.strategies import parameters
+    >>> from symgrad.testing.strategies import parameters
     >>> net = symgrad.chain(3)
     >>> @given(parameters(net=net, regime="exploding", rate=25.0))   # Nielsen: w = 100, z = 0
     ... def test_nielsen(p):
@@ -378,7 +379,7 @@ def _nudge(b, z_of, ok, direction):
         nb = math.nextafter(b, direction * math.inf) if step == 0.0 else b + direction * step
         step = max(abs(nb - b), math.ulp(b)) * 2
         b = nb
-    raise AssertionError("symgrad.strategies: could not move z past its threshold by adjusting b=%r" % b)  # pragma: no cover
+    raise AssertionError("symgrad.testing.strategies: could not move z past its threshold by adjusting b=%r" % b)  # pragma: no cover
 
 
 def _sigmoid_scalar(z: float) -> float:

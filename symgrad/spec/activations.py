@@ -32,7 +32,7 @@ import sympy
 from sympy import S, Function
 from sympy.core.evalf import prec_to_dps
 
-from .errors import InvalidArgument, SymgradError
+from symgrad.errors import InvalidArgument, SymgradError
 
 __all__ = [
     "Activation",
@@ -789,8 +789,8 @@ def _all(o, flags):
 
 def _left_sign_sympy(node: sympy.Expr, x0: float) -> float:
     """sign(node(t)) for t just below x0, by SymPy's one-sided limit, within a budget."""
-    from ._budget import BudgetExceeded, within_budget
-    from .errors import SymgradError
+    from symgrad._budget import BudgetExceeded, within_budget
+    from symgrad.errors import SymgradError
 
     point = sympy.Rational(x0)
     try:
@@ -807,7 +807,7 @@ def _left_sign_sympy(node: sympy.Expr, x0: float) -> float:
 
 def _left_limit(derivative: sympy.Expr, point: sympy.Expr) -> sympy.Expr:
     """lim_{t↑point} φ'(t) by SymPy, within a budget."""
-    from ._budget import BudgetExceeded, within_budget
+    from symgrad._budget import BudgetExceeded, within_budget
 
     what = "the left limit of φ' = %s at z = %s" % (derivative, point)
     # in functions SymPy's limit knows
@@ -825,8 +825,8 @@ def _left_limit(derivative: sympy.Expr, point: sympy.Expr) -> sympy.Expr:
 
 def _sympy_point(expr: sympy.Expr, x0: float) -> tuple[float, float]:
     """(φ(x0), φ'(x0⁻)) by SymPy: the exact value and the left limit of the a.e. derivative."""
-    from ._budget import BudgetExceeded, within_budget
-    from .errors import SymgradError
+    from symgrad._budget import BudgetExceeded, within_budget
+    from symgrad.errors import SymgradError
 
     point = sympy.Rational(x0)
     d = _ae_derivative(expr)
@@ -1006,7 +1006,7 @@ def _derive_bound(act: Activation) -> DerivativeBound:
     """Sup of |φ'| for a custom activation, by SymPy where it can (critical points of φ'
     and the limits at ±∞), each SymPy call under an enforced budget; otherwise a bound whose
     note says it is unknown and why."""
-    from ._budget import BudgetExceeded, within_budget
+    from symgrad._budget import BudgetExceeded, within_budget
 
     unknown = "unknown: %s; pass bound= to custom_activation"
 
@@ -1323,7 +1323,7 @@ def custom_activation(spec, *, name: str | None = None, latex_name: str | None =
     >>> act.derivative
     -z*sign(z)/(Abs(z) + 1)**2 + 1/(Abs(z) + 1)
     """
-    from ._parse import parse_expression
+    from symgrad.spec._parse import parse_expression
 
     if bound is not None and not isinstance(bound, DerivativeBound):
         raise InvalidArgument("custom_activation: bound=%s must be a DerivativeBound or None. Fix: e.g. bound=DerivativeBound("
@@ -1418,7 +1418,7 @@ def _latex_symbol(name: str | None, latex_name: str | None) -> str:
 
 def _check_custom(expr: sympy.Expr, label: str) -> sympy.Expr:
     """φ' of a custom activation, after checking that it works end to end; else InvalidArgument."""
-    from ._budget import BudgetExceeded, within_budget
+    from symgrad._budget import BudgetExceeded, within_budget
 
     shown = _show_value(label)
     why = _kernel_support(expr)

@@ -32,9 +32,10 @@ from pathlib import Path
 import sympy
 from sympy import MatrixSymbol
 
-from ._io import MARKER, write_atomic
-from .derivation import ActivationJacobian, CostGradient, Gradient, SymbolicGradient
-from .errors import InvalidArgument, SymgradError
+from symgrad._io import MARKER, write_atomic
+from symgrad.symbolic.depth import SymbolicGradient
+from symgrad.symbolic.derivation import ActivationJacobian, CostGradient, Gradient
+from symgrad.errors import InvalidArgument, SymgradError
 
 __all__ = [
     "LatexError",
@@ -372,7 +373,7 @@ def _chain_derivation(g: Gradient, full: bool, max_layers: int) -> str:
     uniform = all(a == acts[0] for a in acts)
     act = acts[0]
     phi = act.latex_name if uniform else r"\varphi_{k}"
-    cost = net.cost
+    cost = net.loss
     cancels = cost.cancels_with(acts[-1])
     m = re.fullmatch(r"([wb])(\d+)|a0", g.wrt)
     kind = m.group(1) if m.group(1) else "a"
@@ -546,7 +547,7 @@ def _dense_derivation(g: Gradient, full: bool, max_layers: int) -> str:
     acts = net.activations
     uniform = all(a == acts[0] for a in acts)
     act = acts[0]
-    cost = net.cost
+    cost = net.loss
     cancels = cost.cancels_with(acts[-1])
     m = re.fullmatch(r"(W|b|a)(\d+)(?:\[(\d+)(?:,(\d+))?\])?", g.wrt)
     kind, l = m.group(1), int(m.group(2))
@@ -655,7 +656,7 @@ def _ordered_sum(f) -> str:
 
 def _symbolic_derivation(g: SymbolicGradient) -> str:
     sc = g.chain
-    act, cost = sc.activation, sc.cost
+    act, cost = sc.activation, sc.loss
     p = act.latex_name
     L = sympy.latex(sc.L)
     j = sympy.latex(g.layer)
@@ -719,7 +720,7 @@ def _describe(g) -> str:
     act_tex = ("$%s$" % act.latex_name if act.builtin else r"$%s(z) = %s$" % (act.latex_name, sympy.latex(act.expr))) if len(acts) == 1 else "mixed activations"
     shape = ("depth-%d chain" % net.depth) if not hasattr(net, "widths") else r"dense network $(%s)$" % ", ".join(map(str, net.widths))
     return r"$\partial C / \partial %s$: %s, %s, %s cost" % (
-        _wrt_tex(g), shape, act_tex, _text(net.cost.name.replace("_", " ")))
+        _wrt_tex(g), shape, act_tex, _text(net.loss.name.replace("_", " ")))
 
 
 def _wrt_tex(g) -> str:
@@ -737,7 +738,7 @@ def derivation(gradient, *, full: bool = False, max_layers: int = DEFAULT_MAX_LA
     r"""The derivation of ``gradient`` as a LaTeX fragment (paragraphs and ``align*`` blocks).
 
     * ``gradient``: a :class:`symgrad.Gradient` of a chain or dense network, or a
-      :class:`symgrad.SymbolicGradient` (symbolic depth).
+      :class:`symgrad.symbolic.SymbolicGradient` (symbolic depth).
     * ``full``: write every layer even when the derivative spans more than ``max_layers``
       layers (otherwise the middle ones are elided with ``\cdots``).  The output grows linearly
       with depth; a full depth-1000 derivation is a few pages.
@@ -776,7 +777,7 @@ def document(gradients, *, title: str = "Gradient derivations", full: bool = Fal
         raise InvalidArgument("document() needs at least one gradient")
     if not isinstance(title, str):
         raise InvalidArgument("title=%r must be a str" % (title,))
-    from . import __version__
+    from symgrad._version import __version__
 
     parts = [
         "%s %s -- regenerate it rather than editing it" % (MARKER, __version__),

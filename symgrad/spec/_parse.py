@@ -49,8 +49,8 @@ from typing import NoReturn
 
 import sympy
 
-from ._budget import BudgetExceeded, within_budget
-from .errors import InvalidArgument
+from symgrad._budget import BudgetExceeded, within_budget
+from symgrad.errors import InvalidArgument
 
 __all__ = ["DEFAULT_FUNCTIONS", "parse_expression"]
 

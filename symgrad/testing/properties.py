@@ -22,7 +22,7 @@ exact SymPy checks on the closed forms, cached, so call them once, outside ``@gi
 7. :func:`assert_gradient_fn`: a user's gradient function agrees with the closed form.
 
 >>> import symgrad
->>> from symgrad.properties import assert_chain_identity
+>>> from symgrad.testing.properties import assert_chain_identity
 >>> net = symgrad.chain(4)
 >>> assert_chain_identity(net, symgrad.sample(net, seed=0))
 """
@@ -36,9 +36,9 @@ from functools import lru_cache
 import numpy as np
 import sympy
 
-from .activations import Activation, activation as _activation, sigmoid as _sigmoid
-from .errors import GradientCheckError, InvalidArgument
-from .networks import Chain, Network
+from symgrad.spec.activations import Activation, activation as _activation, sigmoid as _sigmoid
+from symgrad.errors import GradientCheckError, InvalidArgument
+from symgrad.symbolic.networks import Chain, Network
 
 __all__ = [
     "assert_chain_identity",
@@ -61,7 +61,7 @@ _EPS = float(np.finfo(np.float64).eps)
 
 
 def _scalar_params(net, params, fn):
-    from .numeric import forward
+    from symgrad.numeric import forward
 
     if not isinstance(net, Chain):
         raise InvalidArgument("%s: net must be a symgrad chain (symgrad.chain(depth)), not %r" % (fn, net))
@@ -76,7 +76,7 @@ def _factor_parts(net: Chain, params):
     backprop's log-space kernel also runs (the same z's, bit for bit).  Signs come from the
     exact sign of φ' (``grad_sign``), so a factor that underflows to 0 in linear space keeps its
     sign; only a true zero (w = 0, a dead ReLU) has sign 0 and log −inf."""
-    from ._numeric_logs import grad_sign
+    from symgrad.numeric.logspace import grad_sign
 
     loc = _scalar_params(net, params, "chain_factors")
     L = net.depth
@@ -234,7 +234,7 @@ def _verify_bound_cached(act: Activation) -> DerivativeBoundCheck:
             raise GradientCheckError("%s: φ' = sup exactly at %s, catalogue says %s" % (act.name, where, bound.attained_at))
         return DerivativeBoundCheck(act.name, bound.sup, where, "sup − φ' = (%s − %s)² ≥ 0" % (base, centre))
     # General case: SymPy's own extrema of φ' (elementary form) against the catalogue.
-    from ._budget import BudgetExceeded, within_budget
+    from symgrad._budget import BudgetExceeded, within_budget
 
     de = d.rewrite(sympy.exp) if d.has(_sigmoid) else d
     try:
@@ -310,7 +310,7 @@ class _ChainGrads:
 
 
 def _log_grads(net, params) -> _ChainGrads:
-    from .numeric import backprop
+    from symgrad.numeric import backprop
 
     res = backprop(net, params, log_space=True)
     L = net.depth
@@ -494,7 +494,7 @@ def assert_chain_identity(net: Chain, params, *, rtol: float | None = None) -> N
 
 @lru_cache(maxsize=None)
 def _verify_identity_cached(depth: int, act: Activation, loss: str) -> sympy.Expr:
-    from .networks import chain
+    from symgrad.symbolic.build import chain
 
     net = chain(depth, act, loss)
     g1, gL = net.gradient("b1"), net.gradient("b%d" % depth)
@@ -514,7 +514,7 @@ def verify_chain_identity(depth: int, activation="sigmoid", loss="quadratic") ->
     >>> verify_chain_identity(3)
     w2*w3*sigmoid'(z1)*sigmoid'(z2)
     """
-    from .losses import loss as _loss
+    from symgrad.spec.losses import loss as _loss
 
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
         raise InvalidArgument("verify_chain_identity: depth=%r must be a positive int, e.g. depth=4" % (depth,))
@@ -534,7 +534,7 @@ def dense_delta_bounds(net: Network, params) -> tuple[np.ndarray, np.ndarray]:
     Starting from ``δ^L`` rather than ``∇_a C`` covers every loss (for the quadratic loss
     ``‖δ^L‖ ≤ sup|φ'_L| · ‖∇_a C‖``, which :func:`assert_dense_delta_bound` checks too).
     """
-    from .numeric import backprop
+    from symgrad.numeric import backprop
 
     if not isinstance(net, Network):
         raise InvalidArgument("dense_delta_bounds: net must be a symgrad.network(...), not %r" % (net,))
@@ -592,7 +592,7 @@ def assert_dense_delta_bound(net: Network, params, *, rtol: float | None = None)
     >>> net = symgrad.network([3, 4, 2])
     >>> assert_dense_delta_bound(net, symgrad.sample(net, seed=0))
     """
-    from .numeric import forward
+    from symgrad.numeric import forward
 
     if rtol is not None and (isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not 0 <= rtol < 1):
         raise InvalidArgument("assert_dense_delta_bound: rtol=%r must be a number in [0, 1), or None for the derived "
@@ -606,7 +606,7 @@ def assert_dense_delta_bound(net: Network, params, *, rtol: float | None = None)
             raise GradientCheckError(
                 "dense bound violated at layer %d: ‖δ^%d‖ = %.17g > ‖δ^L‖·Π sup|φ'|·‖W‖_2 = %.17g (relative excess %.3g, "
                 "rtol %.3g)" % (l, l, norms[l - 1], bounds[l - 1], norms[l - 1] / bounds[l - 1] - 1 if bounds[l - 1] else math.inf, rtol))
-    if net.cost.name == "quadratic":
+    if net.loss.name == "quadratic":
         loc = forward(net, params)
         grad_a = float(np.linalg.norm(np.asarray(loc["a%d" % net.depth]) - np.asarray(params["y"])))
         top = float(net.activations[-1].bound.sup) * grad_a
@@ -722,7 +722,7 @@ def assert_steep_interval(w: float, b: float, a) -> None:
 
     >>> assert_steep_interval(100.0, 3.0, [-0.03, -0.02, 0.5])
     """
-    from .activations import activation
+    from symgrad.spec.activations import activation
 
     sig = activation("sigmoid")
     w, b = _real("assert_steep_interval", "w", w), _real("assert_steep_interval", "b", b)
@@ -763,7 +763,7 @@ def assert_steep_interval(w: float, b: float, a) -> None:
 
 def assert_gradient_fn(net, params, grad_fn, *, wrt=None, rtol=None, atol=None):
     """``grad_fn(params) -> {name: gradient}`` agrees with the closed form (and backprop and
-    finite differences), as one assertion; returns the :class:`~symgrad.GradientCheckReport`.
+    finite differences), as one assertion; returns the :class:`~symgrad.testing.GradientCheckReport`.
     On a mismatch raises :class:`~symgrad.GradientCheckError` naming the parameter and values.
 
     >>> import symgrad
@@ -776,7 +776,7 @@ def assert_gradient_fn(net, params, grad_fn, *, wrt=None, rtol=None, atol=None):
     >>> assert_gradient_fn(net, symgrad.sample(net, seed=0), mine).ok
     True
     """
-    from .gradcheck import check_gradients
+    from symgrad.testing.gradcheck import check_gradients
 
     if not callable(grad_fn):
         raise InvalidArgument("assert_gradient_fn: grad_fn=%r must be callable as grad_fn(params) -> {name: gradient}" % (grad_fn,))

@@ -1,7 +1,7 @@
 r"""Exact verification of a closed-form gradient against ``sympy.diff`` of the composed loss.
 
 :func:`verify_gradient` decides whether the closed form built from local factors (what
-``gradient.explicit()`` composes) equals ``sympy.diff(net.loss(), p)`` (plain differentiation of the whole network) and
+``gradient.explicit()`` composes) equals ``sympy.diff(net.cost(), p)`` (plain differentiation of the whole network) and
 answers with a :class:`VerifyResult` whose ``status`` is
 
 * ``"exact match"``: the identity was *proved* — the two expressions are identical after SymPy's
@@ -15,7 +15,7 @@ answers with a :class:`VerifyResult` whose ``status`` is
 
 Everything runs under :func:`symgrad._budget.within_budget`, which also turns SymPy's deep
 recursion on depth-64 compositions into the budget's "unknown" instead of a ``RecursionError``.
-Networks deeper than :data:`symgrad.MAX_COMPOSE_DEPTH` cannot be composed and raise
+Networks deeper than :data:`symgrad.symbolic.MAX_COMPOSE_DEPTH` cannot be composed and raise
 :class:`~symgrad.InvalidArgument` before anything is computed.
 """
 
@@ -24,8 +24,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from ._budget import BudgetExceeded, within_budget
-from .errors import InvalidArgument
+from symgrad._budget import BudgetExceeded, within_budget
+from symgrad.errors import InvalidArgument
 
 __all__ = ["VerifyResult", "verify_gradient", "DEFAULT_SECONDS", "STATUSES"]
 
@@ -55,13 +55,13 @@ def verify_gradient(net, gradient, *, seconds: float = DEFAULT_SECONDS, seed: in
 
     ``seconds`` bounds the whole check (wall clock); ``seed`` picks the rational point of the
     numeric disproof.  Raises :class:`~symgrad.InvalidArgument` for a network deeper than
-    ``symgrad.MAX_COMPOSE_DEPTH`` or an unknown parameter.
+    ``symgrad.symbolic.MAX_COMPOSE_DEPTH`` or an unknown parameter.
 
     >>> import symgrad
     >>> verify_gradient(symgrad.chain(3), "b1").status
     'exact match'
     """
-    from .derivation import Gradient
+    from symgrad.symbolic.derivation import Gradient
 
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0 or seconds != seconds:
         raise InvalidArgument("seconds=%r must be a positive number of seconds, e.g. seconds=60" % (seconds,))
@@ -80,7 +80,7 @@ def _references(net, gradient) -> list:
     """``sympy.diff`` of the composed loss: one expression, or one per entry of a matrix parameter."""
     import sympy
 
-    loss = net.loss()
+    loss = net.cost()
     if gradient.wrt in getattr(net, "arrays", {}) and isinstance(net.arrays[gradient.wrt], sympy.MatrixBase) and gradient._entry is None:
         return [sympy.diff(loss, s) for s in list(net.arrays[gradient.wrt])]
     return [sympy.diff(loss, net.symbols[gradient.wrt])]

@@ -2,7 +2,7 @@
 
 A specification names the symbols (inputs, target, parameters, and the local ``z``/``a`` of each
 layer) and composes the loss for small depths.  It never derives anything itself:
-:mod:`symgrad.derivation` builds gradients from per-layer local factors.
+:mod:`symgrad.symbolic.derivation` builds gradients from per-layer local factors.
 
 Naming
     Chain: input ``a0``, target ``y``, parameters ``w1..wL``, ``b1..bL``; locals ``z1..zL``,
@@ -22,16 +22,17 @@ from typing import Sequence
 
 import sympy
 
-from .activations import Activation, activation as _activation
-from .errors import InvalidArgument
-from .losses import Loss, loss as _loss
+from symgrad.spec.activations import Activation, activation as _activation
+from symgrad.errors import InvalidArgument
+from symgrad.spec.losses import Loss, loss as _loss
+from symgrad.symbolic.derivation import Gradient, chain_gradient, check_parameter_name, dense_gradient
 
-__all__ = ["Chain", "Network", "chain", "network", "MAX_DEPTH", "MAX_COMPOSE_DEPTH", "MAX_WIDTH"]
+__all__ = ["Chain", "Network", "MAX_DEPTH", "MAX_COMPOSE_DEPTH", "MAX_WIDTH"]
 
 #: Deepest chain symgrad accepts.  The symbolic derivation is linear in depth (about 30 µs a
 #: layer), so this bounds a single call to well under a minute.
 MAX_DEPTH = 1_000_000
-#: Deepest network whose loss :meth:`Chain.loss` / ``explicit()`` will compose into one
+#: Deepest network whose loss :meth:`Chain.cost` / ``explicit()`` will compose into one
 #: expression.  Beyond this, composed expressions are too large to differentiate or print.
 MAX_COMPOSE_DEPTH = 64
 #: Widest layer of a dense network.
@@ -77,7 +78,7 @@ def _check_depth(depth) -> int:
     if depth < 1:
         raise InvalidArgument("depth=%d must be at least 1 (a chain needs one layer), e.g. depth=4" % depth)
     if depth > MAX_DEPTH:
-        raise InvalidArgument("depth=%d exceeds the maximum %d (symgrad.MAX_DEPTH)" % (depth, MAX_DEPTH))
+        raise InvalidArgument("depth=%d exceeds the maximum %d (symgrad.symbolic.MAX_DEPTH)" % (depth, MAX_DEPTH))
     return int(depth)
 
 
@@ -95,7 +96,7 @@ class _Net:
 
     depth: int
     activations: tuple[Activation, ...]
-    cost: Loss
+    loss: Loss
 
     @property
     def activation(self) -> Activation:
@@ -104,37 +105,30 @@ class _Net:
             raise InvalidArgument("this network has per-layer activations; use net.activations[l - 1]")
         return self.activations[0]
 
-    def gradient(self, name: str):
-        """The closed-form gradient ``∂C/∂name`` as a :class:`symgrad.Gradient`."""
-        from .derivation import derive
-
-        return derive(self, name)
-
-    def sample(self, batch=None, *, init="normal", seed=None, value=None):
-        """Draw parameters for this network (see :func:`symgrad.numeric.sample`)."""
-        from .numeric import sample
-
-        return sample(self, batch, init=init, seed=seed, value=value)
-
     def _check_compose(self):
         if self.depth > MAX_COMPOSE_DEPTH:
             raise InvalidArgument(
-                "depth %d is too deep to compose into one expression (limit %d, symgrad.MAX_COMPOSE_DEPTH); "
+                "depth %d is too deep to compose into one expression (limit %d, symgrad.symbolic.MAX_COMPOSE_DEPTH); "
                 "use net.gradient(name), which is built from local factors" % (self.depth, MAX_COMPOSE_DEPTH)
             )
 
 
 class Chain(_Net):
-    """Nielsen's single-neuron chain of ``depth`` layers (use :func:`chain` to make one)."""
+    """Nielsen's single-neuron chain of ``depth`` layers (use :func:`symgrad.chain` to make one)."""
+
+    def gradient(self, name: str) -> Gradient:
+        """The closed-form gradient ``∂C/∂name`` (``'w1'``…``'wL'``, ``'b1'``…``'bL'``, ``'a0'``) as a
+        :class:`~symgrad.symbolic.derivation.Gradient`; InvalidArgument for an unknown name."""
+        return chain_gradient(self, check_parameter_name(name))
 
     def __init__(self, depth, activation="sigmoid", loss="quadratic"):
         self.depth = _check_depth(depth)
         self.activations = _per_layer(activation, self.depth, "chain")
-        self.cost = _loss(loss)
+        self.loss = _loss(loss)
 
     def __repr__(self):
         acts = self.activations[0].name if len(set(a.name for a in self.activations)) == 1 else "mixed"
-        return "Chain(depth=%d, activation=%r, loss=%r)" % (self.depth, acts, self.cost.name)
+        return "Chain(depth=%d, activation=%r, loss=%r)" % (self.depth, acts, self.loss.name)
 
     @cached_property
     def parameters(self) -> tuple[str, ...]:
@@ -173,13 +167,18 @@ class Chain(_Net):
             out["z%d" % j], out["a%d" % j] = zj, prev
         return out
 
-    def loss(self) -> sympy.Expr:
+    def cost(self) -> sympy.Expr:
         """The composed cost ``C(a_L, y)`` in ``a0``, ``y`` and the parameters (depth ≤ MAX_COMPOSE_DEPTH)."""
-        return self.cost.cost(self.forward()["a%d" % self.depth], self.symbols["y"])
+        return self.loss.cost(self.forward()["a%d" % self.depth], self.symbols["y"])
 
 
 class Network(_Net):
-    """A dense network with widths ``[n0, ..., nL]`` (use :func:`network` to make one)."""
+    """A dense network with widths ``[n0, ..., nL]`` (use :func:`symgrad.network` to make one)."""
+
+    def gradient(self, name: str) -> Gradient:
+        """The closed-form gradient ``∂C/∂name`` (``'W1'``, ``'b2'``, entries such as ``'W1[0,1]'``, ``'a0'``)
+        as a :class:`~symgrad.symbolic.derivation.Gradient`; InvalidArgument for an unknown name."""
+        return dense_gradient(self, check_parameter_name(name))
 
     def __init__(self, widths: Sequence[int], activation="sigmoid", loss="quadratic"):
         if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
@@ -194,11 +193,11 @@ class Network(_Net):
         self.widths = tuple(int(n) for n in widths)
         self.depth = _check_depth(len(self.widths) - 1)
         self.activations = _per_layer(activation, self.depth, "network")
-        self.cost = _loss(loss)
+        self.loss = _loss(loss)
 
     def __repr__(self):
         acts = self.activations[0].name if len(set(a.name for a in self.activations)) == 1 else [a.name for a in self.activations]
-        return "Network(widths=%r, activation=%r, loss=%r)" % (list(self.widths), acts, self.cost.name)
+        return "Network(widths=%r, activation=%r, loss=%r)" % (list(self.widths), acts, self.loss.name)
 
     @cached_property
     def parameters(self) -> tuple[str, ...]:
@@ -257,37 +256,7 @@ class Network(_Net):
             out["z%d" % l], out["a%d" % l] = zl, prev
         return out
 
-    def loss(self) -> sympy.Expr:
+    def cost(self) -> sympy.Expr:
         """The composed cost, summed over the output units."""
         aL, y = self.forward()["a%d" % self.depth], self.arrays["y"]
-        return sympy.Add(*[self.cost.cost(aL[i], y[i]) for i in range(self.widths[-1])])
-
-
-def chain(depth, activation="sigmoid", loss="quadratic"):
-    """Nielsen's single-neuron chain: ``z_j = w_j a_{j-1} + b_j``, ``a_j = φ(z_j)``, cost ``C(a_L, y)``.
-
-    ``depth`` is a positive int, or a SymPy symbol for the symbolic-depth closed form
-    (a :class:`symgrad.derivation.SymbolicChain`).  ``activation`` is one activation for all
-    layers or a list with one per layer.
-
-    >>> net = chain(4)
-    >>> net.gradient("b1")
-    Gradient(∂C/∂b1 = sigmoid'(z1)*w2*sigmoid'(z2)*w3*sigmoid'(z3)*w4*sigmoid'(z4)*(a4 - y))
-    """
-    if isinstance(depth, sympy.Basic) and not depth.is_Integer:
-        from .derivation import SymbolicChain
-
-        return SymbolicChain(depth, activation=activation, loss=loss)
-    if isinstance(depth, sympy.Integer):
-        depth = int(depth)
-    return Chain(depth, activation=activation, loss=loss)
-
-
-def network(widths, activation="sigmoid", loss="quadratic") -> Network:
-    """A dense network with layer widths ``[n0, ..., nL]``.
-
-    >>> net = network([2, 3, 1])
-    >>> net.gradient("b1")
-    Gradient(∂C/∂b1 = diag(sigmoid'(z1))*W2.T*diag(sigmoid'(z2))*(a2 - y))
-    """
-    return Network(widths, activation=activation, loss=loss)
+        return sympy.Add(*[self.loss.cost(aL[i], y[i]) for i in range(self.widths[-1])])

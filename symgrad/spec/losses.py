@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import sympy
 
-from .errors import InvalidArgument
+from symgrad.errors import InvalidArgument
 
 __all__ = ["Loss", "loss", "BUILTIN_LOSSES"]
 

@@ -21,7 +21,7 @@ It adds:
 
 Importing this module is cheap: SymPy, NumPy and Hypothesis are imported inside the hooks and
 fixtures that need them, never at module level.  (Note that the entry point
-``symgrad.pytest_plugin`` imports the package ``symgrad`` first, which imports SymPy.)
+``symgrad.testing.pytest_plugin`` imports the package ``symgrad`` first, which imports SymPy.)
 """
 
 from __future__ import annotations
@@ -170,7 +170,8 @@ def symgrad_net(request):
     >>> # def test_decay(symgrad_net):
     >>> #     net = symgrad_net(depth=4)          # chain(4, activation)
     """
-    import symgrad
+    from symgrad.errors import InvalidArgument
+    from symgrad.symbolic.build import chain, network
 
     params = getattr(getattr(request.node, "callspec", None), "params", {})
     base = {k: params[k] for k in _NETWORK_KEYS if k in params}
@@ -179,17 +180,17 @@ def symgrad_net(request):
     def make(**overrides):
         unknown = sorted(set(overrides) - set(_NETWORK_KEYS))
         if unknown:
-            raise symgrad.InvalidArgument("symgrad_net: unknown arguments %s; known: %s" % (unknown, ", ".join(_NETWORK_KEYS)))
+            raise InvalidArgument("symgrad_net: unknown arguments %s; known: %s" % (unknown, ", ".join(_NETWORK_KEYS)))
         spec = {**base, **overrides}
         if "depth" in spec and "widths" in spec:
-            raise symgrad.InvalidArgument("symgrad_net: give depth (a chain) or widths (a dense network), not both: %r" % (spec,))
+            raise InvalidArgument("symgrad_net: give depth (a chain) or widths (a dense network), not both: %r" % (spec,))
         act, loss = spec.get("activation", "sigmoid"), spec.get("loss", "quadratic")
         key = repr(sorted((k, repr(v)) for k, v in spec.items()))
         if key not in store:
             if "widths" in spec:
-                store[key] = symgrad.network(list(spec["widths"]), act, loss)
+                store[key] = network(list(spec["widths"]), act, loss)
             else:
-                store[key] = symgrad.chain(spec.get("depth", 3), act, loss)
+                store[key] = chain(spec.get("depth", 3), act, loss)
         return store[key]
 
     return make

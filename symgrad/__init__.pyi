@@ -1,0 +1,23 @@
+# The public surface of symgrad, in one table.  symgrad/__init__.py loads each name from here on
+# first use (lazy_loader.attach_stub), and editors and type checkers read the same file.
+from . import cli, numeric, proof, render, spec, symbolic, testing, theory
+from .errors import BudgetExceeded, GradientCheckError, InvalidArgument, SymgradError
+from .numeric.closed_form import evaluate_gradient
+from .numeric.evaluator import backprop, forward
+from .numeric.result import BackpropResult
+from .numeric.sampling import sample
+from .spec.activations import BUILTIN_ACTIVATIONS, Activation, activation, custom_activation
+from .spec.losses import BUILTIN_LOSSES, loss
+from .symbolic.build import chain, network
+from .symbolic.derivation import Gradient
+from .symbolic.verify import verify_gradient
+from .testing.gradcheck import check_gradients
+
+__version__: str
+
+__all__ = [
+    "Activation", "BUILTIN_ACTIVATIONS", "BUILTIN_LOSSES", "BackpropResult", "BudgetExceeded", "Gradient",
+    "GradientCheckError", "InvalidArgument", "SymgradError", "activation", "backprop", "chain", "check_gradients",
+    "custom_activation", "evaluate_gradient", "forward", "loss", "network", "sample", "verify_gradient",
+    "cli", "numeric", "proof", "render", "spec", "symbolic", "testing", "theory",
+]

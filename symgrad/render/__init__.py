@@ -1,0 +1,1 @@
+"""Rendering: :mod:`~symgrad.render.latex` (derivations as LaTeX that compiles)."""
