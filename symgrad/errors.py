@@ -5,12 +5,19 @@ Every exception symgrad raises on purpose is a :class:`SymgradError`.  Bad argum
 failed numeric or symbolic check raises :class:`GradientCheckError` (also an
 :class:`AssertionError`, so a failed check inside a test reads as a test failure).  A symbolic
 computation that runs past its time budget raises :class:`BudgetExceeded`, whose ``reason`` the
-callers that can answer "unknown" report instead.
+callers that can answer "unknown" report instead.  Rendering a PDF that fails raises
+:class:`LatexError`; a gradient check in a precision too low for tight finite differences warns
+with :class:`PrecisionWarning`.  Every public exception and warning class of the package lives
+here (the modules that raise them import them from this one).
+
+>>> from symgrad.errors import InvalidArgument, SymgradError
+>>> issubclass(InvalidArgument, ValueError) and issubclass(InvalidArgument, SymgradError)
+True
 """
 
 from __future__ import annotations
 
-__all__ = ["SymgradError", "InvalidArgument", "GradientCheckError", "BudgetExceeded"]
+__all__ = ["SymgradError", "InvalidArgument", "GradientCheckError", "BudgetExceeded", "LatexError", "PrecisionWarning"]
 
 
 class SymgradError(Exception):
@@ -34,3 +41,15 @@ class BudgetExceeded(SymgradError):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class LatexError(SymgradError):
+    """pdflatex is missing, failed, or set a line wider than the page (:mod:`symgrad.render.latex`)."""
+
+
+class PrecisionWarning(UserWarning):
+    """A gradient check runs in a precision too low for tight finite differences (float32).
+
+    Raised as a warning by :func:`symgrad.testing.check_gradients`; also importable as
+    ``symgrad.testing.PrecisionWarning``.
+    """

@@ -35,7 +35,7 @@ from sympy import MatrixSymbol
 from symgrad._io import MARKER, write_atomic
 from symgrad.symbolic.depth import SymbolicGradient
 from symgrad.symbolic.derivation import ActivationJacobian, CostGradient, Gradient
-from symgrad.errors import InvalidArgument, SymgradError
+from symgrad.errors import InvalidArgument, LatexError
 
 __all__ = [
     "LatexError",
@@ -56,10 +56,6 @@ DEFAULT_MAX_LAYERS = 12
 _LINE_BUDGET = 56.0
 #: Overfull boxes wider than this (in pt) fail a strict compile: none at all.
 OVERFULL_TOLERANCE_PT = 0.0
-
-
-class LatexError(SymgradError):
-    """pdflatex is missing, failed, or set a line wider than the page."""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -84,7 +84,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from symgrad.errors import GradientCheckError, InvalidArgument
+from symgrad.errors import GradientCheckError, InvalidArgument, PrecisionWarning
 from symgrad.symbolic.networks import Chain
 from symgrad import numeric as _numeric  # backprop is looked up at call time (tests patch numeric.backprop)
 from symgrad.numeric.chain import _chain_forward
@@ -95,10 +95,6 @@ from symgrad.numeric.inputs import _base_shape, _Inputs, _known_names, _validate
 from symgrad.numeric.output import _output_delta
 
 __all__ = ["GradientCheckReport", "PrecisionWarning", "TOLERANCES", "Tolerance", "check_gradients"]
-
-
-class PrecisionWarning(UserWarning):
-    """A gradient check runs in a precision too low for tight finite differences (float32)."""
 
 
 @dataclass(frozen=True)
