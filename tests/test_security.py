@@ -303,8 +303,6 @@ _RISKY = {"eval", "exec", "compile", "sympify", "parse_expr", "lambdify", "__imp
 
 #: (module, enclosing function, call) → why the call cannot see a user string.
 AUDITED = {
-    ("proof/catalogue.py", "t_chain", "__import__"): "a constant module name, 'symgrad'",
-    ("proof/catalogue.py", "t_cross_entropy", "__import__"): "a constant module name, 'symgrad'",
     ("render/latex.py", "_bound_facts", "sympify"): "DerivativeBound.sup, which DerivativeBound checks is a SymPy number or a real",
     ("render/latex.py", "_chain_bound", "sympify"): "DerivativeBound.sup, as above",
     ("render/latex.py", "_dense_derivation", "sympify"): "DerivativeBound.sup, as above",
