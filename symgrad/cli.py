@@ -23,6 +23,7 @@ from contextlib import contextmanager
 
 from symgrad._budget import BudgetExceeded
 from symgrad.errors import GradientCheckError, InvalidArgument, SymgradError
+from symgrad.numeric.inits import INITS  # sample()'s inits; the module imports nothing (--help stays fast)
 
 __all__ = ["main"]
 
@@ -169,8 +170,6 @@ def _name(option: str, example: str):
     return parse
 
 
-#: ``symgrad.numeric.sample``'s inits (kept here so ``--help`` does not import NumPy).
-INITS = ("normal", "uniform", "xavier", "glorot", "xavier_normal", "he", "kaiming", "constant")
 
 
 def _init(text: str) -> str:
@@ -414,84 +413,35 @@ def _cmd_check(args) -> int:
     raise GradientCheckError("gradient check failed for %d comparison(s):\n  %s" % (len(failures), "\n  ".join(shown)))
 
 
-def _fmt_log10(lg: float) -> str:
-    """A positive magnitude given by its log10, printed without ever forming it: ``1.2e+600``.
-    ``-inf`` (the magnitude 0) prints ``0``."""
-    if lg == -math.inf:
-        return "0"
-    if -300.0 < lg < 300.0:
-        return "%.4g" % 10.0 ** lg  # well inside float64: the plain number
-    e = math.floor(lg)
-    m = 10.0 ** (lg - e)
-    if float("%.4g" % m) >= 10.0:
-        m, e = m / 10.0, e + 1
-    return "%.4ge%+03d" % (m, e)
-
-
-def _log10(x: float) -> float:
-    return -math.inf if x == 0 else math.log10(x)
-
-
 def _bounds_facts(act, scale: float, depth: int) -> dict:
-    """The facts that ``symgrad bounds`` prints.  Magnitudes are handled through their log10:
-    ``per_layer_factor`` and ``factor_over_depth`` are strings such as ``"1.2e+600"`` (so that
+    """The facts that ``symgrad bounds`` prints, from :func:`symgrad.theory.worst_case.chain_bound`
+    (which classifies; this only formats).  Magnitudes are strings such as ``"1.2e+600"`` (so that
     JSON stays valid where float64 would overflow), next to ``log10_per_layer_factor`` and
-    ``log10_factor_over_depth`` (numbers; null where the magnitude is 0 or unbounded)."""
+    ``log10_factor_over_depth`` (numbers; null where the magnitude is 0)."""
     import sympy
 
-    b = act.bound
-    note = b.note[len("unknown: "):] if b.sup is None and b.note.startswith("unknown: ") else b.note
+    from symgrad.theory.worst_case import chain_bound
+
+    b = chain_bound(act, scale, depth)
     facts = {
         "activation": act.name,
         "phi": sympy.sstr(act.expr),
         "phi_prime": sympy.sstr(act.derivative),
         "sup_abs_phi_prime": None if b.sup is None else sympy.sstr(b.sup),
-        "sup_exact": b.exact,
+        "sup_exact": b.sup_exact,
         "attained_at": None if b.attained_at is None else _fmt_set(b.attained_at),
         "range_phi_prime": None if b.range is None else _fmt_set(b.range),
-        "note": note,
+        "note": b.note,
         "weight_scale": scale,
         "depth": depth,
     }
-    if b.sup is None:
-        facts.update(regime="unknown", per_layer_factor=None, why="no bound on |phi'| is known (%s)" % note)
+    if b.log10_per_layer_factor is None:  # unknown or unbounded: no factor at all
+        facts.update(regime=b.regime, per_layer_factor=None, why=b.why)
         return facts
-    try:
-        sup = float(b.sup)
-    except (TypeError, ValueError):
-        facts.update(regime="unknown", per_layer_factor=None, why="sup |phi'| = %s is not a real number" % sympy.sstr(b.sup))
-        return facts
-    if not math.isfinite(sup):
-        facts.update(regime="unbounded", per_layer_factor=None,
-                     why="|phi'| has no finite sup, so no per-layer bound and no bound on the gradient follows")
-        return facts
-    # log10 of the per-layer factor |w|·sup|φ'| and of its depth-th power: never the power itself.
-    lg = _log10(scale) + _log10(sup) if scale > 0 and sup > 0 else -math.inf
-    lg_depth = lg * depth if lg != -math.inf else -math.inf
-    inf = None
-    if b.range is not None:
-        try:
-            lo, hi = float(b.range.inf), float(b.range.sup)
-            inf = lo if lo > 0 else (-hi if hi < 0 else 0.0)
-        except (TypeError, ValueError):
-            inf = None
-    factor_s = _fmt_log10(lg)
-    if lg < 0:
-        regime = "vanishing"
-        why = "every layer multiplies the gradient bound by at most %s < 1" % factor_s
-    elif lg > 0:
-        regime = "exploding"
-        lg_inf = _log10(scale) + _log10(inf) if inf is not None and inf > 0 and scale > 0 else -math.inf
-        if lg_inf > 0:
-            why = "every layer multiplies the gradient by at least %s > 1" % _fmt_log10(lg_inf)
-        else:
-            why = "where |phi'(z)| is near its sup, each layer multiplies the gradient by up to %s > 1" % factor_s
-    else:
-        regime = "neither"
-        why = "the per-layer factor bound is exactly 1"
-    facts.update(regime=regime, why=why,
-                 per_layer_factor=factor_s, log10_per_layer_factor=None if lg == -math.inf else lg,
-                 factor_over_depth=_fmt_log10(lg_depth), log10_factor_over_depth=None if lg_depth == -math.inf else lg_depth)
+    lg, lg_depth = b.log10_per_layer_factor, b.log10_factor_over_depth
+    facts.update(regime=b.regime, why=b.why,
+                 per_layer_factor=b.per_layer_factor, log10_per_layer_factor=None if lg == -math.inf else lg,
+                 factor_over_depth=b.factor_over_depth, log10_factor_over_depth=None if lg_depth == -math.inf else lg_depth)
     return facts
 
 

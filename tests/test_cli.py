@@ -194,7 +194,7 @@ def test_check_reports_progress_on_stderr_when_slow(capsys, monkeypatch):
 def test_check_inits_match_the_sampler():
     import symgrad.numeric
 
-    assert cli.INITS == symgrad.numeric.sampling._INITS
+    assert cli.INITS is symgrad.numeric.sampling.INITS is symgrad.numeric.inits.INITS
 
 
 # --- help ----------------------------------------------------------------------------------------

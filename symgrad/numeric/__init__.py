@@ -53,9 +53,20 @@ Memory
 ((4,), (4, 3))
 """
 
-from symgrad.numeric.closed_form import evaluate_gradient, evaluate_gradients
-from symgrad.numeric.evaluator import backprop, forward
-from symgrad.numeric.result import BackpropResult
-from symgrad.numeric.sampling import sample
+# Loaded on first use (as the top level is), so that ``symgrad.numeric.inits`` is importable
+# without NumPy and SymPy (the command line's ``--help``).
+import lazy_loader as _lazy
 
-__all__ = ["BackpropResult", "backprop", "evaluate_gradient", "evaluate_gradients", "forward", "sample"]
+__getattr__, __dir__, __all__ = _lazy.attach(
+    __name__,
+    submodules=["chain", "closed_form", "compiled", "dense", "evaluator", "inits", "inputs", "logspace",
+                "output", "result", "sampling"],
+    submod_attrs={
+        "closed_form": ["evaluate_gradient", "evaluate_gradients"],
+        "evaluator": ["backprop", "forward"],
+        "inits": ["INITS"],
+        "result": ["BackpropResult", "SignLog"],
+        "sampling": ["sample"],
+    },
+)
+__all__ = ["BackpropResult", "INITS", "SignLog", "backprop", "evaluate_gradient", "evaluate_gradients", "forward", "sample"]

@@ -14,6 +14,7 @@ from symgrad.numeric.dense import _rescaled_vecmat
 from symgrad.numeric.evaluator import _forward_locals
 from symgrad.numeric.inputs import _Inputs, _validate
 from symgrad.numeric.output import _split_minus_y, _split_output_quadratic
+from symgrad.numeric.result import SignLog
 
 __all__ = ['evaluate_gradient', 'evaluate_gradients']
 
@@ -53,8 +54,16 @@ def evaluate_gradient(gradient, params, *, log_space=False, _locals=None):
     factor, such as ``a_L − y``, through one ``lambdify(..., cse=True)``) and the factors are
     multiplied in chain order.  The network is never composed into one expression.
 
-    With ``log_space=True`` returns ``(value, log|value|, sign)``, the log-magnitude being the
-    sum of the factors' ``log|·|``.
+    * ``gradient``: ``net.gradient(name)`` (else :class:`~symgrad.InvalidArgument`);
+    * ``params``: the network's parameter mapping (validated as :func:`~symgrad.numeric.backprop`
+      validates it: :class:`~symgrad.InvalidArgument` names a missing, misshapen or non-finite entry);
+    * returns the gradient's value, shape ``(B,) + shape(name)`` when batched, else ``shape(name)``
+      (a NumPy scalar for a chain).
+
+    With ``log_space=True`` returns ``(value, SignLog(sign, log_abs))``: the log-space part in
+    :func:`numpy.linalg.slogdet` order, ``log_abs = ln|value|`` being the sum of the factors'
+    ``ln|·|`` (finite where ``value`` over- or underflows).  The factors are Nielsen's BP1–BP2
+    unrolled (*Neural Networks and Deep Learning*, ch. 2, "the four fundamental equations").
 
     >>> import numpy as np, symgrad
     >>> from symgrad.numeric import backprop, evaluate_gradient, evaluate_gradients, sample
@@ -62,6 +71,9 @@ def evaluate_gradient(gradient, params, *, log_space=False, _locals=None):
     >>> p = sample(net, 5, seed=1)
     >>> g = evaluate_gradient(net.gradient("w2"), p)
     >>> bool(np.allclose(g, backprop(net, p).grads["w2"]))
+    True
+    >>> value, (sign, log_abs) = evaluate_gradient(net.gradient("w2"), p, log_space=True)
+    >>> bool(np.allclose(sign * np.exp(log_abs), value))
     True
     """
     from symgrad.symbolic.derivation import Gradient
@@ -203,7 +215,7 @@ def _finish_value(acc, inp, log_space):
     else:
         value, logv, sign = (np.reshape(q, -1)[0] for q in (value, logv, sign))
     if log_space:
-        return value, logv, sign
+        return value, SignLog(sign, logv)
     return value
 
 
@@ -334,7 +346,7 @@ def _eval_dense_factors(gradient, inp, loc, log_space):
             arr = arr[()] if np.ndim(arr) == 0 else arr
         out.append(arr)
     if log_space:
-        return tuple(out)
+        return out[0], SignLog(out[2], out[1])
     return out[0]
 
 

@@ -225,6 +225,6 @@ def _dense_result(inp, grads, deltas, loss, log_abs_d, sign_d) -> BackpropResult
         B = inp.batch
         grads = {k: np.broadcast_to(v, (B,) + _base_shape(net, k)) if v.ndim == len(_base_shape(net, k)) else v for k, v in grads.items()}
         deltas = [d if d.ndim == 2 else np.broadcast_to(d, (B,) + d.shape) for d in deltas]
-    return BackpropResult(grads, deltas, loss, log_abs_d, sign_d, inp.batch)
+    return BackpropResult(grads, deltas, loss, sign_d, log_abs_d, inp.batch)
 
 

@@ -183,7 +183,7 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
                     log_abs_d[n], sign_d[n] = l_, s_
     squeeze = (lambda x: x[0]) if B is None else (lambda x: x)
     bufs = (gb, gw) if gb is not None and gw is not None else None
-    return BackpropResult(grads, deltas, squeeze(loss), log_abs_d, sign_d, B, _buffers=bufs)
+    return BackpropResult(grads, deltas, squeeze(loss), sign_d, log_abs_d, B, _buffers=bufs)
 
 
 def forward(net, params) -> dict:

@@ -10,17 +10,15 @@ import numpy as np
 
 from symgrad.errors import InvalidArgument
 from symgrad.symbolic.networks import Chain, Network
+from symgrad.numeric.inits import INITS
 from symgrad.numeric.inputs import _base_shape, _check_memory, _known_names, _sample_bytes
 
-__all__ = ['sample']
+__all__ = ["INITS", "sample"]
 
 
 # ---------------------------------------------------------------------------------------------
 # Sampling
 # ---------------------------------------------------------------------------------------------
-
-_INITS = ("normal", "uniform", "xavier", "glorot", "xavier_normal", "he", "kaiming", "constant")
-
 
 def sample(net, batch=None, *, init="normal", seed=None, value=None, dtype=np.float64) -> dict:
     """Draw a parameter mapping for ``net`` (``a0``, ``y`` and every parameter).
@@ -50,8 +48,8 @@ def sample(net, batch=None, *, init="normal", seed=None, value=None, dtype=np.fl
     if batch is not None and (isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1):
         raise InvalidArgument("sample: batch=%r must be None or a positive int, e.g. batch=1000" % (batch,))
     key = init.strip().lower() if isinstance(init, str) else init
-    if key not in _INITS:
-        raise InvalidArgument("sample: unknown init %r; known: %s" % (init, ", ".join(_INITS)))
+    if key not in INITS:
+        raise InvalidArgument("sample: unknown init %r; known: %s" % (init, ", ".join(INITS)))
     overrides: dict = {}
     if isinstance(value, Mapping):
         overrides = dict(value)
