@@ -21,21 +21,45 @@ __all__ = ["SymgradError", "InvalidArgument", "GradientCheckError", "BudgetExcee
 
 
 class SymgradError(Exception):
-    """Base class of every error symgrad raises deliberately."""
+    """Base class of every error symgrad raises deliberately.
+
+    >>> import symgrad
+    >>> try:
+    ...     symgrad.chain(0)
+    ... except symgrad.SymgradError as exc:
+    ...     print(type(exc).__name__)
+    InvalidArgument
+    """
 
 
 class InvalidArgument(SymgradError, ValueError):
-    """An argument is invalid.  The message names the bad value and says how to fix it."""
+    """An argument is invalid.  The message names the bad value and says how to fix it.
+
+    >>> import symgrad
+    >>> symgrad.chain(2.0)
+    Traceback (most recent call last):
+    ...
+    symgrad.errors.InvalidArgument: depth=2.0 must be an int, not a float; pass depth=2
+    """
 
 
 class GradientCheckError(SymgradError, AssertionError):
-    """Two computations of the same gradient disagree, or a claimed bound does not hold."""
+    """Two computations of the same gradient disagree, or a claimed bound does not hold.
+
+    Also an :class:`AssertionError`, so a failed check inside a test reads as a test failure.
+
+    >>> issubclass(GradientCheckError, AssertionError)
+    True
+    """
 
 
 class BudgetExceeded(SymgradError):
     """A symbolic computation ran past its time budget (or its recursion depth).
 
     ``reason`` says which computation and which limit; callers turn it into an "unknown" answer.
+
+    >>> BudgetExceeded("doit() of dC/db1 ran past 1 s").reason
+    'doit() of dC/db1 ran past 1 s'
     """
 
     def __init__(self, reason: str):
@@ -44,7 +68,11 @@ class BudgetExceeded(SymgradError):
 
 
 class LatexError(SymgradError):
-    """pdflatex is missing, failed, or set a line wider than the page (:mod:`symgrad.render.latex`)."""
+    """pdflatex is missing, failed, or set a line wider than the page (:mod:`symgrad.render.latex`).
+
+    >>> issubclass(LatexError, SymgradError)
+    True
+    """
 
 
 class PrecisionWarning(UserWarning):
@@ -52,4 +80,11 @@ class PrecisionWarning(UserWarning):
 
     Raised as a warning by :func:`symgrad.testing.check_gradients`; also importable as
     ``symgrad.testing.PrecisionWarning``.
+
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as w:
+    ...     warnings.simplefilter("always")
+    ...     warnings.warn("float32: loose finite differences", PrecisionWarning)
+    >>> w[0].category.__name__
+    'PrecisionWarning'
     """

@@ -1089,3 +1089,49 @@ def test_an_ill_conditioned_z_is_not_held_to_a_bound_that_says_nothing():
     assert_close_to_reference(backprop(net, p).grads["w2"], exact["w2"], bound["w2"], "w2")
     with pytest.raises(AssertionError):  # a bound below 1 still binds
         assert_close_to_reference(1.0, exact["w2"], 0.5, "w2")
+
+
+def test_lambdify_cache_is_bounded():
+    """More distinct factor expressions than the cache holds: it stays at its bound (LRU), and a
+    bad name is refused without being cached."""
+    import sympy
+
+    from symgrad.numeric import closed_form as cf
+
+    assert cf._lambdified.cache_info().maxsize == cf.LAMBDA_CACHE_SIZE
+    x = sympy.Symbol("x")
+    for k in range(cf.LAMBDA_CACHE_SIZE + 20):
+        syms, fn = cf._lambdified(x + k)
+        assert fn(1.0) == 1.0 + k
+        assert cf._lambdified.cache_info().currsize <= cf.LAMBDA_CACHE_SIZE
+    assert cf._lambdified.cache_info().currsize == cf.LAMBDA_CACHE_SIZE
+
+
+def test_log_space_results_come_as_sign_then_log_abs():
+    """(sign, log_abs) in numpy.linalg.slogdet order, everywhere: backprop's signlog, and
+    evaluate_gradient(log_space=True) for chains and dense networks."""
+    from symgrad.numeric.result import SignLog
+
+    net = symgrad.chain(3)
+    p = sample(net, 4, seed=3)
+    res = backprop(net, p, log_space=True)
+    for name in net.parameters:
+        s = res.signlog(name)
+        assert isinstance(s, SignLog) and s.sign is res.sign[name] and s.log_abs is res.log_abs[name]
+        sign, log_abs = s
+        assert set(np.unique(sign)) <= {-1.0, 0.0, 1.0}
+        np.testing.assert_allclose(sign * np.exp(log_abs), res.grads[name], rtol=1e-13, atol=0)
+        value, sl = evaluate_gradient(net.gradient(name), p, log_space=True)
+        assert isinstance(sl, SignLog)
+        np.testing.assert_array_equal(sl.sign, np.sign(value))
+        np.testing.assert_allclose(sl.sign * np.exp(sl.log_abs), value, rtol=1e-13, atol=0)
+    dn = symgrad.network([2, 3, 1])
+    dp = sample(dn, 2, seed=1)
+    for name in ("W1", "b2", "W2[0,1]"):
+        value, (sign, log_abs) = evaluate_gradient(dn.gradient(name), dp, log_space=True)
+        np.testing.assert_array_equal(sign, np.sign(value))
+        np.testing.assert_allclose(sign * np.exp(log_abs), value, rtol=1e-13, atol=0)
+    with pytest.raises(InvalidArgument, match="log_space=True"):
+        backprop(net, p).signlog("b1")
+    with pytest.raises(InvalidArgument, match="'b9'"):
+        res.signlog("b9")

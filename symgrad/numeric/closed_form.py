@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import numpy as np
 import sympy
@@ -23,27 +24,31 @@ __all__ = ['evaluate_gradient', 'evaluate_gradients']
 # Closed forms evaluated
 # ---------------------------------------------------------------------------------------------
 
-_LAMBDA_CACHE: dict = {}
+#: Entries of the lambdify cache.  A network needs at most a handful of lambdified factors (only
+#: factors that are neither φ', a symbol, nor a_L − y: a loss's ∂C/∂a_L, a scaled residual), so
+#: 256 holds those of ~50 networks alive at once; each entry is one compiled function of a few
+#: kilobytes (≤ ~1 MB in all).  Least recently used entries go first, so a long-running process
+#: that builds networks without end keeps a bounded cache.
+LAMBDA_CACHE_SIZE = 256
 
 
+@lru_cache(maxsize=LAMBDA_CACHE_SIZE)
 def _lambdified(expr):
-    """One lambdify (with common-subexpression elimination) per distinct factor expression."""
-    fn = _LAMBDA_CACHE.get(expr)
-    if fn is None:
-        # lambdify prints symbol and function names into Python source and runs it: only plain
-        # identifiers and SymPy's own (or symgrad's) functions may reach it, never a name that a
-        # user-built expression could carry (Function("__import__('os')...")).
-        for s in expr.free_symbols:
-            if not (s.name.isidentifier() and s.name.isascii()):
-                raise InvalidArgument("cannot evaluate a factor with the symbol named %r: names must be plain identifiers" % s.name)
-        for f in expr.atoms(sympy.Function):
-            if isinstance(type(f), sympy.core.function.UndefinedFunction) or not type(f).__name__.isidentifier():
-                raise InvalidArgument("cannot evaluate a factor with the undefined function %r" % type(f).__name__)
-        syms = sorted(expr.free_symbols, key=lambda s: s.name)
-        f = sympy.lambdify(syms, expr, modules="numpy", cse=True)
-        fn = (syms, f)
-        _LAMBDA_CACHE[expr] = fn
-    return fn
+    """One lambdify (with common-subexpression elimination) per distinct factor expression.
+
+    Returns ``(symbols, function)``; raises :class:`~symgrad.InvalidArgument` (not cached) for a
+    symbol or function name that is not a plain identifier."""
+    # lambdify prints symbol and function names into Python source and runs it: only plain
+    # identifiers and SymPy's own (or symgrad's) functions may reach it, never a name that a
+    # user-built expression could carry (Function("__import__('os')...")).
+    for s in expr.free_symbols:
+        if not (s.name.isidentifier() and s.name.isascii()):
+            raise InvalidArgument("cannot evaluate a factor with the symbol named %r: names must be plain identifiers" % s.name)
+    for f in expr.atoms(sympy.Function):
+        if isinstance(type(f), sympy.core.function.UndefinedFunction) or not type(f).__name__.isidentifier():
+            raise InvalidArgument("cannot evaluate a factor with the undefined function %r" % type(f).__name__)
+    syms = sorted(expr.free_symbols, key=lambda s: s.name)
+    return syms, sympy.lambdify(syms, expr, modules="numpy", cse=True)
 
 
 def evaluate_gradient(gradient, params, *, log_space=False, _locals=None):

@@ -190,6 +190,20 @@ def forward(net, params) -> dict:
     """The forward pass: local name → value (``z1``, ``a1``, …), plus ``loss`` (per sample).
 
     Holds every layer's values; for deep chains with large batches prefer :func:`backprop`.
+
+    * ``net``: a :class:`~symgrad.symbolic.networks.Chain` or ``Network``;
+    * ``params``: its parameter mapping (:mod:`symgrad.numeric`; bad entries raise
+      :class:`~symgrad.InvalidArgument` naming them);
+    * returns ``z{l}``, ``a{l}``: shape ``(B,)`` / ``()`` for a chain, ``(B, n_l)`` / ``(n_l,)`` for
+      a dense network; ``loss``: the cost per sample.  ``z^l = W^l a^{l−1} + b^l``, ``a^l = φ(z^l)``
+      (Nielsen, ch. 2, eq. 25).
+
+    >>> import symgrad
+    >>> from symgrad.numeric import forward, sample
+    >>> net = symgrad.chain(2)
+    >>> f = forward(net, sample(net, 3, seed=0))
+    >>> sorted(f), f["z1"].shape
+    (['a1', 'a2', 'loss', 'z1', 'z2'], (3,))
     """
     inp = _validate(net, params)
     return _forward_locals(inp)

@@ -22,7 +22,14 @@ __all__ = ["SymbolicChain", "SymbolicGradient"]
 
 class SymbolicGradient:
     """``∂C/∂b_j = φ'(z_j) · Π_{k=j+1}^{L} w_k φ'(z_k) · ∂C/∂a_L`` (and ``a_{j-1}`` · that for ``w_j``)
-    for a symbolic depth ``L`` and layer ``j``, with indexed symbols."""
+    for a symbolic depth ``L`` and layer ``j``, with indexed symbols (Nielsen, ch. 2 BP1–BP4
+    unrolled; ch. 5 for the product over layers).  Made by :meth:`SymbolicChain.gradient`.
+
+    >>> import sympy, symgrad
+    >>> L = sympy.Symbol("L", integer=True, positive=True)
+    >>> symgrad.chain(L).gradient("b")
+    SymbolicGradient(∂C/∂b_j = (-y + a[L])*sigmoid'(z[j])*Product(sigmoid'(z[k])*w[k], (k, j + 1, L)))
+    """
 
     def __init__(self, chain: "SymbolicChain", kind: str, layer, factors: tuple):
         self.chain, self.kind, self.layer = chain, kind, layer
@@ -74,6 +81,13 @@ class SymbolicGradient:
         return expr.xreplace(mapping)
 
     def latex(self) -> str:
+        r"""``\frac{\partial C}{\partial b_{j}} = …`` with the factors in chain order.
+
+        >>> import sympy, symgrad
+        >>> L = sympy.Symbol("L", integer=True, positive=True)
+        >>> symgrad.chain(L).gradient("b").latex().startswith(r"\frac{\partial C}{\partial b_{j}} =")
+        True
+        """
         lhs = r"\frac{\partial C}{\partial %s_{%s}}" % (self.kind, sympy.latex(self.layer))
         parts = [r"\left(%s\right)" % sympy.latex(f, order="none") if isinstance(f, sympy.Add) else sympy.latex(f, order="none") for f in self.factors]
         return "%s = %s" % (lhs, " ".join(parts))
@@ -90,7 +104,15 @@ def _expand_product(p: sympy.Product) -> sympy.Expr:
 
 
 class SymbolicChain:
-    """A chain of symbolic depth ``L`` (make one with ``symgrad.chain(sympy.Symbol('L'))``)."""
+    """A chain of symbolic depth ``L`` (make one with ``symgrad.chain(sympy.Symbol('L'))``).
+
+    ``depth`` must be a SymPy Symbol not declared non-integer or non-positive (else
+    :class:`~symgrad.InvalidArgument`); ``activation`` and ``loss`` as for :func:`symgrad.chain`.
+
+    >>> import sympy, symgrad
+    >>> symgrad.chain(sympy.Symbol("L", integer=True, positive=True))
+    SymbolicChain(depth=L, activation='sigmoid', loss='quadratic')
+    """
 
     def __init__(self, depth, activation="sigmoid", loss="quadratic"):
         if not isinstance(depth, sympy.Symbol):

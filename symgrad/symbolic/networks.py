@@ -114,11 +114,29 @@ class _Net:
 
 
 class Chain(_Net):
-    """Nielsen's single-neuron chain of ``depth`` layers (use :func:`symgrad.chain` to make one)."""
+    """Nielsen's single-neuron chain of ``depth`` layers (use :func:`symgrad.chain` to make one).
+
+    ``z_j = w_j a_{j−1} + b_j``, ``a_j = φ_j(z_j)``, cost ``C(a_L, y)`` (Nielsen, *Neural Networks
+    and Deep Learning*, ch. 5).  ``depth``: an int in ``1..MAX_DEPTH`` (else
+    :class:`~symgrad.InvalidArgument`); ``activation``: one for every layer or a list of L;
+    ``loss``: a name or :class:`~symgrad.spec.losses.Loss`.
+
+    >>> import symgrad
+    >>> net = symgrad.chain(2)
+    >>> net, net.parameters
+    (Chain(depth=2, activation='sigmoid', loss='quadratic'), ('w1', 'w2', 'b1', 'b2'))
+    """
 
     def gradient(self, name: str) -> Gradient:
         """The closed-form gradient ``∂C/∂name`` (``'w1'``…``'wL'``, ``'b1'``…``'bL'``, ``'a0'``) as a
-        :class:`~symgrad.symbolic.derivation.Gradient`; InvalidArgument for an unknown name."""
+        :class:`~symgrad.symbolic.derivation.Gradient`; InvalidArgument for an unknown name.
+
+        Built from local factors (BP1–BP4, Nielsen ch. 2) in time linear in depth.
+
+        >>> import symgrad
+        >>> symgrad.chain(2).gradient("w2")
+        Gradient(∂C/∂w2 = a1*sigmoid'(z2)*(a2 - y))
+        """
         return chain_gradient(self, check_parameter_name(name))
 
     def __init__(self, depth, activation="sigmoid", loss="quadratic"):
@@ -132,13 +150,23 @@ class Chain(_Net):
 
     @cached_property
     def parameters(self) -> tuple[str, ...]:
-        """Parameter names, ``('w1', ..., 'wL', 'b1', ..., 'bL')``."""
+        """Parameter names, ``('w1', ..., 'wL', 'b1', ..., 'bL')``.
+
+        >>> import symgrad
+        >>> symgrad.chain(2).parameters
+        ('w1', 'w2', 'b1', 'b2')
+        """
         L = self.depth
         return tuple("w%d" % j for j in range(1, L + 1)) + tuple("b%d" % j for j in range(1, L + 1))
 
     @cached_property
     def symbols(self) -> dict[str, sympy.Symbol]:
-        """Name → real Symbol for the input ``a0``, the target ``y`` and every parameter."""
+        """Name → real Symbol for the input ``a0``, the target ``y`` and every parameter.
+
+        >>> import symgrad
+        >>> sorted(symgrad.chain(2).symbols)
+        ['a0', 'b1', 'b2', 'w1', 'w2', 'y']
+        """
         L = self.depth
         out = {"a0": sympy.Symbol("a0", real=True), "y": sympy.Symbol("y", real=True)}
         for kind in "wb":
@@ -148,7 +176,12 @@ class Chain(_Net):
 
     @cached_property
     def local_symbols(self) -> dict[str, sympy.Symbol]:
-        """Name → Symbol for the pre-activations ``z1..zL`` and activations ``a1..aL``."""
+        """Name → Symbol for the pre-activations ``z1..zL`` and activations ``a1..aL``.
+
+        >>> import symgrad
+        >>> sorted(symgrad.chain(2).local_symbols)
+        ['a1', 'a2', 'z1', 'z2']
+        """
         L = self.depth
         out = {}
         for kind in "za":
@@ -157,7 +190,14 @@ class Chain(_Net):
         return out
 
     def forward(self) -> dict[str, sympy.Expr]:
-        """Local name → its explicit expression in inputs and parameters (``z2 → w2 σ(w1 a0 + b1) + b2``)."""
+        """Local name → its explicit expression in inputs and parameters (``z2 → w2 σ(w1 a0 + b1) + b2``).
+
+        Depth ≤ ``MAX_COMPOSE_DEPTH`` (else :class:`~symgrad.InvalidArgument`).
+
+        >>> import symgrad
+        >>> symgrad.chain(2).forward()["z2"]
+        b2 + w2*sigmoid(a0*w1 + b1)
+        """
         self._check_compose()
         s = self.symbols
         out, prev = {}, s["a0"]
@@ -168,16 +208,38 @@ class Chain(_Net):
         return out
 
     def cost(self) -> sympy.Expr:
-        """The composed cost ``C(a_L, y)`` in ``a0``, ``y`` and the parameters (depth ≤ MAX_COMPOSE_DEPTH)."""
+        """The composed cost ``C(a_L, y)`` in ``a0``, ``y`` and the parameters (depth ≤ MAX_COMPOSE_DEPTH,
+        else :class:`~symgrad.InvalidArgument`).
+
+        >>> import symgrad
+        >>> symgrad.chain(1).cost()
+        (-y + sigmoid(a0*w1 + b1))**2/2
+        """
         return self.loss.cost(self.forward()["a%d" % self.depth], self.symbols["y"])
 
 
 class Network(_Net):
-    """A dense network with widths ``[n0, ..., nL]`` (use :func:`symgrad.network` to make one)."""
+    """A dense network with widths ``[n0, ..., nL]`` (use :func:`symgrad.network` to make one).
+
+    ``z^l = W^l a^{l−1} + b^l``, ``a^l = φ_l(z^l)`` elementwise (Nielsen, ch. 2).  Every width is
+    an int in ``1..MAX_WIDTH`` and there are at least two (else :class:`~symgrad.InvalidArgument`).
+
+    >>> import symgrad
+    >>> net = symgrad.network([2, 3, 1])
+    >>> net.parameters, net.shape("W2")
+    (('W1', 'W2', 'b1', 'b2'), (1, 3))
+    """
 
     def gradient(self, name: str) -> Gradient:
         """The closed-form gradient ``∂C/∂name`` (``'W1'``, ``'b2'``, entries such as ``'W1[0,1]'``, ``'a0'``)
-        as a :class:`~symgrad.symbolic.derivation.Gradient`; InvalidArgument for an unknown name."""
+        as a :class:`~symgrad.symbolic.derivation.Gradient`; InvalidArgument for an unknown name.
+
+        ``δ^l = Σ'(z^l)(W^{l+1})ᵀ δ^{l+1}`` unrolled (Nielsen ch. 2, BP2), as matrix expressions.
+
+        >>> import symgrad
+        >>> symgrad.network([2, 3, 1]).gradient("b2")
+        Gradient(∂C/∂b2 = diag(sigmoid'(z2))*(a2 - y))
+        """
         return dense_gradient(self, check_parameter_name(name))
 
     def __init__(self, widths: Sequence[int], activation="sigmoid", loss="quadratic"):
@@ -201,12 +263,23 @@ class Network(_Net):
 
     @cached_property
     def parameters(self) -> tuple[str, ...]:
-        """Array parameter names ``('W1', ..., 'WL', 'b1', ..., 'bL')``."""
+        """Array parameter names ``('W1', ..., 'WL', 'b1', ..., 'bL')``.
+
+        >>> import symgrad
+        >>> symgrad.network([2, 3, 1]).parameters
+        ('W1', 'W2', 'b1', 'b2')
+        """
         L = self.depth
         return tuple("W%d" % l for l in range(1, L + 1)) + tuple("b%d" % l for l in range(1, L + 1))
 
     def shape(self, name: str) -> tuple[int, ...]:
-        """Shape of an array parameter or input: ``W_l`` is (n_l, n_{l-1}); ``b_l`` (n_l,)."""
+        """Shape of an array parameter or input: ``W_l`` is (n_l, n_{l-1}); ``b_l`` (n_l,); ``a0``
+        (n_0,); ``y`` (n_L,).  :class:`~symgrad.InvalidArgument` for any other name.
+
+        >>> import symgrad
+        >>> symgrad.network([2, 3, 1]).shape("W1")
+        (3, 2)
+        """
         n = self.widths
         if name == "a0":
             return (n[0],)
@@ -220,7 +293,12 @@ class Network(_Net):
 
     @cached_property
     def arrays(self) -> dict[str, sympy.ImmutableMatrix]:
-        """Name → matrix of scalar symbols: ``W2`` (n2 × n1), column vectors ``b2``, ``a0``, ``y``."""
+        """Name → matrix of scalar symbols: ``W2`` (n2 × n1), column vectors ``b2``, ``a0``, ``y``.
+
+        >>> import symgrad
+        >>> symgrad.network([2, 3, 1]).arrays["W1"].shape
+        (3, 2)
+        """
         out = {}
         for name in ("a0", "y") + self.parameters:
             shp = self.shape(name)
@@ -232,12 +310,22 @@ class Network(_Net):
 
     @cached_property
     def symbols(self) -> dict[str, sympy.Symbol]:
-        """Name → real Symbol for every scalar input, target and parameter entry (``'W2[1,0]'``)."""
+        """Name → real Symbol for every scalar input, target and parameter entry (``'W2[1,0]'``).
+
+        >>> import symgrad
+        >>> len(symgrad.network([2, 3, 1]).symbols)  # a0: 2, y: 1, W1: 6, W2: 3, b1: 3, b2: 1
+        16
+        """
         return {str(s): s for m in self.arrays.values() for s in m}
 
     @cached_property
     def local_symbols(self) -> dict[str, sympy.Symbol]:
-        """Name → Symbol for every ``z{l}[i]`` and ``a{l}[i]``."""
+        """Name → Symbol for every ``z{l}[i]`` and ``a{l}[i]``.
+
+        >>> import symgrad
+        >>> sorted(symgrad.network([2, 3, 1]).local_symbols)[:3]
+        ['a1[0]', 'a1[1]', 'a1[2]']
+        """
         out = {}
         for l in range(1, self.depth + 1):
             for kind in "za":
@@ -246,7 +334,13 @@ class Network(_Net):
         return out
 
     def forward(self) -> dict[str, sympy.ImmutableMatrix]:
-        """``z{l}``/``a{l}`` → explicit column vectors in inputs and parameters."""
+        """``z{l}``/``a{l}`` → explicit column vectors in inputs and parameters (depth ≤
+        ``MAX_COMPOSE_DEPTH``, else :class:`~symgrad.InvalidArgument`).
+
+        >>> import symgrad
+        >>> symgrad.network([2, 3, 1]).forward()["z1"].shape
+        (3, 1)
+        """
         self._check_compose()
         arr = self.arrays
         out, prev = {}, arr["a0"]
@@ -257,6 +351,11 @@ class Network(_Net):
         return out
 
     def cost(self) -> sympy.Expr:
-        """The composed cost, summed over the output units."""
+        """The composed cost, summed over the output units (depth ≤ ``MAX_COMPOSE_DEPTH``).
+
+        >>> import symgrad
+        >>> symgrad.network([1, 1]).cost()
+        (-y[0] + sigmoid(W1[0,0]*a0[0] + b1[0]))**2/2
+        """
         aL, y = self.forward()["a%d" % self.depth], self.arrays["y"]
         return sympy.Add(*[self.loss.cost(aL[i], y[i]) for i in range(self.widths[-1])])

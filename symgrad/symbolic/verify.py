@@ -36,13 +36,24 @@ STATUSES = ("exact match", "mismatch", "unknown")
 
 @dataclass(frozen=True)
 class VerifyResult:
-    """The answer of :func:`verify_gradient`: ``status`` (one of :data:`STATUSES`) and why."""
+    """The answer of :func:`verify_gradient`: ``status`` (one of :data:`STATUSES`) and why.
+
+    >>> import symgrad
+    >>> r = verify_gradient(symgrad.chain(2), "b1")
+    >>> r.ok, r.status
+    (True, 'exact match')
+    """
 
     status: str
     reason: str
 
     @property
     def ok(self) -> bool:
+        """True exactly when the identity was proved (``status == "exact match"``).
+
+        >>> VerifyResult("unknown", "budget").ok
+        False
+        """
         return self.status == "exact match"
 
     def __str__(self) -> str:

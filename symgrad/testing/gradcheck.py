@@ -102,7 +102,13 @@ class Tolerance:
     """``eps``: the largest finite-difference step, relative (``h = eps·max(1, |p|)``; the
     Richardson ladder is h, h/2, h/4, h/8); ``rtol``, ``atol``: the contract for a user's ``grad_fn``,
     ``|g − cf| ≤ atol + rtol·|cf| + E_cf``.  Backprop and finite differences get tolerances from
-    the error model (module docstring), not from this table."""
+    the error model (module docstring), not from this table.  All three are dimensionless
+    (relative) except ``atol``, in the gradient's units.  One per dtype in :data:`TOLERANCES`.
+
+    >>> import numpy as np
+    >>> TOLERANCES[np.dtype(np.float64)]
+    Tolerance(eps=0.001, rtol=1e-05, atol=1e-08)
+    """
 
     eps: float
     rtol: float
@@ -140,7 +146,15 @@ class GradientCheckReport:
     ``index`` (the entries);
     ``undecided``: per comparison, how many entries the finite differences could not decide
     (no step down to eps·16⁻⁷ reached the asymptotic regime and no single kink explains it:
-    kinks closer to p than any step, as in a deep ReLU net whose z vanish); they do not fail."""
+    kinks closer to p than any step, as in a deep ReLU net whose z vanish); they do not fail.
+
+    >>> import symgrad
+    >>> from symgrad.numeric import sample
+    >>> net = symgrad.chain(2)
+    >>> r = check_gradients(net, sample(net, 3, seed=0))
+    >>> r.ok, r.checked
+    (True, ['w1', 'w2', 'b1', 'b2'])
+    """
 
     ok: bool
     checked: list
@@ -155,6 +169,14 @@ class GradientCheckReport:
     undecided: dict = field(default_factory=dict)
 
     def summary(self) -> str:
+        """One line: per comparison, failing of checked entries, then the steps used.
+
+        >>> import symgrad
+        >>> from symgrad.numeric import sample
+        >>> net = symgrad.chain(2)
+        >>> check_gradients(net, sample(net, 3, seed=0)).summary().startswith("failing entries: backprop 0 of 12")
+        True
+        """
         parts = ["%s %d of %d" % (k, f, n) for k, (f, n) in self.census.items()]
         return "failing entries: %s; %s" % (", ".join(parts), self.step)
 

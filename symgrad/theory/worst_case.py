@@ -92,12 +92,20 @@ class ChainBound:
 
     @property
     def per_layer_factor(self) -> str | None:
-        """|w|·sup|φ'| as a string (None where unknown or unbounded)."""
+        """|w|·sup|φ'| as a string (None where unknown or unbounded).
+
+        >>> chain_bound("tanh", 0.5, 3).per_layer_factor
+        '0.5'
+        """
         return None if self.log10_per_layer_factor is None else format_log10(self.log10_per_layer_factor)
 
     @property
     def factor_over_depth(self) -> str | None:
-        """(|w|·sup|φ'|)^L as a string (None where unknown or unbounded)."""
+        """(|w|·sup|φ'|)^L as a string (None where unknown or unbounded).
+
+        >>> chain_bound("tanh", 10.0, 400).factor_over_depth
+        '1e+400'
+        """
         return None if self.log10_factor_over_depth is None else format_log10(self.log10_factor_over_depth)
 
 
