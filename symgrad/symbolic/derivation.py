@@ -41,6 +41,13 @@ class Gradient:
     """
 
     def __init__(self, network, wrt: str, factors: tuple, entry: tuple[int, int] | None = None):
+
+    The factors are BP1–BP4 unrolled (Nielsen, *Neural Networks and Deep Learning*, ch. 2).
+
+    >>> import symgrad
+    >>> g = symgrad.chain(2).gradient("b1")
+    >>> g.factors
+    (sigmoid'(z1), w2, sigmoid'(z2), a2 - y)
         self.network = network
         self.wrt = wrt
         self.factors = factors
@@ -54,6 +61,13 @@ class Gradient:
         if self.factors and isinstance(self.factors[0], MatrixExpr):
             prod = sympy.MatMul(*self.factors)
             if self._entry is not None:
+        """The factors' product, unevaluated and in chain order (O(L) to build; a matrix
+        expression, or one entry of it, for a dense network).
+
+        >>> import symgrad
+        >>> symgrad.chain(2).gradient("b2").expr
+        (a2 - y)*sigmoid'(z2)
+        """
                 # Indexing a MatMul evaluates the entry; keep it as an unevaluated element instead.
                 return sympy.matrices.expressions.matexpr.MatrixElement(prod, *self._entry)
             return prod
@@ -70,6 +84,10 @@ class Gradient:
         """
         if isinstance(self.factors[0], MatrixExpr):
             return _budgeted(lambda: self._explicit_matrix(local=True), seconds, "doit() of ∂C/∂%s" % self.wrt)
+
+        >>> import symgrad
+        >>> symgrad.chain(2).gradient("b2").doit()
+        (1 - sigmoid(z2))*(a2 - y)*sigmoid(z2)
         return _budgeted(lambda: Mul(*[f.doit() for f in self.factors]), seconds, "doit() of ∂C/∂%s" % self.wrt)
 
     def explicit(self, *, seconds: float | None = DEFAULT_SECONDS) -> sympy.Expr:
@@ -80,6 +98,11 @@ class Gradient:
         """
         self.network._check_compose()
         if isinstance(self.factors[0], MatrixExpr):
+        Deeper networks raise :class:`~symgrad.InvalidArgument`.
+
+        >>> import symgrad
+        >>> symgrad.chain(1).gradient("b1").explicit()
+        (1 - sigmoid(a0*w1 + b1))*(-y + sigmoid(a0*w1 + b1))*sigmoid(a0*w1 + b1)
             return _budgeted(lambda: self._explicit_matrix(local=False), seconds, "explicit() of ∂C/∂%s" % self.wrt)
 
         def compose():
@@ -109,7 +132,12 @@ class Gradient:
         return out
 
     def latex(self) -> str:
-        """``\\frac{\\partial C}{\\partial w} = …`` with the factors in chain order."""
+        """``\\frac{\\partial C}{\\partial w} = …`` with the factors in chain order.
+
+        >>> import symgrad
+        >>> symgrad.chain(1).gradient("b1").latex()
+        "\\\\frac{\\\\partial C}{\\\\partial b_{1}} = \\\\sigma'\\\\mathopen{}\\\\left(z_{1}\\\\right) \\\\left(a_{1} - y\\\\right)"
+        """
         lhs = r"\frac{\partial C}{\partial %s}" % _latex_name(self.wrt)
         parts = []
         for f in self.factors:
