@@ -238,35 +238,22 @@ def _eval_chain_factors(gradient, inp, loc, log_space):
 
 
 def _eval_matrix(f, inp, loc):
-    """A matrix-expression factor as (B?, rows, cols) arrays (vectors as (B?, n, 1))."""
-    from symgrad.symbolic.derivation import ActivationJacobian, CostGradient
+    """A matrix-expression factor as (B?, rows, cols) arrays (vectors as (B?, n, 1)); a bare Σ'(z)
+    as ``("diag", φ'(z)[..., None])``.  The walk is the symbolic side's
+    (:func:`symgrad.symbolic.derivation._walk_matrix_factor`) with NumPy leaves."""
+    from symgrad.symbolic.derivation import ActivationJacobian, _walk_matrix_factor
 
-    if isinstance(f, sympy.MatrixSymbol):
-        v = np.asarray(_sym_value(f.name, inp, loc))
-        return v if f.name.startswith("W") else v[..., :, None]
-    if isinstance(f, sympy.Transpose):
-        return np.swapaxes(_eval_matrix(f.arg, inp, loc), -1, -2)
-    if isinstance(f, ActivationJacobian):
-        zv = np.asarray(_sym_value(f.args[0].name, inp, loc))
-        return ("diag", f._activation.grad(zv)[..., :, None])
-    if isinstance(f, CostGradient):
-        a = _sym_value(f.args[0].name, inp, loc)
-        y = _sym_value(f.args[1].name, inp, loc)
-        return (f._loss.dvalue(a, y))[..., :, None]
-    if isinstance(f, sympy.MatAdd):
-        out = None
-        for t in f.args:
-            m = _eval_matrix(t, inp, loc)
-            out = m if out is None else out + m
-        return out
-    if isinstance(f, sympy.MatMul):
-        coeff, mats = f.as_coeff_matrices()
-        out = None
-        for t in mats:
-            m = _eval_matrix(t, inp, loc)
-            out = m if out is None else np.matmul(out, m)
-        return float(coeff) * out
-    raise InvalidArgument("evaluate_gradient: cannot evaluate factor %r" % (f,))
+    def leaf(g):
+        if isinstance(g, sympy.MatrixSymbol):
+            v = np.asarray(_sym_value(g.name, inp, loc))
+            return v if g.name.startswith("W") else v[..., :, None]
+        if isinstance(g, ActivationJacobian):
+            return ("diag", g._activation.grad(np.asarray(_sym_value(g.args[0].name, inp, loc)))[..., :, None])
+        a, y = _sym_value(g.args[0].name, inp, loc), _sym_value(g.args[1].name, inp, loc)  # CostGradient
+        return (g._loss.dvalue(a, y))[..., :, None]
+
+    return _walk_matrix_factor(f, leaf, transpose=lambda m: np.swapaxes(m, -1, -2), add=lambda x, y: x + y,
+                              matmul=np.matmul, scale=lambda c, m: float(c) * m)
 
 
 def _dense_vector_factor(f, inp, loc):
@@ -288,9 +275,8 @@ def _dense_vector_factor(f, inp, loc):
                 return _nl.split(np.asarray(f._loss.dvalue(al, y), dtype=np.float64))
             # exactly the two terms a^L and −y (structurally: nothing is simplified)
             if isinstance(f, sympy.MatAdd) and sorted(str(t) for t in f.args) == sorted(["a%d" % L, "-y"]):
-                if net.loss.cancels_with(out):
-                    return _nl.split(*_nl.sigmoid_minus_y(zl, y))
-                return _split_output_quadratic(out, al, zl, y)
+                # a^L − y (σ(z^L) − y from the logit for a sigmoid output, as every path forms it)
+                return _split_minus_y(out, al, zl, y)
     return None
 
 

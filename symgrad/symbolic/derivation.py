@@ -38,9 +38,6 @@ class Gradient:
     * ``doit()``: the canonical SymPy product with each φ' in closed form.
     * ``explicit()``: the same gradient in inputs, target and parameters only (small depths).
     * ``latex()``: ``\\frac{\\partial C}{\\partial b_{1}} = \\sigma'(z_{1}) w_{2} …``.
-    """
-
-    def __init__(self, network, wrt: str, factors: tuple, entry: tuple[int, int] | None = None):
 
     The factors are BP1–BP4 unrolled (Nielsen, *Neural Networks and Deep Learning*, ch. 2).
 
@@ -48,6 +45,9 @@ class Gradient:
     >>> g = symgrad.chain(2).gradient("b1")
     >>> g.factors
     (sigmoid'(z1), w2, sigmoid'(z2), a2 - y)
+    """
+
+    def __init__(self, network, wrt: str, factors: tuple, entry: tuple[int, int] | None = None):
         self.network = network
         self.wrt = wrt
         self.factors = factors
@@ -58,9 +58,6 @@ class Gradient:
 
     @cached_property
     def expr(self) -> sympy.Expr:
-        if self.factors and isinstance(self.factors[0], MatrixExpr):
-            prod = sympy.MatMul(*self.factors)
-            if self._entry is not None:
         """The factors' product, unevaluated and in chain order (O(L) to build; a matrix
         expression, or one entry of it, for a dense network).
 
@@ -68,6 +65,9 @@ class Gradient:
         >>> symgrad.chain(2).gradient("b2").expr
         (a2 - y)*sigmoid'(z2)
         """
+        if self.factors and isinstance(self.factors[0], MatrixExpr):
+            prod = sympy.MatMul(*self.factors)
+            if self._entry is not None:
                 # Indexing a MatMul evaluates the entry; keep it as an unevaluated element instead.
                 return sympy.matrices.expressions.matexpr.MatrixElement(prod, *self._entry)
             return prod
@@ -81,13 +81,13 @@ class Gradient:
         SymPy's canonical product costs far more than the chain itself (about 35 s at depth
         100,000), so it runs under a time budget: past ``seconds`` it raises
         :class:`symgrad.BudgetExceeded` with the reason (``seconds=None``: no limit).
-        """
-        if isinstance(self.factors[0], MatrixExpr):
-            return _budgeted(lambda: self._explicit_matrix(local=True), seconds, "doit() of ∂C/∂%s" % self.wrt)
 
         >>> import symgrad
         >>> symgrad.chain(2).gradient("b2").doit()
         (1 - sigmoid(z2))*(a2 - y)*sigmoid(z2)
+        """
+        if isinstance(self.factors[0], MatrixExpr):
+            return _budgeted(lambda: self._explicit_matrix(local=True), seconds, "doit() of ∂C/∂%s" % self.wrt)
         return _budgeted(lambda: Mul(*[f.doit() for f in self.factors]), seconds, "doit() of ∂C/∂%s" % self.wrt)
 
     def explicit(self, *, seconds: float | None = DEFAULT_SECONDS) -> sympy.Expr:
@@ -95,14 +95,14 @@ class Gradient:
 
         Composes the forward pass, so it is limited to depth ≤ ``symgrad.symbolic.MAX_COMPOSE_DEPTH``,
         and runs under a time budget (``seconds``; :class:`symgrad.BudgetExceeded` past it).
-        """
-        self.network._check_compose()
-        if isinstance(self.factors[0], MatrixExpr):
         Deeper networks raise :class:`~symgrad.InvalidArgument`.
 
         >>> import symgrad
         >>> symgrad.chain(1).gradient("b1").explicit()
         (1 - sigmoid(a0*w1 + b1))*(-y + sigmoid(a0*w1 + b1))*sigmoid(a0*w1 + b1)
+        """
+        self.network._check_compose()
+        if isinstance(self.factors[0], MatrixExpr):
             return _budgeted(lambda: self._explicit_matrix(local=False), seconds, "explicit() of ∂C/∂%s" % self.wrt)
 
         def compose():
@@ -271,32 +271,61 @@ def _jacobian_class(act: Activation):
     return cache
 
 
+def _walk_matrix_factor(f, leaf, *, transpose, add, matmul, scale):
+    """Evaluate a dense gradient's matrix factor by one walk over its expression tree.
+
+    The leaves (``MatrixSymbol``, :class:`ActivationJacobian`, :class:`CostGradient`) go to
+    ``leaf(f)``; ``Transpose``, ``MatAdd`` and ``MatMul`` (with its scalar coefficient) are folded
+    with the given operations.  The one walk serves the symbolic side (explicit SymPy matrices,
+    :func:`_explicit_factor`) and the numeric side (NumPy arrays, in
+    :mod:`symgrad.numeric.closed_form`), which differ only in their leaves and operations.
+    Raises :class:`~symgrad.InvalidArgument` for any other node.
+
+    >>> import sympy
+    >>> A = sympy.MatrixSymbol("A", 2, 2)
+    >>> _walk_matrix_factor(2 * A.T + A, lambda m: sympy.ImmutableMatrix([[1, 2], [3, 4]]),
+    ...                    transpose=lambda m: m.T, add=lambda x, y: x + y, matmul=lambda x, y: x * y,
+    ...                    scale=lambda c, m: c * m)
+    Matrix([
+    [3,  8],
+    [7, 12]])
+    """
+    def walk(node):
+        if isinstance(node, sympy.Transpose):
+            return transpose(walk(node.arg))
+        if isinstance(node, sympy.MatAdd):
+            out = None
+            for t in node.args:
+                m = walk(t)
+                out = m if out is None else add(out, m)
+            return out
+        if isinstance(node, sympy.MatMul):
+            coeff, mats = node.as_coeff_matrices()
+            out = None
+            for t in mats:
+                m = walk(t)
+                out = m if out is None else matmul(out, m)
+            return scale(coeff, out)
+        if isinstance(node, (MatrixSymbol, ActivationJacobian, CostGradient)):
+            return leaf(node)
+        raise InvalidArgument("cannot evaluate the matrix factor %r" % (node,))
+
+    return walk(f)
+
+
 def _explicit_factor(f, vec: dict) -> sympy.ImmutableMatrix:
     """A matrix factor as an explicit matrix, with the symbolic vectors/matrices in ``vec``."""
-    if isinstance(f, MatrixSymbol):
-        return vec[f.name]
-    if isinstance(f, sympy.Transpose):
-        return _explicit_factor(f.arg, vec).T
-    if isinstance(f, ActivationJacobian):
-        zv = vec[f.args[0].name]
-        return sympy.ImmutableMatrix(sympy.diag(*[f._activation.derivative_at(zi) for zi in zv]))
-    if isinstance(f, CostGradient):
-        av, yv = vec[f.args[0].name], vec[f.args[1].name]
-        return sympy.ImmutableMatrix([f._loss.dcost(ai, yi) for ai, yi in zip(av, yv)])
-    if isinstance(f, sympy.MatAdd):
-        out = None
-        for t in f.args:
-            m = _explicit_factor(t, vec)
-            out = m if out is None else out + m
-        return out
-    if isinstance(f, sympy.MatMul):
-        coeff, mats = f.as_coeff_matrices()
-        out = None
-        for t in mats:
-            m = _explicit_factor(t, vec)
-            out = m if out is None else out * m
-        return coeff * out
-    raise TypeError("cannot make %r explicit" % (f,))  # pragma: no cover - internal invariant
+
+    def leaf(g):
+        if isinstance(g, MatrixSymbol):
+            return vec[g.name]
+        if isinstance(g, ActivationJacobian):
+            return sympy.ImmutableMatrix(sympy.diag(*[g._activation.derivative_at(zi) for zi in vec[g.args[0].name]]))
+        av, yv = vec[g.args[0].name], vec[g.args[1].name]  # CostGradient
+        return sympy.ImmutableMatrix([g._loss.dcost(ai, yi) for ai, yi in zip(av, yv)])
+
+    return _walk_matrix_factor(f, leaf, transpose=lambda m: m.T, add=lambda x, y: x + y,
+                              matmul=lambda x, y: x * y, scale=lambda c, m: c * m)
 
 
 def _dense_sequence(net) -> tuple:
