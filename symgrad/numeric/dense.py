@@ -114,7 +114,7 @@ def _dense_linear(inp: _Inputs, zs, As, log_space: bool, want) -> tuple:
         if not (np.all(m <= safe) and np.all((m >= 1 / safe) | (m == 0))):
             raise _Rescale()
 
-    if out.builtin and out.name == "sigmoid" and net.loss.name == "cross_entropy":
+    if net.loss.cancels_with(out):
         d = _nl.sigmoid_minus_y(zL, y)[0].astype(inp.dtype, copy=False)
         if np.any(np.abs(d) < _tiny_of(d)):
             raise _Rescale()

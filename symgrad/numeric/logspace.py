@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from symgrad.spec.activations import _log_abs_where
+from symgrad.spec.activations import _log_abs_where, _np_log_sigmoid, _np_sigmoid
 
 __all__ = ["split_grad", "split_value", "log_abs", "log_abs_value", "sign_value", "grad_sign", "log_sigmoid", "sigmoid_minus_y", "split", "split_diff",
            "smul", "value", "log_of", "rev_cumprod", "TINY"]
@@ -24,75 +24,25 @@ def log_abs(t):
 
 
 def log_sigmoid(x):
-    """log σ(x) = −softplus(−x), finite for every finite x."""
-    return -(np.maximum(-x, 0.0) + np.log1p(np.exp(-np.abs(x))))
-
-
-def _log_softplus(x):
-    # softplus(x) = log1p(e^x) underflows below x ≈ −745; there log softplus(x) = x + log(1 − e^x/2 + …).
-    sp = np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
-    tiny = x < -30.0
-    return np.where(tiny, x - 0.5 * np.exp(np.minimum(x, 0.0)), np.log(np.where(tiny, 1.0, sp)))
-
-
-def _alpha(act) -> float:
-    return float(dict(act.params).get("alpha", 1.0))
+    """log σ(x), finite for every finite x (scipy.special.log_expit: 0.91 ulp, benchmarks/special_accuracy.py)."""
+    return _np_log_sigmoid(x)
 
 
 def log_abs_value(act, z):
-    """log|φ(z)| for a built-in activation, from z (finite where φ(z) ≠ 0 exactly)."""
-    name = act.name if act.builtin else None
-    if name == "sigmoid":
-        return log_sigmoid(z)
-    if name == "softplus":
-        return _log_softplus(z)
-    if name == "silu":
-        return log_abs(z) + log_sigmoid(z)
-    if name == "gelu":
-        from scipy.special import log_ndtr
-
-        return log_abs(z) + log_ndtr(z)
-    if name == "leaky_relu":
-        a = _alpha(act)
-        la = math.log(abs(a)) if a != 0 else -math.inf
-        return np.where(z > 0, 0.0, la) + log_abs(z)
-    if name == "elu":
-        return np.where(z > 0, log_abs(z), math.log(_alpha(act)) + log_abs(np.expm1(np.minimum(z, 0.0))))
-    if name == "identity":
-        return log_abs(z)
-    if name == "relu":
-        return np.where(z > 0, log_abs(z), -np.inf)
-    if name == "softsign":
-        return log_abs(z) - np.log1p(np.abs(z))
-    # tanh (tanh of a subnormal is that subnormal, never 0) and custom activations
-    return log_abs(act.value(z))
+    """log|φ(z)|, from z (finite where φ(z) ≠ 0 exactly): the activation's own kernel."""
+    return act.log_abs_value(z)
 
 
 def sign_value(act, z):
-    """sign(φ(z)), exact even where φ(z) underflows."""
-    name = act.name if act.builtin else None
-    if name in ("sigmoid", "softplus"):
-        return np.ones_like(z)
-    if name == "relu":
-        return (z > 0).astype(z.dtype)
-    if name == "leaky_relu":
-        return np.where(z > 0, 1.0, np.sign(_alpha(act)) * np.sign(z)).astype(z.dtype)
-    if name in ("tanh", "silu", "gelu", "elu", "identity", "softsign"):
-        return np.sign(z)
-    return np.sign(act.value(z))
+    """sign(φ(z)), exact even where φ(z) underflows: the activation's own kernel."""
+    return act.value_sign(z)
 
 
 def grad_sign(act, z, g=None):
-    """sign(φ'(z)), exact even where φ'(z) underflows (then only silu and GELU are negative:
-    their φ' underflows only far into the left tail, where it is negative)."""
+    """sign(φ'(z)), exact even where φ'(z) underflows (the activation's kernel knows the sign of
+    its underflowed tails: negative only for silu and GELU)."""
     g = act.grad(z) if g is None else g
-    s = np.sign(g)
-    if act.builtin:
-        fill = -1.0 if act.name in ("silu", "gelu") else 1.0
-        s = np.where(s == 0, fill, s)
-        if act.name == "relu":
-            s = np.where(z > 0, 1.0, 0.0)
-    return s.astype(np.result_type(z, np.float32))
+    return act.grad_sign(z, g).astype(np.result_type(z, np.float32))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,9 +169,8 @@ def sigmoid_minus_y(z, y):
     cancellation: (1 − y) − σ(−z) for y ≥ ½ (1 − y is then exact), else σ(z) − y."""
     z = np.asarray(z, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    e = np.exp(-np.abs(z))
-    r = 1.0 / (1.0 + e)
-    t = e * r  # σ(−|z|)
+    r = _np_sigmoid(np.abs(z))  # σ(|z|)
+    t = _np_sigmoid(-np.abs(z))  # σ(−|z|)
     pos = z >= 0
     d = np.where(pos, np.where(y >= 0.5, (1.0 - y) - t, r - y), t - y)
     la = log_abs(d)

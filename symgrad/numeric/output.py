@@ -49,7 +49,8 @@ def _split_minus_y(act, aL, zL, y):
 
 
 def _is_sigmoid(act) -> bool:
-    return act.builtin and act.name == "sigmoid"
+    """φ = σ exactly (Activation.logistic), so σ(z_L) − y can be formed from the logit."""
+    return act.logistic
 
 
 def _output_delta(net, aL, zL, y):
@@ -58,7 +59,7 @@ def _output_delta(net, aL, zL, y):
     if cost.cancels_with(act):
         # Binary cross-entropy from the logit: softplus(z) − y z, finite for every finite z.
         # ∂C/∂z_L = σ(z_L) − y from the logit: a_L − y cancels (σ(40) − 1 is −4.2e-18, not 0).
-        loss = np.maximum(zL, 0.0) - y * zL + np.log1p(np.exp(-np.abs(zL)))
+        loss = np.logaddexp(0.0, zL) - y * zL
         with np.errstate(over="ignore", under="ignore"):
             d = _nl.sigmoid_minus_y(zL, y)[0].astype(np.result_type(zL, y), copy=False)
         return d, loss, True

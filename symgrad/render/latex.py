@@ -282,34 +282,11 @@ def _sym(e) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _param(act, name):
-    return dict(act.params).get(name)
-
-
 def _activation_rows(act) -> list[str]:
     """Align rows defining φ(z) and φ'(z) for one activation."""
     p = act.latex_name
-    if act.builtin:
-        a = _param(act, "alpha")
-        al = sympy.latex(a) if a is not None else None
-        table = {
-            "sigmoid": (r"\frac{1}{1 + e^{-z}}", r"\sigma(z)\,\bigl(1 - \sigma(z)\bigr)"),
-            "tanh": (r"\frac{e^{z} - e^{-z}}{e^{z} + e^{-z}}", r"1 - \tanh^{2} z"),
-            "relu": (r"\max(0, z)", r"\begin{cases} 1, & z > 0,\\ 0, & z \le 0 \end{cases}"),
-            "leaky_relu": (r"\begin{cases} z, & z > 0,\\ %s\,z, & z \le 0 \end{cases}" % al,
-                           r"\begin{cases} 1, & z > 0,\\ %s, & z \le 0 \end{cases}" % al),
-            "elu": (r"\begin{cases} z, & z > 0,\\ %s\,(e^{z} - 1), & z \le 0 \end{cases}" % al,
-                    r"\begin{cases} 1, & z > 0,\\ %s\,e^{z}, & z \le 0 \end{cases}" % al),
-            "softplus": (r"\ln\bigl(1 + e^{z}\bigr)", r"\sigma(z) = \frac{1}{1 + e^{-z}}"),
-            "silu": (r"z\,\sigma(z)", r"\sigma(z)\,\bigl(1 + z\,(1 - \sigma(z))\bigr)"),
-            "gelu": (r"\frac{z}{2}\Bigl(1 + \operatorname{erf}\frac{z}{\sqrt{2}}\Bigr)",
-                     r"\frac{1}{2}\Bigl(1 + \operatorname{erf}\frac{z}{\sqrt{2}}\Bigr) + \frac{z\,e^{-z^{2}/2}}{\sqrt{2\pi}}"),
-            "softsign": (r"\frac{z}{1 + |z|}", r"\frac{1}{(1 + |z|)^{2}}"),
-            "identity": ("z", "1"),
-        }
-        if act.name in table:
-            f, d = table[act.name]
-            return [r"%s(z) &= %s," % (p, f), r"%s'(z) &= %s." % (p, d)]
+    if act.latex_formula is not None and act.latex_derivative is not None:  # the literature's form, from the activation
+        return [r"%s(z) &= %s," % (p, act.latex_formula), r"%s'(z) &= %s." % (p, act.latex_derivative)]
     rows = [r"%s(z) &= %s," % (p, sympy.latex(act.expr))]
     rows += _sum_rows(r"%s'(z)" % p, act.derivative)
     return rows

@@ -22,6 +22,8 @@ from __future__ import annotations
 import math
 import numbers
 import re
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
@@ -30,6 +32,7 @@ from typing import Callable
 import numpy as np
 import sympy
 from sympy import S, Function
+from sympy.core.symbol import Str
 from sympy.core.evalf import prec_to_dps
 
 from symgrad.errors import InvalidArgument, SymgradError
@@ -227,35 +230,82 @@ class softplus(Function):
 
 class ActivationPrime(Function):
     r"""φ'(arg) for one activation, unevaluated: prints ``\sigma'(z_1)``, ``.doit()`` gives the
-    closed form.  One subclass is made per :class:`Activation` (see :attr:`Activation.prime`)."""
+    closed form.
 
-    nargs = 1
-    _activation: "Activation"
+    One module-level class for every activation: ``ActivationPrime(arg, token)``, where ``token``
+    (:attr:`Activation.token`) is a SymPy atom naming the activation: ``Str('sigmoid')`` for a
+    built-in, ``Str('leaky_relu(alpha=1/10)')`` with parameters, and for a custom activation a
+    ``Tuple(Str(name), Str(latex_name), Lambda(z, φ))`` that rebuilds it.  So a gradient pickles,
+    its srepr names only importable classes, and the same custom activation built twice gives
+    gradients that compare equal.  ``args[0]`` is the argument; :attr:`activation` resolves the
+    token (see :func:`from_token`).
+    """
+
+    nargs = 2
 
     @classmethod
-    def at(cls, arg: sympy.Basic) -> "ActivationPrime":
-        """``cls(arg)`` without the evaluation machinery (φ' never auto-evaluates, so the result
-        is the same object structure), about 10× faster: chains make one per layer."""
-        return sympy.Basic.__new__(cls, arg)
+    def at(cls, arg: sympy.Basic, token: sympy.Basic) -> "ActivationPrime":
+        """``cls(arg, token)`` without the evaluation machinery (φ' never auto-evaluates, so the
+        result is the same object structure), about 10× faster: chains make one per layer."""
+        return sympy.Basic.__new__(cls, arg, token)
+
+    @property
+    def activation(self) -> "Activation":
+        return from_token(self.args[1])
+
+    _activation = activation  # the name numeric.closed_form and proof.engine read
+
+    def _eval_is_commutative(self):
+        return self.args[0].is_commutative
 
     def doit(self, deep=True, **hints):
         arg = self.args[0].doit(deep=deep, **hints) if deep else self.args[0]
-        return self._activation.derivative_at(arg)
+        return self.activation.derivative_at(arg)
 
     def fdiff(self, argindex=1):
-        second = sympy.diff(self._activation.derivative, z)
+        if argindex != 1:
+            raise sympy.core.function.ArgumentIndexError(self, argindex)
+        second = sympy.diff(self.activation.derivative, z)
         return second.xreplace({z: self.args[0]})
+
+    def sort_key(self, order=None):
+        # The key a per-activation class named "<name>_prime" had, so that printed products keep
+        # their order (the committed proofs and README print σ' where they always did).
+        name = "%s_prime" % (re.sub(r"\W", "_", self.activation.name, flags=re.ASCII)[:40] or "phi")
+        return (4, 10000, name), (1, (sympy.default_sort_key(self.args[0], order),)), S.One.sort_key(order), S.One
+
+    def _eval_derivative(self, s):
+        # The chain rule through the argument only: the token is a name, not a variable.
+        return self.fdiff(1) * self.args[0].diff(s)
 
     def _eval_evalf(self, prec):
         return self.doit()._eval_evalf(prec)
 
     def _latex(self, printer, exp=None):
         # \mathopen{} stops TeX spacing \left( as an inner atom: σ'(z), not σ' (z).
-        s = r"%s'\mathopen{}\left(%s\right)" % (self._activation.latex_name, printer._print(self.args[0]))
+        s = r"%s'\mathopen{}\left(%s\right)" % (self.activation.latex_name, printer._print(self.args[0]))
         return s if exp is None else r"\left(%s\right)^{%s}" % (s, exp)
 
     def _sympystr(self, printer):
-        return "%s'(%s)" % (self._activation.name, printer._print(self.args[0]))
+        return "%s'(%s)" % (self.activation.name, printer._print(self.args[0]))
+
+
+class _Prime:
+    """``act.prime``: φ' as a function of a SymPy argument, unevaluated (see ActivationPrime)."""
+
+    __slots__ = ("token",)
+
+    def __init__(self, token):
+        self.token = token
+
+    def __call__(self, arg) -> ActivationPrime:
+        return ActivationPrime(_as_argument("%s'" % from_token(self.token).name, arg), self.token)
+
+    def at(self, arg) -> ActivationPrime:
+        return ActivationPrime.at(arg, self.token)
+
+    def __repr__(self):
+        return "%s'" % from_token(self.token).name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,6 +314,9 @@ class ActivationPrime(Function):
 # ---------------------------------------------------------------------------------------------
 
 
+# σ and σ' stay hand-written: scipy.special.expit flushes σ(z) to 0 below z ≈ −709, where the
+# true value is subnormal (up to 9e14 ulps of the subnormal spacing on [−745, −709]); on results
+# ≥ the smallest normal it is within 1.42 ulp, this form within 1.68 (benchmarks/special_accuracy.py).
 def _np_sigmoid(x):
     e = np.exp(-np.abs(x))
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
@@ -272,17 +325,35 @@ def _np_sigmoid(x):
 def _np_dsigmoid(x):
     e = np.exp(-np.abs(x))
     # e/(1 + e)² can round one ulp above its exact maximum 1/4 just off 0; clamp to the sup.
+    # (expit(x)·expit(−x) has the same subnormal flush as expit: see above.)
     return np.minimum(e / ((1.0 + e) * (1.0 + e)), 0.25)
 
 
+def _special():
+    """scipy.special, imported on first use (it costs a quarter second at import)."""
+    import scipy.special
+
+    return scipy.special
+
+
 def _np_log_dsigmoid(x):
+    # log σ(a) + log σ(−a) with σ(−a) = e^{−a}σ(a), a = |x|: 0.81 ulp (benchmarks/special_accuracy.py)
     a = np.abs(x)
-    return -a - 2.0 * np.log1p(np.exp(-a))
+    return -a + 2.0 * _special().log_expit(a)
 
 
 def _np_log_sigmoid(x):
-    # log σ(x) = −softplus(−x)
-    return -(np.maximum(-x, 0.0) + np.log1p(np.exp(-np.abs(x))))
+    return _special().log_expit(x)  # 0.91 ulp over [−1e300, 1e300] (the old −softplus(−x) form: 0.96)
+
+
+def _np_softplus(x):
+    return np.logaddexp(0.0, x)  # 0.91 ulp (the old max(x, 0) + log1p(e^{−|x|}) form: 0.96)
+
+
+def _np_log_softplus(x):
+    """log softplus(x); softplus underflows below x ≈ −745, where log softplus(x) = x + log(1 − e^x/2 + …)."""
+    tiny = x < -30.0
+    return np.where(tiny, x - 0.5 * np.exp(np.minimum(x, 0.0)), np.log(_np_softplus(np.where(tiny, 1.0, x))))
 
 
 def _np_dtanh(x):
@@ -319,14 +390,12 @@ _SQRT_2PI_LOG = 0.5 * math.log(2.0 * math.pi)
 
 
 def _np_gelu(x):
-    from scipy.special import ndtr
-
+    ndtr = _special().ndtr
     return x * ndtr(x)
 
 
 def _np_gelu_grad(x):
-    from scipy.special import ndtr
-
+    ndtr = _special().ndtr
     with np.errstate(over="ignore"):
         pdf = np.exp(-0.5 * np.square(x) - _SQRT_2PI_LOG)
     return ndtr(x) + x * pdf
@@ -336,8 +405,7 @@ def _np_gelu_log_grad(x):
     """log|Φ(x) + x ϕ(x)|, written as log ϕ(x) + log|R(x) + x| with R = Φ/ϕ (Mills ratio), so
     that it stays finite far into the left tail.  Below x ≈ −1.9e154 the true value is under
     −1.8e308 and the result is −inf (correctly rounded), never nan."""
-    from scipy.special import log_ndtr, ndtr
-
+    log_ndtr, ndtr = _special().log_ndtr, _special().ndtr
     with np.errstate(over="ignore"):  # x² overflows past 1.3e154: log ϕ is then −inf, correctly rounded
         log_pdf = -0.5 * np.square(x) - _SQRT_2PI_LOG
     # Below −1e8, R(x) + x = x + 1/|x| + … equals x to double precision (and log Φ − log ϕ
@@ -399,7 +467,7 @@ class _NumpyOps:
 
     sigmoid = staticmethod(lambda t: _np_sigmoid(t))
     dsigmoid = staticmethod(lambda t: _np_dsigmoid(t))
-    softplus = staticmethod(lambda t: np.maximum(t, 0.0) + np.log1p(np.exp(-np.abs(t))))
+    softplus = staticmethod(lambda t: _np_softplus(t))
 
     @staticmethod
     def power(b, e):
@@ -910,9 +978,25 @@ class DerivativeBound:
         return self.sup is not None
 
 
+#: The functions whose presence in φ or φ' means φ' or φ'' jumps somewhere (see Activation.has_kink).
+_KINK_FUNCTIONS = (sympy.Heaviside, sympy.Piecewise, sympy.Abs, sympy.sign, sympy.Max, sympy.Min, sympy.DiracDelta)
+
+
 @dataclass(frozen=True, eq=False)
 class Activation:
-    """One activation function φ with its symbolic facts and stable NumPy kernels.
+    """One activation function φ with its symbolic facts and stable NumPy kernels: everything
+    symgrad knows about φ is here, and no other module asks for φ by name.
+
+    * ``name``, ``expr`` (φ(z)), ``derivative`` (φ'(z) in closed form), ``latex_name``;
+    * ``prime``: φ' as an unevaluated SymPy function (one module-level :class:`ActivationPrime`
+      keyed by :attr:`token`);
+    * NumPy kernels, stable for every finite float64: ``value`` (φ), ``grad`` (φ'),
+      ``log_abs_grad`` (log|φ'|), ``log_abs_value`` (log|φ|), ``value_sign`` (sign φ) and
+      ``grad_sign(z, g)`` (sign φ' given g = grad(z), exact where g underflowed to 0);
+    * ``bound`` (sup|φ'|, where attained, range of φ'), ``bound_certificate`` ((s, c) with
+      sup − φ' = (s − c)² in s, for σ and tanh), ``kinks`` (where φ' or φ'' jumps; φ' there is
+      the left derivative), ``latex_formula`` / ``latex_derivative`` (the literature's φ, φ'),
+      ``logistic`` (φ = σ, so δ^L = σ(z_L) − y is formed from the logit).
 
     Make one with :func:`activation` (built-ins, by name) or :func:`custom_activation`.
 
@@ -934,12 +1018,43 @@ class Activation:
     _bound: DerivativeBound | None = field(default=None, repr=False)
     builtin: bool = True
     params: tuple = ()
+    kinks: tuple = ()
+    latex_formula: str | None = field(default=None, repr=False)
+    latex_derivative: str | None = field(default=None, repr=False)
+    log_abs_value: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
+    value_sign: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
+    grad_sign: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = field(default=None, repr=False)
+    logistic: bool = False
+    bound_certificate: tuple | None = field(default=None, repr=False)
 
     def __post_init__(self):
         # The kernels take real arrays; a string, None or a complex number is refused by name
         # instead of surfacing as a raw NumPy error (or, for complex input, a silent real part).
         for kernel in ("value", "grad", "log_abs_grad"):
             object.__setattr__(self, kernel, _checked_kernel(getattr(self, kernel), self.name, kernel))
+        # The log-space kernels default to the linear ones (right wherever φ does not underflow).
+        if self.log_abs_value is None:
+            object.__setattr__(self, "log_abs_value", lambda x: _log_abs_where(self.value(x)))
+        if self.value_sign is None:
+            object.__setattr__(self, "value_sign", lambda x: np.sign(self.value(x)))
+        if self.grad_sign is None:
+            object.__setattr__(self, "grad_sign", lambda x, g: np.sign(g))
+        _LIVE[self.token] = self
+
+    @cached_property
+    def token(self) -> sympy.Basic:
+        """The SymPy atom naming φ inside expressions (:class:`ActivationPrime`'s second argument):
+        ``Str('sigmoid')``, ``Str('leaky_relu(alpha=1/10)')``; for any other activation
+        ``Tuple(Str(name), Str(latex_name), Lambda(z, φ))``, from which :func:`from_token` rebuilds it."""
+        if self.builtin and self.name in _FACTORIES:
+            return Str(self.name + ("(%s)" % ",".join("%s=%s" % kv for kv in self.params) if self.params else ""))
+        return sympy.Tuple(Str(self.name), Str(self.latex_name), sympy.Lambda(z, self.expr))
+
+    @property
+    def has_kink(self) -> bool:
+        """φ' or φ'' jumps somewhere: a built-in's listed :attr:`kinks`, or a custom expression
+        with abs, max, min, sign, heaviside or a piecewise part."""
+        return bool(self.kinks) or any(e.has(*_KINK_FUNCTIONS) for e in (self.expr, self.derivative))
 
     def __call__(self, arg):
         """φ(arg) as a SymPy expression (``sigmoid(w_1*a_0 + b_1)``).
@@ -966,11 +1081,10 @@ class Activation:
         return _left_limit(self.derivative, arg) if kinks else out
 
     @cached_property
-    def prime(self) -> type[ActivationPrime]:
-        """The unevaluated SymPy function φ' (``sig.prime(z1)`` prints ``sigmoid'(z1)``)."""
-        # A class name is an identifier: a custom activation's name may hold any text (NUL too).
-        cls_name = "%s_prime" % (re.sub(r"\W", "_", self.name, flags=re.ASCII)[:40] or "phi")
-        return type(cls_name, (ActivationPrime,), {"_activation": self})
+    def prime(self) -> _Prime:
+        """The unevaluated SymPy function φ' (``sig.prime(z1)`` prints ``sigmoid'(z1)``); ``.at(arg)``
+        skips the argument check (for symgrad's own symbols)."""
+        return _Prime(self.token)
 
     @property
     def bound(self) -> DerivativeBound:
@@ -993,6 +1107,36 @@ class Activation:
 
     def __repr__(self):
         return "Activation(%r, %s)" % (self.name, self.expr)
+
+
+#: Live activations by token, so that a φ' in an expression finds its Activation without keeping
+#: it alive (weak); a token whose activation has gone is rebuilt from the token itself.
+_LIVE: "weakref.WeakValueDictionary[sympy.Basic, Activation]" = weakref.WeakValueDictionary()
+_BUILTIN_TOKEN = re.compile(r"([a-z_]+)(?:\((.*)\))?")
+
+
+def from_token(token) -> Activation:
+    """The :class:`Activation` an :attr:`Activation.token` names: the live one, else rebuilt
+    (a built-in through :func:`activation`, a custom one through :func:`custom_activation`, which
+    re-checks it; the expression is a SymPy object, never parsed from text).
+
+    >>> from_token(activation("tanh").token).name
+    'tanh'
+    """
+    hit = _LIVE.get(token)
+    if hit is not None:
+        return hit
+    if isinstance(token, Str):
+        m = _BUILTIN_TOKEN.fullmatch(token.name)
+        if m and m.group(1) in _FACTORIES:
+            params = dict(kv.split("=", 1) for kv in m.group(2).split(",")) if m.group(2) else {}
+            return activation(m.group(1), **params)  # each value is checked by _exact_param
+    elif (isinstance(token, sympy.Tuple) and len(token) == 3 and isinstance(token[0], Str) and isinstance(token[1], Str)
+          and isinstance(token[2], sympy.Lambda)):
+        lam = token[2]
+        expr = lam.expr.xreplace({lam.variables[0]: z})
+        return custom_activation(expr, name=token[0].name, latex_name=token[1].name)
+    raise InvalidArgument("%s does not name an activation. Fix: use Activation.token, e.g. activation('sigmoid').token" % _show_value(token))
 
 
 #: Seconds SymPy may spend on the extrema of a custom φ' (``maximum``, ``minimum``) and, in a
@@ -1063,10 +1207,33 @@ def _certified_root(f: Callable[[sympy.Expr], sympy.Expr], lo, hi, digits: int =
     return sympy.Float(text, digits)
 
 
-def _make_builtins() -> dict[str, Callable[..., Activation]]:
+@dataclass(frozen=True)
+class Builtin:
+    """One built-in activation: its name, aliases, keyword parameters and the function that
+    makes its :class:`Activation` (with every fact about it) from validated exact parameters."""
+
+    name: str
+    make: Callable[..., Activation]
+    aliases: tuple[str, ...] = ()
+    params: tuple[str, ...] = ()
+
+
+def _sign_filled(fill: float):
+    """grad_sign for a φ' whose sign is ``fill`` wherever it underflows to 0."""
+    return lambda x, g: np.where(g == 0, fill, np.sign(g))
+
+
+def _log_abs_times(log_factor):
+    """log|z·f(z)| = log|z| + log f(z) (φ through the origin: silu, gelu, softsign, identity)."""
+    return lambda x: _log_abs_where(x) + log_factor(x)
+
+
+def _make_builtins() -> list[Builtin]:
+    """The built-in activations, one entry each: adding one means adding one entry here."""
     pi, exp, erf, sqrt = sympy.pi, sympy.exp, sympy.erf, sympy.sqrt
     oo = S.Infinity
     Interval, FiniteSet = sympy.Interval, sympy.FiniteSet
+    nonneg = _sign_filled(1.0)  # φ' ≥ 0 everywhere: an underflowed φ' is a positive number
 
     def make_sigmoid():
         return Activation(
@@ -1074,6 +1241,9 @@ def _make_builtins() -> dict[str, Callable[..., Activation]]:
             _np_sigmoid, _np_dsigmoid, _np_log_dsigmoid,
             DerivativeBound(S(1) / 4, FiniteSet(0), Interval.Lopen(0, S(1) / 4), True,
                             "1/4 − σ'(z) = (σ(z) − 1/2)² ≥ 0, zero iff z = 0"),
+            latex_formula=r"\frac{1}{1 + e^{-z}}", latex_derivative=r"\sigma(z)\,\bigl(1 - \sigma(z)\bigr)",
+            log_abs_value=_np_log_sigmoid, value_sign=np.ones_like, grad_sign=nonneg,
+            logistic=True, bound_certificate=(sigmoid(z), S.Half),
         )
 
     def make_tanh():
@@ -1081,6 +1251,9 @@ def _make_builtins() -> dict[str, Callable[..., Activation]]:
             "tanh", sympy.tanh(z), 1 - sympy.tanh(z) ** 2, r"\tanh",
             np.tanh, _np_dtanh, _np_log_dtanh,
             DerivativeBound(S.One, FiniteSet(0), Interval.Lopen(0, 1), True, "1 − tanh'(z) = tanh²(z) ≥ 0, zero iff z = 0"),
+            latex_formula=r"\frac{e^{z} - e^{-z}}{e^{z} + e^{-z}}", latex_derivative=r"1 - \tanh^{2} z",
+            value_sign=np.sign, grad_sign=nonneg,  # tanh of a subnormal is that subnormal: log|tanh| by default
+            bound_certificate=(sympy.tanh(z), S.Zero),
         )
 
     def make_relu():
@@ -1090,6 +1263,10 @@ def _make_builtins() -> dict[str, Callable[..., Activation]]:
             lambda x: (x > 0).astype(np.result_type(x, np.float64)),
             lambda x: np.where(x > 0, 0.0, -np.inf),
             DerivativeBound(S.One, Interval.open(0, oo), FiniteSet(0, 1), True, "φ' is 1 for z > 0 and 0 for z ≤ 0 (convention at 0)"),
+            kinks=(S.Zero,),
+            latex_formula=r"\max(0, z)", latex_derivative=r"\begin{cases} 1, & z > 0,\\ 0, & z \le 0 \end{cases}",
+            log_abs_value=lambda x: np.where(x > 0, _log_abs_where(x), -np.inf),
+            value_sign=lambda x: (x > 0).astype(x.dtype), grad_sign=lambda x, g: np.where(x > 0, 1.0, 0.0),
         )
 
     def make_leaky_relu(alpha=S(1) / 100):
@@ -1098,13 +1275,18 @@ def _make_builtins() -> dict[str, Callable[..., Activation]]:
         sup = sympy.Max(S.One, abs(a))
         where = Interval.open(0, oo) if abs(a) < 1 else (Interval(-oo, 0) if abs(a) > 1 else S.Reals)
         log_a = math.log(abs(af)) if af != 0 else -math.inf
+        al = sympy.latex(a)
         return Activation(
-            "leaky_relu", leaky_relu(z, a), a + (1 - a) * sympy.Heaviside(z, 0), r"\operatorname{LReLU}_{%s}" % sympy.latex(a),
+            "leaky_relu", leaky_relu(z, a), a + (1 - a) * sympy.Heaviside(z, 0), r"\operatorname{LReLU}_{%s}" % al,
             lambda x: np.where(x > 0, x, af * x),
             lambda x: np.where(x > 0, 1.0, af),
             lambda x: np.where(x > 0, 0.0, log_a),
             DerivativeBound(sup, where, FiniteSet(a, 1), True, "φ' is 1 for z > 0 and α for z ≤ 0 (convention at 0)"),
-            params=(("alpha", a),),
+            params=(("alpha", a),), kinks=(S.Zero,) if a != 1 else (),
+            latex_formula=r"\begin{cases} z, & z > 0,\\ %s\,z, & z \le 0 \end{cases}" % al,
+            latex_derivative=r"\begin{cases} 1, & z > 0,\\ %s, & z \le 0 \end{cases}" % al,
+            log_abs_value=lambda x: np.where(x > 0, 0.0, log_a) + _log_abs_where(x),
+            value_sign=lambda x: np.where(x > 0, 1.0, np.sign(af) * np.sign(x)).astype(x.dtype), grad_sign=nonneg,
         )
 
     def make_elu(alpha=S.One):
@@ -1121,21 +1303,48 @@ def _make_builtins() -> dict[str, Callable[..., Activation]]:
         else:
             bound = DerivativeBound(a, FiniteSet(0), sympy.Union(Interval.Lopen(0, a)), True,
                                     "φ' = αe^z ∈ (0, α] for z ≤ 0 (α at z = 0 by the convention) and 1 for z > 0")
+        al = sympy.latex(a)
         return Activation(
-            "elu", elu(z, a), sympy.Piecewise((1, z > 0), (a * exp(z), True)), r"\operatorname{ELU}_{%s}" % sympy.latex(a),
+            "elu", elu(z, a), sympy.Piecewise((1, z > 0), (a * exp(z), True)), r"\operatorname{ELU}_{%s}" % al,
             lambda x: np.where(x > 0, x, af * np.expm1(np.minimum(x, 0.0))),
             lambda x: np.where(x > 0, 1.0, af * np.exp(np.minimum(x, 0.0))),
             lambda x: np.where(x > 0, 0.0, log_a + np.minimum(x, 0.0)),
             bound,
-            params=(("alpha", a),),
+            params=(("alpha", a),), kinks=(S.Zero,),  # φ' jumps at 0 unless α = 1; φ'' jumps even then
+            latex_formula=r"\begin{cases} z, & z > 0,\\ %s\,(e^{z} - 1), & z \le 0 \end{cases}" % al,
+            latex_derivative=r"\begin{cases} 1, & z > 0,\\ %s\,e^{z}, & z \le 0 \end{cases}" % al,
+            log_abs_value=lambda x: np.where(x > 0, _log_abs_where(x), log_a + _log_abs_where(np.expm1(np.minimum(x, 0.0)))),
+            value_sign=np.sign, grad_sign=nonneg,
+        )
+
+    def make_selu():
+        # Klambauer et al. 2017, eq. (2), with their constants to 32 digits, exact as decimals.
+        lam, a = sympy.Rational("1.0507009873554804934193349852946"), sympy.Rational("1.6732632423543772848170429916717")
+        lf, af = float(lam), float(a)
+        log_l, log_la = math.log(lf), math.log(lf * af)
+        return Activation(
+            "selu", lam * elu(z, a), sympy.Piecewise((lam, z > 0), (lam * a * exp(z), True)), r"\operatorname{SELU}",
+            lambda x: lf * np.where(x > 0, x, af * np.expm1(np.minimum(x, 0.0))),
+            lambda x: np.where(x > 0, lf, lf * af * np.exp(np.minimum(x, 0.0))),
+            lambda x: np.where(x > 0, log_l, log_la + np.minimum(x, 0.0)),
+            # λ < λα, so the sup is λα, attained at 0 by the left-derivative convention (φ'(0) = λαe^0).
+            DerivativeBound(lam * a, FiniteSet(0), Interval.Lopen(0, lam * a), True,
+                            "φ' = λαe^z ∈ (0, λα] for z ≤ 0 (λα at z = 0 by the convention) and λ < λα for z > 0"),
+            kinks=(S.Zero,),
+            latex_formula=r"\lambda \begin{cases} z, & z > 0,\\ \alpha\,(e^{z} - 1), & z \le 0 \end{cases}"
+                          r"\quad (\lambda \approx 1.0507,\ \alpha \approx 1.6733)",
+            latex_derivative=r"\begin{cases} \lambda, & z > 0,\\ \lambda \alpha\,e^{z}, & z \le 0 \end{cases}",
+            log_abs_value=lambda x: np.where(x > 0, log_l + _log_abs_where(x), log_la + _log_abs_where(np.expm1(np.minimum(x, 0.0)))),
+            value_sign=np.sign, grad_sign=nonneg,
         )
 
     def make_softplus():
         return Activation(
             "softplus", softplus(z), sigmoid(z), r"\operatorname{softplus}",
-            lambda x: np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x))),
-            _np_sigmoid, _np_log_sigmoid,
+            _np_softplus, _np_sigmoid, _np_log_sigmoid,
             DerivativeBound(S.One, S.EmptySet, Interval.open(0, 1), True, "φ' = σ(z) < 1, approaching 1 as z → ∞"),
+            latex_formula=r"\ln\bigl(1 + e^{z}\bigr)", latex_derivative=r"\sigma(z) = \frac{1}{1 + e^{-z}}",
+            log_abs_value=_np_log_softplus, value_sign=np.ones_like, grad_sign=nonneg,
         )
 
     def make_silu():
@@ -1150,6 +1359,9 @@ def _make_builtins() -> dict[str, Callable[..., Activation]]:
             lambda x: x * _np_sigmoid(x), _np_silu_grad, _np_silu_log_grad,
             DerivativeBound(top, FiniteSet(zstar), Interval(bottom, top), False,
                             "attained at z* ≈ %s, the certified root of z·tanh(z/2) = 2 (30 digits); φ' = 1 − φ'(−z) so min φ' = 1 − sup" % sympy.Float(zstar, 8)),
+            latex_formula=r"z\,\sigma(z)", latex_derivative=r"\sigma(z)\,\bigl(1 + z\,(1 - \sigma(z))\bigr)",
+            # φ' underflows only far into the left tail, where it is negative
+            log_abs_value=_log_abs_times(_np_log_sigmoid), value_sign=np.sign, grad_sign=_sign_filled(-1.0),
         )
 
     def make_gelu():
@@ -1160,6 +1372,9 @@ def _make_builtins() -> dict[str, Callable[..., Activation]]:
             "gelu", z * (1 + erf(z / sqrt(2))) / 2, d, r"\operatorname{GELU}",
             _np_gelu, _np_gelu_grad, _np_gelu_log_grad,
             DerivativeBound(top, FiniteSet(sqrt(2)), Interval(bottom, top), True, "φ'' = ϕ(z)(2 − z²) vanishes at z = ±√2"),
+            latex_formula=r"\frac{z}{2}\Bigl(1 + \operatorname{erf}\frac{z}{\sqrt{2}}\Bigr)",
+            latex_derivative=r"\frac{1}{2}\Bigl(1 + \operatorname{erf}\frac{z}{\sqrt{2}}\Bigr) + \frac{z\,e^{-z^{2}/2}}{\sqrt{2\pi}}",
+            log_abs_value=_log_abs_times(lambda x: _special().log_ndtr(x)), value_sign=np.sign, grad_sign=_sign_filled(-1.0),
         )
 
     def make_softsign():
@@ -1169,6 +1384,9 @@ def _make_builtins() -> dict[str, Callable[..., Activation]]:
             lambda x: np.square(1.0 / (1.0 + np.abs(x))),
             lambda x: -2.0 * np.log1p(np.abs(x)),
             DerivativeBound(S.One, FiniteSet(0), Interval.Lopen(0, 1), True, "φ' = 1/(1 + |z|)² decreases in |z|"),
+            kinks=(S.Zero,),  # φ'' jumps at 0
+            latex_formula=r"\frac{z}{1 + |z|}", latex_derivative=r"\frac{1}{(1 + |z|)^{2}}",
+            log_abs_value=_log_abs_times(lambda x: -np.log1p(np.abs(x))), value_sign=np.sign, grad_sign=nonneg,
         )
 
     def make_identity():
@@ -1176,13 +1394,23 @@ def _make_builtins() -> dict[str, Callable[..., Activation]]:
             "identity", z, S.One, r"\operatorname{id}",
             lambda x: x + 0.0, lambda x: np.ones_like(x, dtype=np.result_type(x, np.float64)), lambda x: np.zeros_like(x, dtype=np.result_type(x, np.float64)),
             DerivativeBound(S.One, S.Reals, FiniteSet(1), True, "φ' = 1"),
+            latex_formula="z", latex_derivative="1",
+            log_abs_value=_log_abs_where, value_sign=np.sign, grad_sign=nonneg,
         )
 
-    return {
-        "sigmoid": make_sigmoid, "tanh": make_tanh, "relu": make_relu, "leaky_relu": make_leaky_relu,
-        "elu": make_elu, "softplus": make_softplus, "silu": make_silu, "swish": make_silu,
-        "gelu": make_gelu, "softsign": make_softsign, "identity": make_identity, "linear": make_identity,
-    }
+    return [
+        Builtin("sigmoid", make_sigmoid),
+        Builtin("tanh", make_tanh),
+        Builtin("relu", make_relu),
+        Builtin("leaky_relu", make_leaky_relu, params=("alpha",)),
+        Builtin("elu", make_elu, params=("alpha",)),
+        Builtin("softplus", make_softplus),
+        Builtin("silu", make_silu, aliases=("swish",)),
+        Builtin("gelu", make_gelu),
+        Builtin("softsign", make_softsign),
+        Builtin("identity", make_identity, aliases=("linear",)),
+        Builtin("selu", make_selu),
+    ]
 
 
 #: Largest |parameter| (alpha) a built-in accepts, and the most digits in its exact numerator
@@ -1257,9 +1485,12 @@ def _as_argument(name: str, arg) -> sympy.Expr:
     )
 
 
-_FACTORIES = _make_builtins()
-_PARAMS = {"leaky_relu": ("alpha",), "elu": ("alpha",)}  # the keyword parameters of the factories
-_CACHE: dict = {}
+_BUILTINS = _make_builtins()
+_ENTRIES = {n: e for e in _BUILTINS for n in (e.name,) + e.aliases}
+_FACTORIES = {n: e.make for n, e in _ENTRIES.items()}
+#: Most built-in activations :func:`activation` keeps (least recently used dropped first).
+CACHE_SIZE = 256
+_CACHE: "OrderedDict[tuple, Activation]" = OrderedDict()
 
 #: Names of the built-in activations (``swish`` is an alias of ``silu``, ``linear`` of ``identity``).
 BUILTIN_ACTIVATIONS: tuple[str, ...] = tuple(_FACTORIES)
@@ -1281,7 +1512,7 @@ def activation(spec, **params) -> Activation:
     if isinstance(spec, str):
         key = spec.strip().lower()
         if key in _FACTORIES:
-            allowed = _PARAMS.get(key, ())
+            allowed = _ENTRIES[key].params
             unknown = sorted(set(params) - set(allowed))
             if unknown:
                 takes = "takes only %s" % ", ".join(allowed) if allowed else "takes no parameters"
@@ -1289,9 +1520,14 @@ def activation(spec, **params) -> Activation:
             # Validated (and made exact) before anything else sees them, the cache key included.
             exact = {k: _exact_param(key, k, v) for k, v in params.items()}
             cache_key = (key, tuple(sorted((k, str(v)) for k, v in exact.items())))
-            if cache_key not in _CACHE:
-                _CACHE[cache_key] = _FACTORIES[key](**exact)
-            return _CACHE[cache_key]
+            hit = _CACHE.get(cache_key)
+            if hit is None:
+                hit = _CACHE[cache_key] = _FACTORIES[key](**exact)
+                if len(_CACHE) > CACHE_SIZE:
+                    _CACHE.popitem(last=False)
+            else:
+                _CACHE.move_to_end(cache_key)
+            return hit
         if spec.strip().isidentifier():
             raise InvalidArgument(
                 "unknown activation %r; known: %s (or pass an expression string in z such as 'z*sigmoid(z)')"

@@ -38,8 +38,9 @@ class Loss:
         return (act.prime.at(z_out), self.dcost(a_out, y))
 
     def cancels_with(self, act) -> bool:
-        """True when φ'(z_L) · ∂C/∂a_L collapses to ``a_L − y`` (cross-entropy with sigmoid)."""
-        return self.name == "cross_entropy" and act.name == "sigmoid"
+        """True when φ'(z_L) · ∂C/∂a_L collapses to ``a_L − y``: cross-entropy with a logistic
+        output (:attr:`Activation.logistic`, φ = σ, whose σ' = a(1 − a) cancels the denominator)."""
+        return self.name == "cross_entropy" and act.logistic
 
 
 def _bce_value(a, y):

@@ -24,7 +24,10 @@ import sympy
 from sympy import Basic, KroneckerDelta, MatrixExpr, MatrixSymbol, Mul
 
 from symgrad._budget import DEFAULT_SECONDS, within_budget
-from symgrad.spec.activations import Activation
+from sympy.core.symbol import Str
+
+from symgrad.spec.activations import Activation, from_token
+from symgrad.spec.losses import loss as _loss_by_name
 from symgrad.errors import InvalidArgument
 
 __all__ = ["Gradient", "ActivationJacobian", "CostGradient", "check_parameter_name", "chain_gradient", "dense_gradient"]
@@ -219,12 +222,17 @@ def chain_gradient(net, name: str) -> Gradient:
 
 
 class ActivationJacobian(MatrixExpr):
-    r"""Σ'(z^l) = diag(φ'(z^l_1), …, φ'(z^l_n)), unevaluated; prints ``\Sigma'(z^{l})``."""
+    r"""Σ'(z^l) = diag(φ'(z^l_1), …, φ'(z^l_n)), unevaluated; prints ``\Sigma'(z^{l})``.
 
-    _activation: Activation
+    ``ActivationJacobian(zvec, token)``: one module-level class for every activation, which the
+    second argument names (:attr:`Activation.token`), as for :class:`ActivationPrime`."""
 
-    def __new__(cls, zvec):
-        return Basic.__new__(cls, zvec)
+    def __new__(cls, zvec, token):
+        return Basic.__new__(cls, zvec, token)
+
+    @property
+    def _activation(self) -> Activation:
+        return from_token(self.args[1])
 
     @property
     def shape(self):
@@ -242,12 +250,17 @@ class ActivationJacobian(MatrixExpr):
 
 
 class CostGradient(MatrixExpr):
-    r"""∇_a C for a loss whose ∂C/∂a_i is not simply a_i − y_i; prints ``\nabla_{a} C``."""
+    r"""∇_a C for a loss whose ∂C/∂a_i is not simply a_i − y_i; prints ``\nabla_{a} C``.
 
-    _loss = None
+    ``CostGradient(avec, yvec, Str(loss_name))``: one module-level class, the loss named by its
+    third argument (a built-in loss, see :func:`symgrad.spec.losses.loss`)."""
 
-    def __new__(cls, avec, yvec):
-        return Basic.__new__(cls, avec, yvec)
+    def __new__(cls, avec, yvec, loss_name):
+        return Basic.__new__(cls, avec, yvec, loss_name)
+
+    @property
+    def _loss(self):
+        return _loss_by_name(self.args[2].name)
 
     @property
     def shape(self):
@@ -264,11 +277,8 @@ class CostGradient(MatrixExpr):
 
 
 def _jacobian_class(act: Activation):
-    cache = act.__dict__.setdefault("_jacobian_cls", None)
-    if cache is None:
-        cache = type("Sigma_%s" % act.prime.__name__, (ActivationJacobian,), {"_activation": act})
-        act.__dict__["_jacobian_cls"] = cache
-    return cache
+    """Σ'(·) of ``act``: ``zvec -> ActivationJacobian(zvec, act.token)``."""
+    return lambda zvec: ActivationJacobian(zvec, act.token)
 
 
 def _walk_matrix_factor(f, leaf, *, transpose, add, matmul, scale):
@@ -348,8 +358,7 @@ def _dense_sequence(net) -> tuple:
         if net.loss.name == "quadratic":
             seq.append(residual)
         else:
-            grad_cls = type("CostGradient_%s" % net.loss.name, (CostGradient,), {"_loss": net.loss})
-            seq.append(grad_cls(aL, y))
+            seq.append(CostGradient(aL, y, Str(net.loss.name)))
     net.__dict__["_sequence"] = tuple(seq)
     return net.__dict__["_sequence"]
 

@@ -36,7 +36,7 @@ from functools import lru_cache
 import numpy as np
 import sympy
 
-from symgrad.spec.activations import Activation, activation as _activation, sigmoid as _sigmoid
+from symgrad.spec.activations import Activation, activation as _activation, sigmoid as _sigmoid, z as _z
 from symgrad.errors import GradientCheckError, InvalidArgument
 from symgrad.symbolic.networks import Chain, Network
 
@@ -208,7 +208,11 @@ class DerivativeBoundCheck:
     method: str
 
 
-@lru_cache(maxsize=None)
+#: Entries each exact-check cache keeps (least recently used dropped first).
+CACHE_SIZE = 256
+
+
+@lru_cache(maxsize=CACHE_SIZE)
 def _verify_bound_cached(act: Activation) -> DerivativeBoundCheck:
     bound = act.bound
     if not bound.known:
@@ -221,12 +225,12 @@ def _verify_bound_cached(act: Activation) -> DerivativeBoundCheck:
         if not vals <= set(bound.range) or max(abs(v) for v in vals) != bound.sup:
             raise GradientCheckError("%s: φ' takes %s at z = -1, 0, 1; catalogue range %s, sup %s" % (act.name, vals, bound.range, bound.sup))
         return DerivativeBoundCheck(act.name, bound.sup, bound.attained_at, "φ' is piecewise constant with values %s" % sorted(vals))
-    if act.name in ("sigmoid", "tanh"):
-        # sup − φ' is a perfect square in s = σ(z) (resp. t = tanh(z)), zero only at s = 1/2 (t = 0), i.e. z = 0.
+    if act.bound_certificate is not None:
+        # sup − φ' is a perfect square (s − c)² in s = base(z) (σ(z), tanh(z)), zero only where base(z) = c.
+        base, centre = act.bound_certificate
+        base = base.xreplace({_z: z})
         s = sympy.Symbol("s", real=True)
-        base = _sigmoid(z) if act.name == "sigmoid" else sympy.tanh(z)
         poly = sympy.factor(sympy.expand(bound.sup - d.xreplace({base: s})))
-        centre = sympy.Rational(1, 2) if act.name == "sigmoid" else sympy.S.Zero
         if sympy.expand(poly - (s - centre) ** 2) != 0:
             raise GradientCheckError("%s: sup − φ' = %s is not (s − %s)²" % (act.name, poly, centre))
         where = sympy.solveset(sympy.Eq(base.rewrite(sympy.exp), centre), z, sympy.S.Reals)
@@ -492,7 +496,7 @@ def assert_chain_identity(net: Chain, params, *, rtol: float | None = None) -> N
             "(relative error %.3g > rtol %.3g)" % (L, L, d[0], d[-1], ratio, prod, abs(ratio - prod) / abs(prod), rtol))
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=CACHE_SIZE)
 def _verify_identity_cached(depth: int, act: Activation, loss: str) -> sympy.Expr:
     from symgrad.symbolic.build import chain
 

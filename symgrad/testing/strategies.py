@@ -409,7 +409,7 @@ class _ChainBuilder:
             ok = [l for l, act in enumerate(net.activations, start=1) if _dead_ok(act)]
             dead_layer = data.draw(st.sampled_from(ok), label="dead layer")
         a = a0 if math.isfinite(a0) else 0.0
-        all_sigmoid = all(act.name == "sigmoid" and act.builtin for act in net.activations)
+        all_sigmoid = all(act.logistic for act in net.activations)
         prev_grad = None  # φ'(z_{j-1})
         for j, act in enumerate(net.activations, start=1):
             if regime == "vanishing" and prev_grad is not None and prev_grad > 0:
