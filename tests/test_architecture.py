@@ -89,3 +89,12 @@ def test_the_layers_contract_rejects_an_upward_import(tmp_path):
                           env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
     assert proc.returncode != 0 and "BROKEN" in proc.stdout, proc.stdout[-2000:]
     assert "symgrad.spec.losses -> symgrad.numeric" in proc.stdout
+
+
+def test_no_unbounded_cache_in_the_package():
+    """Every functools cache has a maxsize (Hypothesis calls with many distinct arguments)."""
+    import re
+
+    found = [str(p.relative_to(ROOT)) for p in (ROOT / "symgrad").rglob("*.py")
+             if re.search(r"lru_cache\(maxsize=None\)|@cache\b|functools\.cache\b|@lru_cache\s*\n", p.read_text(encoding="utf-8"))]
+    assert found == []

@@ -680,7 +680,7 @@ def steep_interval_derivation() -> dict:
     return _steep_derivation()
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=1)  # no arguments: one value, computed once
 def _steep_derivation() -> dict:
     u = sympy.Symbol("u", positive=True)
     s = sympy.Symbol("s", positive=True)

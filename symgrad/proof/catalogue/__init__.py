@@ -52,7 +52,7 @@ _BUILDERS = (t_sigmoid, t_tanh, t_relu_family, t_softplus, t_silu, t_gelu, t_cha
              t_saturation, t_large_init, t_update, t_dense, t_cross_entropy, t_learning_rate, t_saddle, t_relu, t_init)
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=1)  # no arguments: one value, computed once
 def _catalogue() -> tuple:
     return tuple(b() for b in _BUILDERS)
 

@@ -24,7 +24,7 @@ __all__ = ["t_sigmoid", "t_tanh", "t_relu_family", "t_softplus", "t_silu", "t_ge
 # =============================================================================================
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=8)  # called with a few constants only; bounded all the same
 def _sigma_upper(sup=Q(1, 4)) -> Certificate:
     """σ'(z) ≤ sup as a certificate; the true one (sup = 1/4) is shared with the theorems that
     use Theorem 1, whose certificate hypotheses ``1/4 − σ'(z) ≥ 0`` are linked to it."""
@@ -140,7 +140,7 @@ def t_softplus(claimed=None) -> Theorem:
                    steps, source="article 003", slug="softplus")
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=1)  # no arguments: one value, computed once
 def _silu_root():
     return CertifiedRoot.near(z * tanh(z / 2) - 2, z, 2, 3, 12, "critical point z*", "Where $\\varphi'' = 0$ for $z > 0$.")
 

@@ -42,7 +42,7 @@ def _local_rule(sign=1):
                     lhs_tex=r"\frac{\partial}{\partial a} C(\sigma(wa+b))", rhs_tex=r"%s w\,\sigma'(wa+b)\, C'(\sigma(wa+b))" % ("" if sign == 1 else "-"))
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=8)  # called with a few constants only; bounded all the same
 def _chain_induction(sign=1):
     C = sympy.Function("C")
     w, a, b = sympy.symbols("w a b", real=True)
@@ -122,7 +122,7 @@ def _R(LL):
     return sympy.Product(sp(Zi[k]) * Wi[k + 1], (k, 1, LL - 1)) * sp(Zi[LL])
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=1)  # no arguments: one value, computed once
 def _regroup():
     """σ'(z_1) Π_{k=2}^{L} w_kσ'(z_k) = Π_{k=1}^{L-1} (σ'(z_k) w_{k+1}) · σ'(z_L), by induction on L = N + 1."""
     N = sympy.Symbol("N", integer=True, nonnegative=True)

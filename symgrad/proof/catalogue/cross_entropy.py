@@ -31,7 +31,7 @@ def _ce_hidden(m):
     return sp(Zi[1]) * sympy.Product(Wi[k] * sp(Zi[k]), (k, 2, m)) * Wi[m + 1]
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=1)  # no arguments: one value, computed once
 def _ce_regroup():
     """Π_{k=1}^{M} σ'(z_k) w_{k+1} = σ'(z_1) Π_{k=2}^{M} w_kσ'(z_k) · w_{M+1}, by induction on M = N + 1."""
     N = sympy.Symbol("N", integer=True, nonnegative=True)

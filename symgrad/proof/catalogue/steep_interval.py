@@ -28,13 +28,13 @@ def _width_w():
     return w, 2 / w * log(w * (1 + sqrt(1 - 4 / w)) / 2 - 1)
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=1)  # no arguments: one value, computed once
 def _r_root():
     r = sympy.Symbol("r", positive=True)
     return CertifiedRoot.near(1 - r * log((1 + r) / (1 - r)), r, Q(1, 2), Q(19, 20), 12, "critical point r*")
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=1)  # no arguments: one value, computed once
 def _w_root():
     w, W = _width_w()
     return CertifiedRoot.near(sympy.diff(W, w), w, 6, 8, 6, "critical point |w|*", "The derivative of the width in $|w|$ changes sign in $[6, 8]$.")
