@@ -309,7 +309,7 @@ AUDITED = {
     ("render/latex.py", "_scaled", "sympify"): "DerivativeBound.sup, as above",
     ("numeric/closed_form.py", "_lambdified", "lambdify"): "closed-form factors whose symbol and function names it checks first "
                                                "(test_a_user_built_gradient_with_a_hostile_function_name_is_not_lambdified)",
-    ("proof/engine.py", "_sym", "sympify"): "only after checking the value is a real number, never a string",
+    ("proof/engine/_values.py", "_sym", "sympify"): "only after checking the value is a real number, never a string",
 }
 
 
