@@ -12,7 +12,7 @@ from symgrad.numeric.logspace import grad_sign, log_abs, log_abs_value, sign_val
 from symgrad.numeric import compiled as _jit
 from symgrad.errors import InvalidArgument
 from symgrad.numeric.inputs import _Inputs, _NonFiniteBlock, _Rescale, _all_finite, _base_shape, _tiny_of
-from symgrad.numeric.output import _SIGMOID_SAFE_Z, _is_sigmoid, _output_delta, _split_inv_a_one_minus_a, _split_minus_y
+from symgrad.numeric.output import _SIGMOID_SAFE_Z, _is_sigmoid, _log_output, _output_delta, _split_output
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,17 +299,8 @@ def _scaled_block(inp: _Inputs, s, e, D, A):
                 Zn = Z64[nxt]
                 AM[nxt + 1], AE[nxt + 1] = _nl.split(Ap[nxt + 1], lambda m, Zn=Zn, act=act: log_abs_value(act, Zn[m]),
                                                      lambda m, Zn=Zn, act=act: sign_value(act, Zn[m]))
-        out_act, cost = net.activations[-1], net.loss
-        zl = np.asarray(zL, dtype=np.float64)
-        if cost.cancels_with(out_act):
-            d, la, sg = _nl.sigmoid_minus_y(zl, y)
-            M[L - 1], E[L - 1] = _nl.split(d, la, sg)
-        else:
-            al = np.asarray(aL, dtype=np.float64)
-            dd = _split_minus_y(out_act, al, zl, y)
-            if cost.name == "cross_entropy":
-                dd = _nl.smul(dd, _split_inv_a_one_minus_a(al))
-            M[L - 1], E[L - 1] = _nl.smul((M[L - 1], E[L - 1]), dd)
+        zl, al = np.asarray(zL, dtype=np.float64), np.asarray(aL, dtype=np.float64)
+        M[L - 1], E[L - 1] = _split_output(net, al, zl, y, grad=(M[L - 1], E[L - 1]))
         if L > 1:
             Wr = np.asarray(_w_rows(inp, s, e), dtype=np.float64)
             M[: L - 1], E[: L - 1] = _nl.smul((M[: L - 1], E[: L - 1]), _nl.split(Wr))
@@ -380,28 +371,8 @@ def _log_block(inp: _Inputs, s, e):
             src = [j for j in idx if j + 1 < L]
             LA[nxt] = log_abs_value(act, Z[src])
             SA[nxt] = sign_value(act, Z[src])
-    out_act, cost = net.activations[-1], net.loss
     y = np.broadcast_to(inp.block("y", s, e), (n,))
-    if cost.cancels_with(out_act):
-        _, LG[L - 1], SG[L - 1] = _nl.sigmoid_minus_y(zL, y)
-    elif _is_sigmoid(out_act):
-        # σ(z_L) − y from the logit (a_L − y cancels where σ saturates), times σ'(z_L) as below.
-        _, lg, sg = _nl.sigmoid_minus_y(zL, y)
-        LG[L - 1] += lg
-        SG[L - 1] *= sg
-        if cost.name == "cross_entropy":
-            LG[L - 1] -= np.log(aL) + np.log1p(-aL)
-    else:
-        with np.errstate(over="ignore", invalid="ignore"):
-            d = aL - y
-            # |a_L − y| beyond the range (a_L = 1e300, y = −1.8e308): halve both, exactly
-            ld = np.where(np.isfinite(d), log_abs(np.where(np.isfinite(d), d, 1.0)), log_abs(0.5 * aL - 0.5 * y) + math.log(2.0))
-            # a_L − y where a_L underflowed to 0 and y = 0 is a_L: its log comes from z_L.
-            ld = np.where((np.abs(d) < _nl.TINY) & (y == 0), log_abs_value(out_act, zL), ld)
-            LG[L - 1] += ld  # below −1.8e308 the correctly rounded log is −inf
-        SG[L - 1] *= np.where(d == 0, sign_value(out_act, zL) * (y == 0), np.sign(d))
-        if cost.name == "cross_entropy":
-            LG[L - 1] -= np.log(aL) + np.log1p(-aL)
+    LG[L - 1], SG[L - 1] = _log_output(net, aL, zL, y, LG[L - 1], SG[L - 1])
     # Fold log|w_{j+1}| into layer j, then reverse cumulative sums: S_j = Σ_{k≥j}.
     if L > 1:
         Wr = _w_rows(inp, s, e)

@@ -14,7 +14,7 @@ from symgrad.symbolic.networks import Chain
 from symgrad.numeric.dense import _rescaled_vecmat
 from symgrad.numeric.evaluator import _forward_locals
 from symgrad.numeric.inputs import _Inputs, _validate
-from symgrad.numeric.output import _split_minus_y, _split_output_quadratic
+from symgrad.numeric.output import _split_dcost, _split_minus_y
 from symgrad.numeric.result import SignLog
 
 __all__ = ['evaluate_gradient', 'evaluate_gradients']
@@ -270,9 +270,7 @@ def _dense_vector_factor(f, inp, loc):
             al = np.asarray(loc["a%d" % L], dtype=np.float64)
             y = np.broadcast_to(np.asarray(inp.values["y"], dtype=np.float64), zl.shape)
             if isinstance(f, CostGradient):
-                if f._loss.name == "quadratic":
-                    return _split_output_quadratic(out, al, zl, y)
-                return _nl.split(np.asarray(f._loss.dvalue(al, y), dtype=np.float64))
+                return _split_dcost(f._loss, out, al, zl, y)
             # exactly the two terms a^L and −y (structurally: nothing is simplified)
             if isinstance(f, sympy.MatAdd) and sorted(str(t) for t in f.args) == sorted(["a%d" % L, "-y"]):
                 # a^L − y (σ(z^L) − y from the logit for a sigmoid output, as every path forms it)

@@ -10,7 +10,7 @@ from symgrad.numeric import logspace as _nl
 from symgrad.numeric.logspace import log_abs, log_abs_value
 from symgrad.errors import InvalidArgument
 from symgrad.numeric.inputs import _Inputs, _Rescale, _base_shape, _tiny_of
-from symgrad.numeric.output import _is_sigmoid, _output_delta, _split_output
+from symgrad.numeric.output import _minus_y, _output_delta, _split_output
 from symgrad.numeric.result import BackpropResult
 
 
@@ -66,10 +66,7 @@ def _dense_forward(inp: _Inputs):
 def _dense_loss(inp, zL, aL):
     net = inp.net
     y = inp.values["y"]
-    if net.loss.cancels_with(net.activations[-1]):
-        per = np.maximum(zL, 0.0) - y * zL + np.log1p(np.exp(-np.abs(zL)))
-    else:
-        per = _output_delta(net, aL, zL, y)[1]
+    per = _output_delta(net, aL, zL, y)[1]
     with np.errstate(over="ignore"):
         return np.sum(per, axis=-1)
 
@@ -123,11 +120,11 @@ def _dense_linear(inp: _Inputs, zs, As, log_space: bool, want) -> tuple:
         if _low_with_log(g, lambda m: out.log_abs_grad(zL[m])) or _low_with_log(aL, lambda m: log_abs_value(out, zL[m])):
             raise _Rescale()
         with np.errstate(over="raise", under="raise", invalid="raise", divide="raise"):
-            diff = aL - y if not _is_sigmoid(out) else _nl.sigmoid_minus_y(zL, y)[0]
+            diff = _minus_y(out, aL, zL, y)
             if np.any(np.abs(diff) < _tiny_of(diff)):
                 raise _Rescale()
             d = g * diff
-            if net.loss.name == "cross_entropy":
+            if net.loss.domain_open_unit:
                 d = d / (aL * (1.0 - aL))
     deltas = [None] * (L + 1)
     deltas[L] = d

@@ -200,7 +200,7 @@ def _validate(net, params, *, defer_wb=False) -> _Inputs:
         if all(type(v) in _FAST_SCALARS for v in vals):
             stacked = np.array(vals, dtype=np.float64)
             if _all_finite(stacked):
-                if net.loss.name == "cross_entropy":
+                if net.loss.domain_open_unit:
                     _check_unit_target(stacked[1], net)
                 return _finish(net, dict(zip(names, stacked)), dict.fromkeys(names, False), None, np.dtype(np.float64))
     scalars = []
@@ -245,7 +245,7 @@ def _validate(net, params, *, defer_wb=False) -> _Inputs:
             )
         values[name] = arr
         dtypes.add(arr.dtype)
-    if net.loss.name == "cross_entropy":
+    if net.loss.domain_open_unit:
         _check_unit_target(values["y"], net)
     if scalars:
         stacked = np.array([values[n] for n in scalars], dtype=np.float64)

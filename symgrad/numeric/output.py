@@ -1,5 +1,12 @@
 """The output layer's error δ^L = ∂C/∂z_L and the cost, in one place for every path (NumPy and compiled
-kernels, rescaled, log space, dense, closed form): a_L − y from the logit where the output φ' cancels."""
+kernels, rescaled, log space, dense, closed form): a_L − y from the logit where the output φ' cancels.
+
+Every numeric path forms a_L − y, ∂C/∂a_L and the cross-entropy cost through the functions here, in
+the representation it carries: linear (:func:`_minus_y`), m·2^k (:func:`_split_minus_y`,
+:func:`_split_dcost`, :func:`_split_output`) or log|·| and sign (:func:`_log_minus_y`,
+:func:`_log_output`).  Sources: ∂C/∂a = a − y for the quadratic cost and
+∂C/∂a = (a − y)/(a(1 − a)) for binary cross-entropy; with a sigmoid output and cross-entropy σ'
+cancels and δ^L = a^L − y (Nielsen, *Neural Networks and Deep Learning*, ch. 3, eq. 66)."""
 
 from __future__ import annotations
 
@@ -8,34 +15,27 @@ import math
 import numpy as np
 
 from symgrad.numeric import logspace as _nl
-from symgrad.numeric.logspace import log_abs_value, sign_value
+from symgrad.numeric.logspace import log_abs, log_abs_value, sign_value
 from symgrad.errors import InvalidArgument
 from symgrad.numeric.inputs import _all_finite
 
 
-def _split_output_quadratic(out, al, zl, y):
-    return _split_minus_y(out, al, zl, y)
+def _cost_from_logit(zL, y):
+    """Binary cross-entropy of a sigmoid output from its logit, per unit:
+    C = −[y ln σ(z) + (1 − y) ln(1 − σ(z))] = softplus(z) − y·z (Nielsen ch. 3 eq. 57 with
+    ln σ(z) = −softplus(−z), ln(1 − σ(z)) = −softplus(z)), written max(z, 0) − y·z + log1p(e^−|z|):
+    finite for every finite z, and where y = 1, z ≫ 0 the cost e^−z is kept (z + log1p(e^−z) − z
+    would round it to 0).  The compiled kernel forms the same expression."""
+    return np.maximum(zL, 0.0) - y * zL + np.log1p(np.exp(-np.abs(zL)))
 
 
-def _split_output(net, aL, zL, y):
-    """∂C/∂z_L as m·2^k: σ(z_L) − y from the logit when the loss cancels σ'; else
-    φ'(z_L)·∂C/∂a_L, with a_L − y = a_L taken from its log where a_L underflowed and y = 0."""
-    act, cost = net.activations[-1], net.loss
-    if cost.cancels_with(act):
-        return _nl.split(*_nl.sigmoid_minus_y(zL, y))
-    dd = _split_minus_y(act, aL, zL, y)
-    if cost.name == "cross_entropy":
-        dd = _nl.smul(dd, _split_inv_a_one_minus_a(aL))
-    return _nl.smul(_nl.split_grad(act, zL), dd)
-
-
-def _split_inv_a_one_minus_a(aL):
-    """1/(a_L(1 − a_L)) as m·2^k: formed from a_L's mantissa and exponent, so a subnormal a_L
-    (1e-310) gives 1e310 as a scaled number, not inf."""
-    m, e = _nl.split(aL)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inv = _nl.split(1.0 / (m * (1.0 - np.asarray(aL, dtype=np.float64))))
-    return inv[0], inv[1] - e
+def _minus_y(act, aL, zL, y):
+    """a_L − y in linear space (Nielsen ch. 3 eq. 66: δ^L = a^L − y for σ + cross-entropy; ∂C/∂a_L
+    for the quadratic cost): for a sigmoid output σ(z_L) − y from the logit, as float64 (a_L − y
+    cancels where σ saturates: σ(40) − 1 is −4.2e-18, not 0); otherwise a_L − y."""
+    if _is_sigmoid(act):
+        return _nl.sigmoid_minus_y(zL, y)[0]
+    return aL - y
 
 
 def _split_minus_y(act, aL, zL, y):
@@ -48,6 +48,68 @@ def _split_minus_y(act, aL, zL, y):
                           lambda m: sign_value(act, zL[m]))
 
 
+def _log_minus_y(act, aL, zL, y):
+    """a_L − y as (log|a_L − y|, sign): for a sigmoid output from the logit (σ(z_L) − y); otherwise
+    a_L − y, halved (exactly) where the difference overflows (a_L = 1e300, y = −1.8e308), and
+    a_L itself (its log from z_L) where a_L underflowed to 0 and y = 0.  Below −1.8e308 the
+    correctly rounded log is −inf."""
+    if _is_sigmoid(act):
+        _, lg, sg = _nl.sigmoid_minus_y(zL, y)
+        return lg, sg
+    with np.errstate(over="ignore", invalid="ignore"):
+        d = aL - y
+        ld = np.where(np.isfinite(d), log_abs(np.where(np.isfinite(d), d, 1.0)), log_abs(0.5 * aL - 0.5 * y) + math.log(2.0))
+        ld = np.where((np.abs(d) < _nl.TINY) & (y == 0), log_abs_value(act, zL), ld)
+    return ld, np.where(d == 0, sign_value(act, zL) * (y == 0), np.sign(d))
+
+
+def _split_dcost(cost, act, aL, zL, y):
+    """∂C/∂a_L as m·2^k, without φ'(z_L): a_L − y (:func:`_split_minus_y`) for the quadratic cost
+    (:attr:`Loss.dcost_is_residual`), times 1/(a_L(1 − a_L)) for cross-entropy
+    (:attr:`Loss.domain_open_unit`: ∂C/∂a = (a − y)/(a(1 − a))); any other loss's ``dvalue``."""
+    if cost.dcost_is_residual:
+        return _split_minus_y(act, aL, zL, y)
+    if cost.domain_open_unit:
+        return _nl.smul(_split_minus_y(act, aL, zL, y), _split_inv_a_one_minus_a(aL))
+    return _nl.split(np.asarray(cost.dvalue(aL, y), dtype=np.float64))
+
+
+def _split_output(net, aL, zL, y, grad=None):
+    """∂C/∂z_L as m·2^k: σ(z_L) − y from the logit when the loss cancels σ' (Nielsen ch. 3 eq. 66);
+    else φ'(z_L)·∂C/∂a_L (:func:`_split_dcost`).  ``grad``: φ'(z_L) as m·2^k where the caller has
+    it already (default: formed here from z_L)."""
+    act, cost = net.activations[-1], net.loss
+    if cost.cancels_with(act):
+        return _nl.split(*_nl.sigmoid_minus_y(zL, y))
+    dd = _split_dcost(cost, act, aL, zL, y)
+    return _nl.smul(_nl.split_grad(act, zL) if grad is None else grad, dd)
+
+
+def _log_output(net, aL, zL, y, lg, sg):
+    """∂C/∂z_L as (log|·|, sign), given log|φ'(z_L)| and its sign (``lg``, ``sg``): σ(z_L) − y from
+    the logit when the loss cancels σ' (Nielsen ch. 3 eq. 66); else log|φ'| + log|a_L − y|
+    (:func:`_log_minus_y`), less log(a_L(1 − a_L)) for cross-entropy, summed in that order."""
+    act, cost = net.activations[-1], net.loss
+    if cost.cancels_with(act):
+        _, la, s = _nl.sigmoid_minus_y(zL, y)
+        return la, s
+    ld, sd = _log_minus_y(act, aL, zL, y)
+    with np.errstate(over="ignore", invalid="ignore"):
+        lg = lg + ld
+    if cost.domain_open_unit:
+        lg = lg - (np.log(aL) + np.log1p(-aL))
+    return lg, sg * sd
+
+
+def _split_inv_a_one_minus_a(aL):
+    """1/(a_L(1 − a_L)) as m·2^k: formed from a_L's mantissa and exponent, so a subnormal a_L
+    (1e-310) gives 1e310 as a scaled number, not inf."""
+    m, e = _nl.split(aL)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = _nl.split(1.0 / (m * (1.0 - np.asarray(aL, dtype=np.float64))))
+    return inv[0], inv[1] - e
+
+
 def _is_sigmoid(act) -> bool:
     """φ = σ exactly (Activation.logistic), so σ(z_L) − y can be formed from the logit."""
     return act.logistic
@@ -57,18 +119,17 @@ def _output_delta(net, aL, zL, y):
     """∂C/∂a_L factor (or δ_L itself when the loss cancels φ'), and the per-sample loss."""
     act, cost = net.activations[-1], net.loss
     if cost.cancels_with(act):
-        # Binary cross-entropy from the logit: softplus(z) − y z, finite for every finite z.
         # ∂C/∂z_L = σ(z_L) − y from the logit: a_L − y cancels (σ(40) − 1 is −4.2e-18, not 0).
-        loss = np.logaddexp(0.0, zL) - y * zL
+        loss = _cost_from_logit(zL, y)
         with np.errstate(over="ignore", under="ignore"):
             d = _nl.sigmoid_minus_y(zL, y)[0].astype(np.result_type(zL, y), copy=False)
         return d, loss, True
-    if cost.name == "cross_entropy":
+    if cost.domain_open_unit:
         if not (np.all(aL > 0) and np.all(aL < 1)):
             i = int(np.argmax(~((aL > 0) & (aL < 1)))) if np.ndim(aL) else 0
             raise InvalidArgument(
-                "cross_entropy needs the output a_L in (0, 1), but the %s output gives a_L = %r (batch index %d); "
-                "use a sigmoid output layer" % (act.name, float(np.reshape(aL, -1)[i]), i)
+                "%s needs the output a_L in (0, 1), but the %s output gives a_L = %r (batch index %d); "
+                "use a sigmoid output layer" % (cost.name, act.name, float(np.reshape(aL, -1)[i]), i)
             )
         # 1 − a_L formed from a rounded a_L has relative error up to u·a_L/(1 − a_L): where that
         # passes √u, ∂C/∂a_L = (a_L − y)/(a_L(1 − a_L)) keeps fewer than half its digits (tanh at
@@ -80,29 +141,25 @@ def _output_delta(net, aL, zL, y):
         if np.any(lost):
             i = int(np.argmax(lost)) if np.ndim(aL) else 0
             raise InvalidArgument(
-                "cross_entropy with a %s output at a_L = %r (batch index %d): 1 − a_L keeps fewer than half its digits, "
+                "%s with a %s output at a_L = %r (batch index %d): 1 − a_L keeps fewer than half its digits, "
                 "so ∂C/∂a_L would be mostly rounding; use a sigmoid output layer (its σ(z_L) − y is computed from the logit)"
-                % (act.name, float(np.reshape(aL, -1)[i]), i))
-        loss = -(y * np.log(aL) + (1.0 - y) * np.log1p(-aL))
+                % (cost.name, act.name, float(np.reshape(aL, -1)[i]), i))
+        loss = cost.value(aL, y)
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            d = (aL - y) / (aL * (1.0 - aL))
+            d = _minus_y(act, aL, zL, y) / (aL * (1.0 - aL))
         if not _all_finite(d):
             i = int(np.argmax(~np.isfinite(np.asarray(d)))) if np.ndim(d) else 0
             raise InvalidArgument(
-                "cross_entropy with a %s output at a_L = %r (batch index %d): ∂C/∂a_L = (a_L − y)/(a_L(1 − a_L)) overflows; "
+                "%s with a %s output at a_L = %r (batch index %d): ∂C/∂a_L = (a_L − y)/(a_L(1 − a_L)) overflows; "
                 "use a sigmoid output layer (its ∂C/∂z_L = σ(z_L) − y is computed from the logit)"
-                % (act.name, float(np.reshape(aL, -1)[i]), i))
+                % (cost.name, act.name, float(np.reshape(aL, -1)[i]), i))
         return d, loss, False
-    if _is_sigmoid(act):
-        # σ(z_L) − y from the logit, as for cross-entropy: a_L − y cancels where σ saturates.
-        with np.errstate(over="ignore", under="ignore"):
-            d = _nl.sigmoid_minus_y(zL, y)[0].astype(np.result_type(aL, y), copy=False)
-            return d, 0.5 * np.square(d), False
-    with np.errstate(over="ignore"):
-        return aL - y, 0.5 * np.square(aL - y), False
+    with np.errstate(over="ignore", under="ignore"):
+        d = _minus_y(act, aL, zL, y)
+        if _is_sigmoid(act):  # the logit form is float64: back to the inputs' precision
+            d = d.astype(np.result_type(aL, y), copy=False)
+        return d, 0.5 * np.square(d), False
 
 
 #: |z| above which σ(z) (z < 0) or σ'(z) is below the smallest normal float64 (e^−708.4).
 _SIGMOID_SAFE_Z = 708.0
-
-

@@ -21,7 +21,15 @@ __all__ = ["Loss", "loss", "BUILTIN_LOSSES"]
 
 @dataclass(frozen=True)
 class Loss:
-    """A cost ``C(a, y)`` for one output unit (summed over the output units of a network)."""
+    """A cost ``C(a, y)`` for one output unit (summed over the output units of a network).
+
+    The numeric paths ask the facts, not the name: :attr:`dcost_is_residual` (∂C/∂a = a − y),
+    :attr:`domain_open_unit` (a ∈ (0, 1), y ∈ [0, 1], ∂C/∂a = (a − y)/(a(1 − a))) and
+    :meth:`cancels_with`.
+
+    >>> loss("quadratic").dcost_is_residual, loss("bce").domain_open_unit, loss("mse").domain_open_unit
+    (True, True, False)
+    """
 
     name: str
     cost: Callable[[sympy.Expr, sympy.Expr], sympy.Expr]
@@ -29,6 +37,13 @@ class Loss:
     value: Callable[[np.ndarray, np.ndarray], np.ndarray]
     dvalue: Callable[[np.ndarray, np.ndarray], np.ndarray]
     latex: str
+    #: ∂C/∂a = a − y exactly (the quadratic cost, Nielsen ch. 1 eq. 6): the numeric paths form it
+    #: as a_L − y (σ(z_L) − y from the logit for a sigmoid output).
+    dcost_is_residual: bool = False
+    #: C is defined only for a ∈ (0, 1) and y ∈ [0, 1] (binary cross-entropy, Nielsen ch. 3
+    #: eq. 57), and ∂C/∂a = (a − y)/(a(1 − a)): the numeric paths refuse an output outside (0, 1)
+    #: and a target outside [0, 1], and divide a_L − y by a_L(1 − a_L).
+    domain_open_unit: bool = False
 
     def output_delta(self, act, a_out, z_out, y) -> tuple[sympy.Expr, ...]:
         """The factors of ``∂C/∂z_L = φ'(z_L) · ∂C/∂a_L`` for one output unit, after the
@@ -40,7 +55,7 @@ class Loss:
     def cancels_with(self, act) -> bool:
         """True when φ'(z_L) · ∂C/∂a_L collapses to ``a_L − y``: cross-entropy with a logistic
         output (:attr:`Activation.logistic`, φ = σ, whose σ' = a(1 − a) cancels the denominator)."""
-        return self.name == "cross_entropy" and act.logistic
+        return self.domain_open_unit and act.logistic
 
 
 def _bce_value(a, y):
@@ -57,6 +72,7 @@ def _make_losses():
         lambda a, y: 0.5 * np.square(a - y),
         lambda a, y: a - y,
         r"\tfrac12 (a - y)^2",
+        dcost_is_residual=True,
     )
     cross_entropy = Loss(
         "cross_entropy",
@@ -65,6 +81,7 @@ def _make_losses():
         _bce_value,
         lambda a, y: (a - y) / (a * (1.0 - a)),
         r"-\left[y \ln a + (1 - y) \ln (1 - a)\right]",
+        domain_open_unit=True,
     )
     return {"quadratic": quadratic, "mse": quadratic, "cross_entropy": cross_entropy, "bce": cross_entropy}
 

@@ -92,7 +92,7 @@ from symgrad.numeric.closed_form import evaluate_gradients
 from symgrad.numeric.dense import _dense_forward, _dense_loss
 from symgrad.numeric.evaluator import _forward_locals
 from symgrad.numeric.inputs import _base_shape, _Inputs, _known_names, _validate
-from symgrad.numeric.output import _output_delta
+from symgrad.numeric.output import _cost_from_logit, _output_delta
 
 __all__ = ["GradientCheckReport", "PrecisionWarning", "TOLERANCES", "Tolerance", "check_gradients"]
 
@@ -294,9 +294,9 @@ class _ErrorModel:
                 Dp = D + err_ay
                 Dps = Dp
                 dCdz = D
-                per = np.maximum(zL, 0.0) - y * zL + np.log1p(np.exp(-np.abs(zL)))
+                per = _cost_from_logit(zL, y)
                 loss_mag = np.abs(per) + np.abs(zL) * (1.0 + np.abs(y)) + 1.0
-            elif cost.name == "cross_entropy":
+            elif cost.domain_open_unit:
                 den = np.abs(aL * (1.0 - aL))
                 G = np.abs(aL - y) / den
                 rel_den = (daL + u * np.abs(aL)) / np.abs(aL) + (daL + u) / np.abs(1.0 - aL) + 3 * u
