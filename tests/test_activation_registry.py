@@ -282,3 +282,22 @@ def test_library_special_functions_are_as_accurate_as_the_hand_written_forms():
     assert np.array_equal(A._np_log_dsigmoid(x), sa.new_log_dsigmoid(x))
     assert np.array_equal(A._np_sigmoid(x), sa.old_sigmoid(x)) and np.array_equal(A._np_dsigmoid(x), sa.old_dsigmoid(x))
     assert math.isclose(float(A._np_dsigmoid(np.array([1e-17]))[0]), 0.25) and float(A._np_dsigmoid(np.array([1e-9]))[0]) <= 0.25
+
+
+_LOSS_LITERAL = re.compile(r"""(==|!=|\bin\b)\s*\(?\s*["'](quadratic|cross_entropy|mse|bce)["']""")
+
+
+def test_no_module_outside_spec_branches_on_a_loss_name():
+    """The facts about a loss (dcost_is_residual, domain_open_unit, cancels_with, its LaTeX) live
+    on the Loss; other modules ask them."""
+    bad = []
+    for path in sorted((ROOT / "symgrad").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel.startswith("symgrad/spec/"):
+            continue
+        for no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            code = line.split("#", 1)[0]
+            if not code.strip().startswith((">>>", "...")) and _LOSS_LITERAL.search(code):
+                bad.append("%s:%d: %s" % (rel, no, line.strip()))
+    assert _LOSS_LITERAL.search('if net.loss.name == "quadratic":')
+    assert not bad, "\n".join(bad)

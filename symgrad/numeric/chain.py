@@ -423,7 +423,7 @@ def _jit_block(inp: _Inputs, jk, rows, s, e, D, oD, A, oA, loss):
     """One block through the compiled kernel, writing D[:, oD:oD+m] (δ), A[:, oA:oA+m] (∂C/∂w)
     and loss[s:e]."""
     WL, BL, a0, y = rows
-    status = jk["chain_block"](WL, BL, a0, y, s, e, A, oA, D, oD, inp.net.loss.name == "cross_entropy", loss)
+    status = jk["chain_block"](WL, BL, a0, y, s, e, A, oA, D, oD, inp.net.loss.domain_open_unit, loss)
     if status > 0:
         raise _NonFiniteBlock(status - 1)
     if status < 0:

@@ -358,8 +358,7 @@ def _chain_derivation(g: Gradient, full: bool, max_layers: int) -> str:
     # 1. Forward pass.
     out.append(r"\paragraph{Forward pass.} A chain of $L = %d$ single-neuron layers with input $a_{0}$ and target $y$:" % L)
     act_def = r"a_{k} &= %s(z_{k})" % (act.latex_name if uniform else r"\varphi_{k}")
-    cost_tex = {"quadratic": r"\tfrac12\,(a_{%d} - y)^{2}" % L,
-                "cross_entropy": r"-\bigl[y \ln a_{%d} + (1 - y) \ln (1 - a_{%d})\bigr]" % (L, L)}.get(cost.name, sympy.latex(cost.cost(sympy.Symbol("a_%d" % L), sympy.Symbol("y"))))
+    cost_tex = cost.latex_chain % {"L": L} if cost.latex_chain else sympy.latex(cost.cost(sympy.Symbol("a_%d" % L), sympy.Symbol("y")))
     out.append(_align([r"z_{k} &= w_{k}\, a_{k-1} + b_{k}, & %s, &\quad k &= 1, \dots, %d," % (act_def, L),
                        r"C &= %s," % cost_tex]))
     if uniform:
@@ -536,8 +535,7 @@ def _dense_derivation(g: Gradient, full: bool, max_layers: int) -> str:
     out = [r"\paragraph{Forward pass.} A dense network with widths $(n_{0}, \dots, n_{%d}) = (%s)$; "
            r"$W^{l} \in \mathbb{R}^{n_{l} \times n_{l-1}}$ and $b^{l} \in \mathbb{R}^{n_{l}}$:" % (L, widths)]
     phi = act.latex_name if uniform else r"\varphi_{l}"
-    cost_tex = {"quadratic": r"\tfrac12\,\lVert a^{%d} - y \rVert^{2}" % L,
-                "cross_entropy": r"-\sum_{i} \bigl[y_{i} \ln a^{%d}_{i} + (1 - y_{i}) \ln (1 - a^{%d}_{i})\bigr]" % (L, L)}.get(cost.name, r"C(a^{%d}, y)" % L)
+    cost_tex = cost.latex_dense % {"L": L} if cost.latex_dense else r"C(a^{%d}, y)" % L
     out.append(_align([r"z^{l} &= W^{l} a^{l-1} + b^{l}, & a^{l} &= %s(z^{l}) \text{ (elementwise)}, &\quad l &= 1, \dots, %d," % (phi, L),
                        r"C &= %s," % cost_tex]))
     if uniform:
@@ -546,7 +544,7 @@ def _dense_derivation(g: Gradient, full: bool, max_layers: int) -> str:
     out.append(r"\paragraph{Backpropagation.} With the error $\delta^{l} = \partial C / \partial z^{l}$ and the diagonal Jacobian "
                r"$\Sigma'(z^{l}) = \partial a^{l} / \partial z^{l} = \operatorname{diag}\bigl(%s'(z^{l}_{1}), \dots, %s'(z^{l}_{n_{l}})\bigr)$, "
                r"the chain rule through $\partial z^{l+1} / \partial a^{l} = W^{l+1}$ gives" % (phi, phi))
-    grad_c = r"\nabla_{a} C = a^{%d} - y" % L if cost.name == "quadratic" or cancels else \
+    grad_c = r"\nabla_{a} C = a^{%d} - y" % L if cost.dcost_is_residual or cancels else \
         r"\nabla_{a} C = \Bigl(\frac{a^{%d}_{i} - y_{i}}{a^{%d}_{i}(1 - a^{%d}_{i})}\Bigr)_{i}" % (L, L, L)
     rows = []
     if cancels:

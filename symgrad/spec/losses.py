@@ -44,6 +44,10 @@ class Loss:
     #: eq. 57), and ∂C/∂a = (a − y)/(a(1 − a)): the numeric paths refuse an output outside (0, 1)
     #: and a target outside [0, 1], and divide a_L − y by a_L(1 − a_L).
     domain_open_unit: bool = False
+    #: C in the LaTeX derivations, for a chain's output ``a_{L}`` and a dense network's ``a^{L}``
+    #: (``%(L)d`` is the depth); ``None`` prints SymPy's LaTeX of :attr:`cost` instead.
+    latex_chain: str | None = None
+    latex_dense: str | None = None
 
     def output_delta(self, act, a_out, z_out, y) -> tuple[sympy.Expr, ...]:
         """The factors of ``∂C/∂z_L = φ'(z_L) · ∂C/∂a_L`` for one output unit, after the
@@ -73,6 +77,8 @@ def _make_losses():
         lambda a, y: a - y,
         r"\tfrac12 (a - y)^2",
         dcost_is_residual=True,
+        latex_chain=r"\tfrac12\,(a_{%(L)d} - y)^{2}",
+        latex_dense=r"\tfrac12\,\lVert a^{%(L)d} - y \rVert^{2}",
     )
     cross_entropy = Loss(
         "cross_entropy",
@@ -82,6 +88,8 @@ def _make_losses():
         lambda a, y: (a - y) / (a * (1.0 - a)),
         r"-\left[y \ln a + (1 - y) \ln (1 - a)\right]",
         domain_open_unit=True,
+        latex_chain=r"-\bigl[y \ln a_{%(L)d} + (1 - y) \ln (1 - a_{%(L)d})\bigr]",
+        latex_dense=r"-\sum_{i} \bigl[y_{i} \ln a^{%(L)d}_{i} + (1 - y_{i}) \ln (1 - a^{%(L)d}_{i})\bigr]",
     )
     return {"quadratic": quadratic, "mse": quadratic, "cross_entropy": cross_entropy, "bce": cross_entropy}
 

@@ -355,7 +355,7 @@ def _dense_sequence(net) -> tuple:
         seq.append(residual)
     else:
         seq.append(_jacobian_class(out_act)(zs[L]))
-        if net.loss.name == "quadratic":
+        if net.loss.dcost_is_residual:
             seq.append(residual)
         else:
             seq.append(CostGradient(aL, y, Str(net.loss.name)))

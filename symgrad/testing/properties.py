@@ -610,7 +610,7 @@ def assert_dense_delta_bound(net: Network, params, *, rtol: float | None = None)
             raise GradientCheckError(
                 "dense bound violated at layer %d: ‖δ^%d‖ = %.17g > ‖δ^L‖·Π sup|φ'|·‖W‖_2 = %.17g (relative excess %.3g, "
                 "rtol %.3g)" % (l, l, norms[l - 1], bounds[l - 1], norms[l - 1] / bounds[l - 1] - 1 if bounds[l - 1] else math.inf, rtol))
-    if net.loss.name == "quadratic":
+    if net.loss.dcost_is_residual:
         loc = forward(net, params)
         grad_a = float(np.linalg.norm(np.asarray(loc["a%d" % net.depth]) - np.asarray(params["y"])))
         top = float(net.activations[-1].bound.sup) * grad_a
