@@ -113,18 +113,11 @@ def test_moved_errors_keep_their_old_paths():
 # --- docstrings -----------------------------------------------------------------------------------
 
 #: Public names whose docstrings lack a runnable example, each with the reason.
-EXEMPT = {
-    "Activation.token": "spec/activations.py: another part of issue #12 (spec layer) owns its docstrings",
-    "Activation.has_kink": "spec/activations.py: another part of issue #12 (spec layer) owns its docstrings",
-    "Activation.derivative_at": "spec/activations.py: another part of issue #12 (spec layer) owns its docstrings",
-    "Activation.prime": "spec/activations.py: another part of issue #12 (spec layer) owns its docstrings",
-    "Activation.bound": "spec/activations.py: another part of issue #12 (spec layer) owns its docstrings",
-    "Activation.latex": "spec/activations.py: another part of issue #12 (spec layer) owns its docstrings",
-}
+EXEMPT: dict = {}
 
 
 def _public_objects():
-    for pkg in ("symgrad", "symgrad.testing", "symgrad.numeric", "symgrad.symbolic", "symgrad.theory.worst_case"):
+    for pkg in ("symgrad", "symgrad.spec", "symgrad.testing", "symgrad.numeric", "symgrad.symbolic", "symgrad.theory.worst_case"):
         mod = importlib.import_module(pkg)
         for name in mod.__all__:
             obj = getattr(mod, name)

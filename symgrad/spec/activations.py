@@ -942,6 +942,13 @@ class DerivativeBound:
       supremum is only approached, e.g. softplus as z → ∞); ``None`` when unknown.
     * ``range``: the range of φ' as a SymPy set, or ``None`` when unknown.
     * ``note``: how the facts were obtained, and any caveat.
+
+    Raises InvalidArgument for a ``sup`` that is not a number or a field that is not a set.
+
+    >>> import sympy
+    >>> b = DerivativeBound(sympy.Rational(1, 4), sympy.FiniteSet(0), sympy.Interval.Lopen(0, sympy.Rational(1, 4)), True)
+    >>> b.known, b.sup
+    (True, 1/4)
     """
 
     sup: sympy.Expr | None
@@ -975,6 +982,11 @@ class DerivativeBound:
 
     @property
     def known(self) -> bool:
+        """True when the sup is known (exact, or certified to the digits in ``note``).
+
+        >>> activation("sigmoid").bound.known
+        True
+        """
         return self.sup is not None
 
 
@@ -1045,7 +1057,11 @@ class Activation:
     def token(self) -> sympy.Basic:
         """The SymPy atom naming φ inside expressions (:class:`ActivationPrime`'s second argument):
         ``Str('sigmoid')``, ``Str('leaky_relu(alpha=1/10)')``; for any other activation
-        ``Tuple(Str(name), Str(latex_name), Lambda(z, φ))``, from which :func:`from_token` rebuilds it."""
+        ``Tuple(Str(name), Str(latex_name), Lambda(z, φ))``, from which :func:`from_token` rebuilds it.
+
+        >>> activation("leaky_relu", alpha=0.1).token
+        leaky_relu(alpha=1/10)
+        """
         if self.builtin and self.name in _FACTORIES:
             return Str(self.name + ("(%s)" % ",".join("%s=%s" % kv for kv in self.params) if self.params else ""))
         return sympy.Tuple(Str(self.name), Str(self.latex_name), sympy.Lambda(z, self.expr))
@@ -1053,7 +1069,12 @@ class Activation:
     @property
     def has_kink(self) -> bool:
         """φ' or φ'' jumps somewhere: a built-in's listed :attr:`kinks`, or a custom expression
-        with abs, max, min, sign, heaviside or a piecewise part."""
+        with abs, max, min, sign, heaviside or a piecewise part.  Finite differences across a
+        kink are one-sided (:func:`symgrad.check_gradients` decides them from the left).
+
+        >>> activation("relu").has_kink, activation("sigmoid").has_kink, activation("max(0.01*z, z)").has_kink
+        (True, False, True)
+        """
         return bool(self.kinks) or any(e.has(*_KINK_FUNCTIONS) for e in (self.expr, self.derivative))
 
     def __call__(self, arg):
@@ -1071,7 +1092,11 @@ class Activation:
         vanishes there), the value is the convention's, the left limit of φ', found by SymPy
         within :data:`KINK_LIMIT_SECONDS` (else :class:`SymgradError`): SymPy's own Heaviside(0)
         = 1/2 would give max(0.01*z, z) the slope 0.505 at 0.  The built-ins write the
-        convention into their derivatives already.
+        convention into their derivatives already.  Raises InvalidArgument for a string or a
+        non-real argument (nothing is parsed here).
+
+        >>> activation("sigmoid").derivative_at(0), activation("max(0.01*z, z)").derivative_at(0)
+        (1/4, 1/100)
         """
         arg = _as_argument(self.name + "'", arg)  # never a string
         out = self.derivative.xreplace({z: arg})
@@ -1083,18 +1108,35 @@ class Activation:
     @cached_property
     def prime(self) -> _Prime:
         """The unevaluated SymPy function φ' (``sig.prime(z1)`` prints ``sigmoid'(z1)``); ``.at(arg)``
-        skips the argument check (for symgrad's own symbols)."""
+        skips the argument check (for symgrad's own symbols).  ``.doit()`` gives the closed form.
+
+        >>> import sympy
+        >>> p = activation("sigmoid").prime(sympy.Symbol("z1"))
+        >>> p, p.doit()
+        (sigmoid'(z1), (1 - sigmoid(z1))*sigmoid(z1))
+        """
         return _Prime(self.token)
 
     @property
     def bound(self) -> DerivativeBound:
-        """Supremum of |φ'|, where it is attained, and the range of φ' (see DerivativeBound)."""
+        """Supremum of |φ'|, where it is attained, and the range of φ' (see DerivativeBound):
+        exact for the built-ins (sigmoid's 1/4 at 0, Nielsen ch. 5), derived by SymPy under a
+        budget for a custom activation (``bound.known`` is False, with the reason, when it cannot).
+
+        >>> b = activation("sigmoid").bound
+        >>> b.sup, b.attained_at, b.range
+        (1/4, {0}, Interval.Lopen(0, 1/4))
+        """
         if self._bound is None:
             object.__setattr__(self, "_bound", _derive_bound(self))
         return self._bound
 
     def latex(self) -> str:
-        """φ(z) in LaTeX."""
+        """φ(z) in LaTeX (SymPy's printer; the derivations use :attr:`latex_formula`).
+
+        >>> activation("tanh").latex() == r"\\tanh{\\left(z \\right)}"
+        True
+        """
         return sympy.latex(self.expr)
 
     def __eq__(self, other):

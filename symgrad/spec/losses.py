@@ -51,14 +51,28 @@ class Loss:
 
     def output_delta(self, act, a_out, z_out, y) -> tuple[sympy.Expr, ...]:
         """The factors of ``∂C/∂z_L = φ'(z_L) · ∂C/∂a_L`` for one output unit, after the
-        cancellation that cross-entropy with a sigmoid output allows (then just ``a_L − y``)."""
+        cancellation that cross-entropy with a sigmoid output allows (then just ``a_L − y``;
+        Nielsen ch. 3 eq. 66).
+
+        >>> from symgrad.spec.activations import activation
+        >>> a, z, y = sympy.symbols("a z y")
+        >>> loss("cross_entropy").output_delta(activation("sigmoid"), a, z, y)
+        (a - y,)
+        >>> loss("quadratic").output_delta(activation("tanh"), a, z, y)
+        (tanh'(z), a - y)
+        """
         if self.cancels_with(act):
             return (a_out - y,)
         return (act.prime.at(z_out), self.dcost(a_out, y))
 
     def cancels_with(self, act) -> bool:
         """True when φ'(z_L) · ∂C/∂a_L collapses to ``a_L − y``: cross-entropy with a logistic
-        output (:attr:`Activation.logistic`, φ = σ, whose σ' = a(1 − a) cancels the denominator)."""
+        output (:attr:`Activation.logistic`, φ = σ, whose σ' = a(1 − a) cancels the denominator).
+
+        >>> from symgrad.spec.activations import activation
+        >>> loss("cross_entropy").cancels_with(activation("sigmoid")), loss("quadratic").cancels_with(activation("sigmoid"))
+        (True, False)
+        """
         return self.domain_open_unit and act.logistic
 
 
