@@ -18,20 +18,32 @@ run in alternating rounds, each round best-of-REPEAT, and every round's ratio is
 the ratio of the bests.  For scale, it also times the memory floor: copying every w and b row
 into two fresh (L, batch) arrays, which any implementation must at least do.  It then reports
 the depth-100000 log-space run and a dense [784, 30, 30, 30, 10] network with a batch of 1,000
-(per-layer gradient norms vs PyTorch).  Runs in about two minutes.
+(per-layer gradient norms vs PyTorch).
 
-    python3 benchmarks/bench_evaluator.py
+Per activation (symgrad.numeric._codegen generates one compiled kernel per activation from its one
+definition): every built-in activation and a mixed tanh/ReLU chain, depth 50, batch 100,000, all
+gradients, fresh output memory each call, symgrad and PyTorch in alternating rounds in one process,
+on one thread (``torch.set_num_threads(1)``, ``threads=1``, NUMBA_NUM_THREADS=1) and then on two;
+and, for the activations whose kernels call exp, expm1, log1p or tanh, the same one-thread run with
+numba's ``math.*`` (scalar libm calls; no SVML in the pip llvmlite) in place of symgrad's branch-free
+polynomial versions.  Runs in about six minutes.
+
+    python3 benchmarks/bench_evaluator.py                  # everything
+    python3 benchmarks/bench_evaluator.py --activations    # the per-activation table only
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import textwrap
 
 DEPTH, BATCH, REPEAT, ROUNDS = 50, 200_000, 5, 3
+ACT_BATCH = 100_000
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "silu", "gelu", "softsign", "identity", "tanh+relu")
 
 CASE = textwrap.dedent(
     """
@@ -54,8 +66,9 @@ CASE = textwrap.dedent(
         p = sample(net, batch, seed=0)
     if kind == "symgrad":
         out["seconds"] = best(lambda: backprop(net, p, threads=2))
-        from symgrad.numeric import compiled as _jit
-        out["backend"] = "numba %s" % __import__("numba").__version__ if _jit._KERNELS is not None else "numpy"
+        from symgrad.numeric import _codegen
+        out["backend"] = ("numba %s" % __import__("numba").__version__ if _codegen.chain_kernel.cache_info().currsize
+                          else "numpy")
     elif kind == "symgrad-out":
         # The caller reuses the memory of its previous result (out=): no fresh pages per call.
         res = backprop(net, p, threads=2)
@@ -123,6 +136,45 @@ CASE = textwrap.dedent(
         exact = math.fsum(list(lg) + ws + [math.log(abs(aL - float(p["y"])))])
         out["fsum_reference"] = exact
         out["decay_rate_per_layer"] = exact / depth
+    elif kind.startswith("acts"):
+        # kind = "acts:<threads>[:libm]": every activation, symgrad and PyTorch alternating.
+        import torch
+        import torch.nn.functional as F
+        from symgrad.numeric import _codegen
+        from numba.core import config as numba_config
+        parts = kind.split(":")
+        threads, libm = int(parts[1]), parts[-1] == "libm"
+        if libm:
+            _codegen.LIBM = True
+            _codegen.form_of.cache_clear()
+        torch.set_num_threads(threads)
+        tf = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu, "leaky_relu": lambda x: F.leaky_relu(x, 0.01),
+              "elu": F.elu, "softplus": F.softplus, "silu": F.silu, "gelu": F.gelu, "softsign": F.softsign,
+              "identity": lambda x: x}
+        names = sys.argv[5].split(",")
+        out["svml"] = bool(numba_config.USING_SVML)
+        for name in names:
+            acts = name.split("+")
+            layer = [acts[j % len(acts)] for j in range(depth)]
+            net = symgrad.chain(depth, layer)
+            p = sample(net, batch, seed=0)
+            W = [torch.tensor(p["w%d" % j], requires_grad=True) for j in range(1, depth + 1)]
+            B = [torch.tensor(p["b%d" % j], requires_grad=True) for j in range(1, depth + 1)]
+            a0, y = torch.tensor(p["a0"]), torch.tensor(p["y"])
+            fs = [tf[a] for a in layer]
+            def run_torch():
+                for t in W + B:
+                    t.grad = None
+                a = a0
+                for f, w, b in zip(fs, W, B):
+                    a = f(w * a + b)
+                (0.5 * (a - y) ** 2).sum().backward()
+            run_sym = lambda: backprop(net, p, threads=threads, backend="numba")  # noqa: E731
+            ts, tt = [], []
+            for _ in range(3):  # alternating rounds, each best-of-repeat
+                ts.append(best(run_sym))
+                tt.append(best(run_torch))
+            out[name] = {"symgrad": min(ts), "torch": min(tt), "per_round": [b / a for a, b in zip(ts, tt)]}
     elif kind == "dense":
         import torch
         torch.set_num_threads(2)
@@ -151,15 +203,44 @@ CASE = textwrap.dedent(
 )
 
 
-def run(kind, depth, batch, repeat=REPEAT, timeout=300):
-    proc = subprocess.run([sys.executable, "-c", CASE, kind, str(depth), str(batch), str(repeat)],
-                          capture_output=True, text=True, timeout=timeout)
+def run(kind, depth, batch, repeat=REPEAT, timeout=300, extra=()):
+    env = dict(os.environ, NUMBA_NUM_THREADS="1") if kind.startswith("acts") else None
+    proc = subprocess.run([sys.executable, "-c", CASE, kind, str(depth), str(batch), str(repeat), *extra],
+                          capture_output=True, text=True, timeout=timeout, env=env)
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def per_activation():
+    """One ratio per built-in activation (and a mixed chain) vs PyTorch autograd, one and two threads."""
+    print("per activation: chain depth %d, batch %d, all gradients, fresh outputs; symgrad (compiled, generated from each "
+          "activation's definition) vs PyTorch autograd, alternating rounds, best of 3 rounds x %d" % (DEPTH, ACT_BATCH, 3))
+    res = {th: run("acts:%d" % th, DEPTH, ACT_BATCH, repeat=3, timeout=900, extra=(",".join(ACTIVATIONS),)) for th in (1, 2)}
+    slow = ("sigmoid", "tanh", "elu", "softplus", "silu")
+    libm = run("acts:1:libm", DEPTH, ACT_BATCH, repeat=3, timeout=900, extra=(",".join(slow),))
+    for th, r in res.items():
+        if "error" in r:
+            print("  %d thread(s): failed (%s)" % (th, r["error"]))
+    if any("error" in r for r in res.values()):
+        return
+    print("  numba SVML operational: %s" % res[1]["svml"])
+    print("  %-12s %28s   %28s   %s" % ("activation", "1 thread: symgrad / torch (s)", "2 threads: symgrad / torch (s)",
+                                        "1 thread with libm math.* instead of the branch-free exp/expm1/log1p/tanh"))
+    for name in ACTIVATIONS:
+        one, two = res[1][name], res[2][name]
+        lm = libm.get(name) if "error" not in libm else None
+        extra = ("%.4f s, ratio %.2f" % (lm["symgrad"], lm["torch"] / lm["symgrad"])) if lm else ""
+        print("  %-12s %.4f / %.4f  ratio %5.2f   %.4f / %.4f  ratio %5.2f   %s"
+              % (name, one["symgrad"], one["torch"], one["torch"] / one["symgrad"],
+                 two["symgrad"], two["torch"], two["torch"] / two["symgrad"], extra))
+    print("  (ratio = PyTorch seconds / symgrad seconds; >= 1.0 means symgrad is at least as fast)")
+
+
 def main():
+    if "--activations" in sys.argv:
+        per_activation()
+        return
     ls = DEPTH * BATCH
     print("sigmoid chain, depth %d, batch %d, all %d gradients; %d alternating rounds, each best of %d"
           % (DEPTH, BATCH, 2 * DEPTH, ROUNDS, REPEAT))
@@ -218,6 +299,7 @@ def main():
         print("  symgrad: %s" % ", ".join("%.4e" % v for v in dn["symgrad_mean_norms"]))
         print("  PyTorch: %s" % ", ".join("%.4e" % v for v in dn["torch_mean_norms"]))
         print("  max relative difference per sample: %.1e" % dn["max_rel_diff"])
+    per_activation()
 
 
 if __name__ == "__main__":

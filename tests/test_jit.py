@@ -36,10 +36,7 @@ if not _jit.available():  # pragma: no cover - depends on the environment
 
 
 def _exp(u):
-    u = np.ascontiguousarray(u, dtype=np.float64)
-    out = np.empty_like(u)
-    _jit.kernels()["exp_neg_array"](u, out)
-    return out
+    return _elementary("exp_neg", u)
 
 
 def _ulps_from_exact(u, got):
@@ -182,7 +179,8 @@ def test_kernel_agrees_with_pytorch_autograd():
 
 
 @pytest.mark.parametrize("net,params,match", [
-    (symgrad.chain(3, "tanh"), {}, "all-sigmoid"),
+    (symgrad.chain(3, "sin(z)"), {}, "whitelist"),
+    (symgrad.chain(3, "tanh", "cross_entropy"), {}, "sigmoid output"),
     (symgrad.chain(3), {"dtype": np.float32}, "float64"),
     (symgrad.chain(3), {"unbatched": True}, "batched"),
     (symgrad.chain(3), {"log_space": True}, "linear space"),
@@ -212,11 +210,305 @@ def test_backend_argument_and_missing_numba(monkeypatch):
 
 
 def test_auto_compiles_only_for_large_chains(monkeypatch):
+    from symgrad.numeric import _codegen
+
     calls = []
-    real = _jit.kernels
-    monkeypatch.setattr(_jit, "kernels", lambda: calls.append(1) or real())
+    real = _codegen.chain_kernel
+    monkeypatch.setattr(_codegen, "chain_kernel", lambda forms: calls.append(1) or real(forms))
     net = symgrad.chain(4)
     backprop(net, sample(net, 1000, seed=0))
     assert calls == []  # 4000 layer-samples: NumPy, no numba start-up
     backprop(net, sample(net, 70_000, seed=0))
     assert calls == [1]
+
+
+# ---------------------------------------------------------------------------------------------
+# The generated kernels (symgrad.numeric._codegen): every built-in activation, mixed and custom chains.
+# ---------------------------------------------------------------------------------------------
+
+from symgrad.numeric import _codegen  # noqa: E402
+
+
+def _ulps(xs, got, exact):
+    mpmath.mp.dps = 60
+    out = []
+    for x, g in zip(xs, got):
+        ex = exact(mpmath.mpf(float(x)))
+        ulp = math.ulp(float(ex)) if float(ex) != 0 else 5e-324
+        out.append(float(abs(mpmath.mpf(float(g)) - ex) / ulp))
+    return np.array(out)
+
+
+def _elementary(name, xs):
+    import numba
+
+    f = _jit.elementary()[name]
+
+    @numba.njit(error_model="numpy")
+    def loop(u, out):
+        for i in range(u.size):
+            out[i] = f(u[i])
+
+    xs = np.ascontiguousarray(xs, dtype=np.float64)
+    out = np.empty_like(xs)
+    loop(xs, out)
+    return out
+
+
+# Bounds from the algorithms, not from this CPU: expm1 = (2^k − 1) + 2^k p(r) (series error 0.11 ulp,
+# two roundings); log1p = 2 atanh(x/(2 + x)) (three roundings, doubled by at most a factor 2 where
+# log 2 is added); tanh = −m/(2 + m) (m within 2 ulp, a sum and a quotient).
+@pytest.mark.parametrize("name,xs,exact,bound", [
+    ("expm1_neg", np.concatenate([-np.random.default_rng(1).uniform(0, 1, 1500), -np.random.default_rng(2).uniform(0, 60, 1500),
+                                  -10 ** np.random.default_rng(3).uniform(-300, 0, 600), [0.0, -5e-324, -0.3466, -0.3467, -60.0, -800.0]]),
+     mpmath.expm1, 2.0),
+    ("log1p_unit", np.concatenate([np.random.default_rng(4).uniform(0, 1, 2000), 10 ** np.random.default_rng(5).uniform(-320, 0, 600),
+                                   [0.0, 1.0, 0.41421356237309503, 0.4142135623730951, 5e-324]]),
+     mpmath.log1p, 4.0),
+    ("tanh_", np.concatenate([np.random.default_rng(6).normal(size=1500), np.random.default_rng(7).uniform(-25, 25, 1500),
+                              10 ** np.random.default_rng(8).uniform(-300, 2, 500), -10 ** np.random.default_rng(9).uniform(-300, 2, 500),
+                              [0.0, 20.0, -20.0, 1e300, -1e300]]),
+     mpmath.tanh, 5.0),
+])
+def test_branch_free_elementary_functions_against_mpmath(name, xs, exact, bound):
+    got = _elementary(name, xs)
+    errs = _ulps(xs, got, exact)
+    assert errs.max() <= bound, (name, errs.max(), xs[np.argmax(errs)])
+
+
+def test_branch_free_series_are_the_documented_exact_coefficients():
+    from fractions import Fraction
+
+    assert _jit.EXPM1_TAYLOR == tuple(float(Fraction(1, math.factorial(n))) for n in range(13, 1, -1))
+    assert _jit.LOG1P_ATANH == tuple(float(Fraction(1, 2 * k + 1)) for k in range(11, 0, -1))
+
+
+def _mp_act(name):
+    """φ and the left-limit φ' in mpmath, written independently of symgrad's forms."""
+    mp = mpmath
+    sig = lambda t: 1 / (1 + mp.exp(-t))  # noqa: E731
+    Phi = lambda t: mp.erfc(-t / mp.sqrt(2)) / 2  # noqa: E731
+    table = {
+        "sigmoid": (sig, lambda t: sig(t) * sig(-t)),
+        "tanh": (mp.tanh, lambda t: mp.sech(t) ** 2),
+        "relu": (lambda t: max(t, 0), lambda t: mp.mpf(1 if t > 0 else 0)),
+        "leaky_relu": (lambda t: t if t > 0 else t / 100, lambda t: mp.mpf(1) if t > 0 else mp.mpf(1) / 100),
+        "elu": (lambda t: t if t > 0 else mp.expm1(t), lambda t: mp.mpf(1) if t > 0 else mp.exp(t)),
+        "softplus": (lambda t: mp.log1p(mp.exp(t)), sig),
+        "silu": (lambda t: t * sig(t), lambda t: sig(t) * (1 + t * sig(-t))),
+        "gelu": (lambda t: t * Phi(t), lambda t: Phi(t) + t * mp.exp(-t * t / 2) / mp.sqrt(2 * mp.pi)),
+        "softsign": (lambda t: t / (1 + abs(t)), lambda t: 1 / (1 + abs(t)) ** 2),
+        "identity": (lambda t: t, lambda t: mp.mpf(1)),
+        "z*sigmoid(z)": (lambda t: t * sig(t), lambda t: sig(t) * (1 + t * sig(-t))),
+        "max(0.1*z, z)": (lambda t: max(t / 10, t), lambda t: mp.mpf(1) if t > 0 else mp.mpf(1) / 10),
+    }
+    return table[name]
+
+
+def _mp_chain(net, p, i):
+    """Exact loss and gradients of sample i (mpmath, 50 digits) from the float64 inputs."""
+    mpmath.mp.dps = 50
+    L = net.depth
+    get = lambda k: mpmath.mpf(float(np.asarray(p[k]).reshape(-1)[i] if np.ndim(p[k]) else p[k]))  # noqa: E731
+    fs = [_mp_act(a.name) for a in net.activations]
+    a, zs, As = get("a0"), [], []
+    for j in range(L):
+        As.append(a)
+        zj = get("w%d" % (j + 1)) * a + get("b%d" % (j + 1))
+        zs.append(zj)
+        a = fs[j][0](zj)
+    y = get("y")
+    if net.loss.cancels_with(net.activations[-1]):
+        d = 1 / (1 + mpmath.exp(-zs[-1])) - y
+        loss = mpmath.log1p(mpmath.exp(-abs(zs[-1]))) + max(zs[-1], 0) - y * zs[-1]
+    else:
+        d = fs[-1][1](zs[-1]) * (a - y)
+        loss = (a - y) ** 2 / 2
+    g = {}
+    for j in range(L - 1, -1, -1):
+        if j < L - 1:
+            d = d * get("w%d" % (j + 2)) * fs[j][1](zs[j])
+        g["b%d" % (j + 1)] = d
+        g["w%d" % (j + 1)] = d * As[j]
+    return g, loss
+
+
+_ALL = ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "silu", "gelu", "softsign", "identity"]
+
+
+def _check_against_mpmath(net, p, samples):
+    res = backprop(net, p, backend="numba")
+    tol = chain_tolerance(net, p)
+    for i in samples:
+        exact, _ = _mp_chain(net, p, i)
+        for k in net.parameters:
+            assert_within(res.grads[k][i:i + 1], np.array([float(exact[k])]), tol[k][i:i + 1], "%s %s[%d]" % (net, k, i))
+    return res
+
+
+@pytest.mark.parametrize("acts,loss", [([name], "quadratic") for name in _ALL + ["z*sigmoid(z)", "max(0.1*z, z)"]]
+                         + [(["tanh", "relu"], "quadratic"), (["gelu", "silu", "softplus", "elu"], "quadratic"),
+                            (["relu"] * 5 + ["sigmoid"], "cross_entropy")])
+def test_generated_kernel_meets_the_forward_error_bound_against_mpmath(acts, loss):
+    # Each activation compiled from its one definition, within the running-error bound of
+    # tests/_mpref.py of the exact gradient (never compared bitwise with the NumPy kernel).
+    L = 6
+    net = symgrad.chain(L, [acts[j % len(acts)] for j in range(L)], loss)
+    p = sample(net, 3000, seed=len(acts) * 7 + L)
+    rng = np.random.default_rng(0)
+    _check_against_mpmath(net, p, sorted(rng.choice(3000, 40, replace=False).tolist()))
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "tanh", "elu", "softplus", "silu", "gelu", "softsign", "z*sigmoid(z)"])
+def test_generated_kernel_saturating_units_match_the_exact_gradient(name):
+    # |z| up to 1e3 (φ' below the smallest normal double, e^{−2|z|} = 0): the kernel flags those
+    # samples and they are redone rescaled, as on the NumPy path; the rest stay compiled.
+    net = symgrad.chain(3, name)
+    B = 600
+    p = sample(net, B, seed=3)
+    rng = np.random.default_rng(3)
+    p["b1"] = rng.choice([-1000.0, -400.0, -40.0, 0.5, 40.0, 400.0, 1000.0], B)
+    _check_against_mpmath(net, p, list(range(0, B, 15)))
+
+
+@pytest.mark.parametrize("name,left", [("relu", 0.0), ("leaky_relu", 0.01), ("abs(z)", -1.0), ("max(0.1*z, z)", 0.1),
+                                       ("z*heaviside(z)", 0.0), ("elu", 1.0), ("softsign", 1.0)])
+def test_generated_kernel_takes_the_left_derivative_at_a_kink(name, left):
+    act = symgrad.activation(name)
+    assert _codegen.scalar_kernel(act)(0.0)[1] == left
+    assert _codegen.scalar_kernel(act)(-0.0)[1] == left
+    # and through a chain: z1 = 0 exactly, so ∂C/∂b1 = φ'(0⁻) w2 δ2
+    net = symgrad.chain(2, name)
+    p = sample(net, 5000, seed=1)
+    p["a0"] = np.zeros(5000)
+    p["b1"] = np.zeros(5000)
+    res = backprop(net, p, backend="numba")
+    expected = left * p["w2"] * res.grads["b2"]
+    assert np.array_equal(res.grads["b1"], expected) if left in (0.0, 1.0, -1.0) else np.allclose(res.grads["b1"], expected, rtol=4e-16, atol=0)
+    assert not np.isnan(res.grads["w1"]).any()
+
+
+def test_elu_alpha_two_takes_the_left_slope_at_zero():
+    act = symgrad.activation("elu", alpha=2)
+    assert _codegen.scalar_kernel(act)(0.0)[1] == 2.0
+    assert _codegen.scalar_kernel(act)(1e-300)[1] == 1.0
+
+
+def _diagnosis(net, p, backend):
+    with pytest.raises(InvalidArgument) as exc:
+        backprop(net, p, backend=backend)
+    return str(exc.value)
+
+
+@pytest.mark.parametrize("name", ["relu", "tanh", "gelu", "z*sigmoid(z)"])
+def test_generated_kernel_gives_numpys_diagnoses(name):
+    net = symgrad.chain(3, name)
+    p = sample(net, 5000, seed=2)
+    bad = dict(p)
+    bad["w2"] = p["w2"].copy()
+    bad["w2"][4321] = np.nan
+    assert _diagnosis(net, bad, "numba") == _diagnosis(net, bad, "numpy")
+    over = dict(p)
+    over["a0"] = np.full(5000, 1e308)
+    over["w1"] = np.full(5000, 1e10)
+    msg = _diagnosis(net, over, "numba")
+    assert msg == _diagnosis(net, over, "numpy") and "overflow" in msg
+
+
+def test_generated_kernel_refuses_an_overflowing_custom_phi_like_numpy():
+    net = symgrad.chain(2, "z**2")
+    p = sample(net, 5000, seed=0)
+    p["b1"] = np.full(5000, 1e200)
+    assert _diagnosis(net, p, "numba") == _diagnosis(net, p, "numpy")
+
+
+def test_generated_kernel_status_protocol():
+    from symgrad.numeric.chain import _jit_kernel
+
+    net = symgrad.chain(4, ["tanh", "relu"] * 2)
+    B = 256
+    p = sample(net, B, seed=0)
+    (kernel, kinds) = _jit_kernel(net)
+    rows = lambda q: (_jit.typed_rows([np.ascontiguousarray(q["w%d" % j]) for j in range(1, 5)]),  # noqa: E731
+                      _jit.typed_rows([np.ascontiguousarray(q["b%d" % j]) for j in range(1, 5)]))
+
+    def call(q):
+        D, A, loss, fl = np.empty((4, B)), np.empty((4, B)), np.empty(B), np.zeros(B, dtype=np.bool_)
+        W, Bs = rows(q)
+        st = kernel(W, Bs, kinds, q["a0"], q["y"], 0, B, A, 0, D, 0, False, False, loss, fl)
+        return st, fl
+
+    st, fl = call(p)
+    assert st == 0 and not fl.any()
+    q = dict(p)
+    q["b3"] = p["b3"].copy()
+    q["b3"][17] = np.inf
+    assert call(q)[0] == 3  # z3 is not finite: j + 1
+    q = dict(p)
+    q["b1"] = p["b1"].copy()
+    q["b1"][5] = -400.0  # tanh'(−400) = 4e^{−800}: underflows, flagged, only there
+    q["w2"] = p["w2"].copy()
+    q["w2"][9] = 1e-320  # a subnormal factor
+    st, fl = call(q)
+    assert st == -1 and set(np.flatnonzero(fl).tolist()) == {5, 9}
+    q = dict(p)
+    q["a0"], q["b1"] = np.zeros(B), np.full(B, -3.0)  # relu(tanh(−3) w2 + b2) may be an exact 0: no flag
+    q["w2"], q["b2"] = np.ones(B), np.zeros(B)
+    st, fl = call(q)
+    assert st == 0 and not fl.any()
+
+
+def test_generated_source_holds_no_user_text():
+    import re
+
+    hostile = symgrad.custom_activation("z*sigmoid(z)", name="__import__('os').system('x')")
+    src = _codegen.kernel_source((_codegen.form_of(hostile),))
+    assert "import" not in src and "os" not in re.findall(r"[A-Za-z_]+", src)
+    vocab = {"def", "phi", "return", "z", "t", "math", "exp_neg", "expm1_neg", "log1p_unit", "tanh_", "abs", "min", "max",
+             "if", "else", "TINY", "HUGE", "True", "False", "np", "empty", "for", "in", "range", "len", "shape", "forward",
+             "backward", "chain_block", "_lost", "W", "B", "kinds", "a", "s", "e", "A", "oA", "D", "oD", "aL", "zL", "fl", "L",
+             "m", "i", "j", "w", "b", "arow", "bad", "prev", "ai", "wi", "zi", "pi", "ci", "drow", "k", "di", "ufi", "x", "p", "q",
+             "d", "li", "gi", "cancel", "y", "cross_entropy", "sig_out", "loss", "status", "dL", "yi", "ei", "r", "exp", "log1p",
+             "erfc", "erf", "copysign", "sqrt", "log", "expm1", "and"}
+    words = set(re.findall(r"[A-Za-z_]+", re.sub(r"\bt\d+\b", "t", src)))
+    assert words <= vocab, words - vocab
+
+
+def test_unprintable_activation_runs_on_numpy_under_auto():
+    net = symgrad.chain(4, "sin(z)")
+    p = sample(net, 70_000, seed=0)
+    res = backprop(net, p)  # auto: NumPy, no error
+    assert res.grads["w1"].shape == (70_000,)
+    with pytest.raises(InvalidArgument, match="sin.*whitelist"):
+        backprop(net, p, backend="numba")
+
+
+@pytest.mark.parametrize("name,b1", [("sigmoid", -800.0), ("tanh", -400.0), ("elu", -800.0), ("softplus", -800.0),
+                                     ("silu", -800.0), ("gelu", -40.0), ("z*sigmoid(z)", -800.0)])
+def test_an_underflowed_factor_times_a_huge_weight_is_recovered(name, b1):
+    # φ'(z1) is below 1e-300 (0 in float64) but w2 = 1e150 and δ2 = a2 − y ≈ −1e150 bring
+    # ∂C/∂b1 back to a normal number: the kernel must flag the underflow, not return 0.
+    net = symgrad.chain(2, [name, "identity"])
+    B = 200
+    p = sample(net, B, seed=4)
+    p["b1"] = np.where(np.arange(B) % 2 == 0, b1, p["b1"])
+    p["w2"] = np.where(np.arange(B) % 2 == 0, 1e150, p["w2"])
+    p["b2"] = np.where(np.arange(B) % 2 == 0, 5.0, p["b2"])  # a2 − y far from 0: a well-conditioned output
+    p["y"] = np.where(np.arange(B) % 2 == 0, 0.0, p["y"])
+    from ._mpref import U, _from_log, _sensitivity
+
+    res = backprop(net, p, backend="numba")
+    phi = _mp_act(name)
+    for i in range(0, B, 2):
+        exact, _ = _mp_chain(net, p, i)
+        z1 = mpmath.mpf(float(p["w1"][i])) * mpmath.mpf(float(p["a0"][i])) + mpmath.mpf(float(p["b1"][i]))
+        # φ'(z1) is rebuilt from its log (C_LOG·u·|log φ'|, as in tests/_mpref.py), moves by
+        # |φ''/φ'|·Δz1 with Δz1 ≤ u(|w1 a0| + |z1|), plus the first-order roundings of a depth-2
+        # chain (C_GRAD u per factor and a few products)
+        dz1 = U * (abs(float(p["w1"][i] * p["a0"][i])) + abs(float(z1))) * 2
+        act = net.activations[0]
+        rel = (float(_sensitivity(act, np.array([float(z1)]))[0]) * dz1 + _from_log(phi[1](z1)) + _from_log(phi[0](z1))
+               + 2 * 20 * U + 10 * U)
+        for k in ("b1", "w1"):
+            assert abs(exact[k]) > 1e-300
+            assert abs(mpmath.mpf(float(res.grads[k][i])) - exact[k]) <= rel * abs(exact[k]), (k, i, res.grads[k][i], exact[k])

@@ -303,6 +303,9 @@ _RISKY = {"eval", "exec", "compile", "sympify", "parse_expr", "lambdify", "__imp
 
 #: (module, enclosing function, call) → why the call cannot see a user string.
 AUDITED = {
+    ("numeric/_codegen.py", "_run_generated", "compile"): "source printed by symgrad.numeric._codegen from a fixed vocabulary and "
+                                                          "repr(float) numbers only (test_generated_kernel_source_holds_no_user_text)",
+    ("numeric/_codegen.py", "_run_generated", "exec"): "the same generated source, as above",
     ("render/latex.py", "_bound_facts", "sympify"): "DerivativeBound.sup, which DerivativeBound checks is a SymPy number or a real",
     ("render/latex.py", "_chain_bound", "sympify"): "DerivativeBound.sup, as above",
     ("render/latex.py", "_dense_derivation", "sympify"): "DerivativeBound.sup, as above",

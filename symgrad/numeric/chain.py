@@ -391,6 +391,10 @@ _BACKENDS = ("auto", "numpy", "numba")
 #: rows, 4096 × 8 bytes each) stay in L2, and one compiled call per block costs ~7 µs.
 JIT_BLOCK = 4096
 
+#: Where the compiled kernel flags samples for the rescaled redo, runs of this many samples are
+#: redone (the NumPy redo pays a fixed cost per call).
+JIT_SPLIT = 64
+
 #: ``backend="auto"`` compiles (or loads from numba's cache) only for chains with at least this
 #: many layer-samples, so small checks never pay numba's start-up.
 JIT_MIN_WORK = 1 << 18
@@ -401,16 +405,21 @@ def _use_jit(inp: _Inputs, backend, log_space, n) -> bool:
     if backend == "numpy":
         return False
     why = None
-    if not all(_is_sigmoid(a) for a in net.activations):
-        why = "all-sigmoid chains only"
-    elif log_space:
+    out = net.activations[-1]
+    if log_space:
         why = "linear space only (log_space=True runs on NumPy)"
     elif inp.dtype != np.float64:
         why = "float64 only"
     elif inp.batch is None or not (all(inp.wb) and all(inp.bb)):
         why = "batched w and b only (every w_l and b_l of shape (batch,))"
+    elif net.loss.domain_open_unit and not _is_sigmoid(out):
+        why = "cross_entropy with a sigmoid output only (a %s output runs on NumPy)" % out.name
+    if backend == "auto" and (why is not None or n * net.depth < JIT_MIN_WORK or not _jit.available()):
+        return False
+    if why is None:
+        why = _unprintable(net)
     if backend == "auto":
-        return why is None and n * net.depth >= JIT_MIN_WORK and _jit.available()
+        return why is None
     if why is not None:
         raise InvalidArgument("backend='numba' has a compiled kernel for %s; use backend='numpy' or 'auto'" % why)
     if not _jit.available():
@@ -419,14 +428,64 @@ def _use_jit(inp: _Inputs, backend, log_space, n) -> bool:
     return True
 
 
+def _unprintable(net) -> str | None:
+    """None when every layer's stable φ, φ' prints for the compiled kernel, else why not."""
+    from symgrad.numeric import _codegen
+
+    for act in dict.fromkeys(net.activations):
+        try:
+            _codegen.form_of(act)
+        except _codegen.Unprintable as exc:
+            return ("activations whose φ and φ' it can print (%s: %s; it runs on NumPy)"
+                    % (act.name if len(act.name) <= 40 else act.name[:40] + "…", exc))
+    return None
+
+
+def _jit_kernel(net):
+    """The compiled chain kernel for ``net``'s distinct activation forms, and each layer's index
+    into them."""
+    from symgrad.numeric import _codegen
+
+    forms, kinds = {}, []
+    for act in net.activations:
+        kinds.append(forms.setdefault(_codegen.form_of(act), len(forms)))
+    return _codegen.chain_kernel(tuple(forms)), np.array(kinds, dtype=np.int64)
+
 def _jit_block(inp: _Inputs, jk, rows, s, e, D, oD, A, oA, loss):
     """One block through the compiled kernel, writing D[:, oD:oD+m] (δ), A[:, oA:oA+m] (∂C/∂w)
     and loss[s:e]."""
+    kernel, kinds = jk
     WL, BL, a0, y = rows
-    status = jk["chain_block"](WL, BL, a0, y, s, e, A, oA, D, oD, inp.net.loss.domain_open_unit, loss)
+    net = inp.net
+    flags = np.zeros(e - s, dtype=np.bool_)
+    status = kernel(WL, BL, kinds, a0, y, s, e, A, oA, D, oD, net.loss.domain_open_unit,
+                    _is_sigmoid(net.activations[-1]), loss, flags)
     if status > 0:
         raise _NonFiniteBlock(status - 1)
     if status < 0:
-        raise _Rescale()  # a product left the normal float64 range, or a unit saturated
+        # a product left the normal float64 range, or a unit saturated, in the flagged samples
+        raise _RescaleSamples(flags)
+
+
+def _scaled_samples(inp: _Inputs, idx, D, A, base, loss):
+    """The rescaled redo (``_scaled_block``) of the samples ``idx`` only, gathered into one batch;
+    D, A hold the rows of the block that starts at sample ``base``."""
+    pick = lambda v, bat: v[idx] if bat else v  # noqa: E731
+    sub = _Inputs(inp.net, {k: pick(v, inp.batched[k]) for k, v in inp.values.items()}, inp.batched, len(idx), inp.dtype,
+                  ws=[pick(w, bt) for w, bt in zip(inp.ws, inp.wb)], bs=[pick(b, bt) for b, bt in zip(inp.bs, inp.bb)],
+                  wb=inp.wb, bb=inp.bb)
+    L = inp.net.depth
+    Ds, As = np.empty((L, len(idx)), dtype=inp.dtype), np.empty((L, len(idx)), dtype=inp.dtype)
+    lo = _scaled_block(sub, 0, len(idx), Ds, As)
+    D[:, idx - base] = Ds
+    A[:, idx - base] = As
+    loss[idx] = lo
+
+
+class _RescaleSamples(Exception):
+    """The compiled kernel's samples that must be redone rescaled (the others are done)."""
+
+    def __init__(self, flags):
+        self.flags = flags
 
 

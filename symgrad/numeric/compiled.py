@@ -1,47 +1,40 @@
-"""Optional compiled kernel for all-sigmoid chains (``pip install 'symgrad[jit]'``, numba).
+"""numba support for the generated chain kernels (``pip install 'symgrad[jit]'``): whether numba
+imports, and the branch-free elementary functions that the kernels of :mod:`symgrad.numeric._codegen`
+inline.
 
-Why it exists.  NumPy's float64 ``exp`` is a scalar libm call on CPUs without AVX-512 (about 5 ns
-an element on the project's machines), and every other NumPy pass over a block costs 0.3-0.9 ns
-per element; the in-place NumPy kernel in :mod:`symgrad.numeric` needs one exp and ~14 passes per
-layer-sample, which keeps it at 0.6-0.7x PyTorch (whose sigmoid uses a SIMD exp).  Here numba
-compiles each layer into two short loops over cache-resident rows, and ``exp_neg`` below is an
-exp that LLVM can vectorise (no calls, no branches), so the whole chain runs near the memory
-bandwidth of reading w, b and writing the two gradient arrays (measured: within 2x of copying
-the w, b rows into two fresh arrays; see benchmarks/bench_evaluator.py).
+Why branch-free elementary functions.  numba compiles ``math.exp``, ``math.expm1``, ``math.log1p``
+and ``math.tanh`` to scalar libm calls: LLVM vectorises them only through Intel SVML, and the pip
+llvmlite (0.50, LLVM 22) is not built with the SVML patch (``numba -s``: "SVML Operational: False",
+also with the ``intel-cmplr-lib-rt`` package installed), so no vector math library is reachable.
+The functions below have no calls and no branches, so LLVM vectorises the loops that use them.
+Measured on the project's machine (benchmarks/bench_evaluator.py, ns per element in a numba loop):
+exp_neg 1.2 vs math.exp 4.6; expm1_neg 1.1 vs math.expm1 7.4; log1p_unit 0.9 vs math.log1p 8.0;
+tanh_ 1.4 vs math.tanh 16.1.  Their coefficients are not fitted here: exp's is the documented
+Chebyshev fit (tests recompute it), expm1's the Taylor coefficients 1/n!, log1p's the atanh series
+1/(2k+1); tests/test_jit.py holds each to an ulp bound against mpmath that follows from the
+algorithm.  Where erf/erfc is needed (GELU) the kernels call ``math.erfc``, which stays scalar.
 
-The formulas are the NumPy kernel's, with the same exactness:
-
-    z = w a + b;  e = exp(−|z|);  r = 1/(1 + e);  t = e r;
-    a' = max(t, copysign(r, z)) = σ(z);  σ'(z) = t r;  c_{j−1} = σ'(z_{j−1}) w_j
-
-(the exp below is within 1 ulp of the exact value, and the compiler may fuse a multiply and an
-add into one correctly rounded FMA, so the two kernels' roundings differ).  The tests hold each
-kernel, not their difference, to a forward-error bound against an mpmath reference
-(tests/_mpref.py), which does not depend on how a CPU rounds.
-
-Nothing here validates or raises: the kernels return a status, and :func:`symgrad.numeric.backprop`
-turns a non-finite z into the exact diagnosis, and a block where a unit saturates (|z| > 708, σ or
-σ' below the smallest normal double) or a product leaves the normal range (overflow, underflow,
-0·inf) into a rescaled redo of that block alone, exactly as for the NumPy kernel.  The checks cost
-a compare per element in loops that are bound by memory bandwidth.
+Nothing here validates or raises: the generated kernels return a status and per-sample flags, and
+:func:`symgrad.numeric.backprop` turns a non-finite z into the exact diagnosis and the flagged
+samples into a rescaled redo, exactly as for the NumPy kernel.
 """
 
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 
-__all__ = ["available", "import_error", "kernels", "typed_rows"]
+__all__ = ["available", "import_error", "elementary", "exp_neg", "numba_module", "typed_rows"]
 
-_KERNELS = None
 _IMPORT_ERROR: str | None = None
 
 
 def available() -> bool:
-    """True when numba imports (it is then used for large all-sigmoid chains)."""
+    """True when numba imports (it is then used for large chains whose activations print)."""
     global _IMPORT_ERROR
-    if _KERNELS is not None:
+    if _EXP_NEG is not None:
         return True
     if _IMPORT_ERROR is not None:
         return False
@@ -72,8 +65,6 @@ _SHIFT = 6755399441055744.0
 _SHIFT_BITS = int(np.float64(_SHIFT).view(np.int64))
 _TINY = float(np.finfo(np.float64).tiny)
 _HUGE = float(np.finfo(np.float64).max)
-#: |z| above which σ(z) (z < 0) or σ'(z) is below the smallest normal float64 (e^−708.4).
-_SAFE_Z = 708.0
 #: exp on [−ln2/2, ln2/2], highest degree first.
 EXP_POLY = (
     2.5110037605963777e-08, 2.763263963904103e-07, 2.755724091857897e-06, 2.4801485482328494e-05,
@@ -82,15 +73,9 @@ EXP_POLY = (
 )
 
 
-def _build(cache=True):
-    import numba
-    from numba import njit
-
+def _make_exp_neg(njit, opts):
     c = EXP_POLY
     LOG2E, LN2_HI, LN2_LO, SHIFT, SHIFT_BITS = _LOG2E, _LN2_HI, _LN2_LO, _SHIFT, np.int64(_SHIFT_BITS)
-    TINY, HUGE, SAFE_Z = _TINY, _HUGE, _SAFE_Z
-    # cache=True: later processes load the machine code from numba's cache (~0.1 s, not ~3 s).
-    opts = dict(nogil=True, cache=cache, fastmath={"contract"}, error_model="numpy")
 
     @njit(inline="always", **opts)
     def exp_neg(u):
@@ -119,143 +104,114 @@ def _build(cache=True):
         s2 = np.int64((k - k1 + 1023) << 52).view(np.float64)
         return (p * s1) * s2
 
-    @njit(**opts)
-    def exp_neg_array(u, out):
-        for i in range(u.size):
-            out[i] = exp_neg(u[i])
-
-    @njit(**opts)
-    def forward(W, B, a0, s, e, A, oA, D, oD, aL, zL):
-        """Layers 1..L for samples s:e.  A[j, oA:oA+m] ← a_j, D[j, oD:oD+m] ← σ'(z_{j+1}) w_{j+2}
-        (the last row: σ'(z_L)); aL, zL ← a_L, z_L.  Returns 0; j+1 if z_{j+1} is not finite; −1
-        if some |z| > SAFE_Z, where σ(z) or σ'(z) is below the smallest normal float64."""
-        L = len(W)
-        m = e - s
-        a = np.empty(m)
-        z = np.empty(m)
-        for i in range(m):
-            a[i] = a0[i]
-        sat = 0
-        for j in range(L):
-            w = W[j][s:e]
-            b = B[j][s:e]
-            arow = A[j, oA:oA + m]
-            bad = 0
-            if j:
-                prev = D[j - 1, oD:oD + m]
-                for i in range(m):
-                    ai = a[i]
-                    wi = w[i]
-                    arow[i] = ai
-                    zi = wi * ai + b[i]
-                    z[i] = zi
-                    ci = prev[i] * wi  # c_{j−1} = σ'(z_{j−1}) w_j while w_j is at hand
-                    prev[i] = ci
-                    sat |= abs(ci) < TINY  # underflowed (a subnormal w, say): redo rescaled
-                    bad |= (zi - zi) != 0.0  # nan exactly when zi is ±inf or nan
-            else:
-                for i in range(m):
-                    ai = a[i]
-                    arow[i] = ai
-                    zi = w[i] * ai + b[i]
-                    z[i] = zi
-                    bad |= (zi - zi) != 0.0
-            if bad:
-                return j + 1
-            drow = D[j, oD:oD + m]
-            for i in range(m):
-                zi = z[i]
-                sat |= abs(zi) > SAFE_Z
-                ei = exp_neg(-abs(zi))
-                r = 1.0 / (1.0 + ei)
-                t = ei * r
-                a[i] = max(t, math.copysign(r, zi))
-                drow[i] = t * r
-        for i in range(m):
-            aL[i] = a[i]
-            zL[i] = z[i]
-        return -1 if sat else 0
-
-    @njit(**opts)
-    def backward(D, oD, A, oA, m, dL, cancel):
-        """δ_L = dL (cancel) or σ'(z_L)·dL; δ_j = c_j δ_{j+1}; A[j] ← δ_j a_{j−1}.  Returns 1 if a
-        product left the normal float64 range (overflowed, met 0·inf, or fell below the smallest
-        normal float64, 0 included), for the rescaled redo; else 0."""
-        L = D.shape[0]
-        d = np.empty(m)
-        bad = 0
-        drow = D[L - 1, oD:oD + m]
-        arow = A[L - 1, oA:oA + m]
-        for i in range(m):
-            di = dL[i] if cancel else drow[i] * dL[i]
-            drow[i] = di
-            gi = arow[i] * di
-            arow[i] = gi
-            d[i] = di
-            # not (TINY ≤ |x| ≤ MAX): true for inf, nan, 0 and subnormals
-            bad |= ~((abs(di) >= TINY) & (abs(di) <= HUGE)) | ~((abs(gi) >= TINY) & (abs(gi) <= HUGE))
-        for j in range(L - 2, -1, -1):
-            drow = D[j, oD:oD + m]
-            arow = A[j, oA:oA + m]
-            for i in range(m):
-                di = drow[i] * d[i]
-                drow[i] = di
-                gi = arow[i] * di
-                arow[i] = gi
-                d[i] = di
-                bad |= ~((abs(di) >= TINY) & (abs(di) <= HUGE)) | ~((abs(gi) >= TINY) & (abs(gi) <= HUGE))
-        return bad
-
-    @njit(**opts)
-    def chain_block(W, B, a0, y, s, e, A, oA, D, oD, cross_entropy, loss):
-        """Forward, loss and backward for samples s:e (a0, y, loss: full (batch,) arrays).
-        The loss is ½(a_L − y)², or for cross-entropy its stable logit form softplus(z_L) − y z_L,
-        whose δ_L is σ(z_L) − y, formed without cancellation (as ``_numeric_logs.sigmoid_minus_y``).
-        Returns 0; j+1 if z_{j+1} is not finite; −1 if the block must be redone rescaled (a
-        saturated unit, or a backward product outside the normal float64 range)."""
-        m = e - s
-        aL = np.empty(m)
-        zL = np.empty(m)
-        status = forward(W, B, a0[s:e], s, e, A, oA, D, oD, aL, zL)
-        if status:
-            return status
-        dL = np.empty(m)
-        for i in range(m):
-            yi = y[s + i]
-            # σ(z_L) − y from the logit, for both losses: a_L − y cancels where σ saturates
-            # (σ(40) − 1 is −4.2e-18, and a_L − y rounds it to 0).
-            zi = zL[i]
-            ei = math.exp(-abs(zi))
-            r = 1.0 / (1.0 + ei)
-            t = ei * r
-            if zi >= 0.0:
-                di = (1.0 - yi) - t if yi >= 0.5 else r - yi
-            else:
-                di = t - yi
-            dL[i] = di
-            if cross_entropy:
-                loss[s + i] = max(zi, 0.0) - yi * zi + math.log1p(ei)
-            else:
-                loss[s + i] = 0.5 * di * di
-        if backward(D, oD, A, oA, m, dL, cross_entropy):
-            return -1
-        return 0
-
-    return {"numba": numba, "exp_neg_array": exp_neg_array, "forward": forward, "backward": backward,
-            "chain_block": chain_block}
+    return exp_neg
 
 
-def kernels() -> dict:
-    """The compiled kernels (compiled, or loaded from numba's cache, on first use)."""
-    global _KERNELS
-    if _KERNELS is None:
-        if not available():
-            raise ImportError(_IMPORT_ERROR)
-        try:
-            _KERNELS = _build()
-        except RuntimeError:  # numba found no writable cache directory: compile per process
-            _KERNELS = _build(cache=False)
-    return _KERNELS
+#: e^r − 1 = r + r²(1/2! + r(1/3! + … + r/13!)): the Taylor coefficients 1/n!, n = 2..13, rounded
+#: to doubles (highest degree first).  On |r| ≤ ln(2)/2 the first omitted term is below
+#: 1.2e-17·|r| (0.11 ulp), and the leading r is exact, so e^r − 1 keeps its relative precision near 0.
+EXPM1_TAYLOR = tuple(float(Fraction(1, math.factorial(n))) for n in range(13, 1, -1))
+#: log1p(x) = 2 atanh(s), s = x/(2 + x) = s·2(1 + s²/3 + s⁴/5 + … + s²²/23): coefficients 1/(2k+1),
+#: k = 1..11 (highest first).  With |s| ≤ 3 − 2√2 = 0.1716 the first omitted term is below 1e-18.
+LOG1P_ATANH = tuple(float(Fraction(1, 2 * k + 1)) for k in range(11, 0, -1))
+_SQRT2_M1 = 0.41421356237309503  # below √2 − 1 (rounded down): 1 + x ≤ √2 uses the direct series
+
+
+def _make_elementary(njit, opts, exp_neg):
+    """expm1, log1p on [0, 1] and tanh without calls or branches, so that LLVM vectorises the
+    loops that use them (numba's math.expm1/log1p/tanh are scalar libm calls without SVML)."""
+    T = EXPM1_TAYLOR
+    A = LOG1P_ATANH
+    LOG2E, LN2_HI, LN2_LO, SHIFT = _LOG2E, _LN2_HI, _LN2_LO, _SHIFT
+    SQRT2_M1 = _SQRT2_M1
+
+    @njit(inline="always", **opts)
+    def expm1_neg(u):
+        """e^u − 1 for u ≤ 0: u = k ln 2 + r, then (2^k − 1) + 2^k (e^r − 1) (exact for k = 0)."""
+        u = max(u, -60.0)  # e^−60 − 1 rounds to −1
+        kd = u * LOG2E + SHIFT
+        kf = kd - SHIFT
+        r = (u - kf * LN2_HI) - kf * LN2_LO
+        q = T[0]
+        q = q * r + T[1]
+        q = q * r + T[2]
+        q = q * r + T[3]
+        q = q * r + T[4]
+        q = q * r + T[5]
+        q = q * r + T[6]
+        q = q * r + T[7]
+        q = q * r + T[8]
+        q = q * r + T[9]
+        q = q * r + T[10]
+        q = q * r + T[11]
+        p = r + (r * r) * q
+        s = np.int64((np.int64(kf) + 1023) << 52).view(np.float64)  # 2^k, k ≥ −87: normal
+        return (s - 1.0) + s * p
+
+    @njit(inline="always", **opts)
+    def log1p_unit(x):
+        """log(1 + x) for 0 ≤ x ≤ 1: for 1 + x > √2, log 2 + log1p((x − 1)/2) (exact argument)."""
+        big = x > SQRT2_M1
+        f = (x - 1.0) * 0.5 if big else x
+        s = f / (2.0 + f)
+        s2 = s * s
+        q = A[0]
+        q = q * s2 + A[1]
+        q = q * s2 + A[2]
+        q = q * s2 + A[3]
+        q = q * s2 + A[4]
+        q = q * s2 + A[5]
+        q = q * s2 + A[6]
+        q = q * s2 + A[7]
+        q = q * s2 + A[8]
+        q = q * s2 + A[9]
+        q = q * s2 + A[10]
+        t = 2.0 * s + (2.0 * s) * (s2 * q)
+        return ((t + LN2_LO) + LN2_HI) if big else t
+
+    @njit(inline="always", **opts)
+    def tanh_(x):
+        """tanh(x) = −m/(2 + m) with m = e^{−2|x|} − 1, signed as x (|x| ≥ 20 gives ±1)."""
+        m = expm1_neg(-2.0 * min(abs(x), 20.0))
+        return math.copysign(-m / (2.0 + m), x)
+
+    return expm1_neg, log1p_unit, tanh_
+
+
+_ELEMENTARY = None
+
+
+def elementary() -> dict:
+    """The compiled branch-free elementary functions the generated kernels inline."""
+    global _ELEMENTARY
+    if _ELEMENTARY is None:
+        numba = numba_module()
+        opts = dict(nogil=True, fastmath={"contract"}, error_model="numpy")
+        e = exp_neg()
+        expm1_neg, log1p_unit, tanh_ = _make_elementary(numba.njit, opts, e)
+        _ELEMENTARY = {"exp_neg": e, "expm1_neg": expm1_neg, "log1p_unit": log1p_unit, "tanh_": tanh_}
+    return _ELEMENTARY
+
+
+_EXP_NEG = None
+
+
+def numba_module():
+    """numba itself (ImportError with the reason when it does not import)."""
+    if not available():
+        raise ImportError(_IMPORT_ERROR)
+    import numba
+
+    return numba
+
+
+def exp_neg():
+    """The compiled e^u for u ≤ 0 (inlined into the generated kernels of symgrad.numeric._codegen)."""
+    global _EXP_NEG
+    if _EXP_NEG is None:
+        numba = numba_module()
+        _EXP_NEG = _make_exp_neg(numba.njit, dict(nogil=True, fastmath={"contract"}, error_model="numpy"))
+    return _EXP_NEG
 
 
 def typed_rows(rows):

@@ -1038,6 +1038,11 @@ class Activation:
     grad_sign: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = field(default=None, repr=False)
     logistic: bool = False
     bound_certificate: tuple | None = field(default=None, repr=False)
+    #: (φ, φ') as SymPy expressions in z written for float64 evaluation (no overflow, no
+    #: cancellation, the kink convention built in): what :mod:`symgrad.numeric._codegen` compiles
+    #: into the numba chain kernel.  None for a custom activation, whose ``expr`` and
+    #: ``derivative`` are compiled as they are (where the printer supports them).
+    stable: tuple | None = field(default=None, repr=False)
 
     def __post_init__(self):
         # The kernels take real arrays; a string, None or a complex number is refused by name
@@ -1276,6 +1281,13 @@ def _make_builtins() -> list[Builtin]:
     oo = S.Infinity
     Interval, FiniteSet = sympy.Interval, sympy.FiniteSet
     nonneg = _sign_filled(1.0)  # φ' ≥ 0 everywhere: an underflowed φ' is a positive number
+    from sympy.codegen.cfunctions import expm1, log1p
+
+    # Stable float64 forms (Activation.stable), through e = exp(−|z|) ∈ (0, 1] as the NumPy kernels.
+    Pw, Abs, Max, Min = sympy.Piecewise, sympy.Abs, sympy.Max, sympy.Min
+    e1 = exp(-Abs(z))
+    sig_pos, sig_neg = 1 / (1 + e1), e1 / (1 + e1)  # σ(|z|), σ(−|z|)
+    sig = Pw((sig_pos, z >= 0), (sig_neg, True))
 
     def make_sigmoid():
         return Activation(
@@ -1286,6 +1298,7 @@ def _make_builtins() -> list[Builtin]:
             latex_formula=r"\frac{1}{1 + e^{-z}}", latex_derivative=r"\sigma(z)\,\bigl(1 - \sigma(z)\bigr)",
             log_abs_value=_np_log_sigmoid, value_sign=np.ones_like, grad_sign=nonneg,
             logistic=True, bound_certificate=(sigmoid(z), S.Half),
+            stable=(sig, Min(e1 / (1 + e1) ** 2, S(1) / 4)),
         )
 
     def make_tanh():
@@ -1296,6 +1309,7 @@ def _make_builtins() -> list[Builtin]:
             latex_formula=r"\frac{e^{z} - e^{-z}}{e^{z} + e^{-z}}", latex_derivative=r"1 - \tanh^{2} z",
             value_sign=np.sign, grad_sign=nonneg,  # tanh of a subnormal is that subnormal: log|tanh| by default
             bound_certificate=(sympy.tanh(z), S.Zero),
+            stable=(sympy.tanh(z), Min(4 * exp(-2 * Min(Abs(z), 10**4)) / (1 + exp(-2 * Min(Abs(z), 10**4))) ** 2, 1)),
         )
 
     def make_relu():
@@ -1309,6 +1323,7 @@ def _make_builtins() -> list[Builtin]:
             latex_formula=r"\max(0, z)", latex_derivative=r"\begin{cases} 1, & z > 0,\\ 0, & z \le 0 \end{cases}",
             log_abs_value=lambda x: np.where(x > 0, _log_abs_where(x), -np.inf),
             value_sign=lambda x: (x > 0).astype(x.dtype), grad_sign=lambda x, g: np.where(x > 0, 1.0, 0.0),
+            stable=(Max(z, 0), sympy.Heaviside(z, 0)),
         )
 
     def make_leaky_relu(alpha=S(1) / 100):
@@ -1329,6 +1344,7 @@ def _make_builtins() -> list[Builtin]:
             latex_derivative=r"\begin{cases} 1, & z > 0,\\ %s, & z \le 0 \end{cases}" % al,
             log_abs_value=lambda x: np.where(x > 0, 0.0, log_a) + _log_abs_where(x),
             value_sign=lambda x: np.where(x > 0, 1.0, np.sign(af) * np.sign(x)).astype(x.dtype), grad_sign=nonneg,
+            stable=(Pw((z, z > 0), (a * z, True)), Pw((1, z > 0), (a, True))),
         )
 
     def make_elu(alpha=S.One):
@@ -1357,6 +1373,7 @@ def _make_builtins() -> list[Builtin]:
             latex_derivative=r"\begin{cases} 1, & z > 0,\\ %s\,e^{z}, & z \le 0 \end{cases}" % al,
             log_abs_value=lambda x: np.where(x > 0, _log_abs_where(x), log_a + _log_abs_where(np.expm1(np.minimum(x, 0.0)))),
             value_sign=np.sign, grad_sign=nonneg,
+            stable=(Pw((z, z > 0), (a * expm1(Min(z, 0)), True)), Pw((1, z > 0), (a * exp(Min(z, 0)), True))),
         )
 
     def make_selu():
@@ -1378,6 +1395,7 @@ def _make_builtins() -> list[Builtin]:
             latex_derivative=r"\begin{cases} \lambda, & z > 0,\\ \lambda \alpha\,e^{z}, & z \le 0 \end{cases}",
             log_abs_value=lambda x: np.where(x > 0, log_l + _log_abs_where(x), log_la + _log_abs_where(np.expm1(np.minimum(x, 0.0)))),
             value_sign=np.sign, grad_sign=nonneg,
+            stable=(Pw((lam * z, z > 0), (lam * a * expm1(Min(z, 0)), True)), Pw((lam, z > 0), (lam * a * exp(Min(z, 0)), True))),
         )
 
     def make_softplus():
@@ -1387,6 +1405,7 @@ def _make_builtins() -> list[Builtin]:
             DerivativeBound(S.One, S.EmptySet, Interval.open(0, 1), True, "φ' = σ(z) < 1, approaching 1 as z → ∞"),
             latex_formula=r"\ln\bigl(1 + e^{z}\bigr)", latex_derivative=r"\sigma(z) = \frac{1}{1 + e^{-z}}",
             log_abs_value=_np_log_softplus, value_sign=np.ones_like, grad_sign=nonneg,
+            stable=(Max(z, 0) + log1p(e1), sig),
         )
 
     def make_silu():
@@ -1404,6 +1423,7 @@ def _make_builtins() -> list[Builtin]:
             latex_formula=r"z\,\sigma(z)", latex_derivative=r"\sigma(z)\,\bigl(1 + z\,(1 - \sigma(z))\bigr)",
             # φ' underflows only far into the left tail, where it is negative
             log_abs_value=_log_abs_times(_np_log_sigmoid), value_sign=np.sign, grad_sign=_sign_filled(-1.0),
+            stable=(z * sig, sig * (1 + z * Pw((sig_neg, z >= 0), (sig_pos, True)))),  # σ(z)(1 + z σ(−z)), as _np_silu_grad
         )
 
     def make_gelu():
@@ -1417,6 +1437,9 @@ def _make_builtins() -> list[Builtin]:
             latex_formula=r"\frac{z}{2}\Bigl(1 + \operatorname{erf}\frac{z}{\sqrt{2}}\Bigr)",
             latex_derivative=r"\frac{1}{2}\Bigl(1 + \operatorname{erf}\frac{z}{\sqrt{2}}\Bigr) + \frac{z\,e^{-z^{2}/2}}{\sqrt{2\pi}}",
             log_abs_value=_log_abs_times(lambda x: _special().log_ndtr(x)), value_sign=np.sign, grad_sign=_sign_filled(-1.0),
+            # Φ(z) = erfc(−z/√2)/2 (no cancellation for z < 0), as scipy's ndtr in _np_gelu
+            stable=(z * sympy.erfc(-z / sqrt(2), evaluate=False) / 2,
+                    sympy.erfc(-z / sqrt(2), evaluate=False) / 2 + z * exp(-z ** 2 / 2) / sqrt(2 * pi)),
         )
 
     def make_softsign():
@@ -1429,6 +1452,7 @@ def _make_builtins() -> list[Builtin]:
             kinks=(S.Zero,),  # φ'' jumps at 0
             latex_formula=r"\frac{z}{1 + |z|}", latex_derivative=r"\frac{1}{(1 + |z|)^{2}}",
             log_abs_value=_log_abs_times(lambda x: -np.log1p(np.abs(x))), value_sign=np.sign, grad_sign=nonneg,
+            stable=(z / (1 + Abs(z)), 1 / (1 + Abs(z)) ** 2),
         )
 
     def make_identity():
@@ -1438,6 +1462,7 @@ def _make_builtins() -> list[Builtin]:
             DerivativeBound(S.One, S.Reals, FiniteSet(1), True, "φ' = 1"),
             latex_formula="z", latex_derivative="1",
             log_abs_value=_log_abs_where, value_sign=np.sign, grad_sign=nonneg,
+            stable=(z, S.One),
         )
 
     return [

@@ -1,0 +1,497 @@
+"""SymPy → numba: the compiled chain kernel for any activation, generated from its one definition.
+
+Each activation's stable scalar form (``Activation.stable`` for the built-ins, ``(expr,
+derivative)`` for a custom one) is printed by :class:`_Printer` into a small Python function of
+one float ``z`` that returns ``(φ(z), φ'(z), uf)``, and the chain kernel (forward, the loss and
+output delta, backward) is generated around the distinct forms of a chain and compiled by numba.
+
+What is printed.  Only a whitelist of SymPy nodes: numbers, the symbol ``z``, Add, Mul, Pow with
+an integer or ±1/2 exponent, exp, expm1, log, log1p, tanh, erf, erfc, Abs, Max, Min, sign,
+Heaviside, Piecewise (built-in forms only), relationals, and symgrad's sigmoid / softplus / relu /
+leaky_relu / elu.  Anything else raises :class:`Unprintable`, and the chain runs on NumPy.  The
+generated text is made only of this module's fixed vocabulary (``math.exp``, ``t3``, ``z``) and
+of numbers printed with ``repr(float)``: no name, string or other text of the user's reaches it,
+which is why ``exec`` of it is safe (tests/test_security.py lists that call, with this reason).
+
+Kinks.  φ' at a kink is the left derivative (symgrad's convention): ``Heaviside(u)`` with ``u``
+increasing in z prints as ``1 if u > 0 else 0`` (and with ``u`` decreasing as ``1 if u >= 0``);
+``sign(u)`` likewise; a kink whose argument has a non-constant slope is not printed (NumPy
+decides it).  Built-in forms write their convention into ``Piecewise((…, z > 0), (…, True))``.
+
+Underflow.  ``uf`` is true where a product, a reciprocal, or an exp/erfc/σ came out below the
+smallest normal double while no factor was exactly 0 (so a dead ReLU's exact 0 does not count).
+The kernel flags a sample for the rescaled redo wherever φ or φ' is below the smallest normal
+while ``uf`` is set (or is subnormal), where z is subnormal, and where a forward or backward
+product underflows from nonzero factors or overflows: where NumPy's ``_lost_to_underflow`` and
+its floating-point traps would send the block to ``_scaled_block`` (or, conservatively, more
+often).  Only the flagged samples are redone.
+
+Elementary functions.  numba compiles ``math.exp``/``expm1``/``log1p``/``tanh`` to scalar libm
+calls unless its LLVM is patched for Intel SVML (``numba -s``: "SVML Operational"); the pip
+llvmlite 0.50 (LLVM 22) is not, with or without the ``intel-cmplr-lib-rt`` package, and LLVM's
+``-vector-library`` option set through llvmlite did not vectorise them either.  So ``exp`` of an
+argument SymPy proves ≤ 0, ``expm1`` of one ≤ 0, ``log1p(exp(u ≤ 0))`` and ``tanh`` print as the
+branch-free functions of :mod:`symgrad.numeric.compiled`, which LLVM vectorises; ``erf``/``erfc`` (GELU) stay
+scalar ``math.erf``/``math.erfc``.  (:data:`LIBM` prints the libm calls instead, for the benchmark.)
+
+Compilation.  One kernel per distinct tuple of printed forms (``functools.lru_cache``, 64 kept),
+about 1.3-2.5 s each on first use; numba's ``cache=True`` needs a function defined in a file, so
+these exec'd kernels are compiled in each process (``backend="auto"`` compiles only for chains
+with at least ``numeric.JIT_MIN_WORK`` layer-samples).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from fractions import Fraction
+
+import numpy as np
+import sympy
+
+from symgrad.spec.activations import elu, leaky_relu, relu, sigmoid, softplus, z as Z
+
+__all__ = ["Unprintable", "form_of", "chain_kernel", "scalar_kernel"]
+
+
+#: Print numba's math.exp/expm1/log1p/tanh (scalar libm calls) instead of the branch-free
+#: functions of symgrad.numeric.compiled: for benchmarks/bench_evaluator.py's comparison only (call
+#: ``form_of.cache_clear()`` after changing it).
+LIBM = False
+
+
+class Unprintable(Exception):
+    """A node outside the printer's whitelist: the chain runs on NumPy (the message says why)."""
+
+
+try:  # SymPy's C-style functions, used by the built-in stable forms
+    from sympy.codegen.cfunctions import expm1 as _expm1, log1p as _log1p
+except ImportError:  # pragma: no cover - every supported SymPy has them
+    _expm1 = _log1p = None
+
+#: math functions printed as themselves (argument printed first).
+_PLAIN = {sympy.log: "math.log", sympy.tanh: "tanh_", sympy.erf: "math.erf"}
+if _log1p is not None:
+    _PLAIN[_log1p] = "math.log1p"
+    _PLAIN[_expm1] = "math.expm1"
+#: functions whose value may underflow to 0 although the exact value is not 0.
+_UNDERFLOWING = {sympy.erfc: "math.erfc"}
+
+
+def _num(x) -> str:
+    """A real number as Python source: repr of the double nearest to it (never other text)."""
+    if isinstance(x, sympy.Rational):
+        v = float(Fraction(int(x.p), int(x.q)))
+    else:
+        try:
+            v = float(sympy.N(x, 30))
+        except (TypeError, ValueError):
+            raise Unprintable("the constant %s is not a real number" % sympy.srepr(x)[:60]) from None
+    if not math.isfinite(v):
+        raise Unprintable("a constant overflows float64")
+    return "(%r)" % v
+
+
+class _Printer:
+    """Prints one or more expressions in z into straight-line assignments ``tK = …`` (each
+    distinct node once), and collects the underflow conditions."""
+
+    def __init__(self, derivative_mode: bool, trusted: bool):
+        self.lines: list[str] = []
+        self.memo: dict = {}
+        self.uf: list[str] = []
+        self.deriv = derivative_mode
+        self.trusted = trusted
+
+    def _tmp(self, code: str) -> str:
+        name = "t%d" % len(self.lines)
+        self.lines.append("%s = %s" % (name, code))
+        return name
+
+    def p(self, e) -> str:
+        if e in self.memo:
+            return self.memo[e]
+        out = self._p(e)
+        self.memo[e] = out
+        return out
+
+    def _p(self, e) -> str:
+        if e == Z:
+            return "z"
+        if isinstance(e, sympy.Symbol):
+            raise Unprintable("a symbol other than z")
+        if not e.free_symbols:
+            if e.is_real is False or e.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
+                raise Unprintable("a non-real constant")
+            return _num(e)
+        if e.is_Add:
+            return self._tmp(" + ".join(self.p(a) for a in e.args))
+        if e.is_Mul:
+            return self._mul(e)
+        if e.is_Pow:
+            return self._pow(e)
+        f = e.func
+        if f is sympy.exp:
+            u = e.args[0]
+            if u.is_extended_nonpositive and not LIBM:
+                t = self._tmp("exp_neg(%s)" % self.p(u))
+            else:
+                t = self._tmp("math.exp(%s)" % self.p(u))
+            self.uf.append("(%s < TINY)" % t)
+            return t
+        if f in _UNDERFLOWING:
+            t = self._tmp("%s(%s)" % (_UNDERFLOWING[f], self.p(e.args[0])))
+            self.uf.append("(%s < TINY)" % t)
+            return t
+        if _expm1 is not None and f is _expm1 and e.args[0].is_extended_nonpositive and not LIBM:
+            return self._tmp("expm1_neg(%s)" % self.p(e.args[0]))
+        if _log1p is not None and f is _log1p:
+            u = e.args[0]
+            if u.func is sympy.exp and u.args[0].is_extended_nonpositive and not LIBM:  # log1p(e^{−|z|}): in [0, 1]
+                return self._tmp("log1p_unit(%s)" % self.p(u))
+        if f is sympy.tanh and LIBM:
+            return self._tmp("math.tanh(%s)" % self.p(e.args[0]))
+        if f in _PLAIN:
+            return self._tmp("%s(%s)" % (_PLAIN[f], self.p(e.args[0])))
+        if f is sympy.Abs:
+            return self._tmp("abs(%s)" % self.p(e.args[0]))
+        if f in (sympy.Max, sympy.Min):
+            name = "max" if f is sympy.Max else "min"
+            args = [self.p(a) for a in e.args]
+            acc = args[0]
+            for a in args[1:]:
+                acc = self._tmp("%s(%s, %s)" % (name, acc, a))
+            return acc
+        if f is sigmoid:
+            u = self.p(e.args[0])
+            ee = self._tmp("exp_neg(-abs(%s))" % u)
+            r = self._tmp("1.0 / (1.0 + %s)" % ee)
+            t = self._tmp("(%s if %s >= 0.0 else %s * %s)" % (r, u, ee, r))
+            self.uf.append("(%s < TINY)" % t)
+            return t
+        if f is softplus:
+            u = self.p(e.args[0])
+            ee = self._tmp("exp_neg(-abs(%s))" % u)
+            self.uf.append("(%s < TINY)" % ee)
+            return self._tmp("max(%s, 0.0) + log1p_unit(%s)" % (u, ee))
+        if f is relu:
+            return self._tmp("max(%s, 0.0)" % self.p(e.args[0]))
+        if f is leaky_relu:
+            u, a = self.p(e.args[0]), e.args[1]
+            if a.free_symbols:
+                raise Unprintable("leaky_relu with a symbolic slope")
+            au = self._product(a, [u])
+            return self._tmp("(%s if %s > 0.0 else %s)" % (u, u, au))
+        if f is elu:
+            u, a = self.p(e.args[0]), e.args[1]
+            if a.free_symbols or _expm1 is None:
+                raise Unprintable("elu with a symbolic alpha")
+            return self._tmp("(%s if %s > 0.0 else %s * expm1_neg(min(%s, 0.0)))" % (u, u, _num(a), u))
+        if f is sympy.Heaviside:
+            return self._step(e, "1.0", "0.0", "Heaviside")
+        if f is sympy.sign:
+            return self._step(e, "1.0", "-1.0", "sign")
+        if f is sympy.Piecewise:
+            if not self.trusted:
+                raise Unprintable("Piecewise in a custom activation (its convention at the breakpoints is NumPy's to decide)")
+            *pairs, last = e.args
+            if last.cond is not sympy.true:
+                raise Unprintable("a Piecewise without a default branch")
+            acc = self.p(last.expr)
+            for ex, cond in reversed(pairs):
+                acc = self._tmp("(%s if %s else %s)" % (self.p(ex), self._cond(cond), acc))
+            return acc
+        raise Unprintable("%s is not in the compiled kernel's whitelist" % type(e).__name__)
+
+    def _cond(self, c) -> str:
+        ops = {sympy.StrictGreaterThan: ">", sympy.GreaterThan: ">=", sympy.StrictLessThan: "<", sympy.LessThan: "<="}
+        op = ops.get(type(c))
+        if op is None:
+            raise Unprintable("a condition other than <, <=, >, >=")
+        return "(%s %s %s)" % (self.p(c.lhs), op, self.p(c.rhs))
+
+    def _step(self, e, pos: str, neg: str, what: str) -> str:
+        """Heaviside(u) (1/0) or sign(u) (1/−1) off the kink; at u = 0 the left limit (φ') or,
+        for φ itself, the value (a step in φ is refused)."""
+        u = e.args[0]
+        if not self.deriv:
+            if what == "sign" and self.trusted:
+                pu = self.p(u)
+                return self._tmp("(1.0 if %s > 0.0 else (-1.0 if %s < 0.0 else 0.0))" % (pu, pu))
+            if what == "Heaviside" and len(e.args) == 2 and e.args[1].is_number:
+                pu = self.p(u)  # the value, with its stated H(0)
+                return self._tmp("(1.0 if %s > 0.0 else (%s if %s == 0.0 else 0.0))" % (pu, _num(e.args[1]), pu))
+            raise Unprintable("%s in φ itself" % what)
+        if what == "Heaviside" and len(e.args) > 1 and self.trusted:
+            if e.args[1] != 0:
+                raise Unprintable("a built-in Heaviside(u, H0) with H0 ≠ 0")
+        slope = sympy.diff(u, Z)
+        if slope.free_symbols or slope == 0 or not slope.is_real:
+            raise Unprintable("a kink whose argument does not cross 0 with a constant nonzero slope")
+        pu = self.p(u)
+        # Just left of a root of u: u < 0 when u increases (slope > 0), u > 0 when it decreases.
+        op = ">" if slope > 0 else ">="
+        return self._tmp("(%s if %s %s 0.0 else %s)" % (pos, pu, op, neg))
+
+    def _mul(self, e) -> str:
+        # x/y is printed as x·(1/y): the reciprocal of a shared denominator (σ's 1/(1 + e)) is
+        # then one division for φ and φ' together (a product costs far less than a quotient).
+        num = []
+        coeff = sympy.S.One
+        for f in e.args:
+            if not f.free_symbols:
+                coeff *= f
+            else:
+                num.append(self.p(f))
+        return self._product(coeff, num)
+
+    def _product(self, coeff, factors: list[str]) -> str:
+        """coeff · Π factors; flagged where it underflowed (no factor 0, result below normal).
+        A single factor times a constant of magnitude ≥ 1 cannot underflow (z itself is checked
+        for subnormals by the kernel), and −x is exact."""
+        if not factors:
+            return _num(coeff)
+        if len(factors) == 1 and coeff in (1, -1):
+            return factors[0] if coeff == 1 else self._tmp("-%s" % factors[0])
+        t = self._tmp(" * ".join(([_num(coeff)] if coeff != 1 else []) + factors))
+        if len(factors) > 1 or abs(coeff) < 1:
+            nz = " & ".join("(%s != 0.0)" % f for f in factors)
+            self.uf.append("((abs(%s) < TINY) & %s)" % (t, nz))
+        return t
+
+    def _pow(self, e) -> str:
+        base, ex = e.args
+        if not ex.is_Rational:
+            if base == sympy.E:
+                return self.p(sympy.exp(ex))
+            raise Unprintable("a power with a non-constant or irrational exponent")
+        b = self.p(base)
+        if ex == sympy.Rational(1, 2):
+            return self._tmp("math.sqrt(%s)" % b)
+        if ex == -sympy.Rational(1, 2):
+            t = self._tmp("1.0 / math.sqrt(%s)" % b)
+            self.uf.append("(abs(%s) < TINY)" % t)
+            return t
+        if not ex.is_Integer or abs(ex) > 16:
+            raise Unprintable("a power other than an integer up to 16 or ±1/2")
+        n = int(ex)
+        if n == 0:
+            return "(1.0)"
+        if n == -1:
+            t = self._tmp("1.0 / %s" % b)
+            self.uf.append("(abs(%s) < TINY)" % t)
+            return t
+        if n < 0:  # (1/b)^|n|, sharing the reciprocal
+            b = self.p(base ** -1)
+        return self._product(sympy.S.One, [b] * abs(n))
+
+
+def scalar_source(phi, dphi, name: str, trusted: bool) -> str:
+    """``def name(z): … return (φ, φ', uf)`` for one activation form (raises Unprintable)."""
+    if not (isinstance(phi, sympy.Basic) and isinstance(dphi, sympy.Basic)):
+        raise Unprintable("φ and φ' must be SymPy expressions")
+    pv = _Printer(derivative_mode=False, trusted=trusted)
+    a = pv.p(phi)
+    pd = _Printer(derivative_mode=True, trusted=trusted)
+    pd.lines = pv.lines  # one body: φ and φ' share their subexpressions (e = exp(−|z|))
+    pd.memo = {k: v for k, v in pv.memo.items()}
+    pd.uf = pv.uf
+    d = pd.p(dphi)
+    uf = " | ".join(pd.uf) if pd.uf else "False"
+    body = "".join("    %s\n" % ln for ln in pd.lines)
+    return "def %s(z):\n%s    return (%s, %s, %s)\n" % (name, body, a, d, uf)
+
+
+@functools.lru_cache(maxsize=256)
+def form_of(act) -> str:
+    """The printed scalar form of an activation (its body, as ``def phi(z): …``), or Unprintable."""
+    stable = getattr(act, "stable", None)
+    if stable is not None:
+        phi, dphi = stable
+        trusted = True
+    else:
+        phi, dphi = act.expr, act.derivative
+        trusted = False
+    return scalar_source(phi, dphi, "phi", trusted)
+
+
+# ---------------------------------------------------------------------------------------------
+# The chain kernel around the forms.
+# ---------------------------------------------------------------------------------------------
+
+_LAYER = """\
+            if k == {k}:
+                for i in range(m):
+                    zi = z[i]
+                    ai, di, ufi = phi{k}(zi)
+                    a[i] = ai
+                    drow[i] = di
+                    bad |= ~((abs(ai) <= HUGE) & (abs(di) <= HUGE))
+                    fl[i] |= ((abs(zi) < TINY) & (zi != 0.0)) | ((abs(ai) < TINY) & ((ai != 0.0) | ufi)) | ((abs(di) < TINY) & ((di != 0.0) | ufi))
+"""
+
+_KERNEL = '''\
+def forward(W, B, kinds, a0, s, e, A, oA, D, oD, aL, zL, fl):
+    L = len(W)
+    m = e - s
+    a = np.empty(m)
+    z = np.empty(m)
+    for i in range(m):
+        a[i] = a0[i]
+    for j in range(L):
+        w = W[j][s:e]
+        b = B[j][s:e]
+        arow = A[j, oA:oA + m]
+        bad = False
+        if j:
+            prev = D[j - 1, oD:oD + m]
+            for i in range(m):
+                ai = a[i]
+                wi = w[i]
+                arow[i] = ai
+                zi = wi * ai + b[i]
+                z[i] = zi
+                pi = prev[i]
+                ci = pi * wi
+                prev[i] = ci
+                fl[i] |= (abs(ci) > HUGE) | ((abs(ci) < TINY) & ((ci != 0.0) | ((pi != 0.0) & (wi != 0.0))))
+                bad |= (zi - zi) != 0.0
+        else:
+            for i in range(m):
+                ai = a[i]
+                arow[i] = ai
+                zi = w[i] * ai + b[i]
+                z[i] = zi
+                bad |= (zi - zi) != 0.0
+        if bad:
+            return j + 1
+        drow = D[j, oD:oD + m]
+        k = kinds[j]
+        if True:
+{layers}
+        if bad:
+            return j + 1
+    for i in range(m):
+        aL[i] = a[i]
+        zL[i] = z[i]
+    return 0
+
+
+def _lost(x, p, q):
+    return ~(abs(x) <= HUGE) | ((abs(x) < TINY) & ((x != 0.0) | ((p != 0.0) & (q != 0.0))))
+
+
+def backward(D, oD, A, oA, m, dL, cancel, fl):
+    L = D.shape[0]
+    d = np.empty(m)
+    drow = D[L - 1, oD:oD + m]
+    arow = A[L - 1, oA:oA + m]
+    for i in range(m):
+        ci = drow[i]
+        li = dL[i]
+        di = li if cancel else ci * li
+        drow[i] = di
+        ai = arow[i]
+        gi = ai * di
+        arow[i] = gi
+        d[i] = di
+        fl[i] |= (_lost(di, ci, li) & ~cancel) | (cancel & ~(abs(di) <= HUGE)) | _lost(gi, ai, di)
+    for j in range(L - 2, -1, -1):
+        drow = D[j, oD:oD + m]
+        arow = A[j, oA:oA + m]
+        for i in range(m):
+            ci = drow[i]
+            pi = d[i]
+            di = ci * pi
+            drow[i] = di
+            ai = arow[i]
+            gi = ai * di
+            arow[i] = gi
+            d[i] = di
+            fl[i] |= _lost(di, ci, pi) | _lost(gi, ai, di)
+    for i in range(m):
+        if fl[i]:
+            return True
+    return False
+
+
+def chain_block(W, B, kinds, a0, y, s, e, A, oA, D, oD, cross_entropy, sig_out, loss, fl):
+    m = e - s
+    aL = np.empty(m)
+    zL = np.empty(m)
+    status = forward(W, B, kinds, a0[s:e], s, e, A, oA, D, oD, aL, zL, fl)
+    if status > 0:
+        return status
+    dL = np.empty(m)
+    for i in range(m):
+        yi = y[s + i]
+        if sig_out:
+            zi = zL[i]
+            ei = math.exp(-abs(zi))
+            r = 1.0 / (1.0 + ei)
+            t = ei * r
+            if zi >= 0.0:
+                di = (1.0 - yi) - t if yi >= 0.5 else r - yi
+            else:
+                di = t - yi
+            dL[i] = di
+            if cross_entropy:
+                loss[s + i] = max(zi, 0.0) - yi * zi + math.log1p(ei)
+            else:
+                loss[s + i] = 0.5 * di * di
+        else:
+            di = aL[i] - yi
+            dL[i] = di
+            loss[s + i] = 0.5 * di * di
+    if backward(D, oD, A, oA, m, dL, cross_entropy and sig_out, fl):
+        return -1
+    return status
+'''
+
+
+def _run_generated(src: str) -> dict:
+    """Define the functions of generated source in a fresh namespace.  ``src`` comes only from
+    :func:`scalar_source` and :func:`kernel_source`: this module's fixed vocabulary and numbers
+    printed by ``repr(float)``, never a name or string of the user's (see the module docstring)."""
+    from symgrad.numeric import compiled as _jit
+
+    ns = {"np": np, "math": math, "TINY": _jit._TINY, "HUGE": _jit._HUGE}
+    ns.update(_jit.elementary())
+    exec(compile(src, "<symgrad generated kernel>", "exec"), ns)
+    return ns
+
+
+def kernel_source(forms: tuple[str, ...]) -> str:
+    """The module text of the chain kernel for these distinct printed forms."""
+    parts = []
+    for k, f in enumerate(forms):
+        assert f.startswith("def phi(z):\n")
+        parts.append("def phi%d(z):\n" % k + f[len("def phi(z):\n"):])
+    layers = "".join(_LAYER.format(k=k) for k in range(len(forms)))
+    return "\n\n".join(parts) + "\n\n" + _KERNEL.replace("{layers}", layers)
+
+
+@functools.lru_cache(maxsize=64)
+def chain_kernel(forms: tuple[str, ...]):
+    """The compiled ``chain_block`` for a chain whose distinct layer forms are ``forms``
+    (compiled on first use, ~seconds; one per distinct tuple, at most 64 kept)."""
+    from symgrad.numeric import compiled as _jit
+
+    numba = _jit.numba_module()
+    src = kernel_source(forms)
+    ns = _run_generated(src)
+    opts = dict(nogil=True, fastmath={"contract"}, error_model="numpy")
+    for k in range(len(forms)):
+        ns["phi%d" % k] = numba.njit(inline="always", **opts)(ns["phi%d" % k])
+    for name in ("forward", "_lost", "backward", "chain_block"):
+        ns[name] = numba.njit(**opts)(ns[name])
+    return ns["chain_block"]
+
+
+def scalar_kernel(act):
+    """The compiled scalar ``φ(z) → (φ, φ', uf)`` of one activation (for tests)."""
+    from symgrad.numeric import compiled as _jit
+
+    numba = _jit.numba_module()
+    ns = _run_generated(form_of(act))
+    return numba.njit(error_model="numpy")(ns["phi"])
