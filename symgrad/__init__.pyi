@@ -12,6 +12,7 @@ from .symbolic.build import chain, network
 from .symbolic.derivation import Gradient
 from .symbolic.verify import verify_gradient
 from .testing.gradcheck import check_gradients
+from .theory import meanfield
 
 __version__: str
 
@@ -19,5 +20,5 @@ __all__ = [
     "Activation", "BUILTIN_ACTIVATIONS", "BUILTIN_LOSSES", "BackpropResult", "BudgetExceeded", "Gradient",
     "GradientCheckError", "InvalidArgument", "SymgradError", "activation", "backprop", "chain", "check_gradients",
     "custom_activation", "evaluate_gradient", "forward", "loss", "network", "sample", "verify_gradient",
-    "cli", "numeric", "proof", "render", "spec", "symbolic", "testing", "theory",
+    "cli", "numeric", "proof", "render", "spec", "symbolic", "testing", "theory", "meanfield",
 ]

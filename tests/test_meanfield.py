@@ -310,3 +310,91 @@ def test_relu_chain_dies():
 def test_bad_input_is_refused_naming_the_value(call, match):
     with pytest.raises(symgrad.InvalidArgument, match=match):
         call()
+
+
+# ---------------------------------------------------------------------------------------------
+# symgrad.meanfield, one-sided slopes, critical gain beside torch.nn.init.calculate_gain
+# ---------------------------------------------------------------------------------------------
+
+
+def test_meanfield_is_reachable_from_the_top_level():
+    assert symgrad.meanfield is mf
+    from symgrad import meanfield
+
+    assert meanfield is mf and symgrad.meanfield.chi1("relu", 2, 0).exact == 1
+
+
+def test_selu_one_sided_slopes_at_zero_are_lambda_and_lambda_alpha():
+    """SymPy's limit of SELU's Piecewise derivative at 0⁺ once took the z ≤ 0 branch (λα)."""
+    lam, alpha = 1.0507009873554805, 1.6732632423543772
+    plus, minus = mf._one_sided_slopes(mf._act("selu"))
+    assert float(plus) == pytest.approx(lam, rel=1e-15) and float(minus) == pytest.approx(lam * alpha, rel=1e-15)
+    # q* = 0 at σ_b = 0 below criticality: χ₁ is the length map's slope at 0, σ_w² (λ² + λ²α²)/2.
+    assert mf.chi1("selu", sympy.Rational(3, 10), 0).value == pytest.approx(0.3 * (lam ** 2 + (lam * alpha) ** 2) / 2, rel=1e-14)
+
+
+def _mp_gauss(f):
+    return mpmath.quad(lambda x: f(x) * mpmath.npdf(x), [-mpmath.inf, 0, mpmath.inf])
+
+
+@pytest.mark.parametrize("name, exact", [
+    ("identity", sympy.Integer(1)), ("relu", sympy.sqrt(2)), ("tanh", sympy.Integer(1)),
+    ("leaky_relu", sympy.sqrt(sympy.Rational(2) / (1 + sympy.Rational(1, 100) ** 2))), ("elu", sympy.Integer(1)),
+])
+def test_critical_gain_exact_values(name, exact):
+    cg = mf.critical_gain(name)
+    assert sympy.simplify(cg.gain.exact - exact) == 0 and cg.sigma_b2.exact == 0 and cg.gain.error == 0
+    assert sympy.simplify(cg.sigma_w2.exact - exact ** 2) == 0
+    assert mf.phase(name, cg.sigma_w2.exact, 0) == "critical"
+
+
+def test_selu_critical_gain_is_two_over_the_sum_of_squared_slopes():
+    lam, alpha = 1.0507009873554805, 1.6732632423543772
+    cg = mf.critical_gain("selu")
+    assert cg.gain.exact is not None and cg.gain.value == pytest.approx(math.sqrt(2 / (lam ** 2 * (1 + alpha ** 2))), rel=1e-14)
+
+
+def test_sigmoid_critical_gain_at_zero_bias_checked_by_mpmath():
+    cg = mf.critical_gain("sigmoid")
+    assert cg.sigma_b2.exact == 0 and cg.gain.exact is None and 0 < cg.gain.error < 1e-9
+    # Independent check: at σ_w² = gain², iterate the length map with mpmath and evaluate χ₁.
+    w2 = mpmath.mpf(cg.sigma_w2.value)
+    q = mpmath.mpf(1)
+    for _ in range(200):
+        q = w2 * _mp_gauss(lambda x: mpmath.sigmoid(mpmath.sqrt(q) * x) ** 2)
+    d = lambda u: mpmath.sigmoid(u) * (1 - mpmath.sigmoid(u))  # noqa: E731
+    chi = w2 * _mp_gauss(lambda x: d(mpmath.sqrt(q) * x) ** 2)
+    assert abs(float(chi) - 1) < 1e-9
+
+
+def test_gelu_needs_a_positive_bias_variance_for_criticality():
+    cg = mf.critical_gain("gelu")
+    b2 = cg.sigma_b2
+    assert b2.exact is None and 0.1 < b2.value < 0.3 and b2.error <= 1e-5 * b2.value
+    assert mf.critical_line("gelu", [b2.value - 2 * b2.error])[0] is None
+    assert mf.critical_line("gelu", [b2.value])[0] is not None
+    assert "smallest σ_b²" in cg.explanation
+
+
+def test_gain_table_against_pytorchs_constants():
+    rows = {r.activation: r for r in mf.gain_table()}
+    # torch/nn/init.py calculate_gain, hard-coded (PyTorch issue 24991).
+    assert rows["relu"].torch_gain == sympy.sqrt(2) and rows["tanh"].torch_gain == sympy.Rational(5, 3)
+    assert rows["sigmoid"].torch_gain == 1 and rows["selu"].torch_gain == sympy.Rational(3, 4)
+    assert rows["identity"].torch_gain == 1
+    assert float(rows["leaky_relu"].torch_gain) == pytest.approx(math.sqrt(2 / (1 + 0.01 ** 2)), rel=1e-15)
+    assert {k: r.phase_at_torch for k, r in rows.items()} == {
+        "identity": "critical", "relu": "critical", "leaky_relu": "critical", "tanh": "chaotic", "sigmoid": "ordered", "selu": "chaotic"}
+    # tanh at 5/3 (σ_w² = 25/9): q* > 0 and χ₁ ≈ 1.2098, against an mpmath evaluation.
+    c = rows["tanh"].chi1_at_torch
+    q = mpmath.mpf(1)
+    for _ in range(300):
+        q = mpmath.mpf(25) / 9 * _mp_gauss(lambda x: mpmath.tanh(mpmath.sqrt(q) * x) ** 2)
+    chi = mpmath.mpf(25) / 9 * _mp_gauss(lambda x: mpmath.sech(mpmath.sqrt(q) * x) ** 4)
+    assert abs(c.value - float(chi)) <= c.error + 1e-12 and 1.2 < c.value < 1.22
+    assert rows["tanh"].critical.gain.exact == 1 and "chaotic" in rows["tanh"].note
+
+
+def test_softplus_has_no_critical_gain():
+    with pytest.raises(symgrad.InvalidArgument, match="no critical initialisation for softplus"):
+        mf.critical_gain("softplus")

@@ -62,6 +62,11 @@ __all__ = [
     "phase",
     "predicted_gradient_ratio",
     "growth_rate",
+    "CriticalGain",
+    "GainRow",
+    "TORCH_GAINS",
+    "critical_gain",
+    "gain_table",
 ]
 
 #: Largest variance accepted (beyond it q* and the quadrature lose meaning in float64).
@@ -234,13 +239,24 @@ def _one_sided_slopes(act: Activation) -> tuple[sympy.Expr | None, sympy.Expr | 
     from symgrad.errors import BudgetExceeded
 
     d = act.derivative
+    # z = ±t with t > 0 settles Piecewise conditions such as ``z > 0`` before the limit: SymPy's
+    # one-sided limit of a Piecewise at its breakpoint can take the wrong branch (it gave SELU's
+    # φ'(0⁻) = λα for φ'(0⁺) = λ).
+    t = sympy.Symbol("t", positive=True)
     out = []
-    for direction in ("+", "-"):
+    for sign, direction in ((1, "+"), (-1, "-")):
         try:
-            v = within_budget(lambda: sympy.limit(d, _z, 0, direction), seconds=5.0, what="φ'(0%s)" % direction)
+            v = within_budget(lambda: sympy.limit(sympy.piecewise_fold(d.subs(_z, sign * t)), t, 0, "+"),
+                              seconds=5.0, what="φ'(0%s)" % direction)
         except (BudgetExceeded, NotImplementedError, ValueError, TypeError):
             v = None
-        out.append(v if v is not None and v.is_number and v.is_finite else None)
+        v = v if v is not None and v.is_number and v.is_finite else None
+        if v is not None:
+            # Cross-check against the evaluator just beside 0; a disagreement means no exact value.
+            g = float(act.grad(np.array([sign * 1e-300]))[0])
+            if not math.isfinite(g) or abs(float(v) - g) > 1e-12 * max(1.0, abs(g)):
+                v = None
+        out.append(v)
     return tuple(out)
 
 
@@ -825,3 +841,200 @@ def growth_rate(activation, init="normal", *, samples: int = 4000, layers: int =
     # (``layers`` additions per chain, then a mean over chains).
     half = 2.576 * sd / math.sqrt(samples) + 4 * _U * (layers + samples) * float(np.max(np.abs(per_chain)))
     return GrowthRate(mean, (mean - half, mean + half), log_w, worst, samples * layers)
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Critical gain, beside torch.nn.init.calculate_gain
+# ---------------------------------------------------------------------------------------------
+
+#: The gains that ``torch.nn.init.calculate_gain`` returns, copied from PyTorch's source
+#: (``torch/nn/init.py``; constants, not derived: PyTorch issue 24991, "how were the gains
+#: derived", asks where they come from).  Keys are symgrad's activation names; leaky ReLU at
+#: PyTorch's default slope 0.01, which is also symgrad's.
+TORCH_GAINS = {
+    "identity": sympy.Integer(1),
+    "relu": sympy.sqrt(2),
+    "leaky_relu": sympy.sqrt(sympy.Rational(2) / (1 + sympy.Rational(1, 100) ** 2)),
+    "tanh": sympy.Rational(5, 3),
+    "sigmoid": sympy.Integer(1),
+    "selu": sympy.Rational(3, 4),
+}
+
+#: Largest σ_b² that :func:`critical_gain` searches for a critical point.
+_MAX_GAIN_B2 = 100.0
+
+
+@dataclass(frozen=True)
+class CriticalGain:
+    """The critical initialisation of one activation (:func:`critical_gain`).
+
+    * ``gain``: σ_w (the standard deviation multiplier of ``N(0, σ_w²/n_in)``, what PyTorch calls
+      the gain), a :class:`MeanFieldValue`;
+    * ``sigma_w2``: σ_w² = gain², and ``sigma_b2``: the bias variance it goes with (0 where
+      criticality is reachable without biases, else the smallest σ_b² that allows it);
+    * ``explanation``: one or two sentences saying why.
+
+    >>> critical_gain("relu").gain.exact
+    sqrt(2)
+    """
+
+    activation: str
+    gain: MeanFieldValue
+    sigma_w2: MeanFieldValue
+    sigma_b2: MeanFieldValue
+    explanation: str
+
+
+@dataclass(frozen=True)
+class GainRow:
+    """One row of :func:`gain_table`: PyTorch's gain for an activation beside the critical one.
+
+    * ``torch_gain``: ``calculate_gain``'s constant (SymPy), or None where PyTorch has none;
+    * ``critical``: the :class:`CriticalGain`;
+    * ``chi1_at_torch``: χ₁ at σ_w² = torch_gain² and the critical row's σ_b² (None without a
+      PyTorch gain), and ``phase_at_torch`` its phase;
+    * ``note``: why the two differ, in words.
+
+    >>> row = gain_table(["tanh"])[0]
+    >>> row.torch_gain, row.critical.gain.exact, row.phase_at_torch
+    (5/3, 1, 'chaotic')
+    """
+
+    activation: str
+    torch_gain: sympy.Expr | None
+    critical: CriticalGain
+    chi1_at_torch: MeanFieldValue | None
+    phase_at_torch: str | None
+    note: str
+
+
+def _sqrt_value(v: MeanFieldValue, what: str) -> MeanFieldValue:
+    """√v with its error: |δ√v| ≤ δv / (2√v) (first order), plus rounding."""
+    if v.exact is not None:
+        ex = sympy.sqrt(v.exact)
+        return MeanFieldValue(float(ex), 0.0, ex, "exact: √(%s)" % what)
+    r = math.sqrt(v.value)
+    return MeanFieldValue(r, (v.error / (2 * r) if r > 0 else math.sqrt(v.error)) + 2 * _U * r, None, "quadrature: √(%s)" % what)
+
+
+def _critical_or_none(act, b2f):
+    v = _numeric_critical(act, b2f)
+    return None if isinstance(v, InvalidArgument) else v
+
+
+def critical_gain(activation) -> CriticalGain:
+    r"""The critical gain of an activation: σ_w at σ_b = 0 where χ₁ = 1 at an attracting fixed
+    point q* of the length map, or, where σ_b = 0 allows no such point, the smallest σ_b² that does
+    (found by bisection on σ_b² ∈ (0, 100], assuming, as for GELU and SiLU, that a critical point
+    exists for every σ_b² above the smallest one), with σ_w on the critical line there.
+
+    Exact values: the identity 1, ReLU √2, leaky ReLU √(2/(1 + α²)), and every activation through
+    the origin with slopes φ'(0±) at σ_b = 0, where q* = 0 and χ₁ = σ_w² (φ'(0⁺)² + φ'(0⁻)²)/2
+    (tanh 1, SELU √(2/(λ² + λ²α²)) ≈ 0.6905).  Sigmoid has φ(0) = 1/2, so q* > 0 even without
+    biases, and its critical σ_w ≈ 10.15 at σ_b = 0 comes from quadrature.  GELU and SiLU (φ'(0) =
+    1/2, q* = 0 at σ_b = 0) would need σ_w² = 4, where the length map no longer has q* = 0 as an
+    attractor, so they need a positive σ_b².
+
+    Compare PyTorch's ``calculate_gain`` (:data:`TORCH_GAINS`, :func:`gain_table`): those gains
+    keep the forward variance of a fan-in initialisation roughly constant; they are not chosen
+    for χ₁ = 1 (Schoenholz et al. 2017).
+
+    Raises :class:`~symgrad.InvalidArgument` where no critical point exists for σ_b² ≤ 100
+    (softplus: its φ' > 1/2 region never balances its growing mean) or the Gaussian moments do
+    not exist.
+
+    >>> critical_gain("tanh").gain.exact
+    1
+    >>> round(critical_gain("sigmoid").gain.value, 3)
+    10.149
+    """
+    act = _act(activation)
+    try:
+        w2 = critical_sigma_w2(act, 0)
+    except InvalidArgument:
+        w2 = None
+    if w2 is not None:
+        zero = MeanFieldValue(0.0, 0.0, sympy.Integer(0), "σ_b² = 0")
+        if w2.exact is not None:
+            why = ("χ₁ = 1 at σ_b = 0 in closed form (%s), so the critical gain is σ_w = √(%s)"
+                   % (w2.method.replace("exact: ", ""), sympy.sstr(w2.exact) if len(sympy.sstr(w2.exact)) < 30 else "%.6g" % w2.value))
+        else:
+            why = ("χ₁ = 1 at σ_b = 0 at an attracting fixed point q* > 0 of the length map (φ(0) ≠ 0 or no closed form), "
+                   "σ_w² = %.10g ± %.1g by quadrature" % (w2.value, w2.error))
+        return CriticalGain(act.name, _sqrt_value(w2, "critical σ_w²"), w2, zero, why)
+    # No critical point at σ_b = 0: bisect for the smallest σ_b² with one.
+    grid = np.geomspace(1e-6, _MAX_GAIN_B2, 41)
+    lo, hi, found = 0.0, None, None
+    for b in grid:
+        v = _critical_or_none(act, float(b))
+        if v is not None:
+            hi, found = float(b), v
+            break
+        lo = float(b)
+    if hi is None:
+        raise InvalidArgument("no critical initialisation for %s: χ₁ = 1 at no attracting fixed point for σ_b² in [0, %g]; "
+                              "choose σ_w², σ_b² by the phase (meanfield.phase) instead" % (act.name, _MAX_GAIN_B2))
+    while hi - lo > 1e-5 * hi:
+        mid = 0.5 * (lo + hi)
+        v = _critical_or_none(act, mid)
+        if v is None:
+            lo = mid
+        else:
+            hi, found = mid, v
+    b2 = MeanFieldValue(hi, hi - lo, None, "bisection: no critical point at σ_b² = %.6g, one at %.6g" % (lo, hi))
+    why = ("at σ_b = 0 χ₁ = 1 at no attracting fixed point of the length map; the smallest σ_b² that allows criticality "
+           "is %.6g (bisection to ± %.1g), with σ_w² = %.8g there" % (hi, hi - lo, found.value))
+    return CriticalGain(act.name, _sqrt_value(found, "critical σ_w²"), found, b2, why)
+
+
+_GAIN_NOTES = {
+    "identity": "the same: a linear network preserves the variance, and χ₁ = σ_w² = 1 is critical",
+    "relu": "the same: He et al. (2015) chose √2 to keep the forward variance, and for ReLU that is also χ₁ = σ_w²/2 = 1",
+    "leaky_relu": "the same: He et al.'s √(2/(1 + α²)) is also χ₁ = σ_w²(1 + α²)/2 = 1",
+    "tanh": ("different: 5/3 is a heuristic that keeps tanh's activations away from saturation with a fan-in init; "
+             "the critical gain is 1 (at σ_b = 0 the fixed point is q* = 0 and χ₁ = σ_w² φ'(0)² = σ_w²), "
+             "so 5/3 (σ_w² = 25/9) puts tanh in the chaotic phase, where gradients grow per layer by χ₁"),
+    "sigmoid": ("different: PyTorch's 1 only says 'no change'; sigmoid(0) = 1/2 makes q* > 0, χ₁ is about 0.056 at σ_w = 1 "
+                "(deeply ordered: gradients vanish), and χ₁ = 1 needs σ_w ≈ 10.15"),
+    "selu": ("different: 3/4 is PyTorch's compromise for rectangular layers (its docs say to use 'linear', gain 1, for "
+             "self-normalising networks); the critical gain at σ_b = 0 is √(2/(λ² + λ²α²)) ≈ 0.69, so 3/4 sits slightly "
+             "in the chaotic phase"),
+}
+
+
+def gain_table(activations=("identity", "relu", "leaky_relu", "tanh", "sigmoid", "selu")) -> list:
+    """PyTorch's ``torch.nn.init.calculate_gain`` beside the critical gain, one :class:`GainRow` per
+    activation, with χ₁ and the phase at PyTorch's gain.
+
+    Why they differ: ``calculate_gain``'s constants (``torch/nn/init.py``; see PyTorch issue
+    24991, which asks how they were derived) scale a fan-in initialisation so that the forward
+    variance of a *linear* pre-activation stays about constant — exact for the identity and ReLU
+    (He et al. 2015), a heuristic for tanh (5/3, keeping activations away from saturation) and
+    SELU (3/4, paired with its own self-normalising scheme).  The critical gain instead sets
+    χ₁ = σ_w² E[φ'(√q* Z)²] = 1 at the fixed point q*, so that backpropagated gradients neither
+    vanish nor explode with depth (Schoenholz et al. 2017).  The two agree for the identity, ReLU
+    and leaky ReLU, and differ for tanh (5/3 vs 1: chaotic, χ₁ ≈ 1.21), sigmoid (1 vs ≈ 10.15:
+    ordered, χ₁ ≈ 0.056) and SELU (3/4 vs ≈ 0.69).
+
+    symgrad does not import torch: the constants are in :data:`TORCH_GAINS`.
+
+    >>> [(r.activation, r.phase_at_torch) for r in gain_table(["relu", "sigmoid"])]
+    [('relu', 'critical'), ('sigmoid', 'ordered')]
+    """
+    if isinstance(activations, (str, Activation)):
+        activations = [activations]
+    rows = []
+    for a in activations:
+        act = _act(a)
+        cg = critical_gain(act)
+        tg = TORCH_GAINS.get(act.name) if act.builtin else None
+        c1 = ph = None
+        if tg is not None:
+            w2 = sympy.nsimplify(tg ** 2)
+            b2 = cg.sigma_b2.exact if cg.sigma_b2.exact is not None else cg.sigma_b2.value
+            c1 = chi1(act, sympy.Rational(w2) if w2.is_Rational else float(w2), b2)
+            ph = phase(act, sympy.Rational(w2) if w2.is_Rational else float(w2), b2)
+        note = _GAIN_NOTES.get(act.name, "PyTorch has no gain for %s" % act.name if tg is None else "")
+        rows.append(GainRow(act.name, tg, cg, c1, ph, note))
+    return rows
