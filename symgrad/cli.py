@@ -33,6 +33,7 @@ EXAMPLES = {
     "bounds": "example: symgrad bounds --activation sigmoid --weight-scale 1.0 --depth 10",
     "check": "example: symgrad check --widths 2,3,1 --activation tanh --batch 8 --init xavier --seed 0",
     "prove": "example: symgrad prove --no-crosscheck",
+    "meanfield": "example: symgrad meanfield --activation tanh --sigma-w2 1.5 --sigma-b2 0.05 --depth 50",
 }
 #: Largest ``symgrad check --batch`` (each sample is a full network evaluation per finite difference).
 MAX_BATCH = 100_000
@@ -470,25 +471,238 @@ def _cmd_bounds(args) -> int:
     act = activation(args.activation)
     with _progress("finding sup|phi'| of %s" % act.name):
         facts = _bounds_facts(act, args.weight_scale, args.depth)
+    with _progress("measuring the typical growth rate of %s" % act.name):
+        typical = _typical_facts(act, args.weight_scale, args.depth)
     if args.json:
-        print(json.dumps(facts, indent=2, allow_nan=False))
+        print(json.dumps(dict(facts, typical=typical), indent=2, allow_nan=False))
         return 0
+    _print_worst_case(args, facts)
+    _print_typical(facts, typical, args.depth)
+    return 0
+
+
+def _print_worst_case(args, facts: dict) -> None:
     print("activation      %s" % facts["activation"])
     print("phi(z)          %s" % facts["phi"])
     print("phi'(z)         %s" % facts["phi_prime"])
     if facts["sup_abs_phi_prime"] is None:
         print("sup |phi'|      unknown (%s)" % facts["note"])
         print("regime          unknown: no bound on |phi'| is known")
-        return 0
+        return
     print("sup |phi'|      %s%s" % (facts["sup_abs_phi_prime"], "" if facts["sup_exact"] else " (certified numerically)"))
     print("attained at     %s" % (facts["attained_at"] if facts["attained_at"] not in (None, "EmptySet") else "nowhere (only approached)" if facts["attained_at"] == "EmptySet" else "unknown"))
     print("range of phi'   %s" % (facts["range_phi_prime"] or "unknown"))
     if facts["per_layer_factor"] is None:
         print("regime          %s: %s" % (facts["regime"], facts["why"]))
-        return 0
+        return
     print("per-layer factor |w| * sup|phi'| = %g * %s = %s" % (args.weight_scale, facts["sup_abs_phi_prime"], facts["per_layer_factor"]))
     print("regime          %s: %s" % (facts["regime"], facts["why"]))
     print("over %d layers  bound factor %s" % (args.depth, facts["factor_over_depth"]))
+
+
+def _typical_facts(act, scale: float, depth: int) -> dict | None:
+    """The typical case of ``symgrad bounds``: the chain's growth rate λ = E log|w φ'(z)| with w ~
+    N(0, W²), b ~ N(0, 1) (W = ``--weight-scale``; W = 1 is Nielsen's init), by Monte Carlo over
+    TYPICAL_SAMPLES chains × TYPICAL_LAYERS layers (99% CI), from
+    :func:`symgrad.theory.meanfield.growth_rate`.  None at W = 0 (no random weights to draw)."""
+    from symgrad.theory.meanfield import growth_rate
+
+    if scale == 0:
+        return None
+    if act.bound.sup is None or not math.isfinite(float(act.bound.sup)):
+        return {"skipped": "no bound on |phi'| is known, so the chain may overflow float64"}
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            g = growth_rate(act, (scale * scale, 1.0), samples=TYPICAL_SAMPLES, layers=TYPICAL_LAYERS, burn_in=TYPICAL_BURN_IN, seed=0)
+    except (InvalidArgument, RuntimeWarning, ArithmeticError) as exc:
+        return {"skipped": _one_line(exc)}
+
+    def ex(x):
+        return None if not math.isfinite(x) else math.exp(x)
+
+    return {
+        "init": "w ~ N(0, %g^2), b ~ N(0, 1)" % scale,
+        "growth_rate": None if not math.isfinite(g.rate) else g.rate,
+        "growth_rate_ci": None if not math.isfinite(g.ci[0]) else list(g.ci),
+        "per_layer_factor": ex(g.rate), "per_layer_factor_ci": None if not math.isfinite(g.ci[0]) else [math.exp(g.ci[0]), math.exp(g.ci[1])],
+        "two_layer_factor": ex(2 * g.rate),
+        "worst_case_rate_same_weights": g.worst_case,
+        "samples": g.samples, "note": g.note,
+    }
+
+
+#: ``symgrad bounds``'s Monte-Carlo size for the typical case (chains, layers, burn-in): about 0.05 s.
+TYPICAL_SAMPLES, TYPICAL_LAYERS, TYPICAL_BURN_IN = 2000, 100, 30
+
+
+def _print_typical(facts: dict, t: dict | None, depth: int) -> None:
+    if t is None:
+        print("typical case    none: --weight-scale 0 draws no random weights")
+        return
+    if "skipped" in t:
+        print("typical case    not computed: %s" % t["skipped"])
+        return
+    print("typical case    %s, Monte Carlo over %d chain-layers (99%% CI)" % (t["init"], t["samples"]))
+    if t["growth_rate"] is None:
+        print("growth rate     lambda = -inf: %s" % t["note"])
+        return
+    lo, hi = t["growth_rate_ci"]
+    print("growth rate     lambda = E log|w phi'(z)| = %.4f  [%.4f, %.4f] per layer" % (t["growth_rate"], lo, hi))
+    plo, phi_ = t["per_layer_factor_ci"]
+    worst = facts.get("per_layer_factor")
+    print("typical factor  e^lambda = %.4g  [%.4g, %.4g] per layer%s" % (
+        t["per_layer_factor"], plo, phi_, "" if worst is None else "   (worst case |w| * sup|phi'| = %s)" % worst))
+    lg = facts.get("log10_per_layer_factor")
+    two = "" if lg is None else "   (worst case %s)" % _format_log10(2 * lg)
+    print("two layers      e^(2 lambda) = %.4g%s" % (t["two_layer_factor"], two))
+    print("over %d layers  typical factor e^(%d lambda) = %s" % (depth, depth, _format_log10(depth * t["growth_rate"] / math.log(10))))
+
+
+def _format_log10(lg: float) -> str:
+    from symgrad.theory.worst_case import format_log10
+
+    return format_log10(lg)
+
+
+# --- meanfield -----------------------------------------------------------------------------------
+
+
+def _variance_option(option: str):
+    def parse(text: str) -> float:
+        value = _float(text, "e.g. %s 1.0" % option)
+        if value < 0:
+            raise argparse.ArgumentTypeError("%s must be a variance >= 0, e.g. %s 1.0" % (_show(text), option))
+        return value
+
+    return parse
+
+
+def _mf_value(v) -> dict:
+    """One :class:`~symgrad.theory.meanfield.MeanFieldValue` as JSON: ``value`` (float, null where
+    infinite), ``error`` (0 when exact, null where unbounded), ``exact`` (SymPy's string, or null)
+    and ``text`` (as printed)."""
+    import sympy
+
+    return {
+        "value": v.value if math.isfinite(v.value) else None,
+        "error": v.error if math.isfinite(v.error) else None,
+        "exact": None if v.exact is None else sympy.sstr(v.exact),
+        "text": _mf_text(v),
+    }
+
+
+def _mf_text(v, *, critical: bool = False) -> str:
+    """``1``, ``1/log(2) = 1.442695041``, ``≈ 0.9998 ± 2e-12`` or ``∞ (critical)``."""
+    import sympy
+
+    if not math.isfinite(v.value):
+        return "∞ (critical)" if critical or v.value > 0 else "0"
+    if v.exact is not None:
+        s = sympy.sstr(v.exact)
+        if len(s) > 40:
+            return "%.10g (exact, a long closed form)" % v.value
+        if v.exact.is_Rational:
+            return s
+        return "%s = %.10g" % (s, v.value)
+    return "≈ %.10g ± %.2g" % (v.value, v.error)
+
+
+def _meanfield_facts(act, w2: float, b2: float, depth: int) -> dict:
+    from symgrad.theory import meanfield as mf
+
+    fp = mf.q_star(act, w2, b2)
+    c1 = mf.chi1(act, w2, b2)
+    xi = mf.gradient_depth_scale(act, w2, b2)
+    ratio = mf.predicted_gradient_ratio(act, w2, b2, depth)
+    try:
+        crit = mf.critical_sigma_w2(act, b2)
+        crit_note = ""
+    except InvalidArgument as exc:
+        crit, crit_note = None, _one_line(exc)
+    r = _mf_value(ratio)
+    lg = (depth - 1) * math.log10(c1.value) if c1.value > 0 else None
+    r["log10"] = lg
+    if r["value"] is None or r["value"] == 0.0:
+        r["text"] = "10^%.6g" % lg if lg is not None else "0"
+    facts = {
+        "activation": act.name, "sigma_w2": w2, "sigma_b2": b2, "depth": depth,
+        "q_star": _mf_value(fp.q),
+        "chi1": _mf_value(c1),
+        "xi_grad": _mf_value(xi),
+        "phase": mf.phase(act, w2, b2),
+        "critical_sigma_w2": None if crit is None else _mf_value(crit),
+        "predicted_ratio": r,
+    }
+    if not math.isfinite(xi.value):
+        facts["xi_grad"]["text"] = "∞ (critical)"
+    if crit is None:
+        facts["critical_sigma_w2_note"] = crit_note
+    return facts
+
+
+def _cmd_meanfield(args) -> int:
+    import json
+
+    from symgrad.spec.activations import activation
+
+    if args.json and args.format == "latex":
+        raise InvalidArgument("--json and --format latex conflict; drop one")
+    if args.output is not None and args.format != "latex":
+        raise InvalidArgument("-o %s: only --format latex writes a file; add --format latex" % _show(args.output))
+    if args.force and args.output in (None, "-"):
+        raise InvalidArgument("--force only applies to --format latex -o FILE.tex")
+    act = activation(args.activation)
+    monte = None
+    if args.monte_carlo:
+        try:
+            from symgrad.theory import montecarlo
+        except ImportError:
+            raise InvalidArgument("--monte-carlo: not available (symgrad.theory.montecarlo is missing from this installation)") from None
+    if args.format == "latex":
+        return _write_meanfield_latex(args, act)
+    with _progress("mean field of %s" % act.name):
+        facts = _meanfield_facts(act, args.sigma_w2, args.sigma_b2, args.depth)
+    if args.monte_carlo:
+        with _progress("Monte-Carlo check of a wide network (depth %d)" % args.depth):
+            monte = montecarlo.check_wide_network(act, args.sigma_w2, args.sigma_b2, depth=args.depth)
+        facts["monte_carlo"] = {"ok": bool(monte.ok), "width": monte.width, "depth": monte.depth, "batch": monte.batch,
+                                "summary": monte.summary()}
+    if args.json:
+        print(json.dumps(facts, indent=2, allow_nan=False, ensure_ascii=False))
+    else:
+        print("activation      %s" % facts["activation"])
+        print("sigma_w2        %g" % args.sigma_w2)
+        print("sigma_b2        %g" % args.sigma_b2)
+        print("q*              %s" % facts["q_star"]["text"])
+        print("chi1            %s" % facts["chi1"]["text"])
+        print("xi_grad         %s%s" % (facts["xi_grad"]["text"], "" if facts["xi_grad"]["value"] is None else " layers"))
+        print("phase           %s" % facts["phase"])
+        print("gradient ratio  E|delta^1|^2 / E|delta^L|^2 = chi1^(L-1) = %s over L = %d layers" % (facts["predicted_ratio"]["text"], args.depth))
+        c = facts["critical_sigma_w2"]
+        print("critical sigma_w2 at this sigma_b2  %s" % (c["text"] if c is not None else "none (%s)" % facts["critical_sigma_w2_note"]))
+        if monte is not None:
+            print(monte.summary())
+    return 0 if monte is None or monte.ok else 1
+
+
+def _write_meanfield_latex(args, act) -> int:
+    from symgrad._io import write_atomic
+    from symgrad.render.meanfield import meanfield_latex
+
+    to_stdout = args.output is None or args.output == "-"
+    if not to_stdout and (not args.output.strip() or any(not ch.isprintable() for ch in args.output)
+                          or os.path.basename(args.output) in ("", ".", "..")):
+        raise InvalidArgument("-o %s: give a file name such as meanfield.tex, or - for stdout" % _show(args.output))
+    with _progress("writing the mean-field derivation"):
+        text = meanfield_latex(act, args.sigma_w2, args.sigma_b2, args.depth)
+    if to_stdout:
+        sys.stdout.write(text)
+        return 0
+    write_atomic(args.output, text, force=args.force)
+    print("wrote %s" % args.output, file=sys.stderr)
     return 0
 
 
@@ -589,6 +803,26 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--depth", type=_positive_int, default=10, help="layers to compound the per-layer factor over (default 10)")
     b.add_argument("--json", action="store_true", help="print the facts as JSON")
     b.set_defaults(func=_cmd_bounds)
+
+    m = sub.add_parser("meanfield", help="the typical case of a wide dense network: q*, chi1, depth scale, phase",
+                       epilog=EXAMPLES["meanfield"] + "\n\n--json keys: activation, sigma_w2, sigma_b2, depth, q_star, chi1, xi_grad,\n"
+                       "phase, critical_sigma_w2, predicted_ratio; each number is {value, error, exact, text}\n"
+                       "(value null where infinite, error 0 where exact, exact SymPy's string or null;\n"
+                       "predicted_ratio also has log10), phase a string, critical_sigma_w2 null where none.",
+                       formatter_class=raw,
+                       description="Mean-field signal propagation at initialisation (Poole et al. 2016, Schoenholz et al. 2017):\n"
+                                   "weights N(0, sigma_w2/n_in), biases N(0, sigma_b2).  Exact where a closed form exists,\n"
+                                   "otherwise quadrature with its error.")
+    m.add_argument("--activation", default="tanh", help="built-in name or an expression in z (default tanh)")
+    m.add_argument("--sigma-w2", type=_variance_option("--sigma-w2"), required=True, metavar="X", help="weight variance sigma_w^2 (times 1/n_in)")
+    m.add_argument("--sigma-b2", type=_variance_option("--sigma-b2"), default=0.0, metavar="Y", help="bias variance sigma_b^2 (default 0)")
+    m.add_argument("--depth", type=_positive_int, default=50, help="layers L for the gradient ratio chi1^(L-1) (default 50)")
+    m.add_argument("--monte-carlo", action="store_true", help="also check a sampled wide network (width 500) against the prediction; exit 1 if it disagrees")
+    m.add_argument("--json", action="store_true", help="print the facts as JSON (schema below)")
+    m.add_argument("--format", choices=("text", "latex"), default="text", help="text (default) or latex: the derivation as a LaTeX document")
+    m.add_argument("-o", "--output", metavar="FILE.tex", help="with --format latex: write to this file (atomically); - or no -o: stdout")
+    m.add_argument("--force", action="store_true", help="overwrite a file that symgrad did not write")
+    m.set_defaults(func=_cmd_meanfield)
     return p
 
 

@@ -806,3 +806,142 @@ def test_repeated_or_conflicting_options_are_refused(argv, capsys, tmp_path, mon
     code, out, err = run(capsys, *argv)
     assert code == 2 and len(err.strip().splitlines()) == 1 and not out
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+# --- meanfield, and the typical case of bounds ----------------------------------------------------
+
+
+def test_meanfield_relu_critical_prints_exact_values(capsys):
+    code, out, err = run(capsys, "meanfield", "--activation", "relu", "--sigma-w2", "2", "--depth", "50")
+    assert code == 0, err
+    lines = dict(line.split(None, 1) for line in out.splitlines() if line and not line.startswith(("gradient", "critical")))
+    assert lines["chi1"] == "1" and lines["phase"] == "critical" and lines["xi_grad"] == "∞ (critical)" and lines["q*"] == "1"
+    assert "critical sigma_w2 at this sigma_b2  2" in out
+
+
+def test_meanfield_quadrature_values_carry_their_error(capsys):
+    code, out, _ = run(capsys, "meanfield", "--activation", "tanh", "--sigma-w2", "2.7777777777777777", "--depth", "50")
+    assert code == 0
+    chi = next(line for line in out.splitlines() if line.startswith("chi1"))
+    assert chi.startswith("chi1            ≈ 1.2098313") and "± " in chi
+    assert "phase           chaotic" in out and "critical sigma_w2 at this sigma_b2  1" in out
+
+
+def test_meanfield_json_schema(capsys):
+    import json
+
+    code, out, _ = run(capsys, "meanfield", "--activation", "relu", "--sigma-w2", "1", "--sigma-b2", "1", "--depth", "10", "--json")
+    facts = json.loads(out)
+    assert code == 0
+    assert {"q_star", "chi1", "xi_grad", "phase", "critical_sigma_w2", "predicted_ratio"} <= set(facts)
+    assert facts["chi1"] == {"value": 0.5, "error": 0.0, "exact": "1/2", "text": "1/2"}
+    assert facts["q_star"]["exact"] == "2" and facts["phase"] == "ordered"
+    assert facts["xi_grad"]["exact"] == "1/log(2)" and facts["critical_sigma_w2"]["value"] == 2.0
+    assert facts["predicted_ratio"]["exact"] == "1/512" and facts["predicted_ratio"]["value"] == 1 / 512
+
+
+def test_meanfield_json_at_criticality_and_without_a_critical_point(capsys):
+    import json
+
+    code, out, _ = run(capsys, "meanfield", "--activation", "tanh", "--sigma-w2", "1", "--json")
+    facts = json.loads(out)
+    assert code == 0 and facts["xi_grad"]["value"] is None and facts["xi_grad"]["exact"] == "oo" and facts["phase"] == "critical"
+    code, out, _ = run(capsys, "meanfield", "--activation", "softplus", "--sigma-w2", "0.5", "--sigma-b2", "0.3", "--json")
+    facts = json.loads(out)
+    assert code == 0 and facts["critical_sigma_w2"] is None and "no critical" in facts["critical_sigma_w2_note"]
+    assert facts["chi1"]["exact"] is None and facts["chi1"]["error"] > 0
+
+
+def test_meanfield_huge_ratio_is_printed_by_its_log10(capsys):
+    code, out, _ = run(capsys, "meanfield", "--activation", "relu", "--sigma-w2", "1", "--depth", "5000")
+    assert code == 0 and "chi1            1/2" in out
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["meanfield", "--activation", "relu", "--sigma-w2", "3"], "no finite fixed point"),
+    (["meanfield", "--sigma-w2=-1"], "must be a variance >= 0"),
+    (["meanfield", "--sigma-w2", "1", "--sigma-b2", "inf"], "not a finite number"),
+    (["meanfield", "--sigma-w2", "nan"], "not a finite number"),
+    (["meanfield", "--sigma-w2", "1", "--depth", "0"], "positive depth"),
+    (["meanfield", "--sigma-w2", "1", "--depth", "2.5"], "not an integer"),
+    (["meanfield", "--activation", "exp(z**2)", "--sigma-w2", "1"], "Gaussian moments"),
+    (["meanfield", "--activation", "nope", "--sigma-w2", "1"], "unknown activation"),
+    (["meanfield"], "--sigma-w2"),
+    (["meanfield", "--sigma-w2", "1", "--sigma-w2", "2"], "given twice"),
+    (["meanfield", "--sigma-w2", "1", "--json", "--format", "latex"], "conflict"),
+    (["meanfield", "--sigma-w2", "1", "-o", "x.tex"], "only --format latex"),
+])
+def test_meanfield_bad_input_exits_2_with_one_line(capsys, argv, match):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and match in err and err.count("\n") == 1 and "Traceback" not in err and out == ""
+
+
+def test_meanfield_monte_carlo_unavailable_is_one_line(capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "symgrad.theory.montecarlo", None)  # import fails
+    code, _, err = run(capsys, "meanfield", "--sigma-w2", "1", "--monte-carlo")
+    assert code == 2 and "not available" in err and err.count("\n") == 1
+
+
+def test_meanfield_monte_carlo_prints_the_check(capsys, monkeypatch):
+    from types import SimpleNamespace
+
+    try:
+        from symgrad.theory import montecarlo
+    except ImportError:
+        pytest.skip("symgrad.theory.montecarlo NOT PRESENT yet")
+    calls = []
+
+    def fake(act, w2, b2, **kw):
+        calls.append((act.name, w2, b2, kw))
+        return SimpleNamespace(ok=False, width=500, depth=kw["depth"], batch=64, summary=lambda: "MC SUMMARY")
+
+    monkeypatch.setattr(montecarlo, "check_wide_network", fake)
+    code, out, _ = run(capsys, "meanfield", "--activation", "relu", "--sigma-w2", "1.5", "--depth", "7", "--monte-carlo")
+    assert code == 1 and "MC SUMMARY" in out and calls == [("relu", 1.5, 0.0, {"depth": 7})]
+
+
+def test_meanfield_latex_file_is_written_atomically_and_not_over_a_foreign_file(tmp_path, capsys):
+    target = tmp_path / "mf.tex"
+    code, _, err = run(capsys, "meanfield", "--activation", "relu", "--sigma-w2", "2", "--format", "latex", "-o", str(target))
+    assert code == 0 and is_symgrad_file(target) and r"\chi_1" in target.read_text()
+    assert run(capsys, "meanfield", "--sigma-w2", "1", "--format", "latex", "-o", str(target))[0] == 0  # its own: replaced
+    foreign = tmp_path / "notes.tex"
+    foreign.write_text("mine\n")
+    code, _, err = run(capsys, "meanfield", "--sigma-w2", "1", "--format", "latex", "-o", str(foreign))
+    assert code == 2 and foreign.read_text() == "mine\n"
+    assert run(capsys, "meanfield", "--sigma-w2", "1", "--format", "latex", "-o", str(foreign), "--force")[0] == 0
+
+
+def test_bounds_keeps_the_worst_case_lines_and_adds_the_typical_case(capsys):
+    code, out, _ = run(capsys, "bounds", "--activation", "sigmoid", "--weight-scale", "1")
+    lines = out.splitlines()
+    assert code == 0 and lines[:9] == [
+        "activation      sigmoid", "phi(z)          sigmoid(z)", "phi'(z)         (1 - sigmoid(z))*sigmoid(z)",
+        "sup |phi'|      1/4", "attained at     {0}", "range of phi'   (0, 1/4]",
+        "per-layer factor |w| * sup|phi'| = 1 * 1/4 = 0.25",
+        "regime          vanishing: every layer multiplies the gradient bound by at most 0.25 < 1",
+        "over 10 layers  bound factor 9.537e-07"]
+    assert lines[9].startswith("typical case    w ~ N(0, 1^2), b ~ N(0, 1)")
+    assert "two layers      e^(2 lambda) = 0.0" in out and "(worst case 0.0625)" in out  # Nielsen's 1/16
+
+
+def test_bounds_json_typical_is_below_the_worst_case_and_agrees_with_growth_rate(capsys):
+    import json
+    import math
+
+    from symgrad.theory.meanfield import growth_rate
+
+    code, out, _ = run(capsys, "bounds", "--activation", "sigmoid", "--json")
+    t = json.loads(out)["typical"]
+    lo, hi = t["growth_rate_ci"]
+    ref = growth_rate("sigmoid", (1.0, 1.0), samples=20000, layers=100, seed=5)
+    # Two independent 99% intervals of the same λ overlap.
+    assert code == 0 and lo <= ref.ci[1] and ref.ci[0] <= hi
+    assert t["two_layer_factor"] < 1 / 16 and math.isclose(t["per_layer_factor"], math.exp(t["growth_rate"]))
+
+
+def test_bounds_typical_case_at_zero_weight_scale(capsys):
+    code, out, _ = run(capsys, "bounds", "--activation", "relu", "--weight-scale", "0")
+    assert code == 0 and "typical case    none" in out

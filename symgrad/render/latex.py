@@ -748,9 +748,20 @@ def document(gradients, *, title: str = "Gradient derivations", full: bool = Fal
         raise InvalidArgument("document() needs at least one gradient")
     if not isinstance(title, str):
         raise InvalidArgument("title=%r must be a str" % (title,))
+    parts = _preamble(title)
+    for g in gradients:
+        parts.append(r"\section*{%s}" % _describe(g))
+        parts.append(derivation(g, full=full, max_layers=max_layers))
+    parts.append(r"\end{document}")
+    return "\n".join(parts) + "\n"
+
+
+def _preamble(title: str) -> list[str]:
+    """The lines of a standalone document up to ``\\maketitle`` (marker first), shared by every
+    document symgrad writes (gradient derivations here, mean field in :mod:`symgrad.render.meanfield`)."""
     from symgrad._version import __version__
 
-    parts = [
+    return [
         "%s %s -- regenerate it rather than editing it" % (MARKER, __version__),
         r"\documentclass[11pt]{article}",
         r"\usepackage[a4paper,margin=2.5cm]{geometry}",
@@ -770,11 +781,6 @@ def document(gradients, *, title: str = "Gradient derivations", full: bool = Fal
         r"\begin{document}",
         r"\maketitle",
     ]
-    for g in gradients:
-        parts.append(r"\section*{%s}" % _describe(g))
-        parts.append(derivation(g, full=full, max_layers=max_layers))
-    parts.append(r"\end{document}")
-    return "\n".join(parts) + "\n"
 
 
 def pdflatex_available() -> bool:

@@ -67,6 +67,7 @@ __all__ = [
     "TORCH_GAINS",
     "critical_gain",
     "gain_table",
+    "gradient_depth_scale",
 ]
 
 #: Largest variance accepted (beyond it q* and the quadrature lose meaning in float64).
@@ -1038,3 +1039,14 @@ def gain_table(activations=("identity", "relu", "leaky_relu", "tanh", "sigmoid",
         note = _GAIN_NOTES.get(act.name, "PyTorch has no gain for %s" % act.name if tg is None else "")
         rows.append(GainRow(act.name, tg, cg, c1, ph, note))
     return rows
+
+
+def gradient_depth_scale(activation, sigma_w2, sigma_b2, *, q0=1.0) -> MeanFieldValue:
+    """ξ_∇ = 1/|ln χ₁| alone (layers; ``math.inf`` at criticality), without the correlation fixed
+    point that :func:`depth_scales` also solves (Schoenholz et al. 2017, eq. 9): the same value as
+    ``depth_scales(...).xi_grad``, fast enough for the command line in the chaotic phase.
+
+    >>> gradient_depth_scale("relu", 1, 1).exact
+    1/log(2)
+    """
+    return _xi(chi1(activation, sigma_w2, sigma_b2, q0=q0), "χ₁")
