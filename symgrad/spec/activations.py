@@ -1284,7 +1284,15 @@ def _make_builtins() -> list[Builtin]:
     from sympy.codegen.cfunctions import expm1, log1p
 
     # Stable float64 forms (Activation.stable), through e = exp(−|z|) ∈ (0, 1] as the NumPy kernels.
-    Pw, Abs, Max, Min = sympy.Piecewise, sympy.Abs, sympy.Max, sympy.Min
+    Pw, Abs = sympy.Piecewise, sympy.Abs
+
+    # Unevaluated: SymPy's Max/Min would otherwise try to order their arguments symbolically
+    # (0.24 s for σ's clamp alone), and the printer only needs the tree.
+    def Max(*args):
+        return sympy.Max(*args, evaluate=False)
+
+    def Min(*args):
+        return sympy.Min(*args, evaluate=False)
     e1 = exp(-Abs(z))
     sig_pos, sig_neg = 1 / (1 + e1), e1 / (1 + e1)  # σ(|z|), σ(−|z|)
     sig = Pw((sig_pos, z >= 0), (sig_neg, True))
