@@ -356,3 +356,83 @@ def test_exploding_regime_holds_where_the_pinned_z_rounds(data):
     params = data.draw(S.parameters(net=net, regime="exploding", rate=rate, max_weight=1e9))
     factors = chain_factors(net, params)[0]
     assert np.all(np.abs(factors) >= rate), (factors, rate)
+
+
+# ---------------------------------------------------------------------------------------------
+# meanfield_params: (σ_w², σ_b²) in a mean-field phase
+# ---------------------------------------------------------------------------------------------
+
+from fractions import Fraction  # noqa: E402
+
+from symgrad.theory import meanfield  # noqa: E402
+
+MEANFIELD_INVALID = [
+    (("tanh", "frozen"), {}, "'ordered', 'critical', 'chaotic'"),
+    (("tanh", None), {}, "phase=None is unknown"),
+    (("tanhh", "ordered"), {}, "is not an activation"),
+    ((S.activations(), "ordered"), {}, "one activation"),
+    ((["relu", "tanh"], "ordered"), {}, "one activation"),
+    (("tanh", "ordered"), dict(margin=0), "must be > 0"),
+    (("tanh", "ordered"), dict(margin=0.9), "(0, 0.5]"),
+    (("tanh", "ordered"), dict(sigma_b2=-1.0), "between 0 and 1e6"),
+    (("tanh", "ordered"), dict(sigma_b2=math.nan), "must be finite"),
+    (("tanh", "ordered"), dict(sigma_b2="0.1"), "real number"),
+    (("relu", "chaotic"), {}, "no chaotic phase"),
+    (("relu", "critical"), dict(sigma_b2=0.5), "no finite fixed point at the critical"),
+    (("gelu", "critical"), dict(sigma_b2=0.0), "try sigma_b2 in ["),
+    (("erf(z)", "critical"), dict(sigma_b2=0.0), "irrational"),
+]
+
+
+@pytest.mark.parametrize("args, kwargs, fix", MEANFIELD_INVALID, ids=[str(i) for i in range(len(MEANFIELD_INVALID))])
+def test_meanfield_params_refuse_bad_arguments_when_made(args, kwargs, fix):
+    with pytest.raises(InvalidArgument, match="meanfield_params") as exc:
+        S.meanfield_params(*args, **kwargs)
+    assert fix in str(exc.value)
+
+
+MEANFIELD_CASES = [(a, p) for a in ("relu", "tanh", "erf(z)", "sigmoid") for p in S.PHASES if (a, p) != ("relu", "chaotic")]
+
+
+@pytest.mark.parametrize("act, phase", MEANFIELD_CASES)
+def test_meanfield_params_lie_in_the_requested_phase(act, phase):
+    @settings(max_examples=6, deadline=None)  # each meanfield.phase call runs SymPy or quadrature
+    @given(S.meanfield_params(act, phase))
+    def prop(params):
+        sigma_w2, sigma_b2 = params
+        assert sigma_b2 in S.MEANFIELD_SIGMA_B2
+        assert meanfield.phase(act, sigma_w2, sigma_b2) == phase
+        meanfield.q_star(act, sigma_w2, sigma_b2)  # a finite fixed point: raises otherwise
+
+    prop()
+
+
+@settings(max_examples=6, deadline=None)
+@given(S.meanfield_params("tanh", "chaotic", sigma_b2=0.3, margin=0.2))
+def test_meanfield_params_keep_their_margin_from_the_critical_line(params):
+    sigma_w2, sigma_b2 = params
+    crit = meanfield.critical_sigma_w2("tanh", 0.3).value
+    assert sigma_b2 == 0.3 and 1.2 * crit <= sigma_w2 <= 4 * crit
+
+
+def test_meanfield_params_are_exact_on_an_exact_critical_line():
+    # leaky ReLU's line 20000/10001 is no float: the draw is that Fraction, and chi1 is exactly 1
+    w, b = find(S.meanfield_params("leaky_relu", "critical"), lambda p: True)
+    assert (w, b) == (Fraction(20000, 10001), 0.0) and meanfield.chi1("leaky_relu", w, b).exact == 1
+    assert find(S.meanfield_params("relu", "critical"), lambda p: True) == (2.0, 0.0)
+    assert find(S.meanfield_params("tanh", "critical", sigma_b2=0), lambda p: True) == (1.0, 0.0)
+    # erf(z): irrational at σ_b² = 0, so the critical draws come from σ_b² > 0, on the line within the quadrature error
+    w, b = find(S.meanfield_params("erf(z)", "critical"), lambda p: True)
+    assert b == 0.05 and meanfield.phase("erf(z)", w, b) == "critical"
+
+
+def test_meanfield_params_shrink_towards_zero_bias_and_sigmoid_has_a_line_there():
+    w, b = find(S.meanfield_params("tanh", "ordered"), lambda p: True)
+    assert b == 0.0 and 0.25 <= w <= 0.9
+    w, b = find(S.meanfield_params("sigmoid", "chaotic"), lambda p: True)
+    assert b == 0.0 and w > 100  # sigmoid's critical σ_w² at σ_b² = 0 is about 103
+
+
+def test_meanfield_params_cache_is_bounded():
+    S.meanfield_params("tanh", "ordered", sigma_b2=0.1)
+    assert S._phase_range.cache_info().maxsize == 256 and S._critical.cache_info().maxsize == 128

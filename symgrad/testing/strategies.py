@@ -13,6 +13,9 @@
   - ``"saturated"``: every pre-activation has ``|z| > saturation`` (default 4);
   - ``"dead"``: at least one unit has ``z ≤ 0`` under an activation with ``φ' = 0`` there (ReLU).
 
+* :func:`meanfield_params`: ``(σ_w², σ_b²)`` in the ordered, critical or chaotic mean-field
+  phase of an activation (:mod:`symgrad.theory.meanfield`).
+
 Every argument is keyword-only and checked when the strategy is *made*, not when it is drawn:
 a bad one raises :class:`symgrad.InvalidArgument` naming the value and saying how to fix it,
 including bounds under which some draw would overflow float64 in the forward pass.  Sizes are bounded by
@@ -33,8 +36,10 @@ round values (depth ``min_depth``, sigmoid, weights and biases near 0).
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
+from fractions import Fraction
 
 import numpy as np
 from hypothesis import strategies as st
@@ -46,7 +51,7 @@ from symgrad.spec.losses import BUILTIN_LOSSES
 from symgrad.symbolic.build import chain as _chain, network as _network
 from symgrad.symbolic.networks import Chain, Network
 
-__all__ = ["REGIMES", "activations", "chains", "networks", "parameters"]
+__all__ = ["REGIMES", "PHASES", "activations", "chains", "networks", "parameters", "meanfield_params"]
 
 #: The regimes :func:`parameters` can target.
 REGIMES = ("bounded", "vanishing", "exploding", "saturated", "dead")
@@ -488,3 +493,158 @@ class _DenseBuilder:
         out.update(Ws)
         out.update(bs)
         return {k: out[k] for k in ("a0", "y") + net.parameters}
+
+
+# ---------------------------------------------------------------------------------------------
+# Mean-field phases: (σ_w², σ_b²) in the ordered, critical or chaotic phase of an activation
+# ---------------------------------------------------------------------------------------------
+
+#: The phases :func:`meanfield_params` can target (those of :func:`symgrad.theory.meanfield.phase`).
+PHASES = ("ordered", "critical", "chaotic")
+#: The σ_b² drawn when none is given, simplest first (a failing example shrinks towards σ_b² = 0).
+MEANFIELD_SIGMA_B2 = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0)
+#: Ordered draws go down to this fraction of the critical σ_w², chaotic ones up to this multiple.
+_ORDERED_LOW, _CHAOTIC_HIGH = 0.25, 4.0
+
+
+def _finite_fixed_point(act, sigma_w2, sigma_b2) -> bool:
+    from symgrad.theory import meanfield
+
+    try:
+        meanfield.q_star(act, sigma_w2, sigma_b2)
+    except InvalidArgument:  # no finite fixed point (ReLU with σ_w² > 2, ...)
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=128)  # bounded: one entry per (activation, σ_b²) asked for
+def _critical(act: Activation, sigma_b2: float):
+    """meanfield.critical_sigma_w2(act, sigma_b2), or the InvalidArgument saying there is none."""
+    from symgrad.theory import meanfield
+
+    try:
+        return meanfield.critical_sigma_w2(act, sigma_b2)
+    except InvalidArgument as exc:
+        return exc
+
+
+@functools.lru_cache(maxsize=256)  # bounded: one entry per (activation, σ_b², phase, margin) asked for
+def _phase_range(act: Activation, sigma_b2: float, phase: str, margin: float):
+    """``(lo, hi)`` for σ_w² in ``phase`` at ``sigma_b2`` (``lo == hi`` on the critical line, a
+    Fraction where the line is an exact non-dyadic rational), or a string saying why there is none."""
+    crit = _critical(act, sigma_b2)
+    if isinstance(crit, InvalidArgument):
+        return "no critical line there (%s)" % crit
+    if phase == "critical":
+        if crit.exact is not None:
+            if not crit.exact.is_Rational:
+                return "the critical σ_w² = %s is irrational, so no number passed to meanfield lies exactly on it" % crit.exact
+            w = Fraction(int(crit.exact.p), int(crit.exact.q))
+            w = float(w) if float(w) == w else w
+        else:
+            w = crit.value  # on the line within the quadrature error, which phase() allows for
+        if not _finite_fixed_point(act, w, sigma_b2):
+            return "the length map has no finite fixed point at the critical σ_w² = %s" % w
+        return (w, w)
+    c = float(crit.value) if crit.exact is None else float(crit.exact)
+    if phase == "ordered":
+        lo, hi = c * _ORDERED_LOW, c * (1 - margin)
+        if not _finite_fixed_point(act, hi, sigma_b2):
+            return "the length map has no finite fixed point below the critical σ_w² = %.6g" % c
+        return (lo, hi)
+    lo, hi = c * (1 + margin), c * _CHAOTIC_HIGH
+    if not _finite_fixed_point(act, lo, sigma_b2):
+        return "the length map has no finite fixed point above the critical σ_w² = %.6g (q grows without bound)" % c
+    # The length map grows with σ_w², so a finite fixed point at hi means one everywhere below it.
+    for _ in range(12):
+        if _finite_fixed_point(act, hi, sigma_b2):
+            break
+        hi = lo + (hi - lo) / 2
+    else:
+        hi = lo
+    return (lo, hi)
+
+
+def meanfield_params(activation, phase="ordered", *, sigma_b2=None, margin=0.1) -> SearchStrategy[tuple]:
+    """``(sigma_w2, sigma_b2)`` in the mean-field ``phase`` of ``activation``, for a wide dense
+    network with ``W_ij ~ N(0, σ_w²/n_in)`` and ``b_i ~ N(0, σ_b²)`` (unitless variances).
+
+    The phases are those of :func:`symgrad.theory.meanfield.phase` (Schoenholz et al. 2017):
+
+    * ``"ordered"``: σ_w² in ``[c/4, c(1 − margin)]`` below the critical σ_w² = c at that σ_b²
+      (χ₁ < 1, gradients vanish);
+    * ``"chaotic"``: σ_w² in ``[c(1 + margin), 4c]`` above it (χ₁ > 1), cut down to where the
+      length map still has a finite fixed point;
+    * ``"critical"``: σ_w² = c, exactly where :func:`~symgrad.theory.meanfield.critical_sigma_w2`
+      is exact (a ``fractions.Fraction`` when c is a rational that no float equals, e.g. leaky
+      ReLU's 20000/10001; a float otherwise), else its quadrature value, on the line within the
+      quadrature error.
+
+    * ``activation``: a built-in name, an expression string in ``z`` or an
+      :class:`~symgrad.Activation` (one activation, not a strategy: its critical line is computed
+      when the strategy is made);
+    * ``sigma_b2``: one σ_b² (≥ 0), or None to draw from :data:`MEANFIELD_SIGMA_B2`, shrinking
+      towards 0; values where the phase does not exist are left out;
+    * ``margin``: the relative distance from the critical line, in ``(0, 0.5]``.
+
+    Points with no finite fixed point are never drawn (ReLU, leaky ReLU and the identity have no
+    chaotic phase: above the critical line q grows without bound; their critical point needs
+    σ_b² = 0).  Where the phase does not exist at all — GELU at σ_b² = 0 has no critical line,
+    erf(z) at σ_b² = 0 is critical at the irrational π/4 — making the strategy raises
+    :class:`~symgrad.InvalidArgument` saying which σ_b² to use.  Sigmoid (φ(0) = 1/2, so q* > 0)
+    does have a critical line at σ_b² = 0, at σ_w² ≈ 103.  Everything is checked when the
+    strategy is made; the critical line of each (activation, σ_b²) is cached (bounded).
+
+    >>> from hypothesis import given
+    >>> from symgrad.theory import meanfield
+    >>> @given(meanfield_params("tanh", "chaotic", sigma_b2=0.05))
+    ... def test_gradients_explode(params):
+    ...     assert meanfield.chi1("tanh", *params).value > 1
+    >>> test_gradients_explode()
+    >>> from hypothesis import find
+    >>> find(meanfield_params("relu", "critical"), lambda params: True)
+    (2.0, 0.0)
+    """
+    fn = "meanfield_params"
+    if isinstance(activation, SearchStrategy) or isinstance(activation, (list, tuple)):
+        raise InvalidArgument("%s: activation=%r must be one activation (its critical line is computed now); "
+                              "use data.draw(st.sampled_from(...)) and call %s per activation" % (fn, activation, fn))
+    try:
+        act = _activation(activation)
+    except InvalidArgument as exc:
+        raise InvalidArgument("%s: activation=%r is not an activation: %s" % (fn, activation, exc)) from None
+    if not isinstance(phase, str) or phase not in PHASES:
+        raise InvalidArgument("%s: phase=%r is unknown; pass one of %s" % (fn, phase, ", ".join(map(repr, PHASES))))
+    margin = _check_float(fn, "margin", margin)
+    if margin > 0.5:
+        raise InvalidArgument("%s: margin=%r must be in (0, 0.5], e.g. margin=0.1 (a relative distance from the critical line)" % (fn, margin))
+    if sigma_b2 is None:
+        candidates = MEANFIELD_SIGMA_B2
+    else:
+        b = _check_float(fn, "sigma_b2", sigma_b2, positive=False)
+        if b < 0 or b > 1e6:
+            raise InvalidArgument("%s: sigma_b2=%r must be between 0 and 1e6, e.g. sigma_b2=0.05" % (fn, sigma_b2))
+        candidates = (b,)
+    ranges, why = [], {}
+    for b in candidates:
+        r = _phase_range(act, b, phase, margin)
+        if isinstance(r, str):
+            why[b] = r
+        else:
+            ranges.append((b, r))
+    if not ranges:
+        hint = ""
+        if sigma_b2 is not None:
+            ok = [b for b in MEANFIELD_SIGMA_B2 if not isinstance(_phase_range(act, b, phase, margin), str)]
+            hint = "; try sigma_b2 in %s" % ok if ok else ""
+        raise InvalidArgument("%s: %s has no %s phase at σ_b² in %s: %s%s" % (
+            fn, act.name, phase, list(candidates), "; ".join("σ_b² = %g: %s" % kv for kv in why.items()), hint or
+            ("; pick another phase or activation" if sigma_b2 is None else "")))
+
+    def at(item):
+        b, (lo, hi) = item
+        if lo == hi:
+            return st.just((lo, b))
+        return st.floats(lo, hi).map(lambda w: (w, b))
+
+    return st.sampled_from(ranges).flatmap(at)
