@@ -1,0 +1,232 @@
+"""Dense backpropagation with one set of weights shared across a batch, returning reduced outputs.
+
+:func:`symgrad.backprop` treats each batch index as its own network and returns per-sample
+gradients (``(B, n_l, n_{l-1})`` for each ``W^l``).  :func:`backprop_shared` is the ordinary
+training-time pass instead: one ``W^l`` (n_l × n_{l−1}) and ``b^l`` (n_l,), a batch of inputs
+``a0`` (B × n0) and targets ``y`` (B × nL), forward and backward as matrix products
+(Nielsen, *Neural Networks and Deep Learning*, ch. 2, eqs. BP1–BP4, in matrix form)::
+
+    z^l = a^{l−1} W^lᵀ + b^l,   a^l = φ_l(z^l)                          (B × n_l)
+    δ^L = ∂C/∂z^L  (from :mod:`symgrad.numeric.output`),  δ^l = (δ^{l+1} W^{l+1}) ⊙ φ_l'(z^l)
+    ∂C/∂W^l = δ^lᵀ a^{l−1}  (n_l × n_{l−1}),   ∂C/∂b^l = Σ_batch δ^l   (n_l,)
+
+where C is the cost summed over the batch.  It returns the per-layer statistics that a
+mean-field check needs (:mod:`symgrad.theory.montecarlo`): ``q^l`` (mean of (z^l)² over batch
+and units) and ``‖δ^l‖²`` per sample, and never materialises a ``B × n × n`` array.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from symgrad.errors import InvalidArgument
+from symgrad.numeric.inputs import _all_finite, _check_memory
+from symgrad.numeric.output import _output_delta
+from symgrad.symbolic.networks import Network
+
+__all__ = ["SharedBackprop", "backprop_shared"]
+
+
+@dataclass(frozen=True)
+class SharedBackprop:
+    """What :func:`backprop_shared` returns (L = depth, B = batch; arrays in the inputs' dtype).
+
+    * ``q``: (L,) — ``q^l`` = mean over the batch and the n_l units of ``(z^l)²``, the
+      pre-activations' second moment (units of z², i.e. of the inputs squared);
+    * ``delta_sq``: (B, L) — ``‖δ^l‖²`` for each sample (column l−1 is layer l; units of
+      (∂C/∂z)²);
+    * ``delta_sq_mean``: (L,) — its batch mean;
+    * ``grads``: ``{"W1": (n1, n0), "b1": (n1,), ...}`` — ∂C/∂p of the cost summed over the
+      batch (empty when ``grads=False``);
+    * ``cost``: (B,) per-sample cost, or None when ``delta_out`` replaced the loss;
+    * ``batch``: B.
+    """
+
+    q: np.ndarray
+    delta_sq: np.ndarray
+    delta_sq_mean: np.ndarray
+    grads: dict
+    cost: np.ndarray | None
+    batch: int
+
+
+def _as_float_array(name, v, shape_text):
+    arr = v if isinstance(v, np.ndarray) else np.asarray(v)
+    if arr.dtype.kind != "f" or arr.dtype.itemsize not in (4, 8):
+        raise InvalidArgument("parameter %r has dtype %s; expected float64 (or float32) of shape %s. Integers are not "
+                              "converted silently: pass x.astype(float)" % (name, arr.dtype, shape_text))
+    return arr
+
+
+def _validate_shared(net, params, delta_out):
+    if not isinstance(net, Network):
+        raise InvalidArgument("backprop_shared needs a dense network such as symgrad.network([n0, ..., nL]), not %r" % (net,))
+    if not isinstance(params, Mapping):
+        raise InvalidArgument("params must be a mapping name → array (a0, y, W1..WL, b1..bL), not %s" % type(params).__name__)
+    L, n = net.depth, net.widths
+    names = ["a0"] + (["y"] if delta_out is None else []) + list(net.parameters)
+    allowed = set(names) | {"y"}
+    for k in params:
+        if k not in allowed:
+            raise InvalidArgument("unknown parameter %r for %r; expected exactly: a0, y, W1..W%d, b1..b%d" % (k, net, L, L))
+    vals, B = {}, None
+    for name in names:
+        if name == "a0":
+            shape, text = (None, n[0]), "(batch, %d)" % n[0]
+        elif name == "y":
+            shape, text = (None, n[-1]), "(batch, %d)" % n[-1]
+        else:
+            shape = net.shape(name)
+            text = str(shape)
+        if name not in params:
+            raise InvalidArgument("missing parameter %r: expected a float array of shape %s" % (name, text))
+        arr = _as_float_array(name, params[name], text)
+        ok = arr.ndim == len(shape) and all(s is None or s == d for s, d in zip(shape, arr.shape))
+        if not ok:
+            hint = " (the weights are shared: one W for the whole batch, not per sample)" if name[0] in "Wb" and arr.ndim == len(shape) + 1 else ""
+            raise InvalidArgument("parameter %r has shape %s; expected %s%s" % (name, arr.shape, text, hint))
+        if shape[0] is None:
+            if arr.shape[0] < 1:
+                raise InvalidArgument("parameter %r has an empty batch; expected %s with batch ≥ 1" % (name, text))
+            if B is None:
+                B = arr.shape[0]
+            elif arr.shape[0] != B:
+                raise InvalidArgument("parameter %r has batch size %d but a0 has %d; expected %s" % (name, arr.shape[0], B, text))
+        if not _all_finite(arr):
+            idx = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+            raise InvalidArgument("parameter %r (expected shape %s) contains %r at index %s; inputs must be finite"
+                                  % (name, text, arr[idx].item(), idx))
+        vals[name] = arr
+    if delta_out is not None:
+        arr = _as_float_array("delta_out", delta_out, "(%d, %d)" % (B, n[-1]))
+        if arr.shape != (B, n[-1]):
+            raise InvalidArgument("delta_out has shape %s; expected (batch, nL) = (%d, %d)" % (arr.shape, B, n[-1]))
+        if not _all_finite(arr):
+            raise InvalidArgument("delta_out contains nan or ±inf; it must be finite")
+        vals["delta_out"] = arr
+    elif net.loss.domain_open_unit and not (np.all(vals["y"] >= 0) and np.all(vals["y"] <= 1)):
+        raise InvalidArgument("parameter 'y' (expected shape (batch, %d)): a %s target must lie in [0, 1]" % (n[-1], net.loss.name))
+    dtypes = {a.dtype for a in vals.values()}
+    dt = np.dtype(np.float32) if dtypes == {np.dtype(np.float32)} else np.dtype(np.float64)
+    return {k: (v if v.dtype == dt else v.astype(dt)) for k, v in vals.items()}, B, dt
+
+
+def _shared_bytes(net, B, dt, grads) -> int:
+    """Bytes allocated: z^l and a^l kept for the backward pass (B × n_l each), two δ buffers and
+    their products, and (``grads``) one n_l × n_{l−1} gradient per layer."""
+    n, it = net.widths, np.dtype(dt).itemsize
+    acts = 2 * B * sum(n[1:]) * it
+    work = 4 * B * max(n) * it
+    g = sum(n[l] * n[l - 1] + n[l] for l in range(1, len(n))) * it if grads else 0
+    return acts + work + g + B * (net.depth + 1) * 8
+
+
+def backprop_shared(net, params, *, delta_out=None, grads: bool = True) -> SharedBackprop:
+    """Forward and backward pass of a dense network whose weights are shared across a batch.
+
+    * ``net``: ``symgrad.network([n0, ..., nL], activation, loss)``;
+    * ``params``: ``a0`` (B, n0) inputs, ``y`` (B, nL) targets, ``W1..WL`` (n_l, n_{l−1}) and
+      ``b1..bL`` (n_l,) — one set for the whole batch; float64 or float32 (float32 only if
+      every entry is);
+    * ``delta_out``: (B, nL), optional — use it as δ^L = ∂C/∂z^L instead of the loss's
+      (then ``y`` is not needed and ``cost`` is None); the mean-field convention of a fixed
+      random readout (Schoenholz et al. 2017, §5);
+    * ``grads``: also form the batch-summed ∂C/∂W^l = δ^lᵀ a^{l−1} and ∂C/∂b^l = Σ_batch δ^l.
+
+    δ^L comes from :func:`symgrad.numeric.output._output_delta`: σ(z^L) − y from the logit for
+    a sigmoid output with cross-entropy (Nielsen ch. 3, eq. 66), else φ'(z^L)·∂C/∂a^L.
+    Returns a :class:`SharedBackprop`.  The cost C is summed over the batch, so each gradient
+    equals the sum over the batch of :func:`symgrad.backprop`'s per-sample gradients.
+
+    Errors: :class:`~symgrad.InvalidArgument` for a network that is not dense, a missing or
+    unknown name, a wrong shape (naming the expected one), a non-float dtype, nan or ±inf, a
+    batch whose arrays do not fit in memory (estimated before allocating), and a pass whose
+    z^l or δ^l leaves the floating-point range (rescale the parameters, or use
+    ``symgrad.backprop(..., log_space=True)`` per sample).
+
+    >>> import numpy as np, symgrad
+    >>> from symgrad.numeric.shared import backprop_shared
+    >>> net = symgrad.network([3, 4, 2], "tanh")
+    >>> rng = np.random.default_rng(0)
+    >>> p = {"a0": rng.standard_normal((5, 3)), "y": rng.standard_normal((5, 2)),
+    ...      "W1": rng.standard_normal((4, 3)), "b1": np.zeros(4), "W2": rng.standard_normal((2, 4)), "b2": np.zeros(2)}
+    >>> r = backprop_shared(net, p)
+    >>> r.grads["W1"].shape, r.delta_sq.shape, r.q.shape
+    ((4, 3), (5, 2), (2,))
+    >>> per = symgrad.backprop(net, p).grads["W1"].sum(axis=0)  # per-sample, summed
+    >>> bool(np.allclose(r.grads["W1"], per, rtol=1e-12, atol=1e-12))
+    True
+    """
+    vals, B, dt = _validate_shared(net, params, delta_out)
+    L = net.depth
+    _check_memory("backprop_shared(%r, batch=%d)" % (net, B), _shared_bytes(net, B, dt, grads),
+                  "use a smaller batch (the gradients are sums: split the batch and add them)")
+    Ws = [vals["W%d" % l] for l in range(1, L + 1)]
+    bs = [vals["b%d" % l] for l in range(1, L + 1)]
+    return _shared_pass(net, Ws, bs, vals["a0"], vals.get("y"), vals.get("delta_out"), grads, dt)
+
+
+def _shared_pass(net, Ws, bs, a0, y, delta_out, grads, dt) -> SharedBackprop:
+    """The pass itself, on validated arrays of one dtype (``Ws[l−1]`` is W^l)."""
+    L, B = net.depth, a0.shape[0]
+    acts = net.activations
+    zs, As = [None] * (L + 1), [None] * (L + 1)
+    As[0] = a0
+    q = np.empty(L, dtype=dt)
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        a = a0
+        for l in range(1, L + 1):
+            z = a @ Ws[l - 1].T
+            z += bs[l - 1]
+            if not _all_finite(z):
+                raise InvalidArgument("the forward pass overflows %s at layer %d (z%d = a%d W%dᵀ + b%d); scale the parameters down"
+                                      % (dt.name, l, l, l - 1, l, l))
+            q[l - 1] = np.vdot(z, z) / z.size
+            a = acts[l - 1].value(z)
+            zs[l], As[l] = z, a
+        if delta_out is not None:
+            d, cost = delta_out, None
+        else:
+            dd, per, cancels = _output_delta(net, As[L], zs[L], y)
+            d = np.asarray(dd if cancels else acts[-1].grad(zs[L]) * dd, dtype=dt)
+            cost = np.sum(per, axis=-1)
+        dsq = np.empty((B, L), dtype=dt)
+        out = {}
+        for l in range(L, 0, -1):
+            if not _all_finite(d):
+                raise InvalidArgument("δ%d leaves the %s range (an exploding gradient); use symgrad.backprop(..., log_space=True) "
+                                      "per sample, or scale the parameters" % (l, dt.name))
+            dsq[:, l - 1] = np.einsum("ij,ij->i", d, d)
+            if grads:
+                out["W%d" % l] = d.T @ As[l - 1]
+                out["b%d" % l] = d.sum(axis=0)
+            if l > 1:
+                g = acts[l - 2].grad(zs[l - 1])
+                d = d @ Ws[l - 1]
+                d *= g
+            zs[l] = As[l] = None  # release this layer's activations as soon as they are used
+        if not (_all_finite(dsq) and all(_all_finite(v) for v in out.values())):
+            raise InvalidArgument("a squared norm or a batch-summed gradient overflows %s; scale the parameters or the batch down" % dt.name)
+    grads_out = {k: out[k] for k in net.parameters if k in out}
+    return SharedBackprop(q, dsq, dsq.mean(axis=0), grads_out, cost, B)
+
+
+#: Unit roundoff of float64 and float32, for the error bounds in the tests (γ_n = n·u/(1 − n·u)).
+UNIT_ROUNDOFF = {np.dtype(np.float64): 2.0 ** -53, np.dtype(np.float32): 2.0 ** -24}
+
+
+def gamma(n: int, dtype=np.float64) -> float:
+    """Higham's γ_n = n·u/(1 − n·u): the relative error bound of an n-term sum or dot product
+    (Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed., §3.1), u the unit roundoff.
+
+    >>> gamma(10) < 1.2e-15
+    True
+    """
+    u = UNIT_ROUNDOFF[np.dtype(dtype)]
+    if n * u >= 1:
+        return math.inf
+    return n * u / (1 - n * u)
