@@ -24,12 +24,15 @@ Per activation (symgrad.numeric._codegen generates one compiled kernel per activ
 definition): every built-in activation and a mixed tanh/ReLU chain, depth 50, batch 100,000, all
 gradients, fresh output memory each call, symgrad and PyTorch in alternating rounds in one process,
 on one thread (``torch.set_num_threads(1)``, ``threads=1``, NUMBA_NUM_THREADS=1) and then on two;
-and, for the activations whose kernels call exp, expm1, log1p or tanh, the same one-thread run with
-numba's ``math.*`` (scalar libm calls; no SVML in the pip llvmlite) in place of symgrad's branch-free
-polynomial versions.  Runs in about six minutes.
+and, for the activations whose kernels call exp, expm1, log1p, tanh or erfc, the same one-thread run
+with numba's ``math.*`` (scalar libm calls; no SVML in the pip llvmlite) in place of symgrad's
+branch-free versions.  Runs in about six minutes.  ``--elementary`` times each branch-free function
+against its ``math.*`` counterpart alone, in ns per element of a numba loop (one thread, alternating
+rounds, best of).
 
     python3 benchmarks/bench_evaluator.py                  # everything
     python3 benchmarks/bench_evaluator.py --activations    # the per-activation table only
+    python3 benchmarks/bench_evaluator.py --elementary     # ns per element, branch-free vs libm
 """
 
 from __future__ import annotations
@@ -217,7 +220,7 @@ def per_activation():
     print("per activation: chain depth %d, batch %d, all gradients, fresh outputs; symgrad (compiled, generated from each "
           "activation's definition) vs PyTorch autograd, alternating rounds, best of 3 rounds x %d" % (DEPTH, ACT_BATCH, 3))
     res = {th: run("acts:%d" % th, DEPTH, ACT_BATCH, repeat=3, timeout=900, extra=(",".join(ACTIVATIONS),)) for th in (1, 2)}
-    slow = ("sigmoid", "tanh", "elu", "softplus", "silu")
+    slow = ("sigmoid", "tanh", "elu", "softplus", "silu", "gelu")
     libm = run("acts:1:libm", DEPTH, ACT_BATCH, repeat=3, timeout=900, extra=(",".join(slow),))
     for th, r in res.items():
         if "error" in r:
@@ -237,7 +240,66 @@ def per_activation():
     print("  (ratio = PyTorch seconds / symgrad seconds; >= 1.0 means symgrad is at least as fast)")
 
 
+ELEMENTARY = textwrap.dedent(
+    """
+    import json, math, time
+    import numpy as np
+    import numba
+    from symgrad.numeric import compiled
+    el = compiled.elementary()
+    rng = np.random.default_rng(0)
+    # (name, branch-free function, libm function, argument sample): each on its own domain
+    cases = [("exp", el["exp_neg"], math.exp, -rng.uniform(0, 40, 4096)),
+             ("expm1", el["expm1_neg"], math.expm1, -rng.uniform(0, 5, 4096)),
+             ("log1p", el["log1p_unit"], math.log1p, rng.uniform(0, 1, 4096)),
+             ("tanh", el["tanh_"], math.tanh, rng.normal(0, 3, 4096)),
+             ("erfc", el["erfc_"], math.erfc, rng.normal(0, 10, 4096) / math.sqrt(2))]  # GELU's −z/√2
+    def loop(f):
+        @numba.njit(nogil=True, fastmath={"contract"}, error_model="numpy")
+        def run(x, o):
+            for i in range(x.size):
+                o[i] = f(x[i])
+        return run
+    def ns(fn, x):
+        o = np.empty_like(x)
+        fn(x, o)
+        ts = []
+        for _ in range(7):
+            t0 = time.perf_counter()
+            for _ in range(100):
+                fn(x, o)
+            ts.append(time.perf_counter() - t0)
+        return min(ts) / 100 / x.size * 1e9
+    out = {}
+    for name, bf, lm, x in cases:
+        fb, fl = loop(bf), loop(lm)
+        b, l = [], []
+        for _ in range(3):  # alternating rounds
+            b.append(ns(fb, x))
+            l.append(ns(fl, x))
+        out[name] = (min(b), min(l))
+    print(json.dumps(out))
+    """
+)
+
+
+def elementary():
+    """ns per element of each branch-free function vs numba's math.* (a scalar libm call)."""
+    proc = subprocess.run([sys.executable, "-c", ELEMENTARY], capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, NUMBA_NUM_THREADS="1"))
+    if proc.returncode != 0:
+        print("elementary functions: failed (%s)" % (proc.stderr.strip().splitlines() or ["?"])[-1])
+        return
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    print("elementary functions in a numba loop, ns per element (one thread, best of 3 alternating rounds x 7):")
+    for name, (b, l) in res.items():
+        print("  %-6s branch-free %5.2f   math.%-6s %5.2f   (%.1fx)" % (name, b, name, l, l / b))
+
+
 def main():
+    if "--elementary" in sys.argv:
+        elementary()
+        return
     if "--activations" in sys.argv:
         per_activation()
         return
@@ -300,6 +362,7 @@ def main():
         print("  PyTorch: %s" % ", ".join("%.4e" % v for v in dn["torch_mean_norms"]))
         print("  max relative difference per sample: %.1e" % dn["max_rel_diff"])
     per_activation()
+    elementary()
 
 
 if __name__ == "__main__":

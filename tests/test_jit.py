@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 
 import mpmath
 import numpy as np
@@ -274,6 +275,93 @@ def test_branch_free_elementary_functions_against_mpmath(name, xs, exact, bound)
     got = _elementary(name, xs)
     errs = _ulps(xs, got, exact)
     assert errs.max() <= bound, (name, errs.max(), xs[np.argmax(errs)])
+
+
+def _erfc_grid():
+    rng = np.random.default_rng(11)
+    xs = np.concatenate([rng.uniform(-1.5, 1.5, 1500), rng.uniform(-7.0, 7.0, 1500), rng.uniform(-40.0, 40.0, 800),
+                         rng.uniform(25.0, 28.5, 300),  # erfc subnormal (x > 26.55) and 0
+                         10 ** rng.uniform(-320, 0, 300), -10 ** rng.uniform(-320, 0, 300),
+                         [0.0, -0.0, 0.25, 5e-324, -5e-324, 1e300, -1e300, np.inf, -np.inf]])
+    edges = np.array(_jit.ERFC_BREAKS + (1 / 0.35,))  # the interval boundaries of s_erf.c, both signs
+    edges = np.concatenate([edges, -edges, [0.25]])
+    return np.concatenate([xs, edges, np.nextafter(edges, np.inf), np.nextafter(edges, -np.inf)])
+
+
+def test_branch_free_erfc_against_mpmath():
+    # Bound from the algorithm (fdlibm s_erf.c), not from this CPU.  Its rational approximations
+    # are within 2^−57.9 (|x| < 0.84375), 2^−59.06, 2^−62.57 and 2^−61.52 of their targets (≤ 0.03
+    # ulp); their Horner evaluation and the one quotient add at most 1 ulp of the result (y enters
+    # as x·y ≤ 0.13x, or as the exponent's R/S with |R/S| < 0.22); in the tails exp_split adds
+    # exp's 1 ulp and the scaling by 1/x one rounding of 1/x and one of the product, and 2 − erfc(|x|)
+    # one more: 3 ulp.  Where erfc is subnormal the last rounding is to a multiple of 2^−1074, and
+    # the relative error (3·2^−52 of a value below 2^−1022) adds far less than one: 1 · 2^−1074.
+    xs = _erfc_grid()
+    got = _elementary("erfc_", xs)
+    mpmath.mp.dps = 60
+    tiny = float(np.finfo(np.float64).tiny)
+    for x, g in zip(xs, got):
+        # beyond |x| = 40 erfc is below 1e-697 (or that close to 2): 0 or 2 within any ulp
+        ex = mpmath.erfc(mpmath.mpf(float(x))) if abs(x) <= 40 else mpmath.mpf(0 if x > 0 else 2)
+        err = abs(mpmath.mpf(float(g)) - ex)
+        if float(ex) >= tiny:
+            assert err <= 3 * math.ulp(float(ex)), (x, g, float(err / math.ulp(float(ex))))
+        else:
+            assert err <= 2.0 ** -1074, (x, g, float(err / 2.0 ** -1074))
+    assert math.copysign(1.0, _elementary("erfc_", [-0.0])[0]) == 1.0 and _elementary("erfc_", [0.0])[0] == 1.0
+
+
+def test_gelu_prints_the_branch_free_erfc_which_vectorises(monkeypatch):
+    gelu = symgrad.chain(1, "gelu").activations[0]
+    assert "erfc_(" in _codegen.form_of(gelu) and "math.erfc" not in _codegen.form_of(gelu)
+    monkeypatch.setattr(_codegen, "LIBM", True)
+    _codegen.form_of.cache_clear()
+    try:
+        assert "math.erfc(" in _codegen.form_of(gelu)
+    finally:
+        monkeypatch.setattr(_codegen, "LIBM", False)
+        _codegen.form_of.cache_clear()
+    import numba
+
+    f = _jit.elementary()["erfc_"]
+
+    @numba.njit(fastmath={"contract"}, error_model="numpy")
+    def loop(u, out):
+        for i in range(u.size):
+            out[i] = f(u[i])
+
+    loop(np.zeros(8), np.zeros(8))
+    asm = next(iter(loop.inspect_asm().values()))
+    # no libm call left in the loop (math.erfc compiles to `movabsq $erfc, …; call`), which is
+    # what lets LLVM vectorise it
+    assert not re.search(r"\berfc\b", asm)
+
+
+def test_redo_gathered_per_thread_falls_back_to_runs_with_true_indices(monkeypatch):
+    # Flagged samples in several compiled blocks are redone in one call per thread; should that
+    # call refuse, runs of JIT_SPLIT samples are redone in place: the same values either way.
+    from symgrad.numeric import evaluator
+
+    net = symgrad.chain(4, "gelu")
+    B = 9000  # three blocks of JIT_BLOCK
+    p = sample(net, B, seed=5)
+    flagged = [3, 4100, 4101, 8999]
+    p["b1"][flagged] = -60.0  # φ'(z1) below the smallest normal: flagged for the redo
+    one = backprop(net, p, backend="numba", threads=1)
+    two = backprop(net, p, backend="numba", threads=2)
+    for k in net.parameters:
+        np.testing.assert_array_equal(one.grads[k], two.grads[k], err_msg=k)
+    check = flagged + [0, 4200, 8000]
+    _check_against_mpmath(net, p, check)
+    calls = []
+
+    def refuse(inp, idx, *args):
+        calls.append(len(idx))
+        raise InvalidArgument("refused")
+
+    monkeypatch.setattr(evaluator, "_scaled_samples", refuse)
+    _check_against_mpmath(net, p, check)
+    assert sum(calls) == len(flagged) and len(calls) <= 2  # one call per thread
 
 
 def test_branch_free_series_are_the_documented_exact_coefficients():

@@ -30,9 +30,10 @@ Elementary functions.  numba compiles ``math.exp``/``expm1``/``log1p``/``tanh`` 
 calls unless its LLVM is patched for Intel SVML (``numba -s``: "SVML Operational"); the pip
 llvmlite 0.50 (LLVM 22) is not, with or without the ``intel-cmplr-lib-rt`` package, and LLVM's
 ``-vector-library`` option set through llvmlite did not vectorise them either.  So ``exp`` of an
-argument SymPy proves ≤ 0, ``expm1`` of one ≤ 0, ``log1p(exp(u ≤ 0))`` and ``tanh`` print as the
-branch-free functions of :mod:`symgrad.numeric.compiled`, which LLVM vectorises; ``erf``/``erfc`` (GELU) stay
-scalar ``math.erf``/``math.erfc``.  (:data:`LIBM` prints the libm calls instead, for the benchmark.)
+argument SymPy proves ≤ 0, ``expm1`` of one ≤ 0, ``log1p(exp(u ≤ 0))``, ``tanh`` and ``erfc`` (GELU's
+Φ) print as the branch-free functions of :mod:`symgrad.numeric.compiled`, which LLVM vectorises;
+``erf`` (custom activations only) stays scalar ``math.erf``.  (:data:`LIBM` prints the libm calls
+instead, for the benchmark.)
 
 Compilation.  One kernel per distinct tuple of printed forms (``functools.lru_cache``, 64 kept),
 about 1.3-2.5 s each on first use; numba's ``cache=True`` needs a function defined in a file, so
@@ -54,7 +55,7 @@ from symgrad.spec.activations import elu, leaky_relu, relu, sigmoid, softplus, z
 __all__ = ["Unprintable", "form_of", "chain_kernel", "scalar_kernel"]
 
 
-#: Print numba's math.exp/expm1/log1p/tanh (scalar libm calls) instead of the branch-free
+#: Print numba's math.exp/expm1/log1p/tanh/erfc (scalar libm calls) instead of the branch-free
 #: functions of symgrad.numeric.compiled: for benchmarks/bench_evaluator.py's comparison only (call
 #: ``form_of.cache_clear()`` after changing it).
 LIBM = False
@@ -74,8 +75,9 @@ _PLAIN = {sympy.log: "math.log", sympy.tanh: "tanh_", sympy.erf: "math.erf"}
 if _log1p is not None:
     _PLAIN[_log1p] = "math.log1p"
     _PLAIN[_expm1] = "math.expm1"
-#: functions whose value may underflow to 0 although the exact value is not 0.
-_UNDERFLOWING = {sympy.erfc: "math.erfc"}
+#: functions whose value may underflow to 0 although the exact value is not 0 (erfc_: fdlibm's
+#: erfc, branch-free, in symgrad.numeric.compiled).
+_UNDERFLOWING = {sympy.erfc: "erfc_"}
 
 
 def _num(x) -> str:
@@ -140,7 +142,7 @@ class _Printer:
             self.uf.append("(%s < TINY)" % t)
             return t
         if f in _UNDERFLOWING:
-            t = self._tmp("%s(%s)" % (_UNDERFLOWING[f], self.p(e.args[0])))
+            t = self._tmp("%s(%s)" % ("math.erfc" if LIBM else _UNDERFLOWING[f], self.p(e.args[0])))
             self.uf.append("(%s < TINY)" % t)
             return t
         if _expm1 is not None and f is _expm1 and e.args[0].is_extended_nonpositive and not LIBM:

@@ -115,8 +115,10 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
         _check_block_finite(inp, 0, n)
     logs = (np.empty((L, n)), np.empty((L, n)), np.empty((L, n)), np.empty((L, n))) if log_space else None
 
-    def solve(s, e, D, A, base, work):
-        """Samples s:e into D, A: the rows of the block that starts at sample ``base``."""
+    def solve(s, e, D, A, base, work, pending=None):
+        """Samples s:e into D, A: the rows of the block that starts at sample ``base``.  With
+        ``pending`` (a list; D, A are then the full outputs), the compiled kernel's flagged samples
+        are appended to it, for one rescaled redo per thread (see ``redo``), not redone here."""
         Ds, As = D[:, s - base:e - base], A[:, s - base:e - base]
         try:
             try:
@@ -141,15 +143,23 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
             # messages would name positions in the gathered batch), runs of JIT_SPLIT samples
             # holding a flagged one are redone in place instead, and name the true indices.  (A
             # nan/inf w or b makes z non-finite, which the kernel reports by status, not flag.)
-            try:
-                _scaled_samples(inp, np.flatnonzero(exc.flags) + s, D, A, base, loss)
-            except InvalidArgument:
-                for c in range(s, e, JIT_SPLIT):
-                    if exc.flags[c - s:c - s + JIT_SPLIT].any():
-                        solve_scaled(c, min(c + JIT_SPLIT, e), D, A, base)
+            if pending is not None:
+                pending.append(np.flatnonzero(exc.flags) + s)
+            else:
+                redo(np.flatnonzero(exc.flags) + s, s, e, D, A, base)
             return
         except _Rescale:
             solve_scaled(s, e, D, A, base)
+
+    def redo(idx, s, e, D, A, base):
+        """The flagged samples ``idx`` (sorted, within s:e) redone rescaled in one call (a call
+        costs about a millisecond of NumPy work whatever its size, so one per thread, not one per
+        block).  Should it refuse, runs of JIT_SPLIT samples from s holding one are redone in place."""
+        try:
+            _scaled_samples(inp, idx, D, A, base, loss)
+        except InvalidArgument:
+            for c in np.unique((idx - s) // JIT_SPLIT) * JIT_SPLIT + s:
+                solve_scaled(int(c), int(min(c + JIT_SPLIT, e)), D, A, base)
 
     def solve_scaled(s, e, D, A, base):
         """A product overflowed or underflowed (an exploding or vanishing gradient, a saturated
@@ -158,11 +168,11 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
             _check_block_finite(inp, s, e)  # a nan/inf input may be what stopped the kernel
         loss[s:e] = _scaled_block(inp, s, e, D[:, s - base:e - base], A[:, s - base:e - base])
 
-    def run(blk, work):
+    def run(blk, work, pending=None):
         s, e = blk
         D = gb[:, s:e] if gb is not None else np.empty((L, e - s), dtype=dt)
         A = gw[:, s:e] if gw is not None else np.empty((L, e - s), dtype=dt)
-        solve(s, e, D, A, s, work)
+        solve(s, e, D, A, s, work, pending)
         if gw_rows is not None:
             gw_rows[:, s:e] = A[want_w]
         if gb_rows is not None:
@@ -177,8 +187,14 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
         m = max(e - s for s, e in blocks)
         work = tuple(np.empty(m, dtype=dt) for _ in range(4)) if fast and not use_jit else None
         per = -(-len(blocks) // nthreads)
-        for blk in blocks[k * per:(k + 1) * per]:
-            run(blk, work)
+        # With the full outputs (all gradients, no row copies) the compiled kernel's flagged samples
+        # are gathered over this thread's blocks and redone once.
+        pending = [] if use_jit and gb is not None and gw is not None else None
+        mine = blocks[k * per:(k + 1) * per]
+        for blk in mine:
+            run(blk, work, pending)
+        if pending:
+            redo(np.concatenate(pending), mine[0][0], mine[-1][1], gb, gw, 0)
 
     if nthreads > 1:
         with ThreadPoolExecutor(nthreads) as pool:
