@@ -110,7 +110,7 @@ def meanfield_derivation(activation, sigma_w2, sigma_b2, depth: int) -> str:
     rows = [r"\chi_1 &= \sigma_w^2\, \mathbb{E}\bigl[%s'(\sqrt{q^{*}}\, Z)^2\bigr]" % p]
     if mom is not None and fp.q.exact is not None:
         e2 = sympy.nsimplify(mom.prime2.subs(mf._Q, fp.q.exact))
-        if act.name == "relu":
+        if act.derivative == sympy.Heaviside(mf._z, 0):  # ReLU: φ' is the Heaviside step H
             rows.append(r"&= \sigma_w^2\, \mathbb{E}\bigl[H(Z)^2\bigr] = \frac{\sigma_w^2}{2}")
         elif len(sympy.latex(e2)) <= _MAX_EXACT_TEX:
             rows.append(r"&= %s\, \sigma_w^2" % sympy.latex(e2))
