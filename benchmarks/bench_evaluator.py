@@ -229,7 +229,7 @@ def per_activation():
         return
     print("  numba SVML operational: %s" % res[1]["svml"])
     print("  %-12s %28s   %28s   %s" % ("activation", "1 thread: symgrad / torch (s)", "2 threads: symgrad / torch (s)",
-                                        "1 thread with libm math.* instead of the branch-free exp/expm1/log1p/tanh"))
+                                        "1 thread with libm math.* instead of the branch-free exp/expm1/log1p/tanh/erfc"))
     for name in ACTIVATIONS:
         one, two = res[1][name], res[2][name]
         lm = libm.get(name) if "error" not in libm else None
