@@ -8,7 +8,7 @@ output delta, backward) is generated around the distinct forms of a chain and co
 What is printed.  Only a whitelist of SymPy nodes: numbers, the symbol ``z``, Add, Mul, Pow with
 an integer or ±1/2 exponent, exp, expm1, log, log1p, tanh, erf, erfc, Abs, Max, Min, sign,
 Heaviside, Piecewise (built-in forms only), relationals, and symgrad's sigmoid / softplus / relu /
-leaky_relu / elu.  Anything else raises :class:`Unprintable`, and the chain runs on NumPy.  The
+leaky_relu / elu.  Anything else raises :class:`_Unprintable`, and the chain runs on NumPy.  The
 generated text is made only of this module's fixed vocabulary (``math.exp``, ``t3``, ``z``) and
 of numbers printed with ``repr(float)``: no name, string or other text of the user's reaches it,
 which is why ``exec`` of it is safe (tests/test_security.py lists that call, with this reason).
@@ -52,7 +52,7 @@ import sympy
 
 from symgrad.spec.activations import elu, leaky_relu, relu, sigmoid, softplus, z as Z
 
-__all__ = ["Unprintable", "form_of", "chain_kernel", "scalar_kernel"]
+__all__ = ["form_of", "chain_kernel", "scalar_kernel"]
 
 
 #: Print numba's math.exp/expm1/log1p/tanh/erfc (scalar libm calls) instead of the branch-free
@@ -61,7 +61,7 @@ __all__ = ["Unprintable", "form_of", "chain_kernel", "scalar_kernel"]
 LIBM = False
 
 
-class Unprintable(Exception):
+class _Unprintable(Exception):
     """A node outside the printer's whitelist: the chain runs on NumPy (the message says why)."""
 
 
@@ -88,9 +88,9 @@ def _num(x) -> str:
         try:
             v = float(sympy.N(x, 30))
         except (TypeError, ValueError):
-            raise Unprintable("the constant %s is not a real number" % sympy.srepr(x)[:60]) from None
+            raise _Unprintable("the constant %s is not a real number" % sympy.srepr(x)[:60]) from None
     if not math.isfinite(v):
-        raise Unprintable("a constant overflows float64")
+        raise _Unprintable("a constant overflows float64")
     return "(%r)" % v
 
 
@@ -121,10 +121,10 @@ class _Printer:
         if e == Z:
             return "z"
         if isinstance(e, sympy.Symbol):
-            raise Unprintable("a symbol other than z")
+            raise _Unprintable("a symbol other than z")
         if not e.free_symbols:
             if e.is_real is False or e.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
-                raise Unprintable("a non-real constant")
+                raise _Unprintable("a non-real constant")
             return _num(e)
         if e.is_Add:
             return self._tmp(" + ".join(self.p(a) for a in e.args))
@@ -181,13 +181,13 @@ class _Printer:
         if f is leaky_relu:
             u, a = self.p(e.args[0]), e.args[1]
             if a.free_symbols:
-                raise Unprintable("leaky_relu with a symbolic slope")
+                raise _Unprintable("leaky_relu with a symbolic slope")
             au = self._product(a, [u])
             return self._tmp("(%s if %s > 0.0 else %s)" % (u, u, au))
         if f is elu:
             u, a = self.p(e.args[0]), e.args[1]
             if a.free_symbols or _expm1 is None:
-                raise Unprintable("elu with a symbolic alpha")
+                raise _Unprintable("elu with a symbolic alpha")
             return self._tmp("(%s if %s > 0.0 else %s * expm1_neg(min(%s, 0.0)))" % (u, u, _num(a), u))
         if f is sympy.Heaviside:
             return self._step(e, "1.0", "0.0", "Heaviside")
@@ -195,21 +195,21 @@ class _Printer:
             return self._step(e, "1.0", "-1.0", "sign")
         if f is sympy.Piecewise:
             if not self.trusted:
-                raise Unprintable("Piecewise in a custom activation (its convention at the breakpoints is NumPy's to decide)")
+                raise _Unprintable("Piecewise in a custom activation (its convention at the breakpoints is NumPy's to decide)")
             *pairs, last = e.args
             if last.cond is not sympy.true:
-                raise Unprintable("a Piecewise without a default branch")
+                raise _Unprintable("a Piecewise without a default branch")
             acc = self.p(last.expr)
             for ex, cond in reversed(pairs):
                 acc = self._tmp("(%s if %s else %s)" % (self.p(ex), self._cond(cond), acc))
             return acc
-        raise Unprintable("%s is not in the compiled kernel's whitelist" % type(e).__name__)
+        raise _Unprintable("%s is not in the compiled kernel's whitelist" % type(e).__name__)
 
     def _cond(self, c) -> str:
         ops = {sympy.StrictGreaterThan: ">", sympy.GreaterThan: ">=", sympy.StrictLessThan: "<", sympy.LessThan: "<="}
         op = ops.get(type(c))
         if op is None:
-            raise Unprintable("a condition other than <, <=, >, >=")
+            raise _Unprintable("a condition other than <, <=, >, >=")
         return "(%s %s %s)" % (self.p(c.lhs), op, self.p(c.rhs))
 
     def _step(self, e, pos: str, neg: str, what: str) -> str:
@@ -223,13 +223,13 @@ class _Printer:
             if what == "Heaviside" and len(e.args) == 2 and e.args[1].is_number:
                 pu = self.p(u)  # the value, with its stated H(0)
                 return self._tmp("(1.0 if %s > 0.0 else (%s if %s == 0.0 else 0.0))" % (pu, _num(e.args[1]), pu))
-            raise Unprintable("%s in φ itself" % what)
+            raise _Unprintable("%s in φ itself" % what)
         if what == "Heaviside" and len(e.args) > 1 and self.trusted:
             if e.args[1] != 0:
-                raise Unprintable("a built-in Heaviside(u, H0) with H0 ≠ 0")
+                raise _Unprintable("a built-in Heaviside(u, H0) with H0 ≠ 0")
         slope = sympy.diff(u, Z)
         if slope.free_symbols or slope == 0 or not slope.is_real:
-            raise Unprintable("a kink whose argument does not cross 0 with a constant nonzero slope")
+            raise _Unprintable("a kink whose argument does not cross 0 with a constant nonzero slope")
         pu = self.p(u)
         # Just left of a root of u: u < 0 when u increases (slope > 0), u > 0 when it decreases.
         op = ">" if slope > 0 else ">="
@@ -266,7 +266,7 @@ class _Printer:
         if not ex.is_Rational:
             if base == sympy.E:
                 return self.p(sympy.exp(ex))
-            raise Unprintable("a power with a non-constant or irrational exponent")
+            raise _Unprintable("a power with a non-constant or irrational exponent")
         b = self.p(base)
         if ex == sympy.Rational(1, 2):
             return self._tmp("math.sqrt(%s)" % b)
@@ -275,7 +275,7 @@ class _Printer:
             self.uf.append("(abs(%s) < TINY)" % t)
             return t
         if not ex.is_Integer or abs(ex) > 16:
-            raise Unprintable("a power other than an integer up to 16 or ±1/2")
+            raise _Unprintable("a power other than an integer up to 16 or ±1/2")
         n = int(ex)
         if n == 0:
             return "(1.0)"
@@ -289,9 +289,9 @@ class _Printer:
 
 
 def scalar_source(phi, dphi, name: str, trusted: bool) -> str:
-    """``def name(z): … return (φ, φ', uf)`` for one activation form (raises Unprintable)."""
+    """``def name(z): … return (φ, φ', uf)`` for one activation form (raises _Unprintable)."""
     if not (isinstance(phi, sympy.Basic) and isinstance(dphi, sympy.Basic)):
-        raise Unprintable("φ and φ' must be SymPy expressions")
+        raise _Unprintable("φ and φ' must be SymPy expressions")
     pv = _Printer(derivative_mode=False, trusted=trusted)
     a = pv.p(phi)
     pd = _Printer(derivative_mode=True, trusted=trusted)
@@ -306,7 +306,7 @@ def scalar_source(phi, dphi, name: str, trusted: bool) -> str:
 
 @functools.lru_cache(maxsize=256)
 def form_of(act) -> str:
-    """The printed scalar form of an activation (its body, as ``def phi(z): …``), or Unprintable."""
+    """The printed scalar form of an activation (its body, as ``def phi(z): …``), or _Unprintable."""
     stable = getattr(act, "stable", None)
     if stable is not None:
         phi, dphi = stable

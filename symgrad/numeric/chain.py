@@ -435,7 +435,7 @@ def _unprintable(net) -> str | None:
     for act in dict.fromkeys(net.activations):
         try:
             _codegen.form_of(act)
-        except _codegen.Unprintable as exc:
+        except _codegen._Unprintable as exc:
             return ("activations whose φ and φ' it can print (%s: %s; it runs on NumPy)"
                     % (act.name if len(act.name) <= 40 else act.name[:40] + "…", exc))
     return None
