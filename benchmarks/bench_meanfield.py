@@ -64,3 +64,133 @@ def main():
 
 if __name__ == "__main__":
     main()
+
+
+# ---------------------------------------------------------------------------------------------
+# (d) The Monte-Carlo check at width 1000, depth 100, batch 64 against PyTorch autograd
+# ---------------------------------------------------------------------------------------------
+#
+# One pass of the check (symgrad.numeric.shared.backprop_shared: forward, δ^L given, backward,
+# per-layer q^l and ‖δ^l‖²) against PyTorch autograd doing the same forward and backward pass on
+# the same W, inputs and δ^L (z.retain_grad() for every δ^l, z_L.backward(δ^L)).  Each side runs
+# in a fresh process with its BLAS limited to k threads (OPENBLAS/OMP/MKL_NUM_THREADS set before
+# NumPy is imported, torch.set_num_threads(k); threadpoolctl is not installed), in alternating
+# rounds, best of all; "pass" is what the check needs (δ^l only), "grads" also forms every
+# ∂C/∂W^l (autograd with W.requires_grad).  Peak memory: ru_maxrss's growth during the passes,
+# over the ~0.8 GB of weights both sides hold; for NumPy also tracemalloc's peak of one pass.
+
+MC_CASE = textwrap.dedent(
+    """
+    import json, math, os, resource, sys, time
+    side, threads, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    import numpy as np
+    n, L, B = 1000, 100, 64
+    rng = np.random.default_rng(0)
+    Ws = np.empty((L, n, n))
+    buf = np.empty((n, n), dtype=np.float32)
+    for l in range(L):  # tanh at its critical point sigma_w^2 = 1, sigma_b^2 = 0
+        rng.standard_normal(out=buf, dtype=np.float32)
+        np.multiply(buf, math.sqrt(1.0 / n), out=Ws[l])
+    bs = np.zeros((L, n))
+    x = rng.standard_normal((B, n))
+    x *= np.sqrt(n / np.einsum("ij,ij->i", x, x))[:, None]
+    dL = rng.standard_normal((B, n))
+    grads = mode == "grads"
+    if side == "numpy":
+        import symgrad
+        from symgrad.numeric.shared import backprop_shared
+        net = symgrad.network([n] * (L + 1), "tanh")
+        params = {"a0": x}
+        params.update({"W%d" % (l + 1): Ws[l] for l in range(L)})
+        params.update({"b%d" % (l + 1): bs[l] for l in range(L)})
+        from symgrad.numeric.shared import _shared_pass
+        Wl, bl, f64 = list(Ws), list(bs), np.dtype(np.float64)
+        def f():
+            r = backprop_shared(net, params, delta_out=dL, grads=grads)
+            return r.q, r.delta_sq_mean
+        def inner():  # what check_wide_network calls: its own draws need no validation
+            r = _shared_pass(net, Wl, bl, x, None, dL, grads, f64)
+            return r.q, r.delta_sq_mean
+    else:
+        import torch
+        torch.set_num_threads(threads)
+        Wt = [torch.from_numpy(Ws[l]).requires_grad_(grads) for l in range(L)]
+        bt = [torch.from_numpy(bs[l]).requires_grad_(grads) for l in range(L)]
+        xt, dt = torch.from_numpy(x), torch.from_numpy(dL)
+        def f():
+            for w in Wt + bt:
+                w.grad = None
+            a, zs, q = xt, [], []
+            for l in range(L):
+                z = a @ Wt[l].T + bt[l]
+                if l == 0 and not grads:  # δ^1 is the last one wanted: no GEMM for ∂/∂x
+                    z = z.detach().requires_grad_(True)
+                else:
+                    z.retain_grad()
+                zs.append(z)
+                q.append((z * z).mean())
+                a = torch.tanh(z)
+            zs[-1].backward(dt)
+            with torch.no_grad():
+                return torch.stack(q).numpy(), torch.stack([(z.grad * z.grad).sum(1).mean() for z in zs]).numpy()
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    f()
+    best, best_inner = math.inf, math.inf
+    for _ in range(3):
+        t = time.perf_counter()
+        out = f()
+        best = min(best, time.perf_counter() - t)
+        if side == "numpy":
+            t = time.perf_counter()
+            inner()
+            best_inner = min(best_inner, time.perf_counter() - t)
+    grow = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base
+    traced = None
+    if side == "numpy":
+        import tracemalloc
+        tracemalloc.start()
+        f()
+        traced = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    print(json.dumps({"s": best, "inner_s": best_inner, "rss_grow_kb": grow, "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                      "traced": traced, "q_last": float(out[0][-1]), "ratio1": float(out[1][0] / out[1][-1])}))
+    """
+)
+
+
+def mc_run(side, threads, mode):
+    out = subprocess.run([sys.executable, "-c", MC_CASE, side, str(threads), mode], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def montecarlo(rounds=3):
+    print("(d) Monte-Carlo check pass, width 1000, depth 100, batch 64, tanh (1, 0), float64: symgrad backprop_shared "
+          "vs torch %s autograd (fresh process per side, %d alternating rounds, best of 3 calls each)"
+          % (__import__("importlib.metadata").metadata.version("torch"), rounds))
+    for mode in ("pass", "grads"):
+        for threads in (1, 2):
+            best = {"numpy": None, "torch": None}
+            runs = []
+            for _ in range(rounds):
+                for side in ("numpy", "torch"):
+                    r = mc_run(side, threads, mode)
+                    if side == "numpy":
+                        runs.append(r)
+                    if best[side] is None or r["s"] < best[side]["s"]:
+                        best[side] = r
+            ns, ts = best["numpy"], best["torch"]
+            inner = min(r["inner_s"] for r in runs)
+            print("    %-5s %d thread%s: symgrad %.3f s (the check's own pass, without validating its own draws: %.3f s), "
+                  "torch %.3f s, ratio torch/symgrad %.2f (%.2f) (target >= 1.0)%s; "
+                  "peak RSS growth symgrad %.0f MB, torch %.0f MB (tracemalloc peak of one symgrad pass %.0f MB); "
+                  "q^100 %.5g vs %.5g, ratio E|d^1|^2/E|d^L|^2 %.5g vs %.5g"
+                  % (mode, threads, "" if threads == 1 else "s", ns["s"], inner, ts["s"], ts["s"] / ns["s"], ts["s"] / inner,
+                     "  <- headline" if (mode, threads) == ("pass", 1) else "",
+                     ns["rss_grow_kb"] / 1024, ts["rss_grow_kb"] / 1024, ns["traced"] / 2**20,
+                     ns["q_last"], ts["q_last"], ns["ratio1"], ts["ratio1"]))
+
+
+if __name__ == "__main__":
+    montecarlo()

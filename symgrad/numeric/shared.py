@@ -171,46 +171,69 @@ def backprop_shared(net, params, *, delta_out=None, grads: bool = True) -> Share
 
 
 def _shared_pass(net, Ws, bs, a0, y, delta_out, grads, dt) -> SharedBackprop:
-    """The pass itself, on validated arrays of one dtype (``Ws[l−1]`` is W^l)."""
+    """The pass itself, on validated arrays of one dtype (``Ws[l−1]`` is W^l).
+
+    Memory is allocated once per call: every z^l lives in one block (so that the operating
+    system maps it in large pages instead of faulting in each layer's fresh array), and δ
+    alternates between two buffers that the GEMM writes into; nothing is kept between calls.
+    """
     L, B = net.depth, a0.shape[0]
+    n = net.widths
     acts = net.activations
+    offs = np.concatenate([[0], np.cumsum([B * w for w in n[1:]])])
+    zblock = np.empty(int(offs[-1]), dtype=dt)
     zs, As = [None] * (L + 1), [None] * (L + 1)
     As[0] = a0
     q = np.empty(L, dtype=dt)
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
         a = a0
         for l in range(1, L + 1):
-            z = a @ Ws[l - 1].T
+            z = zblock[offs[l - 1]:offs[l]].reshape(B, n[l])
+            np.matmul(a, Ws[l - 1].T, out=z)
             z += bs[l - 1]
-            if not _all_finite(z):
-                raise InvalidArgument("the forward pass overflows %s at layer %d (z%d = a%d W%dᵀ + b%d); scale the parameters down"
-                                      % (dt.name, l, l, l - 1, l, l))
-            q[l - 1] = np.vdot(z, z) / z.size
+            # One pass: the sum of squares is finite iff every z is finite (unless the squares
+            # overflow, which the exact check below tells apart).
+            ss = np.vdot(z, z)
+            if not np.isfinite(ss):
+                if not np.isfinite(z).all():
+                    raise InvalidArgument("the forward pass overflows %s at layer %d (z%d = a%d W%dᵀ + b%d); scale the parameters down"
+                                          % (dt.name, l, l, l - 1, l, l))
+                m = np.max(np.abs(z))
+                ss = m * m * np.vdot(z / m, z / m)
+            q[l - 1] = ss / z.size
             a = acts[l - 1].value(z)
-            zs[l], As[l] = z, a
+            zs[l] = z
+            if grads or l == L:  # a^{l} is needed again only for ∂C/∂W^{l+1} (and a^L for the cost)
+                As[l] = a
         if delta_out is not None:
             d, cost = delta_out, None
         else:
             dd, per, cancels = _output_delta(net, As[L], zs[L], y)
             d = np.asarray(dd if cancels else acts[-1].grad(zs[L]) * dd, dtype=dt)
             cost = np.sum(per, axis=-1)
-        dsq = np.empty((B, L), dtype=dt)
+        dsq = np.empty((L, B), dtype=dt)
+        bufs = [np.empty(B * max(n), dtype=dt) for _ in range(2)] if L > 1 else []
         out = {}
         for l in range(L, 0, -1):
-            if not _all_finite(d):
-                raise InvalidArgument("δ%d leaves the %s range (an exploding gradient); use symgrad.backprop(..., log_space=True) "
-                                      "per sample, or scale the parameters" % (l, dt.name))
-            dsq[:, l - 1] = np.einsum("ij,ij->i", d, d)
+            np.einsum("ij,ij->i", d, d, out=dsq[l - 1])
+            if not np.isfinite(dsq[l - 1]).all():
+                if not np.isfinite(d).all():
+                    raise InvalidArgument("δ%d leaves the %s range (an exploding gradient); use symgrad.backprop(..., log_space=True) "
+                                          "per sample, or scale the parameters" % (l, dt.name))
+                raise InvalidArgument("‖δ%d‖² overflows %s (an exploding gradient); scale the parameters" % (l, dt.name))
             if grads:
                 out["W%d" % l] = d.T @ As[l - 1]
                 out["b%d" % l] = d.sum(axis=0)
             if l > 1:
                 g = acts[l - 2].grad(zs[l - 1])
-                d = d @ Ws[l - 1]
-                d *= g
+                nxt = bufs[l % 2][:B * n[l - 1]].reshape(B, n[l - 1])
+                np.matmul(d, Ws[l - 1], out=nxt)
+                nxt *= g
+                d = nxt
             zs[l] = As[l] = None  # release this layer's activations as soon as they are used
-        if not (_all_finite(dsq) and all(_all_finite(v) for v in out.values())):
-            raise InvalidArgument("a squared norm or a batch-summed gradient overflows %s; scale the parameters or the batch down" % dt.name)
+        if not all(_all_finite(v) for v in out.values()):
+            raise InvalidArgument("a batch-summed gradient overflows %s; scale the parameters or split the batch" % dt.name)
+    dsq = np.ascontiguousarray(dsq.T)
     grads_out = {k: out[k] for k in net.parameters if k in out}
     return SharedBackprop(q, dsq, dsq.mean(axis=0), grads_out, cost, B)
 
