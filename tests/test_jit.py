@@ -8,6 +8,7 @@ fast-kernel tests run on both backends.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -240,7 +241,10 @@ def _ulps(xs, got, exact):
     return np.array(out)
 
 
-def _elementary(name, xs):
+@functools.lru_cache(maxsize=16)
+def _elementary_loop(name):
+    """One compiled loop per elementary function (compiling one per call made a 300-example
+    Hypothesis test take a minute)."""
     import numba
 
     f = _jit.elementary()[name]
@@ -250,9 +254,13 @@ def _elementary(name, xs):
         for i in range(u.size):
             out[i] = f(u[i])
 
+    return loop
+
+
+def _elementary(name, xs):
     xs = np.ascontiguousarray(xs, dtype=np.float64)
     out = np.empty_like(xs)
-    loop(xs, out)
+    _elementary_loop(name)(xs, out)
     return out
 
 

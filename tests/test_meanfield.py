@@ -358,10 +358,11 @@ def test_sigmoid_critical_gain_at_zero_bias_checked_by_mpmath():
     cg = mf.critical_gain("sigmoid")
     assert cg.sigma_b2.exact == 0 and cg.gain.exact is None and 0 < cg.gain.error < 1e-9
     # Independent check: at σ_w² = gain², iterate the length map with mpmath and evaluate χ₁.
+    # (From the library's q*, checked to be a fixed point in mpmath: iterating 200 times from q = 1
+    # in mpmath reaches the same point but took 20 s.)
     w2 = mpmath.mpf(cg.sigma_w2.value)
-    q = mpmath.mpf(1)
-    for _ in range(200):
-        q = w2 * _mp_gauss(lambda x: mpmath.sigmoid(mpmath.sqrt(q) * x) ** 2)
+    q = mpmath.mpf(mf.q_star("sigmoid", cg.sigma_w2.value, 0).q.value)
+    assert abs(w2 * _mp_gauss(lambda x: mpmath.sigmoid(mpmath.sqrt(q) * x) ** 2) - q) < 1e-9 * q
     d = lambda u: mpmath.sigmoid(u) * (1 - mpmath.sigmoid(u))  # noqa: E731
     chi = w2 * _mp_gauss(lambda x: d(mpmath.sqrt(q) * x) ** 2)
     assert abs(float(chi) - 1) < 1e-9
@@ -387,9 +388,9 @@ def test_gain_table_against_pytorchs_constants():
         "identity": "critical", "relu": "critical", "leaky_relu": "critical", "tanh": "chaotic", "sigmoid": "ordered", "selu": "chaotic"}
     # tanh at 5/3 (σ_w² = 25/9): q* > 0 and χ₁ ≈ 1.2098, against an mpmath evaluation.
     c = rows["tanh"].chi1_at_torch
-    q = mpmath.mpf(1)
-    for _ in range(300):
-        q = mpmath.mpf(25) / 9 * _mp_gauss(lambda x: mpmath.tanh(mpmath.sqrt(q) * x) ** 2)
+    # (From the library's q*, checked to be a fixed point in mpmath, rather than 300 mpmath iterations.)
+    q = mpmath.mpf(mf.q_star("tanh", 25 / 9, 0).q.value)
+    assert abs(mpmath.mpf(25) / 9 * _mp_gauss(lambda x: mpmath.tanh(mpmath.sqrt(q) * x) ** 2) - q) < 1e-10 * q
     chi = mpmath.mpf(25) / 9 * _mp_gauss(lambda x: mpmath.sech(mpmath.sqrt(q) * x) ** 4)
     assert abs(c.value - float(chi)) <= c.error + 1e-12 and 1.2 < c.value < 1.22
     assert rows["tanh"].critical.gain.exact == 1 and "chaotic" in rows["tanh"].note
