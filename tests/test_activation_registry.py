@@ -130,7 +130,9 @@ _ACT_LITERAL = re.compile(r"""(==|\bin\b)\s*\(?\s*["'](sigmoid|tanh|relu|leaky_r
 _NOT_AN_ACTIVATION = re.compile(r"\b(loss|cost|path|dt|dtype|net\.loss|f\._loss|self|f)\.name")  # f: a MatrixSymbol
 
 
-def test_no_module_outside_spec_branches_on_an_activation_name():
+def _lines_outside_spec(matches):
+    """``file:line: text`` for every code line outside symgrad/spec/ (comments and doctest
+    examples stripped: an example reads a name, it does not branch) where ``matches(code)``."""
     bad = []
     for path in sorted((ROOT / "symgrad").rglob("*.py")):
         rel = path.relative_to(ROOT).as_posix()
@@ -138,10 +140,14 @@ def test_no_module_outside_spec_branches_on_an_activation_name():
             continue
         for no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
             code = line.split("#", 1)[0]
-            if code.strip().startswith((">>>", "...")):  # doctest examples read a name, they do not branch
-                continue
-            if (_NAME_BRANCH.search(code) and not _NOT_AN_ACTIVATION.search(code)) or _ACT_LITERAL.search(code):
+            if not code.strip().startswith((">>>", "...")) and matches(code):
                 bad.append("%s:%d: %s" % (rel, no, line.strip()))
+    return bad
+
+
+def test_no_module_outside_spec_branches_on_an_activation_name():
+    bad = _lines_outside_spec(lambda code: (_NAME_BRANCH.search(code) and not _NOT_AN_ACTIVATION.search(code))
+                              or _ACT_LITERAL.search(code))
     assert not bad, "\n".join(bad)
 
 
@@ -290,14 +296,6 @@ _LOSS_LITERAL = re.compile(r"""(==|!=|\bin\b)\s*\(?\s*["'](quadratic|cross_entro
 def test_no_module_outside_spec_branches_on_a_loss_name():
     """The facts about a loss (dcost_is_residual, domain_open_unit, cancels_with, its LaTeX) live
     on the Loss; other modules ask them."""
-    bad = []
-    for path in sorted((ROOT / "symgrad").rglob("*.py")):
-        rel = path.relative_to(ROOT).as_posix()
-        if rel.startswith("symgrad/spec/"):
-            continue
-        for no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            code = line.split("#", 1)[0]
-            if not code.strip().startswith((">>>", "...")) and _LOSS_LITERAL.search(code):
-                bad.append("%s:%d: %s" % (rel, no, line.strip()))
+    bad = _lines_outside_spec(_LOSS_LITERAL.search)
     assert _LOSS_LITERAL.search('if net.loss.name == "quadratic":')
     assert not bad, "\n".join(bad)

@@ -75,17 +75,16 @@ EXP_POLY = (
 )
 
 
-def _make_exp_neg(njit, opts):
+def _make_exp_parts(njit, opts):
+    """The two halves of exp that exp_neg and exp_split share: the polynomial on the reduced
+    argument r ∈ [−ln2/2, ln2/2], and 2^k as two normal powers of two 2^k1 · 2^k2 with
+    k1 = max(k, −1000) (x·2^k1 is exact and the second product rounds once, also where the result
+    is subnormal), from kd = u·log2(e) + SHIFT and kf = round(u/ln 2)."""
     c = EXP_POLY
-    LOG2E, LN2_HI, LN2_LO, SHIFT, SHIFT_BITS = _LOG2E, _LN2_HI, _LN2_LO, _SHIFT, np.int64(_SHIFT_BITS)
+    SHIFT, SHIFT_BITS = _SHIFT, np.int64(_SHIFT_BITS)
 
     @njit(inline="always", **opts)
-    def exp_neg(u):
-        """e^u for u ≤ 0 (u < −745.2 gives 0, as libm's exp does), within 1 ulp of it."""
-        u = max(u, -746.0)
-        kd = u * LOG2E + SHIFT
-        kf = kd - SHIFT  # round(u / ln 2), exactly
-        r = (u - kf * LN2_HI) - kf * LN2_LO
+    def exp_poly(r):
         p = c[0]
         p = p * r + c[1]
         p = p * r + c[2]
@@ -98,12 +97,32 @@ def _make_exp_neg(njit, opts):
         p = p * r + c[9]
         p = p * r + c[10]
         p = p * r + c[11]
-        # 2^k as two normal powers of two, 2^k1 · 2^k2 with k1 = max(k, −1000): p·2^k1 is exact and
-        # the second product rounds once, also where e^u is subnormal.
+        return p
+
+    @njit(inline="always", **opts)
+    def pow2_pair(kd, kf):
         k = np.float64(kd).view(np.int64) - SHIFT_BITS
         k1 = np.float64(max(kf, -1000.0) + SHIFT).view(np.int64) - SHIFT_BITS
         s1 = np.int64((k1 + 1023) << 52).view(np.float64)
         s2 = np.int64((k - k1 + 1023) << 52).view(np.float64)
+        return s1, s2
+
+    return exp_poly, pow2_pair
+
+
+def _make_exp_neg(njit, opts):
+    LOG2E, LN2_HI, LN2_LO, SHIFT = _LOG2E, _LN2_HI, _LN2_LO, _SHIFT
+    exp_poly, pow2_pair = _make_exp_parts(njit, opts)
+
+    @njit(inline="always", **opts)
+    def exp_neg(u):
+        """e^u for u ≤ 0 (u < −745.2 gives 0, as libm's exp does), within 1 ulp of it."""
+        u = max(u, -746.0)
+        kd = u * LOG2E + SHIFT
+        kf = kd - SHIFT  # round(u / ln 2), exactly
+        r = (u - kf * LN2_HI) - kf * LN2_LO
+        p = exp_poly(r)
+        s1, s2 = pow2_pair(kd, kf)  # 2^k; exact scaling, one rounding, also where e^u is subnormal
         return (p * s1) * s2
 
     return exp_neg
@@ -214,8 +233,7 @@ def _make_elementary(njit, opts, exp_neg):
         m = expm1_neg(-2.0 * min(abs(x), 20.0))
         return math.copysign(-m / (2.0 + m), x)
 
-    c = EXP_POLY
-    SHIFT_BITS = np.int64(_SHIFT_BITS)
+    exp_poly, pow2_pair = _make_exp_parts(njit, opts)
 
     @njit(inline="always", **opts)
     def exp_split(hi, lo, m):
@@ -227,22 +245,8 @@ def _make_elementary(njit, opts, exp_neg):
         kd = max(u, -746.0) * LOG2E + SHIFT
         kf = kd - SHIFT
         r = ((hi - kf * LN2_HI) + lo) - kf * LN2_LO
-        p = c[0]
-        p = p * r + c[1]
-        p = p * r + c[2]
-        p = p * r + c[3]
-        p = p * r + c[4]
-        p = p * r + c[5]
-        p = p * r + c[6]
-        p = p * r + c[7]
-        p = p * r + c[8]
-        p = p * r + c[9]
-        p = p * r + c[10]
-        p = p * r + c[11]
-        k = np.float64(kd).view(np.int64) - SHIFT_BITS
-        k1 = np.float64(max(kf, -1000.0) + SHIFT).view(np.int64) - SHIFT_BITS
-        s1 = np.int64((k1 + 1023) << 52).view(np.float64)
-        s2 = np.int64((k - k1 + 1023) << 52).view(np.float64)
+        p = exp_poly(r)
+        s1, s2 = pow2_pair(kd, kf)
         return 0.0 if u < -746.0 else ((p * m) * s1) * s2
 
     PP, QQ, PA, QA = ERFC_PP, ERFC_QQ, ERFC_PA, ERFC_QA
