@@ -1,7 +1,9 @@
 # The public surface of symgrad, in one table.  symgrad/__init__.py loads each name from here on
 # first use (lazy_loader.attach_stub), and editors and type checkers read the same file.
-from . import cli, numeric, proof, render, spec, symbolic, testing, theory
+from . import cli, diagnosis, interop, numeric, proof, render, spec, symbolic, testing, theory
+from .diagnosis.report import report
 from .errors import BudgetExceeded, GradientCheckError, InvalidArgument, SymgradError
+from .interop.pytorch import from_torch, to_torch
 from .numeric.closed_form import evaluate_gradient
 from .numeric.evaluator import backprop, forward
 from .numeric.result import BackpropResult
@@ -19,6 +21,6 @@ __version__: str
 __all__ = [
     "Activation", "BUILTIN_ACTIVATIONS", "BUILTIN_LOSSES", "BackpropResult", "BudgetExceeded", "Gradient",
     "GradientCheckError", "InvalidArgument", "SymgradError", "activation", "backprop", "chain", "check_gradients",
-    "custom_activation", "evaluate_gradient", "forward", "loss", "network", "sample", "verify_gradient",
-    "cli", "numeric", "proof", "render", "spec", "symbolic", "testing", "theory", "meanfield",
+    "custom_activation", "evaluate_gradient", "forward", "from_torch", "loss", "network", "report", "sample", "to_torch",
+    "verify_gradient", "cli", "diagnosis", "interop", "numeric", "proof", "render", "spec", "symbolic", "testing", "theory", "meanfield",
 ]

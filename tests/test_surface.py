@@ -17,8 +17,9 @@ import pytest
 import symgrad
 
 ROOT = pathlib.Path(symgrad.__file__).parent
-#: The top level stays small: at most this many names besides the subpackages.
-MAX_TOP_LEVEL = 22
+#: The top level stays small: at most this many names besides the subpackages ("about 20": the
+#: three entry points of issue #14, from_torch, to_torch and report, took it to 23).
+MAX_TOP_LEVEL = 24
 
 
 def _stub(pkg: str):

@@ -68,6 +68,7 @@ __all__ = [
     "critical_gain",
     "gain_table",
     "gradient_depth_scale",
+    "gradient_factor",
 ]
 
 #: Largest variance accepted (beyond it q* and the quadrature lose meaning in float64).
@@ -508,9 +509,37 @@ def chi1(activation, sigma_w2, sigma_b2, *, q0=1.0) -> MeanFieldValue:
     return _chi1_at(act, w2, w2f, fp)
 
 
+def gradient_factor(activation, sigma_w2, q) -> MeanFieldValue:
+    """χ(q) = σ_w² E[φ'(√q Z)²]: the factor by which one layer scales E‖δ‖² in a wide random
+    network whose pre-activations have variance ``q`` (Schoenholz et al. 2017, eq. 5 before the
+    fixed point is reached; at q = q* it is χ₁).  The backward step δ^l = Σ'(z^l) W^{l+1 T} δ^{l+1},
+    with W^{l+1}_ij ~ N(0, σ_w²/n_l), gives E‖δ^l‖² = χ(q^l) E‖δ^{l+1}‖², independent of the widths.
+
+    * ``sigma_w2``: the next layer's weight variance times its fan-in (σ_w²), ≥ 0;
+    * ``q``: the pre-activation variance of this layer (≥ 0, units of z²).
+
+    Exact where the Gaussian moments have a closed form (ReLU, leaky ReLU, the identity, erf),
+    else quadrature with an error estimate.  Errors: :class:`~symgrad.InvalidArgument` for a
+    negative, non-finite or too large variance.
+
+    >>> gradient_factor("relu", 2, 3).exact
+    1
+    >>> round(gradient_factor("tanh", 1, 0.5).value, 6)
+    0.592426
+    """
+    act = _act(activation)
+    w2, w2f = _variance("sigma_w2", sigma_w2)
+    qe, qf = _variance("q", q)
+    return _chi_at_q(act, w2, w2f, MeanFieldValue(qf, 0.0, qe, "given"))
+
+
 def _chi1_at(act, w2, w2f, fp: FixedPoint) -> MeanFieldValue:
+    return _chi_at_q(act, w2, w2f, fp.q)
+
+
+def _chi_at_q(act, w2, w2f, qv: MeanFieldValue) -> MeanFieldValue:
     mom = _exact_moments(act)
-    qx = fp.q.exact
+    qx = qv.exact
     if mom is not None and w2 is not None and qx is not None:
         ex = sympy.nsimplify(w2 * mom.prime2.subs(_Q, qx))
         return MeanFieldValue(float(ex), 0.0, ex, "exact: " + mom.what)
@@ -519,12 +548,12 @@ def _chi1_at(act, w2, w2f, fp: FixedPoint) -> MeanFieldValue:
         if plus is not None and minus is not None:
             ex = sympy.nsimplify(w2 * (plus ** 2 + minus ** 2) / 2)
             return MeanFieldValue(float(ex), 0.0, ex, "exact: q* = 0, χ₁ = σ_w² (φ'(0⁺)² + φ'(0⁻)²)/2")
-    v, e = _prime2_moment(act, fp.q.value)
+    v, e = _prime2_moment(act, qv.value)
     # Propagate the error of q*: |dE[φ'²]/dq| · δq, estimated by a difference.
-    dq = max(fp.q.error, 0.0)
+    dq = max(qv.error, 0.0)
     prop = 0.0
     if dq > 0:
-        v2, _ = _prime2_moment(act, fp.q.value + dq)
+        v2, _ = _prime2_moment(act, qv.value + dq)
         prop = abs(float(v2[0]) - float(v[0]))
     return MeanFieldValue(w2f * float(v[0]), w2f * (float(e[0]) + prop) + 4 * _U * w2f * float(v[0]), None, "quadrature")
 
