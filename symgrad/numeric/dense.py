@@ -112,7 +112,8 @@ def _dense_linear(inp: _Inputs, zs, As, log_space: bool, want) -> tuple:
             raise _Rescale()
 
     if net.loss.cancels_with(out):
-        d = _nl.sigmoid_minus_y(zL, y)[0].astype(inp.dtype, copy=False)
+        # a^L − y from the logit(s): σ(z^L) − y, or softmax(z^L) − y (output.py)
+        d = _minus_y(out, aL, zL, y).astype(inp.dtype, copy=False)
         if np.any(np.abs(d) < _tiny_of(d)):
             raise _Rescale()
     else:

@@ -6,7 +6,9 @@ the representation it carries: linear (:func:`_minus_y`), m·2^k (:func:`_split_
 :func:`_split_dcost`, :func:`_split_output`) or log|·| and sign (:func:`_log_minus_y`,
 :func:`_log_output`).  Sources: ∂C/∂a = a − y for the quadratic cost and
 ∂C/∂a = (a − y)/(a(1 − a)) for binary cross-entropy; with a sigmoid output and cross-entropy σ'
-cancels and δ^L = a^L − y (Nielsen, *Neural Networks and Deep Learning*, ch. 3, eq. 66)."""
+cancels and δ^L = a^L − y (Nielsen, *Neural Networks and Deep Learning*, ch. 3, eq. 66); with a
+softmax output and the log-likelihood C = −Σ y_i ln a_i the Jacobian cancels and δ^L = a^L − y
+for Σ y = 1 (ch. 3 eqs. 78–81), a^L − y and C formed from the logits (log-sum-exp)."""
 
 from __future__ import annotations
 
@@ -29,12 +31,61 @@ def _cost_from_logit(zL, y):
     return np.maximum(zL, 0.0) - y * zL + np.log1p(np.exp(-np.abs(zL)))
 
 
+def _vector_output(act) -> bool:
+    """An output-only (vector) activation, softmax: a^L − y and the cost come from the logits
+    through the activation's own kernels (:attr:`Activation.minus_target`, ``log_abs_value``)."""
+    return bool(act.output_only)
+
+
+def _simplex_minus_y(act, zL, y):
+    """softmax(z^L) − y from the logits as (value, log|·|, sign) (:attr:`Activation.minus_target`):
+    (1 − y) − Σ_{j≠top} a_j at the top unit where y ≥ ½, so a one-hot target keeps a_y − 1 where
+    a_y rounds to 1; log|·| finite where a underflowed (y = 0)."""
+    zL = np.asarray(zL, dtype=np.float64)
+    return act.minus_target(zL, np.broadcast_to(np.asarray(y, dtype=np.float64), zL.shape))
+
+
+def _simplex_cost(act, zL, y):
+    """C = −Σ_i y_i ln a_i per unit, from log softmax (the activation's ``log_abs_value``: the
+    log-sum-exp form (z_i − max z) − log1p(Σ_{j≠top} e^{z_j − max z})), 0 where y_i = 0: finite
+    for every finite z (a gap past the float range gives +inf, no nan, no warning).
+    Nielsen ch. 3 eq. 80: C = −ln a^L_y for a one-hot y."""
+    la = act.log_abs_value(zL)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.where(y == 0, 0.0, -y * np.where(y == 0, 0.0, la))
+
+
+def _check_probability_target(net, y):
+    """The log-likelihood's target is a probability vector: y ≥ 0 and Σ_i y_i = 1 within the
+    rounding of the sum (n·u·Σ|y_i|, u the unit roundoff of y's dtype); the closed form
+    δ^L = a^L − y assumes it (Gradient.assumptions).  Else InvalidArgument naming the value."""
+    y = np.asarray(y)
+    if np.any(y < 0):
+        idx = tuple(int(i) for i in np.argwhere(y < 0)[0])
+        raise InvalidArgument(
+            "parameter 'y' has %r at index %s: a log_likelihood target must be a probability vector (y_i >= 0, Σ_i y_i = 1), "
+            "e.g. one-hot [0, 1, 0]" % (float(y[idx]), idx))
+    n = y.shape[-1]
+    tot = np.sum(y, axis=-1, dtype=np.float64)
+    u = float(np.finfo(np.result_type(y, np.float32)).eps) / 2
+    bad = np.abs(tot - 1.0) > (n + 2) * u * np.maximum(1.0, tot)
+    if np.any(bad):
+        i = int(np.argmax(np.reshape(bad, -1)))
+        where = "" if np.ndim(tot) == 0 else " (batch index %d)" % i
+        raise InvalidArgument(
+            "parameter 'y' sums to %r%s, not 1: a log_likelihood target must be a probability vector (one-hot, or y_i >= 0 "
+            "with Σ_i y_i = 1 within rounding); normalise it, e.g. y / y.sum(-1, keepdims=True)" % (float(np.reshape(tot, -1)[i]), where))
+
+
 def _minus_y(act, aL, zL, y):
     """a_L − y in linear space (Nielsen ch. 3 eq. 66: δ^L = a^L − y for σ + cross-entropy; ∂C/∂a_L
     for the quadratic cost): for a sigmoid output σ(z_L) − y from the logit, as float64 (a_L − y
-    cancels where σ saturates: σ(40) − 1 is −4.2e-18, not 0); otherwise a_L − y."""
+    cancels where σ saturates: σ(40) − 1 is −4.2e-18, not 0); for a softmax output from the logits
+    (:func:`_simplex_minus_y`); otherwise a_L − y."""
     if _is_sigmoid(act):
         return _nl.sigmoid_minus_y(zL, y)[0]
+    if _vector_output(act):
+        return _simplex_minus_y(act, zL, y)[0]
     return aL - y
 
 
@@ -44,6 +95,8 @@ def _split_minus_y(act, aL, zL, y):
     it underflowed and y = 0."""
     if _is_sigmoid(act):
         return _nl.split(*_nl.sigmoid_minus_y(zL, y))
+    if _vector_output(act):
+        return _nl.split(*_simplex_minus_y(act, zL, y))
     return _nl.split_diff(aL, y, lambda m: np.where(y[m] == 0, log_abs_value(act, zL[m]), -np.inf),
                           lambda m: sign_value(act, zL[m]))
 
@@ -55,6 +108,9 @@ def _log_minus_y(act, aL, zL, y):
     correctly rounded log is −inf."""
     if _is_sigmoid(act):
         _, lg, sg = _nl.sigmoid_minus_y(zL, y)
+        return lg, sg
+    if _vector_output(act):
+        _, lg, sg = _simplex_minus_y(act, zL, y)
         return lg, sg
     with np.errstate(over="ignore", invalid="ignore"):
         d = aL - y
@@ -80,7 +136,7 @@ def _split_output(net, aL, zL, y, grad=None):
     it already (default: formed here from z_L)."""
     act, cost = net.activations[-1], net.loss
     if cost.cancels_with(act):
-        return _nl.split(*_nl.sigmoid_minus_y(zL, y))
+        return _split_minus_y(act, aL, zL, y)
     dd = _split_dcost(cost, act, aL, zL, y)
     return _nl.smul(_nl.split_grad(act, zL) if grad is None else grad, dd)
 
@@ -91,8 +147,7 @@ def _log_output(net, aL, zL, y, lg, sg):
     (:func:`_log_minus_y`), less log(a_L(1 − a_L)) for cross-entropy, summed in that order."""
     act, cost = net.activations[-1], net.loss
     if cost.cancels_with(act):
-        _, la, s = _nl.sigmoid_minus_y(zL, y)
-        return la, s
+        return _log_minus_y(act, aL, zL, y)
     ld, sd = _log_minus_y(act, aL, zL, y)
     with np.errstate(over="ignore", invalid="ignore"):
         lg = lg + ld
@@ -118,6 +173,13 @@ def _is_sigmoid(act) -> bool:
 def _output_delta(net, aL, zL, y):
     """∂C/∂a_L factor (or δ_L itself when the loss cancels φ'), and the per-sample loss."""
     act, cost = net.activations[-1], net.loss
+    if cost.on_simplex:
+        # softmax + log-likelihood: δ^L = a^L − y given Σ y = 1 (checked), from the logits, and
+        # C = −Σ y_i log softmax_i(z) in the log-sum-exp form (Nielsen ch. 3 eqs. 80–81).
+        _check_probability_target(net, y)
+        loss = _simplex_cost(act, zL, y)
+        d = _simplex_minus_y(act, zL, y)[0].astype(np.result_type(zL, y), copy=False)
+        return d, loss.astype(np.result_type(zL, y), copy=False), True
     if cost.cancels_with(act):
         # ∂C/∂z_L = σ(z_L) − y from the logit: a_L − y cancels (σ(40) − 1 is −4.2e-18, not 0).
         loss = _cost_from_logit(zL, y)

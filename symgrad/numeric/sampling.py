@@ -34,7 +34,8 @@ def sample(net, batch=None, *, init="normal", seed=None, value=None, dtype=np.fl
     * ``"constant"``: every weight and bias equals ``value``.
 
     A chain's fan_in and fan_out are 1.  The input ``a0`` is N(0, 1) and the target ``y`` is
-    U(0, 1) (a valid cross-entropy target).  ``value`` fixes entries for worked examples: a
+    U(0, 1) (a valid cross-entropy target; for ``loss="log_likelihood"`` divided by its sum, a
+    probability vector).  ``value`` fixes entries for worked examples: a
     number sets every weight and bias, a mapping ``{"w1": 0.5, "a0": 1.0, ...}`` sets those
     names (broadcast over the batch) and draws the rest.
 
@@ -120,6 +121,8 @@ def sample(net, batch=None, *, init="normal", seed=None, value=None, dtype=np.fl
         n = net.widths
         out["a0"] = rng.standard_normal(lead + (n[0],)).astype(dtype)
         out["y"] = rng.uniform(0.0, 1.0, lead + (n[-1],)).astype(dtype)
+        if net.loss.on_simplex:  # log_likelihood: a probability target (Σ y = 1), the same draws normalised
+            out["y"] = (out["y"] / np.sum(out["y"], axis=-1, keepdims=True)).astype(dtype)
         for l in range(1, net.depth + 1):
             out["W%d" % l] = weights(lead + (n[l], n[l - 1]), n[l - 1], n[l]).astype(dtype, copy=False)
         for l in range(1, net.depth + 1):

@@ -43,6 +43,7 @@ __all__ = [
     "activation",
     "custom_activation",
     "BUILTIN_ACTIVATIONS",
+    "OUTPUT_ACTIVATIONS",
     "z",
     "sigmoid",
     "relu",
@@ -382,6 +383,93 @@ def _log_abs_where(t):
     t = np.abs(t)
     pos = t > 0
     return np.where(pos, np.log(np.where(pos, t, 1.0)), -np.inf)
+
+
+def _softmax_parts(x):
+    """Stable softmax pieces along the last axis: d = z − max z (≤ 0; −inf where the gap passes the
+    float range, whose e^d is 0 anyway), e = e^d, the first argmax ``top`` (e = 1 there) and
+    ``others`` = Σ_{j ≠ top} e_j, so that S = Σ e = 1 + others is formed without cancellation and
+    1 − a_top = others/S keeps its digits where a_top rounds to 1."""
+    x = np.asarray(x)
+    x = x.astype(np.result_type(x, np.float32), copy=False)
+    x1 = np.atleast_1d(x)
+    m = np.max(x1, axis=-1, keepdims=True)
+    with np.errstate(over="ignore"):
+        d = x1 - m  # 1e308 − (−1e308) overflows to −inf: e^{−inf} = 0 is right
+    e = np.exp(d)
+    top = np.arange(x1.shape[-1]) == np.argmax(x1, axis=-1)[..., None]
+    others = np.sum(np.where(top, 0.0, e), axis=-1, keepdims=True).astype(e.dtype, copy=False)
+    return x, d, e, top, others
+
+
+def _np_softmax(x):
+    """softmax along the last axis, e^{z_i − max z}/Σ_k e^{z_k − max z}: no overflow for any
+    finite z (±1e308 included), every entry in [0, 1], the largest ≥ 1/n."""
+    x, d, e, top, others = _softmax_parts(x)
+    return np.reshape(e / (1.0 + others), x.shape)
+
+
+def _np_log_softmax(x):
+    """log softmax along the last axis, (z_i − max z) − log1p(Σ_{j≠top} e^{z_j − max z}): finite
+    wherever z_i − max z is (log a_i = −800 where a_i underflows), and −others, not 0, at the top."""
+    x, d, e, top, others = _softmax_parts(x)
+    return np.reshape(d - np.log1p(others), x.shape)
+
+
+def _log_sum_exp_others(d, top):
+    """log Σ_{j ≠ top} e^{d_j} (−inf when there is no other unit or all underflow to −inf),
+    finite where the sum itself underflows."""
+    masked = np.where(top, -np.inf, d)
+    m = np.max(masked, axis=-1, keepdims=True)
+    fin = np.isfinite(m)
+    mm = np.where(fin, m, 0.0)
+    s = np.sum(np.exp(masked - mm), axis=-1, keepdims=True)
+    return np.where(fin, mm + np.log(np.where(fin, s, 1.0)), -np.inf)
+
+
+def _np_softmax_grad(x):
+    """The Jacobian's diagonal ∂a_i/∂z_i = a_i(1 − a_i), with 1 − a_top = others/S."""
+    x, d, e, top, others = _softmax_parts(x)
+    s = 1.0 + others
+    a = e / s
+    return np.reshape(a * np.where(top, others / s, 1.0 - a), x.shape)
+
+
+def _np_softmax_log_grad(x):
+    """log(a_i(1 − a_i)), finite where the product underflows."""
+    x, d, e, top, others = _softmax_parts(x)
+    la = d - np.log1p(others)
+    with np.errstate(divide="ignore"):
+        l_comp = np.where(top, _log_sum_exp_others(d, top) - np.log1p(others), np.log1p(-np.exp(la)))
+    return np.reshape(la + l_comp, x.shape)
+
+
+def _np_softmax_minus_target(x, y):
+    """softmax(z) − y from the logits, as (value, log|·|, sign), along the last axis.
+
+    At the top unit (the only one that can exceed ½) with y ≥ ½ it is (1 − y) − others/S, 1 − y
+    being exact there: the one-hot case a_y − 1 = −Σ_{j≠y} a_j keeps its digits where a_y rounds
+    to 1 (the softmax analogue of σ(40) − 1 = −4.2e-18, not 0).  Elsewhere a − y.  Where y = 0
+    log|·| is log a (finite where a underflows), and where the top's y = 1 it is
+    log(others) − log S; the sign is exact in both."""
+    x, d, e, top, others = _softmax_parts(x)
+    y = np.broadcast_to(np.asarray(y, dtype=np.float64), np.shape(np.atleast_1d(x)))
+    s = 1.0 + others
+    a = e / s
+    comp = others / s
+    val = np.where(top & (y >= 0.5), (1.0 - y) - comp, a - y)
+    lv = _log_abs_where(val)
+    la = d - np.log1p(others)
+    with np.errstate(divide="ignore"):
+        lone = _log_sum_exp_others(d, top) - np.log1p(others)
+    one = top & (y == 1.0)
+    zero = y == 0.0
+    lv = np.where(zero, la, np.where(one, np.broadcast_to(lone, lv.shape), lv))
+    sg = np.where(zero, 1.0, np.where(one, -1.0, np.sign(val)))
+    if val.shape[-1] == 1:  # a one-unit softmax is the constant 1: a − 1 = 0 exactly
+        sg = np.where(one, 0.0, sg)
+    shape = np.shape(x) if np.ndim(x) else (1,)
+    return tuple(np.reshape(t, np.broadcast_shapes(shape, np.shape(y))) for t in (val, lv, sg))
 
 
 def _np_silu_grad(x):
@@ -1051,6 +1139,16 @@ class Activation:
     #: into the numba chain kernel.  None for a custom activation, whose ``expr`` and
     #: ``derivative`` are compiled as they are (where the printer supports them).
     stable: tuple | None = field(default=None, repr=False)
+    #: A vector (output-only) activation: a_i depends on the whole layer z, so it is not an
+    #: elementwise φ and is allowed only as a dense network's output layer (softmax,
+    #: a_i = e^{z_i}/Σ_k e^{z_k}, Nielsen ch. 3 eq. 78).  Its ``expr`` is the unnormalised weight
+    #: e^z (a_i = expr(z_i)/Σ_k expr(z_k)); ``vector`` maps a layer's SymPy z's to its a's,
+    #: ``value``/``log_abs_value`` act along the last axis (a probability vector), ``grad`` is the
+    #: Jacobian's diagonal a_i(1 − a_i) (the Jacobian is diag(a) − a aᵀ) and ``minus_target(z, y)``
+    #: forms a − y from the logits as (value, log|·|, sign).
+    output_only: bool = False
+    vector: Callable | None = field(default=None, repr=False)
+    minus_target: Callable | None = field(default=None, repr=False)
 
     def __post_init__(self):
         # The kernels take real arrays; a string, None or a complex number is refused by name
@@ -1094,8 +1192,13 @@ class Activation:
         """φ(arg) as a SymPy expression (``sigmoid(w_1*a_0 + b_1)``).
 
         ``arg`` is a SymPy expression or a real number (int, float, Fraction); anything else,
-        strings included, is refused: a string is never parsed or evaluated here.
+        strings included, is refused: a string is never parsed or evaluated here.  An
+        :attr:`output_only` activation (softmax) is not a function of one number: it refuses, and
+        names :attr:`vector`.
         """
+        if self.output_only:
+            raise InvalidArgument("%s is not elementwise: %s(z)_i = e^{z_i}/Σ_k e^{z_k} depends on the whole layer. "
+                                  "Fix: use act.vector([z1, ..., zn]) for the layer's outputs" % (self.name, self.name))
         return self.expr.xreplace({z: _as_argument(self.name, arg)})
 
     def derivative_at(self, arg) -> sympy.Expr:
@@ -1568,15 +1671,49 @@ def _as_argument(name: str, arg) -> sympy.Expr:
     )
 
 
+def _make_output_builtins() -> list[Builtin]:
+    """The built-in output-only (vector) activations: :attr:`Activation.output_only`, allowed only
+    as a dense network's last layer, kept out of :data:`BUILTIN_ACTIVATIONS` (the elementwise φ)."""
+
+    def make_softmax():
+        # softmax(z)_i = e^{z_i}/Σ_k e^{z_k} (Nielsen ch. 3 eq. 78); ∂a_i/∂z_j = a_i(δ_ij − a_j).
+        def vector(zs):
+            zs = list(zs)
+            if not zs:
+                raise InvalidArgument("softmax.vector: needs at least one z, e.g. act.vector([z1, z2])")
+            weights = [sympy.exp(_as_argument("softmax", q)) for q in zs]
+            total = sympy.Add(*weights)
+            return [w / total for w in weights]
+
+        return Activation(
+            "softmax", sympy.exp(z), sympy.exp(z), r"\operatorname{softmax}",
+            _np_softmax, _np_softmax_grad, _np_softmax_log_grad,
+            DerivativeBound(S(1) / 4, None, sympy.Interval.Lopen(0, S(1) / 4), True,
+                            "the Jacobian diag(a) − a aᵀ has diagonal a_i(1 − a_i) ∈ (0, 1/4] (1/4 at a_i = 1/2)"),
+            latex_formula=r"\frac{e^{z_{i}}}{\sum_{k} e^{z_{k}}}",
+            latex_derivative=r"\operatorname{diag}(a) - a\,a^{\mathsf{T}}",
+            log_abs_value=_np_log_softmax, value_sign=lambda x: np.ones_like(np.asarray(x, dtype=np.float64)),
+            grad_sign=_sign_filled(1.0),
+            output_only=True, vector=vector, minus_target=_np_softmax_minus_target,
+        )
+
+    return [Builtin("softmax", make_softmax)]
+
+
 _BUILTINS = _make_builtins()
-_ENTRIES = {n: e for e in _BUILTINS for n in (e.name,) + e.aliases}
+_OUTPUT_BUILTINS = _make_output_builtins()
+_ENTRIES = {n: e for e in _BUILTINS + _OUTPUT_BUILTINS for n in (e.name,) + e.aliases}
 _FACTORIES = {n: e.make for n, e in _ENTRIES.items()}
 #: Most built-in activations :func:`activation` keeps (least recently used dropped first).
 CACHE_SIZE = 256
 _CACHE: "OrderedDict[tuple, Activation]" = OrderedDict()
 
-#: Names of the built-in activations (``swish`` is an alias of ``silu``, ``linear`` of ``identity``).
-BUILTIN_ACTIVATIONS: tuple[str, ...] = tuple(_FACTORIES)
+#: Names of the built-in elementwise activations (``swish`` is an alias of ``silu``, ``linear``
+#: of ``identity``); the output-only ones are :data:`OUTPUT_ACTIVATIONS`.
+BUILTIN_ACTIVATIONS: tuple[str, ...] = tuple(n for e in _BUILTINS for n in (e.name,) + e.aliases)
+#: Names of the built-in output-only (vector) activations: ``softmax``, for a dense network's last
+#: layer with ``loss="log_likelihood"``.
+OUTPUT_ACTIVATIONS: tuple[str, ...] = tuple(n for e in _OUTPUT_BUILTINS for n in (e.name,) + e.aliases)
 
 
 def activation(spec, **params) -> Activation:
@@ -1613,8 +1750,8 @@ def activation(spec, **params) -> Activation:
             return hit
         if spec.strip().isidentifier():
             raise InvalidArgument(
-                "unknown activation %r; known: %s (or pass an expression string in z such as 'z*sigmoid(z)')"
-                % (spec, ", ".join(BUILTIN_ACTIVATIONS))
+                "unknown activation %r; known: %s, and for an output layer %s (or pass an expression string in z such as 'z*sigmoid(z)')"
+                % (spec, ", ".join(BUILTIN_ACTIVATIONS), ", ".join(OUTPUT_ACTIVATIONS))
             )
     if params:
         raise InvalidArgument("activation: parameters %s are only for built-in activations" % sorted(params))

@@ -4,6 +4,10 @@
 * ``cross_entropy`` (binary): ``C = −Σ_i [y_i log a_i + (1 − y_i) log(1 − a_i)]`` and
   ``∂C/∂a_i = (a_i − y_i) / (a_i (1 − a_i))``.  With a sigmoid output the σ' of the last layer
   cancels: ``∂C/∂z_L = a_L − y`` (:meth:`Loss.output_delta` applies this).
+* ``log_likelihood``: ``C = −Σ_i y_i ln a_i`` (``−ln a_y`` for a one-hot target), for a softmax
+  output layer (Nielsen ch. 3 eq. 80), whose Jacobian diag(a) − a aᵀ cancels ∂C/∂a_i = −y_i/a_i:
+  ``δ^L = a^L − y`` exactly when ``Σ_i y_i = 1`` (a one-hot or probability target; Nielsen
+  ch. 3 eqs. 81–82).  It needs an output-only activation (softmax) and a probability target.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import sympy
 
 from symgrad.errors import InvalidArgument
 
-__all__ = ["Loss", "loss", "BUILTIN_LOSSES"]
+__all__ = ["Loss", "loss", "BUILTIN_LOSSES", "SIMPLEX_LOSSES"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,13 @@ class Loss:
     #: (``%(L)d`` is the depth); ``None`` prints SymPy's LaTeX of :attr:`cost` instead.
     latex_chain: str | None = None
     latex_dense: str | None = None
+    #: C = −Σ_i y_i ln a_i: the output must be a probability vector (an
+    #: :attr:`Activation.output_only` activation, softmax) and the target one too (y ≥ 0,
+    #: Σ y = 1); then δ^L = Σ'(z^L)ᵀ ∇_a C = a^L − y (:attr:`assumption`).
+    on_simplex: bool = False
+    #: The assumption under which the cancelled closed form δ^L = a^L − y holds, or None when it
+    #: holds for every target (sigmoid + cross-entropy).
+    assumption: str | None = None
 
     def output_delta(self, act, a_out, z_out, y) -> tuple[sympy.Expr, ...]:
         """The factors of ``∂C/∂z_L = φ'(z_L) · ∂C/∂a_L`` for one output unit, after the
@@ -67,12 +78,18 @@ class Loss:
 
     def cancels_with(self, act) -> bool:
         """True when φ'(z_L) · ∂C/∂a_L collapses to ``a_L − y``: cross-entropy with a logistic
-        output (:attr:`Activation.logistic`, φ = σ, whose σ' = a(1 − a) cancels the denominator).
+        output (:attr:`Activation.logistic`, φ = σ, whose σ' = a(1 − a) cancels the denominator),
+        or the log-likelihood with a softmax output (:attr:`Activation.output_only`: the Jacobian
+        diag(a) − a aᵀ times −y/a is a − y·Σy, so a − y given Σ y = 1, :attr:`assumption`).
 
         >>> from symgrad.spec.activations import activation
         >>> loss("cross_entropy").cancels_with(activation("sigmoid")), loss("quadratic").cancels_with(activation("sigmoid"))
         (True, False)
+        >>> loss("log_likelihood").cancels_with(activation("softmax")), loss("log_likelihood").assumption
+        (True, 'Σ_i y_i = 1 (a one-hot or probability target)')
         """
+        if self.on_simplex:
+            return bool(getattr(act, "output_only", False))
         return self.domain_open_unit and act.logistic
 
 
@@ -80,6 +97,20 @@ def _bce_value(a, y):
     # Clipping would hide a saturated output; a = 0 or 1 with a wrong target is an infinite cost.
     with np.errstate(divide="ignore"):
         return -(y * np.log(a) + (1.0 - y) * np.log1p(-a))
+
+
+def _ll_value(a, y):
+    # −y ln a per unit, 0 where y = 0 (also where a underflowed to 0 there); the numeric paths
+    # form it from the logits instead (log softmax), where a itself may have underflowed.
+    a, y = np.asarray(a), np.asarray(y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(y == 0, 0.0, -y * np.log(np.where(y == 0, 1.0, a)))
+
+
+def _ll_dvalue(a, y):
+    a, y = np.asarray(a), np.asarray(y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(y == 0, 0.0, -y / np.where(y == 0, 1.0, a))
 
 
 def _make_losses():
@@ -105,12 +136,28 @@ def _make_losses():
         latex_chain=r"-\bigl[y \ln a_{%(L)d} + (1 - y) \ln (1 - a_{%(L)d})\bigr]",
         latex_dense=r"-\sum_{i} \bigl[y_{i} \ln a^{%(L)d}_{i} + (1 - y_{i}) \ln (1 - a^{%(L)d}_{i})\bigr]",
     )
-    return {"quadratic": quadratic, "mse": quadratic, "cross_entropy": cross_entropy, "bce": cross_entropy}
+    log_likelihood = Loss(
+        "log_likelihood",
+        lambda a, y: -y * sympy.log(a),
+        lambda a, y: -y / a,
+        _ll_value,
+        _ll_dvalue,
+        r"-y \ln a",
+        latex_dense=r"-\sum_{i} y_{i} \ln a^{%(L)d}_{i}",
+        on_simplex=True,
+        assumption="Σ_i y_i = 1 (a one-hot or probability target)",
+    )
+    return {"quadratic": quadratic, "mse": quadratic, "cross_entropy": cross_entropy, "bce": cross_entropy,
+            "log_likelihood": log_likelihood, "nll": log_likelihood}
 
 
 _LOSSES = _make_losses()
-#: Names accepted by :func:`loss` (``mse`` and ``bce`` are aliases).
-BUILTIN_LOSSES: tuple[str, ...] = tuple(_LOSSES)
+#: Names of the elementwise losses :func:`loss` accepts, for any output layer (``mse`` and ``bce``
+#: are aliases).
+BUILTIN_LOSSES: tuple[str, ...] = tuple(k for k, v in _LOSSES.items() if not v.on_simplex)
+#: Names of the losses for a probability-vector (softmax) output: ``log_likelihood`` (alias
+#: ``nll``), C = −Σ_i y_i ln a_i.
+SIMPLEX_LOSSES: tuple[str, ...] = tuple(k for k, v in _LOSSES.items() if v.on_simplex)
 
 
 def loss(spec) -> Loss:
@@ -123,4 +170,4 @@ def loss(spec) -> Loss:
         return spec
     if isinstance(spec, str) and spec.strip().lower() in _LOSSES:
         return _LOSSES[spec.strip().lower()]
-    raise InvalidArgument("unknown loss %r; known: %s" % (spec, ", ".join(BUILTIN_LOSSES)))
+    raise InvalidArgument("unknown loss %r; known: %s, and for a softmax output %s" % (spec, ", ".join(BUILTIN_LOSSES), ", ".join(SIMPLEX_LOSSES)))

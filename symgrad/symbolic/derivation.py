@@ -59,6 +59,23 @@ class Gradient:
     def __repr__(self):
         return "Gradient(∂C/∂%s = %s)" % (self.wrt, sympy.sstr(self.expr, order="none"))
 
+    @property
+    def assumptions(self) -> tuple[str, ...]:
+        """What the closed form assumes beyond the network: the log-likelihood's cancellation
+        δ^L = a^L − y with a softmax output holds when ``Σ_i y_i = 1`` (a one-hot or probability
+        target; :attr:`symgrad.spec.losses.Loss.assumption`).  Empty when nothing is assumed.
+
+        >>> import symgrad
+        >>> symgrad.network([2, 2], "softmax", "log_likelihood").gradient("b1").assumptions
+        ('Σ_i y_i = 1 (a one-hot or probability target)',)
+        >>> symgrad.chain(2).gradient("b1").assumptions
+        ()
+        """
+        cost = self.network.loss
+        if cost.assumption and cost.cancels_with(self.network.activations[-1]):
+            return (cost.assumption,)
+        return ()
+
     @cached_property
     def expr(self) -> sympy.Expr:
         """The factors' product, unevaluated and in chain order (O(L) to build; a matrix

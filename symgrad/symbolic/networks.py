@@ -91,6 +91,47 @@ def _per_layer(spec, n: int, what: str) -> tuple[Activation, ...]:
     return (act,) * n
 
 
+def _check_output_only(acts, loss, what: str, widths=None) -> None:
+    """An output-only activation (softmax) only as a dense network's last layer, there only with
+    a loss that pairs with it (``log_likelihood``), and that loss only with such an output;
+    else InvalidArgument naming the layer and the fix."""
+    names = [a.name for a in acts]
+    if widths is None and any(a.output_only for a in acts):
+        act = next(a for a in acts if a.output_only)
+        raise InvalidArgument(
+            "chain: %r on a chain's single unit is the constant e^z/e^z = 1, so C would not depend on any parameter "
+            "(and in a hidden layer it is not elementwise); use a dense network, e.g. "
+            "symgrad.network([2, 3, 3], activation=['tanh', '%s'], loss='log_likelihood')" % (act.name, act.name))
+    for l, act in enumerate(acts[:-1], start=1):
+        if act.output_only:
+            example = ["tanh" if a.output_only else a.name for a in acts[:-1]] + [act.name]
+            raise InvalidArgument(
+                "%s: activation %r at hidden layer %d is output-only (%s(z)_i = e^{z_i}/Σ_k e^{z_k} couples the units of a "
+                "layer, it is not elementwise); use it only as the last layer's activation, e.g. activation=%r"
+                % (what, act.name, l, act.name, example))
+    out = acts[-1]
+    if out.output_only:
+        if widths[-1] < 2:
+            raise InvalidArgument(
+                "%s: %r on an output layer of width %d is the constant 1, so C would not depend on any parameter; "
+                "give the output layer at least 2 units, e.g. widths=%r" % (what, out.name, widths[-1], list(widths[:-1]) + [2]))
+        if not loss.on_simplex:
+            raise InvalidArgument(
+                "%s: a %r output layer pairs only with loss='log_likelihood' (C = −Σ y_i ln a_i, δ^L = a^L − y), not loss=%r; "
+                "use loss='log_likelihood', or an elementwise output activation such as 'sigmoid' with loss=%r"
+                % (what, out.name, loss.name, loss.name))
+    elif loss.on_simplex:
+        if widths is None:
+            raise InvalidArgument(
+                "chain: loss=%r needs a probability-vector output (softmax over several units), which a single-unit chain "
+                "cannot have; use a dense network, e.g. symgrad.network([2, 3, 3], activation=['tanh', 'softmax'], "
+                "loss='log_likelihood'), or loss='cross_entropy' with a sigmoid chain" % loss.name)
+        raise InvalidArgument(
+            "%s: loss=%r (C = −Σ y_i ln a_i) needs a probability-vector output, but the output activation is %r; "
+            "use activation=[..., 'softmax'] (e.g. %r), or loss='cross_entropy' with a sigmoid output"
+            % (what, loss.name, out.name, names[:-1] + ["softmax"]))
+
+
 class _Net:
     """Shared parts of :class:`Chain` and :class:`Network`."""
 
@@ -143,6 +184,7 @@ class Chain(_Net):
         self.depth = _check_depth(depth)
         self.activations = _per_layer(activation, self.depth, "chain")
         self.loss = _loss(loss)
+        _check_output_only(self.activations, self.loss, "chain")
 
     def __repr__(self):
         acts = self.activations[0].name if len(set(a.name for a in self.activations)) == 1 else "mixed"
@@ -224,6 +266,15 @@ class Network(_Net):
     ``z^l = W^l a^{l−1} + b^l``, ``a^l = φ_l(z^l)`` elementwise (Nielsen, ch. 2).  Every width is
     an int in ``1..MAX_WIDTH`` and there are at least two (else :class:`~symgrad.InvalidArgument`).
 
+    The last layer may instead be ``"softmax"`` (a^L_i = e^{z^L_i}/Σ_k e^{z^L_k}, at least 2
+    units) with ``loss="log_likelihood"`` (C = −Σ_i y_i ln a^L_i; Nielsen ch. 3 eqs. 78–82); then
+    δ^L = a^L − y for a target with Σ y = 1.  Softmax in a hidden layer, softmax with another
+    loss and the log-likelihood with another output raise :class:`~symgrad.InvalidArgument`.
+
+    >>> import symgrad
+    >>> symgrad.network([2, 3, 3], activation=["tanh", "softmax"], loss="log_likelihood").gradient("b2")
+    Gradient(∂C/∂b2 = (a2 - y))
+
     >>> import symgrad
     >>> net = symgrad.network([2, 3, 1])
     >>> net.parameters, net.shape("W2")
@@ -256,6 +307,7 @@ class Network(_Net):
         self.depth = _check_depth(len(self.widths) - 1)
         self.activations = _per_layer(activation, self.depth, "network")
         self.loss = _loss(loss)
+        _check_output_only(self.activations, self.loss, "network", self.widths)
 
     def __repr__(self):
         acts = self.activations[0].name if len(set(a.name for a in self.activations)) == 1 else [a.name for a in self.activations]
@@ -346,7 +398,8 @@ class Network(_Net):
         out, prev = {}, arr["a0"]
         for l, act in enumerate(self.activations, start=1):
             zl = arr["W%d" % l] * prev + arr["b%d" % l]
-            prev = zl.applyfunc(act)
+            # an output-only activation (softmax) maps the whole layer: a_i = e^{z_i}/Σ_k e^{z_k}
+            prev = sympy.ImmutableMatrix(act.vector(list(zl))) if act.output_only else zl.applyfunc(act)
             out["z%d" % l], out["a%d" % l] = zl, prev
         return out
 

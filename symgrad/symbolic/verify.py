@@ -116,7 +116,12 @@ def _locals(net, gradient):
             sym = loc[n]
             one_layer[sym] = e.xreplace(prev)
             this[e] = sym
-            act_of[loc["a" + n[1:]]] = act(sym)
+        if act.output_only:  # softmax: a_i = e^{z_i}/Σ_k e^{z_k} of the whole layer
+            for n, a in zip(names, act.vector([loc[n] for n in names])):
+                act_of[loc["a" + n[1:]]] = a
+        else:
+            for n in names:
+                act_of[loc["a" + n[1:]]] = act(loc[n])
         z_of.update(this)
         prev = this
     if hasattr(net, "widths"):
@@ -194,6 +199,45 @@ def _proportional(x, y):
     return k
 
 
+def _softmax_identity(closed, refs, one_layer):
+    """Exact match of softmax-output gradients.  Each bias is written through its layer's z
+    (b_i := z_i − Σ_j W_ij a_j, a bijective change of variables, so an identity stays one), every
+    e^{Σ c_k z_k} becomes Π E_k^{c_k} with E_k = e^{z_k} a positive symbol, and ``cancel`` decides
+    the difference of the two sides, now rational functions of the E_k, the weights and the
+    hidden layers' function applications: 0 exactly when they agree identically.  None when it
+    does not reduce (or an exponent is not an integer combination of the z's)."""
+    import sympy
+
+    bias = {}
+    for zs, definition in one_layer.items():
+        b = [t for t in sympy.Add.make_args(definition) if t.is_Symbol and t.name.startswith("b")]
+        if len(b) == 1:
+            bias[b[0]] = zs - (definition - b[0])
+    zsyms = list(one_layer)
+    E = {q: sympy.Dummy("E_%s" % q.name, positive=True) for q in zsyms}
+
+    def rational(e):
+        e = e.xreplace(bias)
+        out = {}
+        for x in e.atoms(sympy.exp):
+            arg = sympy.expand(x.args[0])
+            try:
+                p = sympy.Poly(arg, *zsyms)
+            except sympy.PolynomialError:
+                return None
+            if p.total_degree() > 1 or p.coeff_monomial(1) != 0 or not all(c.is_Integer for c in p.coeffs()):
+                return None
+            out[x] = sympy.Mul(*[E[q] ** p.coeff_monomial(q) for q in zsyms])
+        return sympy.expand_log(e.xreplace(out), force=True)
+
+    for c, r in zip(closed, refs):
+        rc, rr = rational(c), rational(r)
+        if rc is None or rr is None or sympy.cancel(sympy.together(rc - rr)) != 0:
+            return None
+    return VerifyResult("exact match", "equal to sympy.diff of the composed loss given Σ_i y_i = 1 (y's last entry eliminated), "
+                                       "as rational functions of e^{z^L_k} in per-layer symbols z_k")
+
+
 def _point(net, seed):
     import sympy
 
@@ -228,6 +272,15 @@ def _disproof(closed, refs, one_layer, net, seed):
     return None
 
 
+def _target_on_simplex(net):
+    """The substitution that writes the closed form's assumption Σ_i y_i = 1 into both sides
+    (y_{n−1} := 1 − Σ_{i<n−1} y_i), or None when the gradient assumes nothing about y."""
+    if not (net.loss.assumption and net.loss.cancels_with(net.activations[-1]) and hasattr(net, "arrays")):
+        return None
+    y = list(net.arrays["y"])
+    return {y[-1]: 1 - sum(y[:-1])}
+
+
 def _verify(net, gradient, seed) -> VerifyResult:
     import sympy
 
@@ -236,6 +289,15 @@ def _verify(net, gradient, seed) -> VerifyResult:
     if len(closed_local) != len(refs):  # pragma: no cover - internal invariant
         raise AssertionError("closed form has %d entries, sympy.diff %d" % (len(closed_local), len(refs)))
     refs_local = [r.xreplace(z_of) for r in refs]
+    simplex = _target_on_simplex(net)
+    if simplex is not None:
+        # The closed form a^L − y is the gradient only for Σ y = 1 (Gradient.assumptions): both
+        # sides with y's last entry eliminated, then as rational functions of e^{z^L_k}.
+        closed_local = [c.xreplace(simplex) for c in closed_local]
+        refs_local = [r.xreplace(simplex) for r in refs_local]
+        res = _softmax_identity(closed_local, refs_local, one_layer)
+        if res is not None:
+            return res
     if all(c - r == 0 for c, r in zip(closed_local, refs_local)):
         return VerifyResult("exact match", "identical to sympy.diff of the composed loss, written in per-layer symbols z_k")
     if any(c.has(sympy.Abs) for c in closed_local + refs_local):
