@@ -87,6 +87,7 @@ import numpy as np
 from symgrad.errors import GradientCheckError, InvalidArgument, PrecisionWarning
 from symgrad.symbolic.networks import Chain
 from symgrad import numeric as _numeric  # backprop is looked up at call time (tests patch numeric.backprop)
+from symgrad.interop import pytorch as _interop  # PyTorch modules (imported only when one is checked)
 from symgrad.numeric.chain import _chain_forward
 from symgrad.numeric.closed_form import evaluate_gradients
 from symgrad.numeric.dense import _dense_forward, _dense_loss
@@ -575,8 +576,9 @@ def _fd_ladders(net, base, n, items, eps, make, target, tol_target, kinked=(), r
     return fd, tol, ok, h_min, undecided
 
 
-def check_gradients(net, params, *, wrt=None, grad_fn=None, eps=None, rtol=None, atol=None,
-                    fd_entries=64, fast=False, directions=4, seed=0, raise_on_failure=True) -> GradientCheckReport:
+def check_gradients(net, params, targets=None, *, wrt=None, grad_fn=None, eps=None, rtol=None, atol=None,
+                    fd_entries=64, fast=False, directions=4, seed=0, raise_on_failure=True, loss=None,
+                    _names=None) -> GradientCheckReport:
     """Compare the closed form, backprop and finite differences (and ``grad_fn``).
 
     * closed form: :func:`~symgrad.numeric.evaluate_gradient` of ``net.gradient(name)``;
@@ -591,6 +593,14 @@ def check_gradients(net, params, *, wrt=None, grad_fn=None, eps=None, rtol=None,
     * ``grad_fn(params) -> {name: gradient}``: the user's gradients, within
       ``atol + rtol·|cf|`` plus the closed form's own bound.
 
+    A PyTorch ``nn.Sequential`` as ``net``: ``check_gradients(module, inputs, targets,
+    loss="quadratic")`` (inputs (batch, n_0), targets (batch, n_L)) reads it with
+    :func:`~symgrad.from_torch` and compares the module's own autograd gradients, so its custom
+    ``autograd.Function`` s, as ``grad_fn``: one backward pass per sample, in float64 on a copy
+    (:func:`~symgrad.interop.pytorch.module_gradients`).  Parameters are named by ``state_dict``
+    key (``2.weight``) in the report and messages, and ``wrt`` takes those keys; a bias the module
+    does not have is not checked.  ``targets`` and ``loss`` are for modules only.
+
     ``eps``, ``rtol``, ``atol`` default to :data:`TOLERANCES` for the parameters' dtype.  float32
     parameters are checked with a :class:`PrecisionWarning`: the closed form and backprop run in
     float32 (their bounds use float32's u), the finite differences in float64 at the same point.
@@ -604,7 +614,19 @@ def check_gradients(net, params, *, wrt=None, grad_fn=None, eps=None, rtol=None,
     >>> net = symgrad.chain(3, "tanh")
     >>> check_gradients(net, sample(net, 8, seed=0)).ok
     True
+    >>> import torch
+    >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    >>> check_gradients(model, np.ones((5, 3)), np.zeros((5, 1))).checked
+    ['0.weight', '2.weight', '0.bias', '2.bias']
     """
+    if _interop.is_torch_module(net):
+        return _check_module(net, params, targets, loss, wrt, grad_fn, dict(
+            eps=eps, rtol=rtol, atol=atol, fd_entries=fd_entries, fast=fast, directions=directions, seed=seed,
+            raise_on_failure=raise_on_failure))
+    if targets is not None or loss is not None:
+        raise InvalidArgument("check_gradients: targets= and loss= are for a PyTorch module; for a symgrad network the target "
+                              "is params['y'] and the loss is the network's own")
+    show = (lambda n: _names.get(n, n)) if _names else (lambda n: n)  # noqa: E731 - state_dict keys for a module
     eps = _real("eps", eps, positive=True, upper=0.5)
     rtol = _real("rtol", rtol)
     atol = _real("atol", atol)
@@ -680,7 +702,7 @@ def check_gradients(net, params, *, wrt=None, grad_fn=None, eps=None, rtol=None,
         fr = ratio[np.isfinite(ratio)]
         if fr.size:
             max_ratio[kind] = max(max_ratio[kind], float(fr.max()))
-        details[(kind, name)] = {"index": labels, "value": value, "closed_form": ref, "tolerance": tol, "failed": bad}
+        details[(kind, show(name))] = {"index": labels, "value": value, "closed_form": ref, "tolerance": tol, "failed": bad}
         census[kind][0] += int(bad.sum())
         census[kind][1] += int(bad.size)
         if not bad.any():
@@ -688,7 +710,7 @@ def check_gradients(net, params, *, wrt=None, grad_fn=None, eps=None, rtol=None,
         order = np.argsort(-np.where(bad, np.nan_to_num(ratio, posinf=1e308), -1.0), axis=None)[: min(_WORST, int(bad.sum()))]
         for flat in order:
             b, j = np.unravel_index(flat, bad.shape)
-            entry = {"kind": kind, "param": name, "index": labels[j], "batch": None if B is None else int(b),
+            entry = {"kind": kind, "param": show(name), "index": labels[j], "batch": None if B is None else int(b),
                      "value": float(value[b, j]), "closed_form": float(ref[b, j]), "rel_error": float(rel[b, j]),
                      "tolerance": float(tol[b, j]), "ratio": float(ratio[b, j])}
             entry.update({k: float(v[b, j]) for k, v in extra.items()})
@@ -698,7 +720,7 @@ def check_gradients(net, params, *, wrt=None, grad_fn=None, eps=None, rtol=None,
             worst.append(entry)
         b, j = (int(i) for i in np.argwhere(bad)[0])  # the first failing entry (batch order)
         idx = labels[j]
-        label = name + ("[%s]" % ",".join(map(str, idx)) if idx else "")
+        label = show(name) + ("[%s]" % ",".join(map(str, idx)) if idx else "")
         vals = {"closed form": ref[b, j]}
         vals.update({k.replace("_", " "): v[b, j] for k, v in extra.items()})
         vals[kind.replace("_", " ")] = value[b, j]
@@ -795,7 +817,7 @@ def check_gradients(net, params, *, wrt=None, grad_fn=None, eps=None, rtol=None,
                      "asymptotic), v scaled by max(1, |p|) per entry, Richardson extrapolation, float64" % (directions, seed, eps, h_min))
     census_t = {k: tuple(v) for k, v in census.items()}
     worst.sort(key=lambda w: -w["ratio"])
-    report = GradientCheckReport(not failures, names, failures, max_rel, max_ratio, census_t, worst[:_WORST], step_text,
+    report = GradientCheckReport(not failures, [show(n) for n in names], failures, max_rel, max_ratio, census_t, worst[:_WORST], step_text,
                                  "fast" if fast else "entries", details, unsure_count)
     if failures and raise_on_failure:
         shown = failures[:10] + (["… and %d more" % (len(failures) - 10)] if len(failures) > 10 else [])
@@ -806,6 +828,27 @@ def check_gradients(net, params, *, wrt=None, grad_fn=None, eps=None, rtol=None,
         raise GradientCheckError("gradient check failed for %d comparison(s) (%s):\n  %s"
                                  % (len(failures), report.summary(), "\n  ".join(shown + worst_lines)))
     return report
+
+
+def _check_module(module, inputs, targets, loss, wrt, grad_fn, options):
+    """check_gradients on a PyTorch module: its autograd as grad_fn, named by state_dict key."""
+    if grad_fn is not None:
+        raise InvalidArgument("check_gradients: grad_fn= with a PyTorch module: the module's own autograd is the gradient checked")
+    if targets is None:
+        raise InvalidArgument("check_gradients(module, inputs, targets): the targets are missing; pass an array of shape "
+                              "(batch, n_L) beside the inputs (batch, n_0)")
+    net, params, fn, names = _interop.module_gradients(module, inputs, targets, loss="quadratic" if loss is None else loss)
+    by_key = {v: k for k, v in names.items() if v is not None}
+    if wrt is None:
+        chosen = [k for k in net.parameters if names[k] is not None]
+    else:
+        asked = [wrt] if isinstance(wrt, str) else list(wrt) if isinstance(wrt, (list, tuple)) else None
+        if not asked or not all(isinstance(k, str) and (k in by_key or names.get(k)) for k in asked):
+            raise InvalidArgument("check_gradients: wrt=%r must name the module's parameters by state_dict key; known: %s"
+                                  % (wrt, ", ".join(by_key)))
+        chosen = [by_key.get(k, k) for k in asked]
+    return check_gradients(net, params, wrt=chosen, grad_fn=fn, _names={k: v for k, v in names.items() if v is not None},
+                           **options)
 
 
 def _entries_for(shape, limit, seed_name):

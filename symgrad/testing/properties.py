@@ -38,6 +38,7 @@ import sympy
 
 from symgrad.spec.activations import Activation, activation as _activation, sigmoid as _sigmoid, z as _z
 from symgrad.errors import GradientCheckError, InvalidArgument
+from symgrad.interop._common import is_torch_module
 from symgrad.symbolic.networks import Chain, Network
 
 __all__ = [
@@ -765,10 +766,15 @@ def assert_steep_interval(w: float, b: float, a) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def assert_gradient_fn(net, params, grad_fn, *, wrt=None, rtol=None, atol=None):
+def assert_gradient_fn(net, params, grad_fn, *, wrt=None, rtol=None, atol=None, loss=None):
     """``grad_fn(params) -> {name: gradient}`` agrees with the closed form (and backprop and
     finite differences), as one assertion; returns the :class:`~symgrad.testing.GradientCheckReport`.
     On a mismatch raises :class:`~symgrad.GradientCheckError` naming the parameter and values.
+
+    A PyTorch ``nn.Sequential`` as ``net`` is its own gradient function: call
+    ``assert_gradient_fn(module, inputs, targets, loss="quadratic")``, and the module's autograd
+    gradients are checked parameter by parameter, named by ``state_dict`` key
+    (:func:`~symgrad.testing.check_gradients` on a module).
 
     >>> import symgrad
     >>> net = symgrad.chain(1)
@@ -782,6 +788,8 @@ def assert_gradient_fn(net, params, grad_fn, *, wrt=None, rtol=None, atol=None):
     """
     from symgrad.testing.gradcheck import check_gradients
 
+    if is_torch_module(net):  # the third argument is the targets
+        return check_gradients(net, params, grad_fn, wrt=wrt, rtol=rtol, atol=atol, loss=loss, raise_on_failure=True)
     if not callable(grad_fn):
         raise InvalidArgument("assert_gradient_fn: grad_fn=%r must be callable as grad_fn(params) -> {name: gradient}" % (grad_fn,))
-    return check_gradients(net, params, wrt=wrt, grad_fn=grad_fn, rtol=rtol, atol=atol, raise_on_failure=True)
+    return check_gradients(net, params, wrt=wrt, grad_fn=grad_fn, rtol=rtol, atol=atol, loss=loss, raise_on_failure=True)

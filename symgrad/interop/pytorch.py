@@ -1,0 +1,533 @@
+"""PyTorch models in and out: :func:`from_torch`, :func:`to_torch`, and a module's own gradients.
+
+``pip install 'symgrad[torch]'``.  PyTorch is imported only when one of these functions is
+called: ``import symgrad`` and everything outside :mod:`symgrad.interop` work without it.
+
+The mapping (``nn.Linear(n_in, n_out)`` is ``z = x Wᵀ + b`` on a row of inputs, symgrad's
+``z^l = W^l a^{l−1} + b^l`` on a column, so ``W^l`` *is* PyTorch's ``weight``, shape
+``(n_out, n_in)``, with no transpose; ``b^l`` is its ``bias``):
+
+================================  =====================================================
+PyTorch module                    symgrad
+================================  =====================================================
+``Linear(n_in, n_out)``           one layer ``W^l`` (n_out × n_in), ``b^l`` (zero for
+                                  ``bias=False``)
+``ReLU``, ``Tanh``, ``Sigmoid``,  ``relu``, ``tanh``, ``sigmoid``, ``silu``, ``selu``,
+``SiLU``, ``SELU``, ``Softsign``  ``softsign``: the same functions
+``GELU()``                        ``gelu``, the exact ``z·Φ(z)``; ``approximate="tanh"``
+                                  is refused
+``LeakyReLU(negative_slope=α)``   ``leaky_relu(alpha=α)``
+``ELU(alpha=α)``                  ``elu(alpha=α)`` (α > 0)
+``Softplus(beta=1)``              ``softplus``; ``beta=β ≠ 1``: the custom activation
+                                  ``softplus(β z)/β``
+``Identity``; ``Dropout`` in      nothing (skipped); a ``Dropout`` in training mode is
+eval mode (``model.eval()``)      refused (its gradients are random)
+two ``Linear`` in a row, or a     the identity activation on that layer
+final ``Linear``
+nested ``Sequential``             flattened (paths ``model.1.0``)
+================================  =====================================================
+
+``Softplus`` and its ``threshold``: PyTorch returns ``x`` itself where ``β x > threshold``
+(default 20) instead of ``ln(1 + e^{βx})/β``, which symgrad computes exactly everywhere.  The two
+differ there by less than ``e^{−threshold}/β`` in the value and ``e^{−threshold}`` (2·10⁻⁹ at the
+default) in the slope φ' = σ(βx), relative to a slope within 2·10⁻⁹ of 1: far inside
+:func:`~symgrad.check_gradients`' ``rtol`` for a module (10⁻⁵).  A ``threshold`` below 20 is
+refused (its gap, e^{−threshold}, would reach that tolerance); :func:`to_torch` writes the default.
+
+A subclass of a supported module (``class MyTanh(nn.Tanh)`` whose ``forward`` calls a custom
+``autograd.Function``) is read as its base's function: that is the claim
+:func:`~symgrad.check_gradients` then checks against the closed form.  ``activations=`` maps any
+other module type to a symgrad activation the same way.
+
+Residual blocks: symgrad's networks have no residual layers yet.  ``residual=`` is the hook for
+the user's own wrapper, a function ``residual(module) -> (inner, alpha) or None`` that says which
+of its modules are residual blocks ``x + alpha·inner(x)``: a block it recognises is refused today
+with that reason (where a plain :class:`nn.Sequential` inside would be flattened), so the day
+residual networks land only :func:`_residual_layer` changes.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import sympy
+
+from symgrad.errors import InvalidArgument
+from symgrad.interop._common import Parameters, finite_array, is_torch_module, torch_module
+from symgrad.spec.activations import Activation, activation as _activation, custom_activation, softplus, z
+from symgrad.spec.losses import loss as _loss
+from symgrad.symbolic.networks import Chain, Network
+
+__all__ = ["from_torch", "to_torch", "module_gradients", "SUPPORTED_MODULES", "SOFTPLUS_MIN_THRESHOLD"]
+
+#: The modules :func:`from_torch` reads (subclasses too), as its messages list them.
+SUPPORTED_MODULES = ("Linear", "ReLU", "LeakyReLU", "ELU", "Tanh", "Sigmoid", "Softplus", "SiLU", "GELU (approximate='none')",
+                     "SELU", "Softsign", "Identity", "Dropout (in eval mode)", "nested Sequential")
+
+#: Smallest ``Softplus(threshold=...)`` accepted: above ``β x > threshold`` PyTorch's softplus is
+#: the identity, off the exact one by e^{−threshold} in slope (module docstring).
+SOFTPLUS_MIN_THRESHOLD = 20.0
+
+# Largest β accepted for Softplus(beta=β) (as symgrad bounds a built-in's parameters).
+_MAX_BETA = 1e6
+
+
+def _supported() -> str:
+    return ", ".join(SUPPORTED_MODULES)
+
+
+def _describe(mod) -> str:
+    try:
+        text = repr(mod)
+    except Exception:  # noqa: BLE001 - a user's module whose repr fails: name its type
+        text = type(mod).__name__
+    text = " ".join(text.split())
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a module
+# ---------------------------------------------------------------------------------------------
+
+
+def _flatten(module, path, key, nn, residual, out):
+    """(path, state_dict prefix, module) of every leaf in order; nested Sequentials flattened."""
+    for child_name, child in module.named_children():
+        p, k = "%s.%s" % (path, child_name), "%s%s." % (key, child_name)
+        if residual is not None:
+            block = residual(child)
+            if block is not None:
+                _residual_layer(p, child, block)
+        if isinstance(child, nn.Sequential):
+            _check_plain_sequential(child, p, nn)
+            _flatten(child, p, k, nn, residual, out)
+        else:
+            out.append((p, k, child))
+
+
+def _residual_layer(path, module, block):
+    """The hook for residual blocks (module docstring).  Today: refused with the reason.  When
+    symgrad's networks take ``residual=α`` per layer, this reads ``block = (inner, alpha)`` into
+    that layer (inner: a Linear and an activation with n_in = n_out)."""
+    raise InvalidArgument(
+        "%s: %s is a residual block x + alpha·inner(x) (your residual= says so), but symgrad's networks have no residual "
+        "layers yet (issue #14). Fix: convert the plain parts only, e.g. from_torch(nn.Sequential(...)) per block"
+        % (path, type(module).__name__))
+
+
+def _check_plain_sequential(module, path, nn):
+    if type(module).forward is not nn.Sequential.forward:
+        raise InvalidArgument("%s: %s is a Sequential subclass with its own forward(), which symgrad cannot read as a plain "
+                              "stack of layers. Fix: pass an nn.Sequential of %s" % (path, type(module).__name__, _supported()))
+
+
+def _own_parameters(mod, allowed=()):
+    return [n for n, _ in mod.named_parameters(recurse=True) if n not in allowed]
+
+
+def _softplus_activation(beta: float) -> Activation:
+    if beta == 1.0:
+        return _activation("softplus")
+    b = sympy.Rational(repr(float(beta)))  # exact from the shortest decimal, as symgrad's built-in parameters
+    return custom_activation(softplus(b * z) / b, name="softplus(beta=%s)" % b, latex_name=r"\operatorname{softplus}_{\beta}")
+
+
+def _activation_of(mod, path, nn, custom) -> Activation | None:
+    """The symgrad activation a module computes; None for nn.Identity; InvalidArgument naming
+    ``path`` for anything else."""
+    for cls, spec in custom:
+        if isinstance(mod, cls):
+            try:
+                return _activation(spec)
+            except InvalidArgument as exc:
+                raise InvalidArgument("%s: activations[%s]: %s" % (path, cls.__name__, exc)) from None
+    if isinstance(mod, nn.Identity):
+        return None
+    if isinstance(mod, nn.Dropout) and type(mod).forward is nn.Dropout.forward and (not mod.training or mod.p == 0):
+        return None  # the identity in eval mode (and at p = 0)
+    simple = ((nn.ReLU, "relu"), (nn.Tanh, "tanh"), (nn.Sigmoid, "sigmoid"), (nn.SiLU, "silu"), (nn.SELU, "selu"),
+              (nn.Softsign, "softsign"))
+    for cls, name in simple:
+        if isinstance(mod, cls):
+            return _activation(name)
+    try:
+        if isinstance(mod, nn.GELU):
+            if getattr(mod, "approximate", "none") != "none":
+                raise InvalidArgument("GELU(approximate=%r) is the tanh approximation; symgrad's gelu is the exact z·Φ(z). "
+                                      "Fix: use nn.GELU() (approximate='none')" % (mod.approximate,))
+            return _activation("gelu")
+        if isinstance(mod, nn.LeakyReLU):
+            return _activation("leaky_relu", alpha=float(mod.negative_slope))
+        if isinstance(mod, nn.ELU):
+            return _activation("elu", alpha=float(mod.alpha))
+        if isinstance(mod, nn.Softplus):
+            beta, threshold = float(mod.beta), float(mod.threshold)
+            if not (math.isfinite(beta) and 0 < beta <= _MAX_BETA):
+                raise InvalidArgument("Softplus(beta=%r): beta must be in (0, %g]. Fix: e.g. beta=1" % (mod.beta, _MAX_BETA))
+            if not threshold >= SOFTPLUS_MIN_THRESHOLD:
+                raise InvalidArgument(
+                    "Softplus(threshold=%r): PyTorch's softplus is the identity where beta·x > threshold, off the exact "
+                    "ln(1 + e^(beta·x))/beta by up to e^(-threshold) = %.2g in slope, too much for a gradient check. "
+                    "Fix: threshold >= %g (the default is 20)" % (mod.threshold, math.exp(-threshold), SOFTPLUS_MIN_THRESHOLD))
+            return _softplus_activation(beta)
+    except InvalidArgument as exc:
+        raise InvalidArgument("%s: %s" % (path, exc)) from None
+    raise InvalidArgument("%s: %s is not supported; from_torch reads an nn.Sequential of %s (or pass activations={%s: "
+                          "'<symgrad activation>'} for your own activation module)"
+                          % (path, _describe(mod), _supported(), type(mod).__name__))
+
+
+def _tensor(t, key, where):
+    """A parameter tensor as a float64 NumPy array (exact from float16/bfloat16/float32)."""
+    torch = torch_module("from_torch")
+    if isinstance(t, torch.nn.parameter.UninitializedParameter) or getattr(t, "is_meta", False):
+        raise InvalidArgument("%s: %r is not initialised (a lazy or meta module). Fix: run one forward pass, or load its "
+                              "weights, first" % (where, key))
+    if not t.is_floating_point():
+        raise InvalidArgument("%s: %r has dtype %s; expected real floating-point weights" % (where, key, t.dtype))
+    return finite_array(t.detach().to(device="cpu", dtype=torch.float64).numpy(), key, where)
+
+
+def _custom_table(activations):
+    if activations is None:
+        return []
+    if not hasattr(activations, "items"):
+        raise InvalidArgument("from_torch: activations=%r must map module classes to symgrad activations, "
+                              "e.g. {MyTanh: 'tanh'}" % (activations,))
+    out = []
+    for cls, spec in activations.items():
+        if not isinstance(cls, type):
+            raise InvalidArgument("from_torch: activations key %r must be a module class, e.g. {MyTanh: 'tanh'}" % (cls,))
+        out.append((cls, spec))
+    return out
+
+
+def from_torch(module, *, loss="quadratic", activations=None, residual=None, name="model"):
+    """A symgrad network and its current parameters from a PyTorch ``nn.Sequential``.
+
+    Returns ``(net, params)``: ``net`` a :class:`~symgrad.symbolic.networks.Network` with widths
+    ``[n_0, ..., n_L]`` (one layer per ``nn.Linear``; the activation that follows it, or the
+    identity), ``loss`` (a symgrad loss name or :class:`~symgrad.spec.losses.Loss`), and
+    ``params`` a :class:`~symgrad.interop.Parameters` dict ``{"W1": (n_1, n_0) array, "b1":
+    (n_1,) array, ...}`` in float64 (an exact copy of float16/32 weights) whose ``names`` map each
+    symgrad name to its ``state_dict`` key (``"W1" → "0.weight"``).  ``W^l`` is PyTorch's
+    ``weight`` as it is, no transpose: both are (n_out, n_in).  The mapping, ``Softplus``'s
+    threshold and residual blocks: see :mod:`symgrad.interop.pytorch`.
+
+    ``activations``: ``{ModuleClass: symgrad activation}`` for modules of your own.  ``residual``:
+    the hook for residual wrappers (refused for now, with the reason).  ``name``: the prefix of
+    module paths in messages.
+
+    Raises :class:`~symgrad.InvalidArgument`, naming the module path (``model.3``) and what is
+    supported, for: a model that is not an ``nn.Sequential`` or has no ``Linear``; an unsupported
+    module (BatchNorm, Softmax, Dropout in training mode, ``GELU(approximate="tanh")``, ...); two activations in a
+    row or one before the first ``Linear``; a ``Linear`` whose ``in_features`` differ from the
+    width before it, or whose weight shape is not (out_features, in_features); and non-finite or
+    non-float weights (naming the ``state_dict`` key).
+
+    >>> import torch
+    >>> import symgrad
+    >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    >>> net, params = symgrad.from_torch(model)
+    >>> net
+    Network(widths=[3, 4, 2], activation=['tanh', 'identity'], loss='quadratic')
+    >>> params.names
+    {'W1': '0.weight', 'b1': '0.bias', 'W2': '2.weight', 'b2': '2.bias'}
+    >>> bool((params["W2"] == model[2].weight.detach().double().numpy()).all())
+    True
+    """
+    torch = torch_module("from_torch")
+    nn = torch.nn
+    if not isinstance(name, str) or not name:
+        raise InvalidArgument("from_torch: name=%r must be a non-empty string such as 'model'" % (name,))
+    if not is_torch_module(module):
+        raise InvalidArgument("from_torch: expected a torch.nn.Sequential, got %s. Fix: pass an nn.Sequential of %s"
+                              % (type(module).__name__, _supported()))
+    if not isinstance(module, nn.Sequential):
+        raise InvalidArgument("%s: %s is not an nn.Sequential; symgrad reads a plain stack of layers. Fix: put the layers in "
+                              "nn.Sequential(%s)" % (name, type(module).__name__, ", ".join(SUPPORTED_MODULES[:2]) + ", ..."))
+    if residual is not None and not callable(residual):
+        raise InvalidArgument("from_torch: residual=%r must be a function module -> (inner, alpha) or None" % (residual,))
+    custom = _custom_table(activations)
+    loss_ = _loss(loss)
+    _check_plain_sequential(module, name, nn)
+    leaves: list = []
+    _flatten(module, name, "", nn, residual, leaves)
+    widths, acts, values, names = [], [], {}, {}
+    layers = []  # (path, key, Linear)
+    pending = None  # the last Linear's path, still waiting for its activation
+    for path, key, mod in leaves:
+        if isinstance(mod, nn.Linear) and not any(isinstance(mod, c) for c, _ in custom):
+            extra = _own_parameters(mod, ("weight", "bias"))
+            if extra:
+                raise InvalidArgument("%s: %s has parameters %s besides weight and bias, which symgrad would not check"
+                                      % (path, _describe(mod), extra))
+            W = _tensor(mod.weight, key + "weight", path)
+            n_out, n_in = int(mod.out_features), int(mod.in_features)
+            if W.shape != (n_out, n_in):
+                raise InvalidArgument("%s: %s: its weight %r has shape %s; expected (out_features, in_features) = %s"
+                                      % (path, _describe(mod), key + "weight", W.shape, (n_out, n_in)))
+            if mod.bias is not None:
+                b = _tensor(mod.bias, key + "bias", path)
+                if b.shape != (n_out,):
+                    raise InvalidArgument("%s: %s: its bias %r has shape %s; expected (out_features,) = (%d,)"
+                                          % (path, _describe(mod), key + "bias", b.shape, n_out))
+            else:
+                b = np.zeros(n_out)
+            if not widths:
+                widths.append(n_in)
+            elif n_in != widths[-1]:
+                prev = layers[-1][0]
+                raise InvalidArgument("%s: %s takes %d inputs, but the layer before it (%s) gives %d. Fix: in_features=%d, "
+                                      "or change %s" % (path, _describe(mod), n_in, prev, widths[-1], widths[-1], prev))
+            if pending is not None:
+                acts.append(_activation("identity"))
+            l = len(layers) + 1
+            widths.append(n_out)
+            values["W%d" % l], values["b%d" % l] = W, b
+            names["W%d" % l], names["b%d" % l] = key + "weight", (key + "bias" if mod.bias is not None else None)
+            layers.append((path, key, mod))
+            pending = path
+            continue
+        act = _activation_of(mod, path, nn, custom)
+        if act is None:  # Identity
+            continue
+        extra = _own_parameters(mod)
+        if extra:
+            raise InvalidArgument("%s: %s has its own parameters %s; symgrad's activations have none, so they would go "
+                                  "unchecked. Fix: remove them, or keep them fixed outside the module" % (path, _describe(mod), extra))
+        if pending is None:
+            where = "before the first Linear" if not layers else "right after another activation (%s)" % acts[-1].name
+            raise InvalidArgument("%s: %s comes %s; symgrad's layers are Linear then one activation. Fix: remove it, or "
+                                  "merge the two into one activation module" % (path, _describe(mod), where))
+        acts.append(act)
+        pending = None
+    if not layers:
+        raise InvalidArgument("%s: %s has no nn.Linear layer; symgrad needs at least one. Fix: e.g. nn.Sequential(nn.Linear(3, 4), "
+                              "nn.Tanh(), nn.Linear(4, 1))" % (name, "the model is empty and" if not leaves else "the model"))
+    if pending is not None:
+        acts.append(_activation("identity"))
+    net = Network(widths, activation=list(acts), loss=loss_)
+    order = ["W%d" % l for l in range(1, len(layers) + 1)] + ["b%d" % l for l in range(1, len(layers) + 1)]
+    names_ordered = {}
+    for l in range(1, len(layers) + 1):
+        names_ordered["W%d" % l], names_ordered["b%d" % l] = names["W%d" % l], names["b%d" % l]
+    return net, Parameters({k: values[k] for k in order}, names=names_ordered)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing a module
+# ---------------------------------------------------------------------------------------------
+
+
+def _torch_activation(act: Activation, layer: int, nn):
+    """The PyTorch module computing ``act`` (None for the identity); InvalidArgument otherwise."""
+    p = dict(act.params)
+    if act.builtin:
+        simple = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "selu": nn.SELU,
+                  "softsign": nn.Softsign, "softplus": nn.Softplus}
+        if act.name == "identity":
+            return None
+        if act.name in simple:
+            return simple[act.name]()
+        if act.name == "leaky_relu":
+            return nn.LeakyReLU(float(p["alpha"]))
+        if act.name == "elu":
+            return nn.ELU(float(p["alpha"]))
+    else:
+        beta = _softplus_beta(act)
+        if beta is not None:
+            return nn.Softplus(beta=float(beta))
+    raise InvalidArgument("to_torch: layer %d's activation %r has no PyTorch module; to_torch writes sigmoid, tanh, relu, "
+                          "leaky_relu, elu, softplus (and softplus(beta*z)/beta), silu, gelu, selu, softsign, identity"
+                          % (layer, act.name))
+
+
+def _softplus_beta(act: Activation):
+    """β when ``act`` is exactly ``softplus(β z)/β`` (what from_torch makes of Softplus(beta=β)), else None."""
+    atoms = act.expr.atoms(softplus)
+    if len(atoms) != 1:
+        return None
+    beta = sympy.simplify(next(iter(atoms)).args[0] / z)
+    if not (beta.is_Rational and beta > 0) or act.expr != softplus(beta * z) / beta:
+        return None
+    return beta
+
+
+def _layer_arrays(net, params):
+    """Every layer's (W, b) as float64 (n_out, n_in), (n_out,) arrays, checked."""
+    if not hasattr(params, "keys"):
+        raise InvalidArgument("to_torch: params must be a mapping such as from_torch or symgrad.sample returns, not %s"
+                              % type(params).__name__)
+    out = []
+    for l in range(1, net.depth + 1):
+        pair = []
+        for kind in ("W", "b") if isinstance(net, Network) else ("w", "b"):
+            key = "%s%d" % (kind, l)
+            if key not in params:
+                raise InvalidArgument("to_torch: params has no %r; expected %s" % (key, ", ".join(net.parameters)))
+            arr = np.asarray(params[key])
+            base = net.shape(key) if isinstance(net, Network) else ()
+            if arr.shape != base:
+                raise InvalidArgument("to_torch: %r has shape %s; expected %s (one network's parameters, not a batch)"
+                                      % (key, arr.shape, base))
+            pair.append(finite_array(arr, key, "to_torch"))
+        W, b = pair
+        out.append((W.reshape(1, 1) if W.ndim == 0 else W, b.reshape(1) if b.ndim == 0 else b))
+    return out
+
+
+def _torch_dtype(dtype, torch):
+    """torch.float32 or torch.float64 from a torch dtype, a NumPy one or its name."""
+    if dtype is torch.float32 or dtype is torch.float64:
+        return dtype
+    if isinstance(dtype, str) or dtype in (np.float32, np.float64, float) or isinstance(dtype, np.dtype):
+        text = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+        if text in ("float32", "float64"):
+            return torch.float32 if text == "float32" else torch.float64
+    raise InvalidArgument("to_torch: dtype=%r must be torch.float32 or torch.float64 (or None: from the parameters)" % (dtype,))
+
+
+def to_torch(net, params, *, dtype=None):
+    """The PyTorch ``nn.Sequential`` computing symgrad's ``net`` with ``params``: the reverse of
+    :func:`from_torch`.
+
+    One ``nn.Linear(n_{l−1}, n_l)`` per layer whose ``weight`` is ``W^l`` (n_l × n_{l−1}, as it
+    is) and ``bias`` is ``b^l``, followed by the activation's module (none for the identity), so
+    ``from_torch(to_torch(net, params))`` gives back ``net`` and ``params``.  A chain becomes
+    ``Linear(1, 1)`` layers.  ``params``: one network's parameters (``a0`` and ``y`` are ignored);
+    ``dtype``: ``torch.float32`` or ``torch.float64`` (default: float32 when every weight is
+    float32, else float64).
+
+    Raises :class:`~symgrad.InvalidArgument` for a missing, batched, non-finite or wrongly
+    shaped parameter, and for an activation with no PyTorch module (a custom one).
+
+    >>> import symgrad, torch
+    >>> net = symgrad.network([2, 3, 1], "tanh")
+    >>> model = symgrad.to_torch(net, symgrad.sample(net, seed=0))
+    >>> model
+    Sequential(
+      (0): Linear(in_features=2, out_features=3, bias=True)
+      (1): Tanh()
+      (2): Linear(in_features=3, out_features=1, bias=True)
+      (3): Tanh()
+    )
+    >>> model[0].weight.dtype
+    torch.float64
+    """
+    torch = torch_module("to_torch")
+    nn = torch.nn
+    if not isinstance(net, (Chain, Network)):
+        raise InvalidArgument("to_torch: net must be a symgrad chain or network, not %r" % (net,))
+    arrays = _layer_arrays(net, params)
+    if dtype is None:
+        kinds = {np.asarray(params[k]).dtype for k in net.parameters}
+        tdtype = torch.float32 if kinds == {np.dtype(np.float32)} else torch.float64
+    else:
+        tdtype = _torch_dtype(dtype, torch)
+    layers = []
+    for l, ((W, b), act) in enumerate(zip(arrays, net.activations), start=1):
+        lin = nn.Linear(W.shape[1], W.shape[0], dtype=tdtype)
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(W)))
+            lin.bias.copy_(torch.from_numpy(np.ascontiguousarray(b)))
+        layers.append(lin)
+        mod = _torch_activation(act, l, nn)
+        if mod is not None:
+            layers.append(mod)
+    return nn.Sequential(*layers)
+
+
+# ---------------------------------------------------------------------------------------------
+# A module's own gradients, for check_gradients
+# ---------------------------------------------------------------------------------------------
+
+
+def _torch_cost(loss_name, torch):
+    """C(a, y) for one sample in PyTorch operations, as symgrad's loss defines it (summed over
+    the output units; :mod:`symgrad.spec.losses`).  A loss that is not listed here is refused."""
+    if loss_name == "quadratic":
+        return lambda a, y: 0.5 * torch.square(a - y).sum()
+    if loss_name == "cross_entropy":
+        return lambda a, y: -(y * torch.log(a) + (1.0 - y) * torch.log1p(-a)).sum()
+    return None
+
+
+def _batch_array(value, what, width, path):
+    """inputs/targets as float64 (B, width) or (width,)."""
+    if is_torch_module(value):
+        raise InvalidArgument("%s must be an array, not a module" % what)
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a tensor
+        torch = torch_module("a gradient check on a PyTorch module")
+        if not value.is_floating_point():
+            raise InvalidArgument("%s has dtype %s; expected floats" % (what, value.dtype))
+        value = value.detach().to(device="cpu", dtype=torch.float64).numpy()
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "f":
+        raise InvalidArgument("%s has dtype %s; expected floats of shape (batch, %d) or (%d,)" % (what, arr.dtype, width, width))
+    if arr.ndim not in (1, 2) or arr.shape[-1] != width or (arr.ndim == 2 and arr.shape[0] < 1):
+        raise InvalidArgument("%s have shape %s; %s expected (batch, %d) or (%d,)" % (what, arr.shape, path, width, width))
+    return finite_array(arr, what, "check_gradients")
+
+
+def module_gradients(module, inputs, targets, *, loss="quadratic", name="model"):
+    """What :func:`~symgrad.check_gradients` compares for a PyTorch module: ``(net, params,
+    grad_fn, names)``, where ``net, params`` come from :func:`from_torch` with ``a0 = inputs``
+    and ``y = targets`` added, ``grad_fn(params)`` returns the module's own autograd gradients
+    (so its custom ``autograd.Function`` s) of ``C`` per sample, by symgrad name, and ``names``
+    maps symgrad names to ``state_dict`` keys.
+
+    ``inputs``: (batch, n_0) or (n_0,), ``targets``: (batch, n_L) or (n_L,), arrays or tensors.
+    The module runs in float64 on a copy (``copy.deepcopy(module).double()``; float32 weights
+    convert exactly), one forward and backward pass per sample (per-sample gradients, as
+    symgrad's closed forms give them).  The cost is symgrad's loss in PyTorch operations
+    (quadratic ``½Σ(a − y)²``, cross-entropy ``−Σ[y ln a + (1 − y) ln(1 − a)]``).
+
+    >>> import torch
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.Sigmoid())
+    >>> net, p, grad_fn, names = module_gradients(model, [[1.0, 2.0]], [[0.5]])
+    >>> sorted(grad_fn(p)), grad_fn(p)["W1"].shape, names["W1"]
+    (['W1', 'b1'], (1, 1, 2), '0.weight')
+    """
+    torch = torch_module("a gradient check on a PyTorch module")
+    net, params = from_torch(module, loss=loss, name=name)
+    cost = _torch_cost(net.loss.name, torch)
+    if cost is None:
+        raise InvalidArgument("a gradient check on a PyTorch module supports the losses quadratic and cross_entropy, not %r"
+                              % net.loss.name)
+    first = "the model's first Linear takes %d features:" % net.widths[0]
+    last = "the model gives %d outputs:" % net.widths[-1]
+    x = _batch_array(inputs, "inputs", net.widths[0], first)
+    y = _batch_array(targets, "targets", net.widths[-1], last)
+    if x.ndim == 2 and y.ndim == 2 and x.shape[0] != y.shape[0]:
+        raise InvalidArgument("inputs have %d samples but targets %d; give one target row per input row" % (x.shape[0], y.shape[0]))
+    batch = x.shape[0] if x.ndim == 2 else (y.shape[0] if y.ndim == 2 else None)
+    work = copy.deepcopy(module).double()
+    by_key = dict(work.named_parameters())
+    names = params.names
+
+    def grad_fn(_params):
+        n = 1 if batch is None else batch
+        xs = torch.from_numpy(np.broadcast_to(x, (n, net.widths[0])).copy())
+        ys = torch.from_numpy(np.broadcast_to(y, (n, net.widths[-1])).copy())
+        out = {k: np.zeros((n,) + net.shape(k)) for k in net.parameters}
+        for i in range(n):
+            work.zero_grad(set_to_none=True)
+            a = work(xs[i:i + 1])
+            if tuple(a.shape) != (1, net.widths[-1]):
+                raise InvalidArgument("%s gave an output of shape %s for one sample; expected (1, %d)"
+                                      % (name, tuple(a.shape), net.widths[-1]))
+            cost(a[0], ys[i]).backward()
+            for k in net.parameters:
+                key = names[k]
+                g = by_key[key].grad if key is not None else None
+                if g is not None:
+                    out[k][i] = g.detach().numpy()
+        return out if batch is not None else {k: v[0] for k, v in out.items()}
+
+    full = dict(params)
+    full["a0"], full["y"] = x, y
+    return net, full, grad_fn, dict(names)
+
