@@ -517,8 +517,10 @@ def _dense_derivation(g: Gradient, full: bool, max_layers: int) -> str:
     net = g.network
     L = net.depth
     acts = net.activations
-    uniform = all(a == acts[0] for a in acts)
-    act = acts[0]
+    vector_out = acts[-1].output_only  # softmax: a^L couples the output units (not elementwise)
+    elementwise = acts[:-1] if vector_out else acts
+    uniform = bool(elementwise) and all(a == elementwise[0] for a in elementwise)
+    act = elementwise[0] if elementwise else acts[-1]
     cost = net.loss
     cancels = cost.cancels_with(acts[-1])
     m = re.fullmatch(r"(W|b|a)(\d+)(?:\[(\d+)(?:,(\d+))?\])?", g.wrt)
@@ -536,18 +538,40 @@ def _dense_derivation(g: Gradient, full: bool, max_layers: int) -> str:
            r"$W^{l} \in \mathbb{R}^{n_{l} \times n_{l-1}}$ and $b^{l} \in \mathbb{R}^{n_{l}}$:" % (L, widths)]
     phi = act.latex_name if uniform else r"\varphi_{l}"
     cost_tex = cost.latex_dense % {"L": L} if cost.latex_dense else r"C(a^{%d}, y)" % L
-    out.append(_align([r"z^{l} &= W^{l} a^{l-1} + b^{l}, & a^{l} &= %s(z^{l}) \text{ (elementwise)}, &\quad l &= 1, \dots, %d," % (phi, L),
-                       r"C &= %s," % cost_tex]))
+    if vector_out:
+        # Nielsen ch. 3 eqs. 78-80: the softmax output and the log-likelihood cost
+        out_act = acts[-1]
+        fwd = [r"z^{l} &= W^{l} a^{l-1} + b^{l}, & a^{l} &= %s(z^{l}) \text{ (elementwise)}, &\quad l &= 1, \dots, %d," % (phi, L - 1)] if L > 1 else []
+        fwd += [r"z^{%d} &= W^{%d} a^{%d} + b^{%d}, & a^{%d} &= %s(z^{%d}), &\quad a^{%d}_{i} &= %s," % (
+                    L, L, L - 1, L, L, out_act.latex_name, L, L, out_act.latex_formula.replace("z_{", "z^{%d}_{" % L)),
+                r"C &= %s," % cost_tex]
+        out.append(_align(fwd))
+    else:
+        out.append(_align([r"z^{l} &= W^{l} a^{l-1} + b^{l}, & a^{l} &= %s(z^{l}) \text{ (elementwise)}, &\quad l &= 1, \dots, %d," % (phi, L),
+                           r"C &= %s," % cost_tex]))
     if uniform:
         out.append("with the activation")
         out.append(_align(_activation_rows(act)))
-    out.append(r"\paragraph{Backpropagation.} With the error $\delta^{l} = \partial C / \partial z^{l}$ and the diagonal Jacobian "
-               r"$\Sigma'(z^{l}) = \partial a^{l} / \partial z^{l} = \operatorname{diag}\bigl(%s'(z^{l}_{1}), \dots, %s'(z^{l}_{n_{l}})\bigr)$, "
-               r"the chain rule through $\partial z^{l+1} / \partial a^{l} = W^{l+1}$ gives" % (phi, phi))
+    if vector_out:
+        hidden = (r"the diagonal Jacobian $\Sigma'(z^{l}) = \partial a^{l} / \partial z^{l} = \operatorname{diag}\bigl(%s'(z^{l}_{1}), \dots, "
+                  r"%s'(z^{l}_{n_{l}})\bigr)$ of the hidden layers, " % (phi, phi)) if L > 1 else ""
+        out.append(r"\paragraph{Backpropagation.} With the error $\delta^{l} = \partial C / \partial z^{l}$, %s"
+                   r"the %s Jacobian $\Sigma'(z^{%d}) = \partial a^{%d} / \partial z^{%d} = %s$ (symmetric: $\partial a^{%d}_{i} / \partial z^{%d}_{j} "
+                   r"= a^{%d}_{i}(\delta_{ij} - a^{%d}_{j})$) and $\nabla_{a} C = (-y_{i} / a^{%d}_{i})_{i}$, "
+                   r"the chain rule through $\partial z^{l+1} / \partial a^{l} = W^{l+1}$ gives, for a target with $%s$," % (
+                       hidden, _text(acts[-1].name), L, L, L, acts[-1].latex_derivative.replace("(a)", "(a^{%d})" % L).replace(
+                           r"a\,a^{\mathsf{T}}", r"a^{%d} (a^{%d})^{\mathsf{T}}" % (L, L)), L, L, L, L, L, r"\sum_{i} y_{i} = 1"))
+    else:
+        out.append(r"\paragraph{Backpropagation.} With the error $\delta^{l} = \partial C / \partial z^{l}$ and the diagonal Jacobian "
+                   r"$\Sigma'(z^{l}) = \partial a^{l} / \partial z^{l} = \operatorname{diag}\bigl(%s'(z^{l}_{1}), \dots, %s'(z^{l}_{n_{l}})\bigr)$, "
+                   r"the chain rule through $\partial z^{l+1} / \partial a^{l} = W^{l+1}$ gives" % (phi, phi))
     grad_c = r"\nabla_{a} C = a^{%d} - y" % L if cost.dcost_is_residual or cancels else \
         r"\nabla_{a} C = \Bigl(\frac{a^{%d}_{i} - y_{i}}{a^{%d}_{i}(1 - a^{%d}_{i})}\Bigr)_{i}" % (L, L, L)
     rows = []
-    if cancels:
+    if cancels and vector_out:
+        rows.append(r"\delta^{%d} &= \Sigma'(z^{%d})^{T}\, \nabla_{a} C = -y + a^{%d} \textstyle\sum_{i} y_{i} = a^{%d} - y, "
+                    r"&&\text{since } \textstyle\sum_{i} y_{i} = 1" % (L, L, L, L))
+    elif cancels:
         rows.append(r"\delta^{%d} &= \Sigma'(z^{%d})\, \nabla_{a} C = a^{%d} - y, &&\text{since } \sigma'(z^{%d}_{i}) = a^{%d}_{i}(1 - a^{%d}_{i})" % (L, L, L, L, L, L))
     else:
         rows.append(r"\delta^{%d} &= \Sigma'(z^{%d})\, \nabla_{a} C, && %s" % (L, L, grad_c))
@@ -582,7 +606,10 @@ def _dense_derivation(g: Gradient, full: bool, max_layers: int) -> str:
     out.append(_align(rows))
 
     sup_tex, big = _bound_facts(act) if uniform else (None, False)
-    if sup_tex is None:
+    if vector_out and L == l and kind != "a":
+        out.append(r"\paragraph{Bound.} $\lVert \delta^{%d} \rVert = \lVert a^{%d} - y \rVert \le \sqrt{2}$, since "
+                   r"$\lVert a - y \rVert^{2} \le \lVert a \rVert^{2} + \lVert y \rVert^{2} \le 2$ for probability vectors $a, y$." % (L, L))
+    elif sup_tex is None:
         out.append(r"\paragraph{Bound.} No bound on $\sup|\varphi'|$ is known for every layer, so no bound on the gradient follows.")
     else:
         n = L - l
