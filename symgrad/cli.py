@@ -34,6 +34,7 @@ EXAMPLES = {
     "check": "example: symgrad check --widths 2,3,1 --activation tanh --batch 8 --init xavier --seed 0",
     "prove": "example: symgrad prove --no-crosscheck",
     "meanfield": "example: symgrad meanfield --activation tanh --sigma-w2 1.5 --sigma-b2 0.05 --depth 50",
+    "report": "example: symgrad report --widths 64,32,32,10 --activation sigmoid --output-activation identity --weights w.npz --data batch.npz",
 }
 #: Largest ``symgrad check --batch`` (each sample is a full network evaluation per finite difference).
 MAX_BATCH = 100_000
@@ -688,6 +689,78 @@ def _cmd_meanfield(args) -> int:
     return 0 if monte is None or monte.ok else 1
 
 
+def _load_batch(path: str, n_in: int, n_out: int):
+    """``--data FILE.npz``: arrays ``inputs`` (B, n0) and ``targets`` (B, nL) (or ``a0`` and ``y``),
+    read as the weights are (:mod:`symgrad.interop.weights`: never unpickled)."""
+    from symgrad.interop.weights import read_npz
+
+    arrays = read_npz(path, what="--data file")
+    xk = "inputs" if "inputs" in arrays else "a0" if "a0" in arrays else None
+    yk = "targets" if "targets" in arrays else "y" if "y" in arrays else None
+    if xk is None or yk is None:
+        raise InvalidArgument("--data %s has arrays %s; expected 'inputs' (batch, %d) and 'targets' (batch, %d)"
+                              % (_show(path), sorted(arrays)[:10], n_in, n_out))
+    return arrays[xk], arrays[yk]
+
+
+def _cmd_report(args) -> int:
+    import numpy as np
+
+    from symgrad.diagnosis.report import report
+    from symgrad.numeric.sampling import sample
+    from symgrad.symbolic.build import network
+
+    if args.output is not None and args.format != "latex":
+        raise InvalidArgument("-o %s: only --format latex writes a file; add --format latex (text and JSON go to stdout)" % _show(args.output))
+    if args.force and args.output in (None, "-"):
+        raise InvalidArgument("--force only applies to --format latex -o FILE.tex")
+    if len(args.widths) < 2 or any(w < 1 for w in args.widths):
+        raise InvalidArgument("--widths %s: give at least two positive widths, e.g. --widths 64,32,10" % ",".join(map(str, args.widths)))
+    L = len(args.widths) - 1
+    acts = [args.activation] * (L - 1) + [args.output_activation or args.activation]
+    net = network(args.widths, activation=acts, loss=args.loss)
+    if args.weights is not None:
+        from symgrad.interop.weights import load_weights
+
+        params = dict(load_weights(args.weights, net))
+    else:
+        params = sample(net, init=args.init, seed=args.seed)
+    if args.data is not None:
+        if args.batch is not None:
+            raise InvalidArgument("--batch and --data conflict: the batch is the data file's; drop --batch")
+        x, y = _load_batch(args.data, args.widths[0], args.widths[-1])
+    else:
+        rng = np.random.default_rng(args.seed)
+        B = 256 if args.batch is None else args.batch
+        x = rng.standard_normal((B, args.widths[0]))
+        y = rng.uniform(size=(B, args.widths[-1]))
+    with _progress("gradient-flow report of %r" % (net,)):
+        rep = report(net, params, inputs=x, targets=y, threshold=args.threshold)
+    if args.format == "json":
+        print(rep.to_json())
+    elif args.format == "latex":
+        from symgrad.render.report import report_latex
+
+        text = report_latex(rep)
+        if args.output is None or args.output == "-":
+            sys.stdout.write(text)
+        else:
+            from symgrad._io import write_atomic
+
+            write_atomic(args.output, text, force=args.force)
+            print("wrote %s" % args.output, file=sys.stderr)
+    else:
+        print(rep)
+    return 0
+
+
+def _threshold(text: str) -> float:
+    value = _float(text, "e.g. --threshold 10")
+    if not value > 1:
+        raise argparse.ArgumentTypeError("%s must be a factor above 1; pass e.g. --threshold 10" % _show(text))
+    return value
+
+
 def _write_meanfield_latex(args, act) -> int:
     from symgrad._io import write_atomic
     from symgrad.render.meanfield import meanfield_latex
@@ -823,6 +896,32 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("-o", "--output", metavar="FILE.tex", help="with --format latex: write to this file (atomically); - or no -o: stdout")
     m.add_argument("--force", action="store_true", help="overwrite a file that symgrad did not write")
     m.set_defaults(func=_cmd_meanfield)
+
+    r = sub.add_parser("report", help="the gradient-flow report of a dense network on a batch: per layer, measured, mean field, worst case",
+                       epilog=EXAMPLES["report"] + "\n\n--weights: .npz, or a PyTorch state_dict (.pt/.pth, read with weights_only=True);\n"
+                       "keys W1..WL/b1..bL or an nn.Sequential's (0.weight, 0.bias, 2.weight, ...).\n"
+                       "--data: .npz with arrays 'inputs' (batch, n0) and 'targets' (batch, nL).\n"
+                       "Without --weights the weights are sampled (--init, --seed); without --data the batch is\n"
+                       "standard normal inputs and uniform targets (--batch, --seed).",
+                       formatter_class=raw,
+                       description="Per layer: the speed of learning |dC/db^l| and |dC/dW^l| measured on the batch, its ratio to the\n"
+                                   "last layer, the mean-field prediction from the layer's own weight and bias variances, the\n"
+                                   "worst-case bound (sup|phi'| times |W|_2), dead and saturated units; then a verdict\n"
+                                   "(vanishing, exploding or healthy) by the stated criteria.")
+    r.add_argument("--widths", type=_widths, required=True, help="layer widths n0,...,nL, e.g. 784,256,10")
+    r.add_argument("--activation", default="sigmoid", help="hidden layers' activation: built-in name or an expression in z")
+    r.add_argument("--output-activation", default=None, help="the last layer's activation (default: --activation)")
+    r.add_argument("--loss", type=_name("--loss", "e.g. --loss quadratic"), default="quadratic", help="quadratic or cross_entropy")
+    r.add_argument("--weights", metavar="FILE", help="weights file (.npz or a state_dict .pt); default: sampled")
+    r.add_argument("--data", metavar="FILE.npz", help="the batch: arrays 'inputs' and 'targets'; default: random")
+    r.add_argument("--init", type=_init, default="xavier", metavar="INIT", help="with no --weights: %s (default xavier)" % ", ".join(INITS))
+    r.add_argument("--batch", type=_batch, default=None, metavar="B", help="with no --data: random inputs (default 256)")
+    r.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
+    r.add_argument("--threshold", type=_threshold, default=10.0, metavar="T", help="a layer T times slower/faster than the last is vanishing/exploding (default 10)")
+    r.add_argument("--format", choices=("text", "json", "latex"), default="text", help="text (default), json or latex")
+    r.add_argument("-o", "--output", metavar="FILE.tex", help="with --format latex: write to this file (atomically); - or no -o: stdout")
+    r.add_argument("--force", action="store_true", help="overwrite a file that symgrad did not write")
+    r.set_defaults(func=_cmd_report)
     return p
 
 
@@ -837,6 +936,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("symgrad: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # stdout was closed early (``symgrad report ... | head``): stop quietly, and keep Python's
+        # exit-time flush from raising again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except InvalidArgument as exc:
         print("symgrad: error: %s" % _one_line(exc), file=sys.stderr)
         return 2

@@ -879,8 +879,11 @@ def test_meanfield_bad_input_exits_2_with_one_line(capsys, argv, match):
 def test_meanfield_monte_carlo_unavailable_is_one_line(capsys, monkeypatch):
     import sys
 
+    import symgrad.theory
+
     monkeypatch.setitem(sys.modules, "symgrad.theory.montecarlo", None)  # import fails
-    monkeypatch.delattr("symgrad.theory.montecarlo", raising=False)  # even where an earlier test imported it
+    # even where an earlier test imported it (the object form: a dotted path would import it)
+    monkeypatch.delattr(symgrad.theory, "montecarlo", raising=False)
     code, _, err = run(capsys, "meanfield", "--sigma-w2", "1", "--monte-carlo")
     assert code == 2 and "not available" in err and err.count("\n") == 1
 

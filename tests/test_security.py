@@ -204,6 +204,15 @@ CLI_OPTIONS = [
     ["bounds", "--activation", "{p}"],
     ["bounds", "--weight-scale", "{p}"],
     ["bounds", "--depth", "{p}"],
+    ["meanfield", "--activation", "{p}", "--sigma-w2", "1"],
+    ["meanfield", "--sigma-w2", "{p}"],
+    ["report", "--widths", "{p}"],
+    ["report", "--widths", "2,3,1", "--activation", "{p}", "--batch", "2"],
+    ["report", "--widths", "2,3,1", "--output-activation", "{p}", "--batch", "2"],
+    ["report", "--widths", "2,3,1", "--loss", "{p}", "--batch", "2"],
+    ["report", "--widths", "2,3,1", "--weights", "{p}"],
+    ["report", "--widths", "2,3,1", "--data", "{p}"],
+    ["report", "--widths", "2,3,1", "--threshold", "{p}"],
 ]
 
 

@@ -27,7 +27,7 @@ from symgrad.errors import InvalidArgument
 from symgrad.interop._common import Parameters, finite_array, torch_module
 from symgrad.symbolic.networks import Chain, Network
 
-__all__ = ["load_weights", "WEIGHT_SUFFIXES"]
+__all__ = ["load_weights", "read_npz", "WEIGHT_SUFFIXES"]
 
 #: The file types :func:`load_weights` reads, by suffix.
 WEIGHT_SUFFIXES = (".npz", ".pt", ".pth")
@@ -62,37 +62,59 @@ def _why(exc: BaseException) -> str:
     return "%s: %s" % (type(exc).__name__, reason) if reason else type(exc).__name__
 
 
-def _read_npz(path: str) -> dict:
+def read_npz(path, *, what: str = "weights file") -> dict:
+    """The named arrays of an ``.npz`` file, read with ``allow_pickle=False``: name → ndarray.
+
+    Shared by :func:`load_weights` and the batch of ``symgrad report --data``.  ``what`` names the
+    file in messages.  Raises :class:`~symgrad.InvalidArgument` naming the file for a missing
+    file, a pickle (refused before NumPy sees it: unpickling can run code), a single ``.npy``
+    array, a file that is not a zip archive, a truncated archive, and an object array.
+
+    >>> import os, tempfile, numpy as np
+    >>> path = os.path.join(tempfile.mkdtemp(), "d.npz")
+    >>> np.savez(path, inputs=np.zeros((2, 3)))
+    >>> read_npz(path, what="data file")["inputs"].shape
+    (2, 3)
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InvalidArgument("%s %r: no such file" % (what, path))
     with open(path, "rb") as fh:
         head = fh.read(6)
     if head.startswith(b"\x80"):  # a pickle's PROTO opcode: np.load would try to unpickle it
-        raise InvalidArgument("weights file %r is refused: it is a pickle, and symgrad never unpickles (unpickling can "
-                              "run code). Fix: save the weights with np.savez(path, W1=..., b1=...)" % path)
+        raise InvalidArgument("%s %r is refused: it is a pickle, and symgrad never unpickles (unpickling can "
+                              "run code). Fix: save the weights with np.savez(path, W1=..., b1=...)" % (what, path))
     if head.startswith(b"\x93NUMPY"):
-        raise InvalidArgument("weights file %r is a single .npy array, not an .npz archive of named arrays. Fix: "
-                              "np.savez(path, W1=..., b1=...)" % path)
+        raise InvalidArgument("%s %r is a single .npy array, not an .npz archive of named arrays. Fix: "
+                              "np.savez(path, W1=..., b1=...)" % (what, path))
     if not head.startswith(b"PK"):
-        raise InvalidArgument("weights file %r is not an .npz archive (a zip file): it does not start as one. Fix: "
-                              "np.savez(path, W1=..., b1=...)" % path)
+        raise InvalidArgument("%s %r is not an .npz archive (a zip file): it does not start as one. Fix: "
+                              "np.savez(path, W1=..., b1=...)" % (what, path))
     try:
-        with np.load(path, allow_pickle=False) as data:
+        # symgrad opens the file, so that it is closed on every path (np.load leaves its own handle
+        # open when the zip directory of a truncated archive fails to parse).
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as data:
             out = {}
             for key in data.files:
                 try:
                     out[key] = data[key]
                 except ValueError as exc:
                     if "pickle" in str(exc):
-                        raise InvalidArgument("weights file %r is refused: its entry %r is a pickled object array, and "
+                        raise InvalidArgument("%s %r is refused: its entry %r is a pickled object array, and "
                                               "symgrad never unpickles (unpickling can run code). Fix: save plain float "
-                                              "arrays" % (path, key)) from None
+                                              "arrays" % (what, path, key)) from None
                     raise
             return out
     except InvalidArgument:
         raise
     except ValueError as exc:
-        raise InvalidArgument("weights file %r is not a readable .npz archive (%s)" % (path, _why(exc))) from None
+        raise InvalidArgument("%s %r is not a readable .npz archive (%s)" % (what, path, _why(exc))) from None
     except (zipfile.BadZipFile, EOFError, OSError, KeyError, zlib.error, RuntimeError) as exc:
-        raise InvalidArgument("weights file %r is not a readable .npz archive, or is truncated (%s)" % (path, _why(exc))) from None
+        raise InvalidArgument("%s %r is not a readable .npz archive, or is truncated (%s)" % (what, path, _why(exc))) from None
+
+
+
+_read_npz = read_npz
 
 
 def _read_torch(path: str) -> dict:
