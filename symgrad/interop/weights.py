@@ -118,6 +118,15 @@ _read_npz = read_npz
 
 
 def _read_torch(path: str) -> dict:
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    if not head:
+        raise InvalidArgument("weights file %r is empty" % path)
+    # torch.save writes a zip archive (legacy files: a pickle, starting with its PROTO opcode).
+    # Anything else is no PyTorch file, whatever the weights-only unpickler would make of it.
+    if not head.startswith((b"PK", b"\x80")):
+        raise InvalidArgument("weights file %r is not a PyTorch file (neither a zip archive nor a pickle). Fix: "
+                              "torch.save(model.state_dict(), path)" % path)
     torch = torch_module("reading the PyTorch file %r" % path)
     try:
         with warnings.catch_warnings():  # PyTorch warns about the pickle protocol of a file it then refuses
