@@ -621,3 +621,18 @@ def test_parameters_keep_their_names_through_copies_and_pickles():
         assert q.names == {"W1": "0.weight"} and np.array_equal(q["W1"], np.eye(2))
     with pytest.raises(InvalidArgument, match=r"'b9' is not a parameter here; known: W1"):
         p.state_dict_name("b9")
+
+
+def test_the_readme_pytorch_example_runs_as_shown():
+    """The README's "PyTorch models" example is a doctest: what it shows is what symgrad prints."""
+    import doctest
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    m = re.search(r"<!-- pytorch-example:start -->\n```python\n(.*?)```\n<!-- pytorch-example:end -->", text, re.S)
+    assert m, "README.md lost the PyTorch example markers"
+    test = doctest.DocTestParser().get_doctest(m.group(1), {}, "README-pytorch", "README.md", 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    runner.run(test)
+    assert runner.summarize(verbose=False).failed == 0
