@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from symgrad.errors import InvalidArgument
+from symgrad.interop import from_torch, is_torch_module
 from symgrad.numeric.evaluator import forward
 from symgrad.numeric.shared import backprop_shared
 from symgrad.symbolic.networks import Network
@@ -207,11 +208,14 @@ def _sup(act) -> float | None:
         return None
 
 
-def report(net, params, *, inputs=None, targets=None, threshold: float = 10.0, saturation: float = 0.01) -> GradientFlowReport:
+def report(net, params=None, *, inputs=None, targets=None, loss="quadratic", threshold: float = 10.0,
+           saturation: float = 0.01) -> GradientFlowReport:
     """The gradient-flow report of a dense network on one batch (see the module docstring for every
     column and the verdict's criteria).
 
-    * ``net``: ``symgrad.network([n0, ..., nL], activation, loss)`` (per-layer activations allowed);
+    * ``net``: ``symgrad.network([n0, ..., nL], activation, loss)`` (per-layer activations allowed),
+      or a PyTorch ``nn.Sequential`` (read by :func:`symgrad.from_torch` with ``loss``; then
+      ``params`` is omitted);
     * ``params``: ``W1..WL`` (n_l, n_{l−1}) and ``b1..bL`` (n_l,), one set for the whole batch,
       float; it may also hold the batch as ``a0`` and ``y``;
     * ``inputs``: (B, n0) (or ``params["a0"]``); ``targets``: (B, nL) (or ``params["y"]``);
@@ -238,9 +242,15 @@ def report(net, params, *, inputs=None, targets=None, threshold: float = 10.0, s
     >>> all(l.log10_rms_ratio <= l.log10_worst_case for l in r.layers)  # ρ_l ≤ B_l, always
     True
     """
+    if is_torch_module(net):
+        if params is not None:
+            raise InvalidArgument("report(module, params): a PyTorch module carries its own parameters; drop params")
+        net, params = from_torch(net, loss=loss)
     if not isinstance(net, Network):
         raise InvalidArgument("report needs a dense network such as symgrad.network([n0, ..., nL], ...), not %r; "
                               "a chain is symgrad.network([1, 1, ..., 1])" % (net,))
+    if params is None:
+        raise InvalidArgument("report(net) needs params: W1..WL and b1..bL, e.g. symgrad.sample(net, init='xavier')")
     if not isinstance(params, Mapping):
         raise InvalidArgument("params must be a mapping name → array (W1..WL, b1..bL), not %s" % type(params).__name__)
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not (1 < threshold < math.inf):
