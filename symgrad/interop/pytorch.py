@@ -331,23 +331,24 @@ def from_torch(module, *, loss="quadratic", activations=None, residual=None, nam
 
 
 def _torch_activation(act: Activation, layer: int, nn):
-    """The PyTorch module computing ``act`` (None for the identity); InvalidArgument otherwise."""
-    p = dict(act.params)
-    if act.builtin:
-        simple = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "selu": nn.SELU,
-                  "softsign": nn.Softsign, "softplus": nn.Softplus}
-        if act.name == "identity":
-            return None
-        if act.name in simple:
-            return simple[act.name]()
-        if act.name == "leaky_relu":
-            return nn.LeakyReLU(float(p["alpha"]))
-        if act.name == "elu":
-            return nn.ELU(float(p["alpha"]))
-    else:
-        beta = _softplus_beta(act)
-        if beta is not None:
-            return nn.Softplus(beta=float(beta))
+    """The PyTorch module computing ``act`` (None for the identity); InvalidArgument otherwise.
+    Matched by equality with symgrad's own activations (function and parameters), not by name."""
+    if act == _activation("identity"):
+        return None
+    simple = (("sigmoid", nn.Sigmoid), ("tanh", nn.Tanh), ("relu", nn.ReLU), ("silu", nn.SiLU), ("gelu", nn.GELU),
+              ("selu", nn.SELU), ("softsign", nn.Softsign), ("softplus", nn.Softplus))
+    for spec, make in simple:
+        if act == _activation(spec):
+            return make()
+    alpha = dict(act.params).get("alpha")
+    if alpha is not None:
+        if act == _activation("leaky_relu", alpha=alpha):
+            return nn.LeakyReLU(float(alpha))
+        if alpha > 0 and act == _activation("elu", alpha=alpha):
+            return nn.ELU(float(alpha))
+    beta = _softplus_beta(act)
+    if beta is not None:
+        return nn.Softplus(beta=float(beta))
     raise InvalidArgument("to_torch: layer %d's activation %r has no PyTorch module; to_torch writes sigmoid, tanh, relu, "
                           "leaky_relu, elu, softplus (and softplus(beta*z)/beta), silu, gelu, selu, softsign, identity"
                           % (layer, act.name))
@@ -453,12 +454,13 @@ def to_torch(net, params, *, dtype=None):
 # ---------------------------------------------------------------------------------------------
 
 
-def _torch_cost(loss_name, torch):
+def _torch_cost(loss, torch):
     """C(a, y) for one sample in PyTorch operations, as symgrad's loss defines it (summed over
-    the output units; :mod:`symgrad.spec.losses`).  A loss that is not listed here is refused."""
-    if loss_name == "quadratic":
+    the output units; :mod:`symgrad.spec.losses`), from the loss's facts, not its name.  None for
+    a loss with neither fact (the caller refuses it)."""
+    if loss.dcost_is_residual:  # ∂C/∂a = a − y: C = ½ Σ (a − y)²
         return lambda a, y: 0.5 * torch.square(a - y).sum()
-    if loss_name == "cross_entropy":
+    if loss.domain_open_unit and not getattr(loss, "on_simplex", False):  # binary cross-entropy
         return lambda a, y: -(y * torch.log(a) + (1.0 - y) * torch.log1p(-a)).sum()
     return None
 
@@ -501,7 +503,7 @@ def module_gradients(module, inputs, targets, *, loss="quadratic", name="model")
     """
     torch = torch_module("a gradient check on a PyTorch module")
     net, params = from_torch(module, loss=loss, name=name)
-    cost = _torch_cost(net.loss.name, torch)
+    cost = _torch_cost(net.loss, torch)
     if cost is None:
         raise InvalidArgument("a gradient check on a PyTorch module supports the losses quadratic and cross_entropy, not %r"
                               % net.loss.name)
