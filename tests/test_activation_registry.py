@@ -126,7 +126,7 @@ def test_cost_gradient_and_jacobian_are_module_level_classes():
 # --- no module outside spec/ branches on an activation's name ---------------------------------
 
 _NAME_BRANCH = re.compile(r"\.name(\.split\([^)]*\)\[0\])?\s*(==|!=|\bin\b|\bnot in\b)")
-_ACT_LITERAL = re.compile(r"""(==|\bin\b)\s*\(?\s*["'](sigmoid|tanh|relu|leaky_relu|elu|selu|softplus|silu|gelu|softsign|identity)["']""")
+_ACT_LITERAL = re.compile(r"""(==|\bin\b)\s*\(?\s*["'](sigmoid|tanh|relu|leaky_relu|elu|selu|softplus|silu|gelu|softsign|identity|softmax)["']""")
 _NOT_AN_ACTIVATION = re.compile(r"\b(loss|cost|path|dt|dtype|net\.loss|f\._loss|self|f)\.name")  # f: a MatrixSymbol
 
 
@@ -290,7 +290,7 @@ def test_library_special_functions_are_as_accurate_as_the_hand_written_forms():
     assert math.isclose(float(A._np_dsigmoid(np.array([1e-17]))[0]), 0.25) and float(A._np_dsigmoid(np.array([1e-9]))[0]) <= 0.25
 
 
-_LOSS_LITERAL = re.compile(r"""(==|!=|\bin\b)\s*\(?\s*["'](quadratic|cross_entropy|mse|bce)["']""")
+_LOSS_LITERAL = re.compile(r"""(==|!=|\bin\b)\s*\(?\s*["'](quadratic|cross_entropy|mse|bce|log_likelihood|nll)["']""")
 
 
 def test_no_module_outside_spec_branches_on_a_loss_name():

@@ -204,8 +204,8 @@ def _softmax_identity(closed, refs, one_layer):
     (b_i := z_i − Σ_j W_ij a_j, a bijective change of variables, so an identity stays one), every
     e^{Σ c_k z_k} becomes Π E_k^{c_k} with E_k = e^{z_k} a positive symbol, and ``cancel`` decides
     the difference of the two sides, now rational functions of the E_k, the weights and the
-    hidden layers' function applications: 0 exactly when they agree identically.  None when it
-    does not reduce (or an exponent is not an integer combination of the z's)."""
+    hidden layers' function applications (any other e^{f(z)} is one of those): 0 exactly when
+    they agree identically.  None when it does not reduce."""
     import sympy
 
     bias = {}
@@ -221,18 +221,33 @@ def _softmax_identity(closed, refs, one_layer):
         out = {}
         for x in e.atoms(sympy.exp):
             arg = sympy.expand(x.args[0])
+            if not arg.free_symbols <= set(zsyms):
+                continue
             try:
                 p = sympy.Poly(arg, *zsyms)
             except sympy.PolynomialError:
-                return None
-            if p.total_degree() > 1 or p.coeff_monomial(1) != 0 or not all(c.is_Integer for c in p.coeffs()):
-                return None
-            out[x] = sympy.Mul(*[E[q] ** p.coeff_monomial(q) for q in zsyms])
-        return sympy.expand_log(e.xreplace(out), force=True)
+                continue  # e^{f(z)} with f not a polynomial (a hidden φ' such as GELU's): a generator as it is
+            if p.total_degree() == 1 and p.coeff_monomial(1) == 0 and all(c.is_Integer for c in p.coeffs()):
+                out[x] = sympy.Mul(*[E[q] ** p.coeff_monomial(q) for q in zsyms])
+        e = sympy.expand_log(e.xreplace(out), force=True)
+        if e.has(sympy.Abs):  # |u| = u·sign(u) for every real u: one spelling on both sides
+            e = e.replace(sympy.Abs, lambda u: u * sympy.sign(u))
+        # A piecewise φ' (ELU, SELU) is one opaque generator, the same on both sides: cancel
+        # would otherwise work inside its branches and not reduce.
+        # Normalised so that its first branch is 1 (SELU's φ' reads λ·Piecewise((1, z > 0), (αe^z, True))
+        # on one side and Piecewise((λ, z > 0), (λαe^z, True)) on the other): P = c·P/c exactly.
+        repl = {}
+        for pw in e.atoms(sympy.Piecewise):
+            c = pw.args[0].expr
+            c = c if c.is_Number and c != 0 else sympy.S.One
+            norm = sympy.Piecewise(*[(b / c, cond) for b, cond in pw.args])
+            repl[pw] = c * opaque.setdefault(norm, sympy.Dummy("P%d" % len(opaque)))
+        return e.xreplace(repl)
+
+    opaque: dict = {}
 
     for c, r in zip(closed, refs):
-        rc, rr = rational(c), rational(r)
-        if rc is None or rr is None or sympy.cancel(sympy.together(rc - rr)) != 0:
+        if sympy.cancel(sympy.together(rational(c) - rational(r))) != 0:
             return None
     return VerifyResult("exact match", "equal to sympy.diff of the composed loss given Σ_i y_i = 1 (y's last entry eliminated), "
                                        "as rational functions of e^{z^L_k} in per-layer symbols z_k")
