@@ -10,7 +10,7 @@ from sympy import Mul
 from symgrad.errors import InvalidArgument
 from symgrad.spec.activations import activation as _activation
 from symgrad.spec.losses import loss as _loss
-from symgrad.symbolic.networks import Chain, _check_depth
+from symgrad.symbolic.networks import Chain, _alpha, _check_depth, _check_residual
 
 __all__ = ["SymbolicChain", "SymbolicGradient"]
 
@@ -69,7 +69,7 @@ class SymbolicGradient:
             _check_layer(int(self.layer), depth)
         expr = self.expr.xreplace(subs)
         expr = expr.replace(lambda e: isinstance(e, sympy.Product), _expand_product)
-        net = Chain(depth, activation=sc.activation, loss=sc.loss)
+        net = Chain(depth, activation=sc.activation, loss=sc.loss, residual=sc.alpha)
         mapping = {}
         for base, table in ((sc.w, net.symbols), (sc.b, net.symbols), (sc.z, net.local_symbols), (sc.a, net.local_symbols)):
             for idx in range(0, depth + 1):
@@ -114,7 +114,7 @@ class SymbolicChain:
     SymbolicChain(depth=L, activation='sigmoid', loss='quadratic')
     """
 
-    def __init__(self, depth, activation="sigmoid", loss="quadratic"):
+    def __init__(self, depth, activation="sigmoid", loss="quadratic", residual=None):
         if not isinstance(depth, sympy.Symbol):
             raise InvalidArgument("symbolic depth must be a SymPy Symbol such as sympy.Symbol('L', integer=True, positive=True), not %r" % (depth,))
         if depth.is_integer is False or depth.is_positive is False:
@@ -123,12 +123,22 @@ class SymbolicChain:
         self.L = depth
         self.activation = _activation(activation)
         self.loss = _loss(loss)
+        if isinstance(residual, (list, tuple)):
+            raise InvalidArgument("symbolic depth %s takes one residual α for every layer, not a per-layer list; "
+                                  "e.g. residual=sympy.Symbol('alpha', real=True)" % depth)
+        #: The residual scale α of every layer (``a_k = a_{k−1} + α φ(z_k)``), or None.
+        self.alpha = _alpha(residual, 1, "chain")
+        if self.alpha is not None:
+            if self.alpha.free_symbols & {depth} or (isinstance(self.alpha, sympy.Symbol) and self.alpha.name == depth.name):
+                raise InvalidArgument("residual=%s is the depth symbol; name α differently, e.g. sympy.Symbol('alpha', real=True)" % self.alpha)
+            _check_residual((self.alpha,), (self.activation,), self.loss, "chain")
         self.w, self.b, self.z, self.a = (sympy.IndexedBase(s, real=True) for s in ("w", "b", "z", "a"))
         self.y = sympy.Symbol("y", real=True)
         self.k = sympy.Symbol("k", integer=True, positive=True)
 
     def __repr__(self):
-        return "SymbolicChain(depth=%s, activation=%r, loss=%r)" % (self.L, self.activation.name, self.loss.name)
+        res = "" if self.alpha is None else ", residual=%s" % self.alpha
+        return "SymbolicChain(depth=%s, activation=%r, loss=%r%s)" % (self.L, self.activation.name, self.loss.name, res)
 
     def gradient(self, kind: str, layer=None) -> SymbolicGradient:
         """``gradient('b')`` for ∂C/∂b_j at a symbolic layer j (or ``layer=1``), likewise ``'w'``.
@@ -154,7 +164,14 @@ class SymbolicChain:
         k, L = self.k, self.L
         prime = self.activation.prime
         w, z = self.w, self.z
-        if self.loss.cancels_with(self.activation):
+        alpha = self.alpha
+        if alpha is not None:
+            # Residual: ∂a_k/∂a_{k−1} = 1 + α w_k φ'(z_k) and ∂a_j/∂b_j = α φ'(z_j), so
+            # ∂C/∂b_j = α φ'(z_j) · Π_{k=j+1}^{L} (1 + α w_k φ'(z_k)) · ∂C/∂a_L.
+            term = sympy.Add(1, Mul(alpha, w[k], prime(z[k])))
+            lead = (prime(z[j]),) if alpha == 1 else (alpha, prime(z[j]))
+            factors = lead + (sympy.Product(term, (k, j + 1, L)), self.loss.dcost(self.a[L], self.y))
+        elif self.loss.cancels_with(self.activation):
             # δ^L = σ'(z_L) · ∂C/∂a_L = a_L − y; the factors below the output pair φ'(z_k) with
             # the weight w_{k+1} that follows it, so the form holds for every j ≤ L.
             term = Mul(prime(z[k]), w[k + 1], evaluate=False)

@@ -214,8 +214,89 @@ def _chain_sequence(net) -> tuple:
     return net.__dict__["_sequence"]
 
 
+def _residual_layout(net, transfer, local, out_factors) -> tuple:
+    """The shared factor sequence of a network with residual layers, and where each layer's
+    gradient starts in it.
+
+    A plain layer k contributes ``w_k, φ'(z_k)`` (dense: ``W_kᵀ, Σ'(z^k)``; no ``w_1`` for the
+    first layer); a residual one the single transfer factor ``∂a_k/∂a_{k−1} = 1 + α_k w_k φ'(z_k)``
+    (dense: ``I + α_k W_kᵀ Σ'(z^k)``).  Then ∂C/∂b_j is ``φ'(z_j)`` followed by the rest of the
+    sequence for a plain layer (a slice), and ``α_j φ'(z_j)`` (dense: ``α_j Σ'(z^j)``) followed by
+    everything after layer j's transfer for a residual one: ``∂a_j/∂b_j = α_j φ'(z_j)``.
+
+    ``transfer(k, alpha)``, ``local(k, alpha)`` (the lead factors of a residual layer) and
+    ``out_factors(plain_output)`` build the per-layer pieces.  Returns ``(seq, heads)`` with
+    ``heads[j−1] = (lead, start)``: the gradient of b_j is ``lead + seq[start:]``.
+    """
+    L = net.depth
+    seq, heads = [], []
+    for k, alpha in enumerate(net.residual, start=1):
+        if alpha is None:
+            if k > 1:
+                seq.append(transfer(k, None))
+            start = len(seq)
+            if k < L:
+                seq.append(local(k, None))
+            else:
+                seq.extend(out_factors(True))
+            heads.append(((), start))
+        else:
+            seq.append(transfer(k, alpha))
+            heads.append((local(k, alpha), len(seq)))
+            if k == L:
+                seq.extend(out_factors(False))
+    return tuple(seq), tuple(heads)
+
+
+def _chain_layout(net) -> tuple:
+    """``(seq, heads)`` of a chain (see :func:`_residual_layout`), made once per chain; for a
+    plain chain the sequence is :func:`_chain_sequence` and b_j starts at ``2(j − 1)``."""
+    cached = net.__dict__.get("_layout")
+    if cached is not None:
+        return cached
+    if not net.is_residual:
+        layout = (_chain_sequence(net), tuple(((), 2 * (j - 1)) for j in range(1, net.depth + 1)))
+    else:
+        s, loc, L = net.symbols, net.local_symbols, net.depth
+        acts = net.activations
+
+        def prime(k):
+            return acts[k - 1].prime.at(loc["z%d" % k])
+
+        def transfer(k, alpha):
+            if alpha is None:
+                return s["w%d" % k]
+            return sympy.Add(1, Mul(alpha, s["w%d" % k], prime(k)))  # ∂a_k/∂a_{k−1} = 1 + α_k w_k φ'(z_k)
+
+        def local(k, alpha):
+            if alpha is None:
+                return prime(k)
+            return (prime(k),) if alpha == 1 else (alpha, prime(k))  # ∂a_k/∂b_k = α_k φ'(z_k)
+
+        def out_factors(plain):
+            if plain:
+                return net.loss.output_delta(acts[-1], loc["a%d" % L], loc["z%d" % L], s["y"])
+            return (net.loss.dcost(loc["a%d" % L], s["y"]),)
+
+        layout = _residual_layout(net, transfer, local, out_factors)
+        net.__dict__["_sequence"] = layout[0]
+    net.__dict__["_layout"] = layout
+    return layout
+
+
 def chain_gradient(net, name: str) -> Gradient:
-    """∂C/∂name of a :class:`~symgrad.symbolic.networks.Chain` (``net.gradient(name)`` calls this)."""
+    """∂C/∂name of a :class:`~symgrad.symbolic.networks.Chain` (``net.gradient(name)`` calls this).
+
+    Plain layers: ∂C/∂b_j = φ'(z_j) Π_{k>j} w_k φ'(z_k) · ∂C/∂a_L.  A residual layer
+    ``a_k = a_{k−1} + α_k φ(z_k)`` has ∂a_k/∂a_{k−1} = 1 + α_k w_k φ'(z_k) and ∂a_k/∂b_k =
+    α_k φ'(z_k), so for a residual chain ∂C/∂b_j = α_j φ'(z_j) · P_j · ∂C/∂a_L with the path
+    product P_j = Π_{k=j+1}^{L} (1 + α_k w_k φ'(z_k)); ∂C/∂w_j is a_{j−1} times that and
+    ∂C/∂a_0 = P_0 · ∂C/∂a_L.
+
+    >>> import symgrad, sympy
+    >>> symgrad.chain(2, "tanh", residual=sympy.Symbol("alpha")).gradient("b1")
+    Gradient(∂C/∂b1 = alpha*tanh'(z1)*(1 + alpha*w2*tanh'(z2))*(a2 - y))
+    """
     m = re.fullmatch(r"([wb])([1-9][0-9]*)|a0", name)
     j = int(m.group(2)) if m and m.group(2) else None
     if not m or (j is not None and not 1 <= j <= net.depth):
@@ -223,10 +304,11 @@ def chain_gradient(net, name: str) -> Gradient:
             "unknown parameter %r for a depth-%d chain; known: w1..w%d, b1..b%d and the input a0"
             % (name, net.depth, net.depth, net.depth)
         )
-    seq = _chain_sequence(net)
+    seq, heads = _chain_layout(net)
     if name == "a0":
-        return Gradient(net, name, (net.symbols["w1"],) + seq)
-    tail = seq[2 * (j - 1):]
+        return Gradient(net, name, seq if net.residual[0] is not None else (net.symbols["w1"],) + seq)
+    lead, start = heads[j - 1]
+    tail = lead + seq[start:] if lead else seq[start:]
     if m.group(1) == "w":
         prev = net.symbols["a0"] if j == 1 else net.local_symbols["a%d" % (j - 1)]
         return Gradient(net, name, (prev,) + tail)
@@ -298,7 +380,7 @@ def _jacobian_class(act: Activation):
     return lambda zvec: ActivationJacobian(zvec, act.token)
 
 
-def _walk_matrix_factor(f, leaf, *, transpose, add, matmul, scale):
+def _walk_matrix_factor(f, leaf, *, transpose, add, matmul, scale, identity=None):
     """Evaluate a dense gradient's matrix factor by one walk over its expression tree.
 
     The leaves (``MatrixSymbol``, :class:`ActivationJacobian`, :class:`CostGradient`) go to
@@ -306,6 +388,9 @@ def _walk_matrix_factor(f, leaf, *, transpose, add, matmul, scale):
     with the given operations.  The one walk serves the symbolic side (explicit SymPy matrices,
     :func:`_explicit_factor`) and the numeric side (NumPy arrays, in
     :mod:`symgrad.numeric.closed_form`), which differ only in their leaves and operations.
+    A residual layer's factor ``I + α W_lᵀ Σ'(z^l)`` has an ``Identity(n)`` leaf, which goes to
+    ``identity(n)``, and a scalar coefficient α that may be a Symbol (``scale(alpha, m)``: the
+    numeric side looks its value up by ``alpha.name``).
     Raises :class:`~symgrad.InvalidArgument` for any other node.
 
     >>> import sympy
@@ -335,6 +420,8 @@ def _walk_matrix_factor(f, leaf, *, transpose, add, matmul, scale):
             return scale(coeff, out)
         if isinstance(node, (MatrixSymbol, ActivationJacobian, CostGradient)):
             return leaf(node)
+        if isinstance(node, sympy.Identity) and identity is not None:
+            return identity(int(node.shape[0]))
         raise InvalidArgument("cannot evaluate the matrix factor %r" % (node,))
 
     return walk(f)
@@ -352,7 +439,8 @@ def _explicit_factor(f, vec: dict) -> sympy.ImmutableMatrix:
         return sympy.ImmutableMatrix([g._loss.dcost(ai, yi) for ai, yi in zip(av, yv)])
 
     return _walk_matrix_factor(f, leaf, transpose=lambda m: m.T, add=lambda x, y: x + y,
-                              matmul=lambda x, y: x * y, scale=lambda c, m: c * m)
+                              matmul=lambda x, y: x * y, scale=lambda c, m: c * m,
+                              identity=lambda n: sympy.ImmutableMatrix(sympy.eye(n)))
 
 
 def _dense_sequence(net) -> tuple:
@@ -380,8 +468,61 @@ def _dense_sequence(net) -> tuple:
     return net.__dict__["_sequence"]
 
 
+def _dense_layout(net) -> tuple:
+    """``(seq, heads)`` of a dense network (see :func:`_residual_layout`), made once per network.
+
+    A residual layer's backward step is ``∂C/∂a^{l−1} = (I + α_l W_lᵀ Σ'(z^l)) ∂C/∂a^l`` and
+    ``∂C/∂b^l = α_l Σ'(z^l) ∂C/∂a^l``."""
+    cached = net.__dict__.get("_layout")
+    if cached is not None:
+        return cached
+    if not net.is_residual:
+        layout = (_dense_sequence(net), tuple(((), 2 * (l - 1)) for l in range(1, net.depth + 1)))
+    else:
+        n, L = net.widths, net.depth
+        zs = [None] + [MatrixSymbol("z%d" % l, n[l], 1) for l in range(1, L + 1)]
+
+        def jac(k):
+            return _jacobian_class(net.activations[k - 1])(zs[k])
+
+        def scaled(alpha, *mats):
+            return sympy.MatMul(*mats) if alpha == 1 else sympy.MatMul(alpha, *mats)
+
+        def transfer(k, alpha):
+            wt = MatrixSymbol("W%d" % k, n[k], n[k - 1]).T
+            if alpha is None:
+                return wt
+            return sympy.MatAdd(sympy.Identity(n[k - 1]), scaled(alpha, wt, jac(k)))  # I + α_k W_kᵀ Σ'(z^k)
+
+        def local(k, alpha):
+            return jac(k) if alpha is None else (scaled(alpha, jac(k)),)  # ∂a^k/∂b^k = α_k Σ'(z^k)
+
+        def out_factors(plain):
+            aL, y = MatrixSymbol("a%d" % L, n[L], 1), MatrixSymbol("y", n[L], 1)
+            out = []
+            if plain and net.loss.cancels_with(net.activations[-1]):
+                return (sympy.MatAdd(aL, -y),)
+            if plain:
+                out.append(jac(L))
+            out.append(sympy.MatAdd(aL, -y) if net.loss.dcost_is_residual else CostGradient(aL, y, Str(net.loss.name)))
+            return tuple(out)
+
+        layout = _residual_layout(net, transfer, local, out_factors)
+        net.__dict__["_sequence"] = layout[0]
+    net.__dict__["_layout"] = layout
+    return layout
+
+
 def dense_gradient(net, name: str) -> Gradient:
-    """∂C/∂name of a :class:`~symgrad.symbolic.networks.Network` (``net.gradient(name)`` calls this)."""
+    """∂C/∂name of a :class:`~symgrad.symbolic.networks.Network` (``net.gradient(name)`` calls this).
+
+    A residual layer ``a^l = a^{l−1} + α_l φ(z^l)`` steps back by ``∂C/∂a^{l−1} = (I + α_l W_lᵀ
+    Σ'(z^l)) ∂C/∂a^l``, and ``∂C/∂b^l = α_l Σ'(z^l) ∂C/∂a^l``.
+
+    >>> import symgrad
+    >>> symgrad.network([2, 2, 2], "tanh", residual=[None, 0.5]).gradient("b1")
+    Gradient(∂C/∂b1 = diag(tanh'(z1))*(I + (1/2)*W2.T*diag(tanh'(z2)))*(a2 - y))
+    """
     # ASCII digits only (\d would take '１'), no leading zeros: one spelling per parameter.
     m = re.fullmatch(r"(W|b|a)(0|[1-9][0-9]*)(?:\[(0|[1-9][0-9]*)(?:,(0|[1-9][0-9]*))?\])?", name)
     known = "W1..W%d, b1..b%d (or entries such as 'W1[0,0]', 'b1[0]') and the input a0" % (net.depth, net.depth)
@@ -397,12 +538,13 @@ def dense_gradient(net, name: str) -> Gradient:
         if len(idx) != len(shape) or any(a >= b for a, b in zip(idx, shape)):
             raise InvalidArgument("entry %r is out of range: %s%d has shape %s" % (name, kind, layer, shape))
         entry = (idx[0], idx[1] if len(idx) == 2 else 0)
-    seq = _dense_sequence(net)
+    seq, heads = _dense_layout(net)
     n = net.widths
     if kind == "a":
-        factors = (MatrixSymbol("W1", n[1], n[0]).T,) + seq
+        factors = seq if net.residual[0] is not None else (MatrixSymbol("W1", n[1], n[0]).T,) + seq
     else:
-        factors = seq[2 * (layer - 1):]
+        lead, start = heads[layer - 1]
+        factors = lead + seq[start:] if lead else seq[start:]
         if kind == "W":
             factors = factors + (MatrixSymbol("a%d" % (layer - 1), n[layer - 1], 1).T,)
     return Gradient(net, name, factors, entry)

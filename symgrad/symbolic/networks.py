@@ -15,8 +15,10 @@ Naming
 
 from __future__ import annotations
 
+import math
 import numbers
 import re
+from fractions import Fraction
 from functools import cached_property
 from typing import Sequence
 
@@ -132,12 +134,122 @@ def _check_output_only(acts, loss, what: str, widths=None) -> None:
             % (what, loss.name, out.name, names[:-1] + ["softmax"]))
 
 
+# Names an α symbol may not take: every input, target, parameter and per-layer symbol of a
+# network (a0, y, w3, W2[0,1], z1, a2[0]), and the index, layer and depth symbols of the
+# symbolic-depth form (k, j, L).
+_RESERVED_ALPHA = re.compile(r"(?:[awbzW][0-9]+|y)(?:\[.*\])?|[kjL]")
+
+
+def _alpha(value, layer: int, what: str):
+    """One layer's residual scale as SymPy: ``None`` (a plain layer), an exact number (int →
+    Integer, Fraction → Rational, float → the short decimal it prints as, else its exact binary
+    value) or a real Symbol.  α = 0 is allowed: the layer is then the identity map.  Strings are
+    refused (nothing is parsed)."""
+    if value is None:
+        return None
+    where = "%s: residual=%r at layer %d" % (what, value, layer)
+    if isinstance(value, sympy.Symbol):
+        if value.is_real is False or value.is_finite is False:
+            raise InvalidArgument("%s is declared non-real or infinite; α must be real, e.g. sympy.Symbol('alpha', real=True)" % where)
+        if not value.name.isidentifier() or _RESERVED_ALPHA.fullmatch(value.name):
+            raise InvalidArgument("%s: the symbol's name %r is not an identifier or is taken by the network (a0, y, w_l, b_l, W_l, z_l, a_l, "
+                                  "k, j, L); name it e.g. sympy.Symbol('alpha', real=True)" % (where, value.name))
+        return value
+    if isinstance(value, bool) or isinstance(value, (str, bytes)):
+        raise InvalidArgument("%s must be a number or a SymPy Symbol (strings are not parsed), e.g. residual=0.5 or "
+                              "residual=sympy.Symbol('alpha', real=True)" % where)
+    if isinstance(value, sympy.Basic):
+        if value.free_symbols or not value.is_number:
+            raise InvalidArgument("%s must be a number or a single Symbol, not an expression; use residual=sympy.Symbol('alpha', real=True)" % where)
+        if isinstance(value, sympy.Float):
+            value = float(value)
+        elif value.is_real is not True or value.is_finite is not True:
+            raise InvalidArgument("%s must be a finite real number, e.g. residual=0.5" % where)
+        else:
+            return value
+    if isinstance(value, numbers.Integral):
+        return sympy.Integer(int(value))
+    if isinstance(value, Fraction):
+        return sympy.Rational(value.numerator, value.denominator)
+    if isinstance(value, numbers.Real):
+        f = float(value)
+        if not math.isfinite(f):
+            raise InvalidArgument("%s must be finite, e.g. residual=0.5" % where)
+        short = sympy.Rational(repr(f))  # the decimal the user wrote (0.1), when it is the same float
+        return short if float(short) == f else sympy.Rational(*Fraction(f).as_integer_ratio())
+    raise InvalidArgument("%s must be a number or a SymPy Symbol, e.g. residual=0.5 or residual=sympy.Symbol('alpha', real=True)" % where)
+
+
+def _per_layer_residual(spec, n: int, what: str) -> tuple:
+    """``residual=`` as a tuple of L entries (None or α_l); one value for every layer or a list."""
+    if isinstance(spec, (list, tuple)):
+        if len(spec) != n:
+            raise InvalidArgument("%s: residual has %d entries for %d layers; give one per layer (None for a plain layer) or a single α"
+                                  % (what, len(spec), n))
+        out = tuple(_alpha(v, l, what) for l, v in enumerate(spec, start=1))
+    else:
+        out = (_alpha(spec, 1, what),) * n if spec is not None else (None,) * n
+    named = {}
+    for v in out:
+        if isinstance(v, sympy.Symbol) and named.setdefault(v.name, v) != v:
+            raise InvalidArgument("%s: two different symbols are named %r in residual (%r and %r); use one Symbol object or two names"
+                                  % (what, v.name, named[v.name], v))
+    return out
+
+
+def _check_residual(residual, acts, loss, what: str, widths=None) -> None:
+    """A residual layer keeps its width (n_l = n_{l−1}); a residual output layer is neither an
+    output-only activation (softmax) nor paired with a loss defined only on (0, 1)."""
+    L = len(residual)
+    if widths is not None:
+        for l, alpha in enumerate(residual, start=1):
+            if alpha is not None and widths[l] != widths[l - 1]:
+                raise InvalidArgument(
+                    "%s: residual layer %d maps width %d to width %d, but a_%d = a_%d + α φ(z_%d) needs equal widths; "
+                    "make widths[%d] = widths[%d] = %d or make layer %d plain (None in the residual list)"
+                    % (what, l, widths[l - 1], widths[l], l, l - 1, l, l, l - 1, widths[l - 1], l))
+    if residual[-1] is None:
+        return
+    if acts[-1].output_only:
+        raise InvalidArgument("%s: the output layer %d is residual but its activation %r is output-only; a_L = a_{L−1} + α %s(z_L) "
+                              "is not a probability vector: make the last layer plain (None as the last residual entry)"
+                              % (what, L, acts[-1].name, acts[-1].name))
+    if loss.domain_open_unit:
+        raise InvalidArgument("%s: loss=%r needs the output a_L in (0, 1), which a residual output layer a_L = a_{L−1} + α φ(z_L) "
+                              "does not guarantee (and σ'(z_L) no longer cancels); make the last layer plain (None as the last "
+                              "residual entry) or use loss='quadratic'" % (what, loss.name))
+
+
+def _residual_repr(residual) -> str:
+    if all(r is None for r in residual):
+        return ""
+    if all(r == residual[0] for r in residual):
+        return ", residual=%s" % residual[0]
+    return ", residual=[%s]" % ", ".join("None" if r is None else str(r) for r in residual)
+
+
 class _Net:
     """Shared parts of :class:`Chain` and :class:`Network`."""
 
     depth: int
     activations: tuple[Activation, ...]
     loss: Loss
+    #: One entry per layer: ``None`` for a plain layer, else its residual scale α_l (a SymPy
+    #: number or Symbol): ``a_l = a_{l−1} + α_l φ_l(z_l)``.
+    residual: tuple = ()
+
+    @property
+    def is_residual(self) -> bool:
+        """True when some layer is residual (``a_l = a_{l−1} + α_l φ_l(z_l)``).
+
+        >>> import symgrad
+        >>> symgrad.chain(2).is_residual, symgrad.chain(2, residual=[None, 1]).is_residual
+        (False, True)
+        """
+        return any(r is not None for r in self.residual)
+
+    def _residual_symbols(self) -> dict:
+        return {r.name: r for r in self.residual if isinstance(r, sympy.Symbol)}
 
     @property
     def activation(self) -> Activation:
@@ -180,15 +292,17 @@ class Chain(_Net):
         """
         return chain_gradient(self, check_parameter_name(name))
 
-    def __init__(self, depth, activation="sigmoid", loss="quadratic"):
+    def __init__(self, depth, activation="sigmoid", loss="quadratic", residual=None):
         self.depth = _check_depth(depth)
         self.activations = _per_layer(activation, self.depth, "chain")
         self.loss = _loss(loss)
         _check_output_only(self.activations, self.loss, "chain")
+        self.residual = _per_layer_residual(residual, self.depth, "chain")
+        _check_residual(self.residual, self.activations, self.loss, "chain")
 
     def __repr__(self):
         acts = self.activations[0].name if len(set(a.name for a in self.activations)) == 1 else "mixed"
-        return "Chain(depth=%d, activation=%r, loss=%r)" % (self.depth, acts, self.loss.name)
+        return "Chain(depth=%d, activation=%r, loss=%r%s)" % (self.depth, acts, self.loss.name, _residual_repr(self.residual))
 
     @cached_property
     def parameters(self) -> tuple[str, ...]:
@@ -214,6 +328,7 @@ class Chain(_Net):
         for kind in "wb":
             names = ["%s%d" % (kind, j) for j in range(1, L + 1)]
             out.update(zip(names, _real_symbols(names)))
+        out.update(self._residual_symbols())  # a symbolic α (not a parameter: never in .parameters)
         return out
 
     @cached_property
@@ -243,9 +358,9 @@ class Chain(_Net):
         self._check_compose()
         s = self.symbols
         out, prev = {}, s["a0"]
-        for j, act in enumerate(self.activations, start=1):
+        for j, (act, alpha) in enumerate(zip(self.activations, self.residual), start=1):
             zj = s["w%d" % j] * prev + s["b%d" % j]
-            prev = act(zj)
+            prev = act(zj) if alpha is None else prev + alpha * act(zj)  # residual: a_j = a_{j−1} + α_j φ(z_j)
             out["z%d" % j], out["a%d" % j] = zj, prev
         return out
 
@@ -293,7 +408,7 @@ class Network(_Net):
         """
         return dense_gradient(self, check_parameter_name(name))
 
-    def __init__(self, widths: Sequence[int], activation="sigmoid", loss="quadratic"):
+    def __init__(self, widths: Sequence[int], activation="sigmoid", loss="quadratic", residual=None):
         if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
             raise InvalidArgument("widths=%r must be a list of layer widths [n0, ..., nL], e.g. [2, 3, 1]" % (widths,))
         if len(widths) < 2:
@@ -308,10 +423,12 @@ class Network(_Net):
         self.activations = _per_layer(activation, self.depth, "network")
         self.loss = _loss(loss)
         _check_output_only(self.activations, self.loss, "network", self.widths)
+        self.residual = _per_layer_residual(residual, self.depth, "network")
+        _check_residual(self.residual, self.activations, self.loss, "network", self.widths)
 
     def __repr__(self):
         acts = self.activations[0].name if len(set(a.name for a in self.activations)) == 1 else [a.name for a in self.activations]
-        return "Network(widths=%r, activation=%r, loss=%r)" % (list(self.widths), acts, self.loss.name)
+        return "Network(widths=%r, activation=%r, loss=%r%s)" % (list(self.widths), acts, self.loss.name, _residual_repr(self.residual))
 
     @cached_property
     def parameters(self) -> tuple[str, ...]:
@@ -368,7 +485,9 @@ class Network(_Net):
         >>> len(symgrad.network([2, 3, 1]).symbols)  # a0: 2, y: 1, W1: 6, W2: 3, b1: 3, b2: 1
         16
         """
-        return {str(s): s for m in self.arrays.values() for s in m}
+        out = {str(s): s for m in self.arrays.values() for s in m}
+        out.update(self._residual_symbols())  # a symbolic α (not a parameter)
+        return out
 
     @cached_property
     def local_symbols(self) -> dict[str, sympy.Symbol]:
@@ -396,10 +515,11 @@ class Network(_Net):
         self._check_compose()
         arr = self.arrays
         out, prev = {}, arr["a0"]
-        for l, act in enumerate(self.activations, start=1):
+        for l, (act, alpha) in enumerate(zip(self.activations, self.residual), start=1):
             zl = arr["W%d" % l] * prev + arr["b%d" % l]
             # an output-only activation (softmax) maps the whole layer: a_i = e^{z_i}/Σ_k e^{z_k}
-            prev = sympy.ImmutableMatrix(act.vector(list(zl))) if act.output_only else zl.applyfunc(act)
+            phi = sympy.ImmutableMatrix(act.vector(list(zl))) if act.output_only else zl.applyfunc(act)
+            prev = phi if alpha is None else sympy.ImmutableMatrix(prev + alpha * phi)  # a^l = a^{l−1} + α_l φ(z^l)
             out["z%d" % l], out["a%d" % l] = zl, prev
         return out
 

@@ -120,10 +120,17 @@ def _locals(net, gradient):
             for n, a in zip(names, act.vector([loc[n] for n in names])):
                 act_of[loc["a" + n[1:]]] = a
         else:
+            alpha = net.residual[l - 1]
             for n in names:
-                act_of[loc["a" + n[1:]]] = act(loc[n])
+                if alpha is None:
+                    act_of[loc["a" + n[1:]]] = act(loc[n])
+                else:  # residual: a_l = a_{l−1} + α_l φ(z_l), a_{l−1} itself in per-layer symbols
+                    below = n[1:].replace(str(l), str(l - 1), 1)
+                    a_below = act_of[loc["a" + below]] if l > 1 else net.symbols["a0" + n[1 + len(str(l)):]]
+                    act_of[loc["a" + n[1:]]] = a_below + alpha * act(loc[n])
         z_of.update(this)
-        prev = this
+        # A residual layer's z_l sees a_{l−1} = a_{l−2} + …, so every earlier layer's z is named.
+        prev = {**prev, **this} if net.is_residual else this
     if hasattr(net, "widths"):
         closed = gradient._explicit_matrix(local=True)
         closed = list(closed) if isinstance(closed, sympy.MatrixBase) else [closed]
