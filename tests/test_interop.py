@@ -265,12 +265,16 @@ class _Residual(nn.Module):
 def test_the_residual_hook_recognises_a_block_and_refuses_it_for_now():
     model = nn.Sequential(nn.Linear(2, 3), _Residual(nn.Sequential(nn.Linear(3, 3), nn.Tanh())), nn.Linear(3, 1))
     hook = lambda m: (m.inner, m.alpha) if isinstance(m, _Residual) else None  # noqa: E731
-    with pytest.raises(InvalidArgument, match=r"model\.1: _Residual is a residual block .* no residual layers yet"):
+    with pytest.raises(InvalidArgument, match=r"model\.1: _Residual is a residual block .* from_torch does not read residual "
+                                              r"blocks yet"):
         from_torch(model, residual=hook)
     with pytest.raises(InvalidArgument, match=r"model\.1: _Residual.* is not supported"):
         from_torch(model)
     with pytest.raises(InvalidArgument, match=r"residual=3 must be a function"):
         from_torch(model, residual=3)
+    net = symgrad.network([2, 2, 1], "tanh", residual=[0.5, None])
+    with pytest.raises(InvalidArgument, match=r"to_torch: layer 1 of .* is residual .* plain layers only"):
+        to_torch(net, symgrad.sample(net, seed=0))
 
 
 # ---------------------------------------------------------------------------------------------

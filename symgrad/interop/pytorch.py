@@ -39,11 +39,14 @@ A subclass of a supported module (``class MyTanh(nn.Tanh)`` whose ``forward`` ca
 :func:`~symgrad.check_gradients` then checks against the closed form.  ``activations=`` maps any
 other module type to a symgrad activation the same way.
 
-Residual blocks: symgrad's networks have no residual layers yet.  ``residual=`` is the hook for
-the user's own wrapper, a function ``residual(module) -> (inner, alpha) or None`` that says which
-of its modules are residual blocks ``x + alpha·inner(x)``: a block it recognises is refused today
-with that reason (where a plain :class:`nn.Sequential` inside would be flattened), so the day
-residual networks land only :func:`_residual_layer` changes.
+Residual blocks: ``residual=`` is the hook for the user's own wrapper, a function
+``residual(module) -> (inner, alpha) or None`` that says which of its modules are residual blocks
+``x + alpha·inner(x)``.  symgrad's networks take ``residual=α`` per layer, but its numeric
+evaluator (which :func:`~symgrad.check_gradients` needs) does not cover residual layers yet, so a
+block the hook recognises is refused today with that reason (where a plain :class:`nn.Sequential`
+would be flattened); the day it does, only :func:`_residual_layer` changes (the block becomes one
+layer ``network(..., residual=[..., alpha, ...])``).  :func:`to_torch` refuses a residual network
+for the same reason.
 
 Checking a model's gradients (its custom ``autograd.Function`` s included) against the closed
 forms, parameter by parameter, named by ``state_dict`` key:
@@ -116,12 +119,14 @@ def _flatten(module, path, key, nn, residual, out):
 
 
 def _residual_layer(path, module, block):
-    """The hook for residual blocks (module docstring).  Today: refused with the reason.  When
-    symgrad's networks take ``residual=α`` per layer, this reads ``block = (inner, alpha)`` into
-    that layer (inner: a Linear and an activation with n_in = n_out)."""
+    """The hook for residual blocks (module docstring).  Today: refused with the reason.  When the
+    numeric evaluator covers residual layers, this reads ``block = (inner, alpha)`` into one layer
+    of ``network(..., residual=[..., alpha, ...])`` (inner: a Linear with n_in = n_out and one
+    activation)."""
     raise InvalidArgument(
-        "%s: %s is a residual block x + alpha·inner(x) (your residual= says so), but symgrad's networks have no residual "
-        "layers yet (issue #14). Fix: convert the plain parts only, e.g. from_torch(nn.Sequential(...)) per block"
+        "%s: %s is a residual block x + alpha·inner(x) (your residual= says so), but from_torch does not read residual "
+        "blocks yet: symgrad's numeric evaluator, which the gradient checks need, does not cover residual layers yet "
+        "(issue #14). Fix: convert the plain parts only, e.g. from_torch(nn.Sequential(...)) per block"
         % (path, type(module).__name__))
 
 
@@ -430,6 +435,10 @@ def to_torch(net, params, *, dtype=None):
     nn = torch.nn
     if not isinstance(net, (Chain, Network)):
         raise InvalidArgument("to_torch: net must be a symgrad chain or network, not %r" % (net,))
+    residual = [l for l, r in enumerate(getattr(net, "residual", ()), start=1) if r is not None]
+    if residual:
+        raise InvalidArgument("to_torch: layer %d of %r is residual (a_l = a_(l-1) + alpha·phi(z_l)); to_torch writes plain "
+                              "layers only, for now" % (residual[0], net))
     arrays = _layer_arrays(net, params)
     if dtype is None:
         kinds = {np.asarray(params[k]).dtype for k in net.parameters}
