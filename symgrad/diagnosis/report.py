@@ -17,6 +17,12 @@ ch. 2 eqs. BP1–BP4 and ch. 5; Schoenholz et al. 2017, "Deep Information Propag
   q^1 = σ_w² · mean(a0²) + σ_b², q^{l+1} = σ_{w,l+1}² E[φ_l(√q^l Z)²] + σ_{b,l+1}², and
   E‖δ^l‖² = χ^(l) E‖δ^{l+1}‖² with χ^(l) = σ_{w,l+1}² E[φ_l'(√q^l Z)²] (χ₁ at the fixed point), so
   the predicted ρ_l is (Π_{k=l}^{L−1} χ^(k))^{1/2};
+* **residual layers** (``network(..., residual=α)``: a^l = a^{l−1} + α φ(z^l)): with g^l = ∂C/∂a^l,
+  δ^l = α Σ'(z^l) g^l and g^{l−1} = g^l + W^{l T} δ^l, so the worst case multiplies by
+  1 + |α| sup|φ'| ‖W^l‖₂ per residual layer, and the mean-field prediction by
+  1 + α² σ_w² E[φ'²] (E‖g‖², under the same independence assumption; the residual stream's
+  second moment and mean are carried forward).  A residual *output* layer has no worst-case bound
+  relative to δ^L (δ^L can vanish alone); the report says so;
 * **units**: the fraction of *dead* units (φ'(z) = 0 on every input of the batch) and of
   *saturated* unit activations (0 < |φ'(z)| < ``saturation`` · sup|φ'|: the flat tails of a
   smooth activation; exact zeros, such as ReLU's inactive half, are not counted).
@@ -180,6 +186,44 @@ def _log10_norm(x: np.ndarray) -> float:
     return math.log10(m) + 0.5 * math.log10(float(np.vdot(s, s)))
 
 
+def _log10_mul(a: float, s: float | None) -> float:
+    """log10(a·s) for a ≥ 0 and s ∈ [0, ∞]; 0·∞ counts as 0 (a layer scaled by α = 0 passes nothing)."""
+    if a == 0 or s == 0:
+        return -math.inf
+    if math.isinf(s):
+        return math.inf
+    return math.log10(a) + math.log10(s)
+
+
+def _log10_one_plus(lg: float) -> float:
+    """log10(1 + 10^lg) without overflow."""
+    if lg == -math.inf:
+        return 0.0
+    if lg > 0:
+        return lg + math.log10(1.0 + 10.0 ** -lg)
+    return math.log10(1.0 + 10.0 ** lg)
+
+
+def _alpha_values(net, vals) -> list:
+    """Each layer's residual scale as a float (None for a plain layer); a symbolic α is read from
+    the parameters by its name."""
+    out = []
+    for l, r in enumerate(getattr(net, "residual", ()) or (None,) * net.depth, start=1):
+        if r is None:
+            out.append(None)
+            continue
+        if r.is_number:
+            out.append(float(r))
+            continue
+        v = vals.get(r.name)
+        arr = None if v is None else np.asarray(v)
+        if arr is None or arr.ndim != 0 or arr.dtype.kind not in "fiu" or arr.dtype.kind == "b" or not np.isfinite(arr):
+            raise InvalidArgument("residual layer %d has the symbolic scale %s: pass its value as params[%r], a finite float "
+                                  "(got %r)" % (l, r.name, r.name, v))
+        out.append(float(arr))
+    return out
+
+
 def _spectral_log10(W: np.ndarray) -> float:
     m = float(np.max(np.abs(W)))
     if m == 0.0:
@@ -287,27 +331,43 @@ def report(net, params=None, *, inputs=None, targets=None, loss="quadratic", thr
     if out_zero:
         notes.append("∂C/∂b^%d is exactly 0 on this batch (the output fits the targets): the ratios to the last layer are undefined" % L)
 
-    # Worst case: B_l = Π_{k=l}^{L−1} sup|φ_k'| ‖W^{k+1}‖₂.
+    # Backward steps, with g^l = ∂C/∂a^l: δ^l = s_l Σ'_l g^l (s_l = α_l for a residual layer, else
+    # 1), g^{l−1} = [g^l if residual] + W_lᵀ δ^l.
+    alphas = _alpha_values(net, vals)
+    res = [a is not None for a in alphas]
+    scale = [1.0 if a is None else a for a in alphas]
+
+    # Worst case, relative to ‖δ^L‖ (a plain last layer: g^{L−1} = W_Lᵀ δ^L):
+    # ‖δ^l‖ ≤ |s_l| sup|φ_l'| ‖g^l‖ and ‖g^{l−1}‖ ≤ ([1 if residual] + |s_l| sup|φ_l'| ‖W_l‖₂) ‖g^l‖.
     sups = [_sup(a) for a in acts]
     lg_norm = [_spectral_log10(W) for W in Ws]
     lg_worst: list = [None] * L
-    acc: float | None = 0.0
     lg_worst[L - 1] = 0.0
-    for k in range(L - 2, -1, -1):  # layer k+1 (0-based k) uses sup|φ_{k+1}'| and ‖W^{k+2}‖₂
-        if acc is not None:
+    if res[-1]:
+        notes.append("the output layer is residual: δ^L = α Σ'(z^L) ∂C/∂a^L can vanish where earlier layers' δ do not, "
+                     "so no worst-case bound relative to δ^L exists")
+        for k in range(L - 1):
+            lg_worst[k] = None
+    else:
+        G: float | None = lg_norm[L - 1]  # log10 of the bound on ‖g^{L−1}‖/‖δ^L‖
+        for k in range(L - 2, -1, -1):  # layer k+1
             s = sups[k]
-            if s is None:
-                acc = None
+            if G is not None and s is None:
                 notes.append("sup|φ'| of %s (layer %d) is unknown: no worst-case bound at layers ≤ %d" % (acts[k].name, k + 1, k + 1))
-            elif s == 0 or lg_norm[k + 1] == -math.inf:
-                acc = -math.inf
-            elif math.isinf(s):
-                acc = math.inf
-            else:
-                acc = acc + math.log10(s) + lg_norm[k + 1]
-        lg_worst[k] = acc
+                G = None
+            if G is None:
+                continue
+            lg_c = _log10_mul(abs(scale[k]), s)  # log10(|s_l| sup|φ_l'|)
+            lg_worst[k] = G + lg_c
+            lg_m = lg_c + lg_norm[k] if not (lg_c == -math.inf or lg_norm[k] == -math.inf) else -math.inf
+            G = G + (_log10_one_plus(lg_m) if res[k] else lg_m)
 
-    # Typical case: the mean-field recursion with the empirical variances.
+    # Typical case: the mean-field recursion with the layers' empirical variances (Poole et al.
+    # 2016; for residual layers under the same independence assumption, Yang & Schoenholz 2017):
+    # q^l = σ_{w,l}² p^{l−1} + σ_{b,l}², with p, μ the second moment and mean of a^{l−1} per unit;
+    # a plain layer gives p^l = E[φ²], μ^l = E[φ]; a residual one p^l = p^{l−1} + 2α μ^{l−1} E[φ] + α² E[φ²],
+    # μ^l = μ^{l−1} + α E[φ].  Backward: E‖δ^l‖² = s_l² E[φ_l'²] E‖g^l‖² and
+    # E‖g^{l−1}‖² = ([1 if residual] + s_l² σ_{w,l}² E[φ_l'²]) E‖g^l‖².
     w2 = [n[l] * float(np.mean(np.square(Ws[l]))) for l in range(L)]
     b2 = [float(np.mean(np.square(bs[l]))) for l in range(L)]
     q_meas = [float(v) for v in sb.q]
@@ -315,16 +375,34 @@ def report(net, params=None, *, inputs=None, targets=None, loss="quadratic", thr
     chis: list = [None] * L
     lg_pred: list = [None] * L
     try:
-        q = w2[0] * float(np.mean(np.square(a0))) + b2[0]
+        p2, mu = float(np.mean(np.square(a0))), float(np.mean(a0))
+        mom = []
         for l in range(L):
+            q = w2[l] * p2 + b2[l]
             q_pred[l] = q
-            if l < L - 1:
-                chis[l] = _mf.gradient_factor(acts[l], w2[l + 1], q).value
-                q = _mf.length_map(acts[l], w2[l + 1], b2[l + 1], q).value
+            m = _mf.gaussian_moments(acts[l], q)
+            mom.append(m)
+            if res[l]:
+                p2, mu = p2 + 2 * scale[l] * mu * m.mean + scale[l] ** 2 * m.second, mu + scale[l] * m.mean
+            else:
+                p2, mu = m.second, m.mean
+            p2 = max(p2, 0.0)
+        for l in range(L - 1):
+            chis[l] = w2[l + 1] * mom[l].prime2
+        # log10 E‖g^{L−1}‖² / E‖δ^L‖².
+        if res[-1]:
+            d = scale[-1] ** 2 * mom[-1].prime2
+            G2 = None if d <= 0 else math.log10(1 + d * w2[-1]) - math.log10(d)
+        else:
+            G2 = None if w2[-1] <= 0 else math.log10(w2[-1])
         lg_pred[L - 1] = 0.0
-        for l in range(L - 2, -1, -1):
-            c = chis[l]
-            lg_pred[l] = None if (lg_pred[l + 1] is None or c <= 0) else lg_pred[l + 1] + 0.5 * math.log10(c)
+        for k in range(L - 2, -1, -1):
+            if G2 is None:
+                break
+            e = scale[k] ** 2 * mom[k].prime2
+            lg_pred[k] = None if e <= 0 else 0.5 * (G2 + math.log10(e))
+            step = (1.0 if res[k] else 0.0) + e * w2[k]
+            G2 = None if step <= 0 else G2 + math.log10(step)
     except InvalidArgument as exc:
         notes.append("no mean-field prediction: %s" % exc)
 

@@ -69,6 +69,8 @@ __all__ = [
     "gain_table",
     "gradient_depth_scale",
     "gradient_factor",
+    "gaussian_moments",
+    "GaussianMoments",
 ]
 
 #: Largest variance accepted (beyond it q* and the quadrature lose meaning in float64).
@@ -531,6 +533,47 @@ def gradient_factor(activation, sigma_w2, q) -> MeanFieldValue:
     w2, w2f = _variance("sigma_w2", sigma_w2)
     qe, qf = _variance("q", q)
     return _chi_at_q(act, w2, w2f, MeanFieldValue(qf, 0.0, qe, "given"))
+
+
+@dataclass(frozen=True)
+class GaussianMoments:
+    """E[φ(√q Z)], E[φ(√q Z)²] and E[φ'(√q Z)²] for Z ~ N(0, 1), each with an absolute error
+    estimate (quadrature: the difference of two resolutions plus rounding and the tail)."""
+
+    mean: float
+    second: float
+    prime2: float
+    mean_error: float
+    second_error: float
+    prime2_error: float
+
+
+def gaussian_moments(activation, q) -> GaussianMoments:
+    """The three Gaussian moments of an activation that signal propagation needs, at variance q:
+    E[φ(√q Z)] (the mean a residual stream accumulates), E[φ(√q Z)²] (the length map, Poole et
+    al. 2016, eq. 3) and E[φ'(√q Z)²] (χ, Schoenholz et al. 2017, eq. 5), by Gauss–Legendre
+    quadrature split at the activation's kinks; at q = 0 the values at 0 (φ' as the two-sided
+    average of its one-sided limits).
+
+    * ``q``: the pre-activation variance (≥ 0, units of z²).
+
+    Errors: :class:`~symgrad.InvalidArgument` for a negative, non-finite or too large q, and for an
+    activation without these Gaussian moments.
+
+    >>> m = gaussian_moments("relu", 2.0)
+    >>> round(m.mean, 9), round(m.second, 9), round(m.prime2, 9)  # √(q/2π), q/2, 1/2
+    (0.564189584, 1.0, 0.5)
+    """
+    act = _act(activation)
+    _, qf = _variance("q", q)
+    m2, e2 = _second_moment(act, qf)
+    p2, ep = _prime2_moment(act, qf)
+    if qf <= 0:
+        m1, e1 = float(act.value(np.array([0.0]))[0]), 0.0
+    else:
+        v, e = _expect(lambda x: act.value(x), np.array([math.sqrt(qf)]), _kinks(act))
+        m1, e1 = float(v[0]), float(e[0])
+    return GaussianMoments(m1, float(m2[0]), float(p2[0]), e1, float(e2[0]), float(ep[0]))
 
 
 def _chi1_at(act, w2, w2f, fp: FixedPoint) -> MeanFieldValue:
