@@ -65,10 +65,12 @@ def _chain_forward(inp: _Inputs, s, e, Z=None, A=None, D=None):
     for the arrays given, and returns (a_L, z_L).  Raises InvalidArgument on overflow."""
     net = inp.net
     n = e - s
-    if n == 1 and D is None and all(_is_sigmoid(a) for a in net.activations):
+    alphas = inp.alphas
+    if n == 1 and D is None and alphas is None and all(_is_sigmoid(a) for a in net.activations):
         return _sigmoid_forward_scalar(inp, s, Z, A)
     a = np.empty(n, dtype=inp.dtype)
     a[...] = inp.block("a0", s, e)
+    prev = a
     zj = None
     with np.errstate(over="raise", invalid="raise"):
         for j, act in enumerate(net.activations):
@@ -84,6 +86,9 @@ def _chain_forward(inp: _Inputs, s, e, Z=None, A=None, D=None):
                 a = act.value(zj)
             except FloatingPointError:
                 raise InvalidArgument("the %s kernel overflowed at layer %d (a custom activation?)" % (act.name, j + 1)) from None
+            if alphas is not None and alphas[j] is not None and _all_finite(a):
+                a = _residual_add(prev, alphas[j], a, net, j + 1, s)
+            prev = a
             # A finite z whose φ(z) or φ'(z) lies beyond the dtype (z**2 at 1e200) is refused by
             # name, not carried on as inf into a nan.
             for what, v in (("φ", a), ("φ'", D[j] if D is not None else None)):
@@ -94,6 +99,20 @@ def _chain_forward(inp: _Inputs, s, e, Z=None, A=None, D=None):
                         % (what, j + 1, act.name, np.dtype(inp.dtype).name, j + 1, s + i, j + 1,
                            float(np.reshape(zj, -1)[i if np.ndim(zj) else 0])))
     return a, zj
+
+
+def _residual_add(prev, alpha, phi, net, j, s):
+    """a_j = a_{j−1} + α_j φ(z_j) of a residual layer; InvalidArgument naming the layer and the
+    batch index where it exceeds the dtype's range."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        a = prev + alpha * phi
+    if not _all_finite(a):
+        i = int(np.argmax(~np.isfinite(np.asarray(a)).reshape(-1))) if np.ndim(a) else 0
+        dt = np.result_type(a)
+        raise InvalidArgument(
+            "the forward pass overflows %s at residual layer %d (a%d = a%d + α·φ(z%d) exceeds %.4g) for batch index %d; "
+            "scale the parameters or α down" % (dt.name, j, j, j - 1, j, float(np.finfo(dt).max), s + i))
+    return a
 
 
 def _sigmoid_forward_scalar(inp: _Inputs, s, Z, A):

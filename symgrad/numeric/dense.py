@@ -58,9 +58,25 @@ def _dense_forward(inp: _Inputs):
                                                        float(np.finfo(inp.dtype).max), tuple(int(i) for i in bad))
                     ) from None
             a = act.value(z)
+            alpha = inp.alphas[l - 1] if inp.alphas is not None else None
+            if alpha is not None:  # a residual layer: a^l = a^{l−1} + α_l φ(z^l)
+                a = _residual_sum(As[-1], alpha, a, inp.dtype, l)
             zs.append(z)
             As.append(a)
     return zs, As
+
+
+def _residual_sum(prev, alpha, phi, dtype, l):
+    """a^l = a^{l−1} + α_l φ(z^l); InvalidArgument naming the layer and the index where it
+    exceeds the dtype's range."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        a = prev + alpha * phi
+    if not np.isfinite(a).all():
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+        raise InvalidArgument(
+            "the forward pass overflows %s at residual layer %d (a%d = a%d + α·φ(z%d) exceeds %.4g) at index %s; "
+            "scale the parameters or α down" % (np.dtype(dtype).name, l, l, l - 1, l, float(np.finfo(dtype).max), bad))
+    return a
 
 
 def _dense_loss(inp, zL, aL):
@@ -97,6 +113,30 @@ def _low_with_log(x, logfn) -> bool:
     return bool(low.any() and np.isfinite(logfn(low)).any())
 
 
+def _linear_output_delta(inp: _Inputs, zL, aL):
+    """δ^L = ∂C/∂z^L of a plain output layer in linear space; :class:`_Rescale` where a factor
+    underflowed or a − y lost its digits (the rescaled pass then forms it as m·2^k)."""
+    net = inp.net
+    out, y = net.activations[-1], inp.values["y"]
+    if net.loss.cancels_with(out):
+        # a^L − y from the logit(s): σ(z^L) − y, or softmax(z^L) − y (output.py)
+        d = _minus_y(out, aL, zL, y).astype(inp.dtype, copy=False)
+        if np.any(np.abs(d) < _tiny_of(d)):
+            raise _Rescale()
+        return d
+    g = out.grad(zL)
+    if _low_with_log(g, lambda m: out.log_abs_grad(zL[m])) or _low_with_log(aL, lambda m: log_abs_value(out, zL[m])):
+        raise _Rescale()
+    with np.errstate(over="raise", under="raise", invalid="raise", divide="raise"):
+        diff = _minus_y(out, aL, zL, y)
+        if np.any(np.abs(diff) < _tiny_of(diff)):
+            raise _Rescale()
+        d = g * diff
+        if net.loss.domain_open_unit:
+            d = d / (aL * (1.0 - aL))
+    return d
+
+
 def _dense_linear(inp: _Inputs, zs, As, log_space: bool, want) -> tuple:
     """The plain linear backward pass, for the common case; raises :class:`_Rescale` where a
     product could leave the normal range or a factor underflowed, for :func:`_dense_backprop`'s
@@ -111,22 +151,7 @@ def _dense_linear(inp: _Inputs, zs, As, log_space: bool, want) -> tuple:
         if not (np.all(m <= safe) and np.all((m >= 1 / safe) | (m == 0))):
             raise _Rescale()
 
-    if net.loss.cancels_with(out):
-        # a^L − y from the logit(s): σ(z^L) − y, or softmax(z^L) − y (output.py)
-        d = _minus_y(out, aL, zL, y).astype(inp.dtype, copy=False)
-        if np.any(np.abs(d) < _tiny_of(d)):
-            raise _Rescale()
-    else:
-        g = out.grad(zL)
-        if _low_with_log(g, lambda m: out.log_abs_grad(zL[m])) or _low_with_log(aL, lambda m: log_abs_value(out, zL[m])):
-            raise _Rescale()
-        with np.errstate(over="raise", under="raise", invalid="raise", divide="raise"):
-            diff = _minus_y(out, aL, zL, y)
-            if np.any(np.abs(diff) < _tiny_of(diff)):
-                raise _Rescale()
-            d = g * diff
-            if net.loss.domain_open_unit:
-                d = d / (aL * (1.0 - aL))
+    d = _linear_output_delta(inp, zL, aL)
     deltas = [None] * (L + 1)
     deltas[L] = d
     for l in range(L, 1, -1):

@@ -12,6 +12,7 @@ from symgrad.errors import InvalidArgument
 from symgrad.symbolic.networks import Chain, Network
 from symgrad.numeric.chain import JIT_BLOCK, JIT_SPLIT, _RescaleSamples, _jit_kernel, _scaled_samples, _BACKENDS, _chain_blocks, _chain_forward, _check_block_finite, _generic_block, _jit_block, _log_block, _scaled_block, _sigmoid_block, _use_jit
 from symgrad.numeric.dense import _dense_backprop, _dense_forward, _dense_loss
+from symgrad.numeric import residual as _res
 from symgrad.numeric.inputs import DEFAULT_BLOCK, _Inputs, _NonFiniteBlock, _Rescale, _backprop_bytes, _check_memory, _known_names, _validate
 from symgrad.numeric.output import _is_sigmoid, _output_delta
 from symgrad.numeric.result import BackpropResult
@@ -72,10 +73,18 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
             raise InvalidArgument("backend='numba' has a compiled kernel for chains only; use backend='numpy' for %r" % (net,))
         _check_memory("backprop(%r, batch=%r)" % (net, inp.batch), _backprop_bytes(inp, log_space, wrt, 0, 1),
                       "use a smaller batch, or pass wrt= with fewer parameters")
+        if inp.alphas is not None:
+            return _res.dense_backprop(inp, log_space=log_space, wrt=wrt)
         return _dense_backprop(inp, log_space=log_space, wrt=wrt)
     L, B, dt = net.depth, inp.batch, inp.dtype
     n = 1 if B is None else B
-    use_jit = _use_jit(inp, backend, log_space, n)
+    # Residual chains (a_l = a_{l−1} + α_l φ(z_l)) run on their own NumPy kernels (numeric/residual.py).
+    residual = inp.alphas is not None
+    generic_block, scaled_block, log_block = ((_res.chain_block, _res.chain_scaled, _res.chain_log) if residual
+                                              else (_generic_block, _scaled_block, _log_block))
+    if residual:
+        _res.check_no_jit(backend)
+    use_jit = False if residual else _use_jit(inp, backend, log_space, n)
     block = (JIT_BLOCK if use_jit else DEFAULT_BLOCK) if block_size is None else int(block_size)
     want = set(net.parameters if wrt is None else wrt)
     want_w = [j for j in range(L) if "w%d" % (j + 1) in want]
@@ -104,7 +113,7 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
     nthreads = min(nthreads, len(blocks))
     # The in-place sigmoid kernel pays a dozen NumPy calls per layer: for tiny blocks the generic
     # kernel (one Python-float forward loop, vectorised φ' and backward) is faster.
-    fast = use_jit or (all(_is_sigmoid(a) for a in net.activations) and max(e - s for s, e in blocks) >= 64)
+    fast = use_jit or (not residual and all(_is_sigmoid(a) for a in net.activations) and max(e - s for s, e in blocks) >= 64)
     if use_jit:
         jk = _jit_kernel(net)
         jrows = (_jit.typed_rows([np.ascontiguousarray(w) for w in inp.ws]),
@@ -132,9 +141,9 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
                             loss[s:e] = _sigmoid_block(inp, s, e, Ds, As, work, inp.deferred)
                     except _NonFiniteBlock:
                         _check_block_finite(inp, s, e)  # a nan/inf input: InvalidArgument names it
-                        loss[s:e] = _generic_block(inp, s, e, Ds, As)  # else the overflow error, or the values
+                        loss[s:e] = generic_block(inp, s, e, Ds, As)  # else the overflow error, or the values
                 else:
-                    loss[s:e] = _generic_block(inp, s, e, Ds, As)
+                    loss[s:e] = generic_block(inp, s, e, Ds, As)
             except FloatingPointError:
                 raise _Rescale() from None
         except _RescaleSamples as exc:
@@ -166,7 +175,7 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
         unit): redo samples s:e only, with every product rescaled; values stay linear."""
         if inp.deferred:
             _check_block_finite(inp, s, e)  # a nan/inf input may be what stopped the kernel
-        loss[s:e] = _scaled_block(inp, s, e, D[:, s - base:e - base], A[:, s - base:e - base])
+        loss[s:e] = scaled_block(inp, s, e, D[:, s - base:e - base], A[:, s - base:e - base])
 
     def run(blk, work, pending=None):
         s, e = blk
@@ -178,7 +187,7 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
         if gb_rows is not None:
             gb_rows[:, s:e] = D[want_b]
         if logs is not None:
-            S, SS, SW, SSW = _log_block(inp, s, e)
+            S, SS, SW, SSW = log_block(inp, s, e)
             logs[0][:, s:e], logs[1][:, s:e], logs[2][:, s:e], logs[3][:, s:e] = S, SS, SW, SSW
 
     def part(k):

@@ -153,6 +153,11 @@ class _Inputs:
     bb: list = None
     wstack: np.ndarray = None  # chains with unbatched weights: all of them as one (L,) array
     deferred: bool = False  # batched w/b not yet checked for nan/inf (see backprop)
+    #: Residual networks: per layer None (a plain layer) or α_l as a float of ``dtype``
+    #: (``a_l = a_{l−1} + α_l φ(z_l)``); a symbolic α's value comes from ``params[α.name]``.
+    alphas: tuple = None
+    #: A symbolic α's name → its value (for the closed forms' symbol lookup).
+    alpha_values: dict = None
 
     def block(self, name, s, e):
         v = self.values[name]
@@ -167,7 +172,8 @@ class _Inputs:
 
     def replace(self, name, arr):
         """A copy with one entry replaced (for finite differences)."""
-        new = _Inputs(self.net, {**self.values, name: arr}, self.batched, self.batch, self.dtype)
+        new = _Inputs(self.net, {**self.values, name: arr}, self.batched, self.batch, self.dtype,
+                      alphas=self.alphas, alpha_values=self.alpha_values)
         if self.ws is not None:
             new.ws, new.bs, new.wb, new.bb = list(self.ws), list(self.bs), self.wb, self.bb
             kind, j = name[0], name[1:]
@@ -186,15 +192,16 @@ def _validate(net, params, *, defer_wb=False) -> _Inputs:
     if not isinstance(params, Mapping):
         raise InvalidArgument("params must be a mapping name → array such as symgrad.numeric.sample(net) returns, not %s" % type(params).__name__)
     names = ("a0", "y") + tuple(net.parameters)
+    alpha_values = _alpha_values(net, params)
     known = set(names)
-    unknown = [k for k in params if k not in known]
+    unknown = [k for k in params if k not in known and k not in alpha_values]
     if unknown:
         bad = unknown[0]
         raise InvalidArgument("unknown parameter %r for %r; expected exactly: %s" % (bad, net, _known_names(net)))
     values, batched, batch, batch_from, dtypes = {}, {}, None, None, set()
     deferred = False
     is_chain = isinstance(net, Chain)
-    if is_chain and len(params) == len(names):
+    if is_chain and len(params) == len(names) and not alpha_values:
         # Fast path for a (deep) chain given as plain float scalars: one array, one finiteness check.
         vals = [params[n] for n in names]
         if all(type(v) in _FAST_SCALARS for v in vals):
@@ -202,7 +209,7 @@ def _validate(net, params, *, defer_wb=False) -> _Inputs:
             if _all_finite(stacked):
                 if net.loss.domain_open_unit:
                     _check_unit_target(stacked[1], net)
-                return _finish(net, dict(zip(names, stacked)), dict.fromkeys(names, False), None, np.dtype(np.float64))
+                return _finish(net, dict(zip(names, stacked)), dict.fromkeys(names, False), None, np.dtype(np.float64), alpha_values)
     scalars = []
     for name in names:
         base = _base_shape(net, name)
@@ -259,7 +266,7 @@ def _validate(net, params, *, defer_wb=False) -> _Inputs:
     for name, arr in values.items():
         if arr.dtype != dtype:
             values[name] = arr.astype(dtype)
-    inp = _finish(net, values, batched, batch, dtype)
+    inp = _finish(net, values, batched, batch, dtype, alpha_values)
     inp.deferred = deferred
     return inp
 
@@ -271,8 +278,54 @@ def _check_unit_target(y, net):
         raise InvalidArgument("parameter 'y' (expected shape %s) = %r: a cross_entropy target must lie in [0, 1]" % (_base_shape(net, "y"), float(bad)))
 
 
-def _finish(net, values, batched, batch, dtype) -> _Inputs:
-    inp = _Inputs(net, values, batched, batch, dtype)
+def _alpha_values(net, params) -> dict:
+    """A residual network's symbolic α values from ``params`` (name → float), checked: each symbol
+    of ``net.residual`` needs a finite float scalar under its name (``params["alpha"] = 0.5``);
+    else InvalidArgument naming the symbol and the fix.  {} for a network without symbolic α."""
+    out = {}
+    for alpha in net.residual:
+        if alpha is None or not getattr(alpha, "is_Symbol", False) or alpha.name in out:
+            continue
+        name = alpha.name
+        if name not in params:
+            raise InvalidArgument(
+                "%r has the symbolic residual scale %s, but params has no value for it; pass its value as a float "
+                "under its name, e.g. params[%r] = 0.5" % (net, name, name))
+        v = params[name]
+        arr = v if isinstance(v, np.ndarray) else np.asarray(v)
+        if arr.shape != () or arr.dtype.kind != "f":
+            raise InvalidArgument(
+                "params[%r] = %r: the residual scale %s must be one float (a scalar, the same for the whole batch), "
+                "e.g. params[%r] = 0.5" % (name, v, name, name))
+        f = float(arr)
+        if not np.isfinite(f):
+            raise InvalidArgument("params[%r] = %r: the residual scale %s must be finite, e.g. params[%r] = 0.5"
+                                  % (name, f, name, name))
+        out[name] = f
+    return out
+
+
+def _alphas_of(net, alpha_values, dtype) -> tuple | None:
+    """Per layer None or α_l as a ``dtype`` float; None for a network without residual layers."""
+    if not net.residual or all(r is None for r in net.residual):
+        return None
+    out = []
+    for r in net.residual:
+        if r is None:
+            out.append(None)
+            continue
+        f = alpha_values[r.name] if getattr(r, "is_Symbol", False) else float(r)
+        if not np.isfinite(f) or abs(f) > float(np.finfo(dtype).max):
+            raise InvalidArgument("the residual scale %s = %r of %r is not a finite %s; use a smaller α (or float64 inputs)"
+                                  % (r, f, net, dtype.name))
+        out.append(dtype.type(f))
+    return tuple(out)
+
+
+def _finish(net, values, batched, batch, dtype, alpha_values=None) -> _Inputs:
+    alpha_values = alpha_values or {}
+    inp = _Inputs(net, values, batched, batch, dtype, alphas=_alphas_of(net, alpha_values, np.dtype(dtype)),
+                  alpha_values=alpha_values)
     if isinstance(net, Chain):
         L = net.depth
         inp.ws = [values["w%d" % j] for j in range(1, L + 1)]

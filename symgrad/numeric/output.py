@@ -170,9 +170,24 @@ def _is_sigmoid(act) -> bool:
     return act.logistic
 
 
+def _residual_output(net) -> bool:
+    """The output layer is residual: a_L = a_{L−1} + α_L φ(z_L) is not φ(z_L), so ∂C/∂a_L comes
+    from a_L itself (never from the logit) and no φ' cancels (the symbolic side allows only the
+    quadratic cost there)."""
+    res = getattr(net, "residual", ())
+    return bool(res) and res[-1] is not None
+
+
 def _output_delta(net, aL, zL, y):
-    """∂C/∂a_L factor (or δ_L itself when the loss cancels φ'), and the per-sample loss."""
+    """∂C/∂a_L factor (or δ_L itself when the loss cancels φ'), and the per-sample loss.
+
+    For a residual output layer (:func:`_residual_output`) the factor is ∂C/∂a_L = a_L − y of
+    the quadratic cost, formed from a_L."""
     act, cost = net.activations[-1], net.loss
+    if _residual_output(net):
+        with np.errstate(over="ignore", under="ignore"):
+            d = aL - y
+            return d, 0.5 * np.square(d), False
     if cost.on_simplex:
         # softmax + log-likelihood: δ^L = a^L − y given Σ y = 1 (checked), from the logits, and
         # C = −Σ y_i log softmax_i(z) in the log-sum-exp form (Nielsen ch. 3 eqs. 80–81).

@@ -1,0 +1,445 @@
+"""Backpropagation through residual layers ``a_l = a_{l−1} + α_l φ_l(z_l)``, for chains and dense networks,
+in linear space (with a rescaled redo where a product leaves the normal range) and in log space.
+
+A residual layer l has the transfer ``∂a_l/∂a_{l−1} = 1 + α_l w_l φ'(z_l)`` (dense:
+``I + α_l W_lᵀ Σ'(z^l)``) and ``∂a_l/∂z_l = α_l φ'(z_l)``; a plain layer has ``w_l φ'(z_l)`` and
+``φ'(z_l)``.  With ``g_l = ∂C/∂a_l`` and ``c_l`` = α_l (residual) or 1 (plain), ``r_l`` = 1
+(residual) or 0 (plain), every layer obeys
+
+    δ_l = ∂C/∂z_l = c_l φ'(z_l) ⊙ g_l,        g_{l−1} = W_lᵀ δ_l + r_l g_l,        ∂C/∂W_l = δ_l a_{l−1}ᵀ,
+
+the chain rule through ``a_l = r_l a_{l−1} + c_l φ(W_l a_{l−1} + b_l)`` (Nielsen, *Neural Networks
+and Deep Learning*, ch. 2, BP1–BP4, with the skip connection of He et al., "Deep Residual Learning",
+2016).  For a chain the transfers are scalars, so ``g_j = ∂C/∂a_L · Π_{k>j} t_k`` with
+``t_k = r_k + c_k w_k φ'(z_k)``: one reverse cumulative product, as for plain chains.
+
+In log space the factor ``t = 1 + x`` (x = α w φ'(z)) may be negative or zero: ``log|t|`` is
+``log1p(x)`` for x > −½ (full relative precision where |x| is small), ``log|1 + x|`` otherwise
+(1 + x is then exact or |t| ≥ ½), and ``log|x|`` where |x| > e^700; its sign is carried apart, so
+a depth-100000 residual chain's log-gradients are finite sums.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from symgrad.errors import InvalidArgument
+from symgrad.numeric import logspace as _nl
+from symgrad.numeric.chain import _chain_forward, _fill_grads, _groups, _w_rows
+from symgrad.numeric.dense import _dense_forward, _dense_loss, _dense_result, _linear_output_delta, _low_with_log, _rescaled_vecmat, _vecmat, _DENSE_SAFE
+from symgrad.numeric.inputs import _Inputs, _Rescale, _tiny_of
+from symgrad.numeric.logspace import grad_sign, log_abs, log_abs_value, sign_value
+from symgrad.numeric.output import _log_output, _output_delta, _residual_output, _split_output
+
+__all__ = []
+
+#: Above this |x| (e^700), 1 + x is x to within e^−700 relative: log|1 + x| = log|x|.
+_BIG_LOG = 700.0
+#: As a binary exponent: 1 + x is taken as x where x = m·2^k with k above this.
+_BIG_EXP = 1000.0
+
+
+def _coefficients(inp: _Inputs, dtype=None):
+    """(c, r, plain) per layer as (L, 1) arrays: c_l = α_l or 1, r_l = 1 or 0, plain_l (bool, (L,))."""
+    dt = inp.dtype if dtype is None else dtype
+    al = inp.alphas
+    c = np.array([1.0 if a is None else float(a) for a in al], dtype=dt)[:, None]
+    plain = np.array([a is None for a in al])
+    r = np.where(plain, 0.0, 1.0).astype(dt)[:, None]
+    return c, r, plain
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers on scaled numbers m·2^e (see symgrad.numeric.logspace)
+# ---------------------------------------------------------------------------------------------
+
+
+def _split_one_plus(x):
+    """1 + x as m·2^k for x = m·2^k: x itself where |x| ≥ 2^1000 (1 + x rounds to x), else
+    1 + x formed linearly from x's correctly rounded value (one rounding)."""
+    m, e = x
+    big = e > _BIG_EXP
+    with np.errstate(over="ignore", under="ignore"):
+        v = _nl.value((np.where(big, 0.0, m), np.where(big, 0.0, e)))
+    tm, te = _nl.split(1.0 + v)
+    return np.where(big, m, tm), np.where(big, e, te)
+
+
+def _sadd(x, y):
+    """x + y for scaled numbers (entrywise): both brought to the larger exponent (the smaller one's
+    bits below 2^−1100 of the larger are dropped: far below its rounding), added, renormalised."""
+    (m1, e1), (m2, e2) = x, y
+    e = np.maximum(np.where(m1 != 0, e1, -np.inf), np.where(m2 != 0, e2, -np.inf))
+    e = np.where(np.isfinite(e), e, 0.0)
+    sh1 = np.clip(e1 - e, -1100, 0).astype(np.int32)
+    sh2 = np.clip(e2 - e, -1100, 0).astype(np.int32)
+    with np.errstate(under="ignore"):
+        s = np.ldexp(m1, sh1) + np.ldexp(m2, sh2)
+    sm, se = np.frexp(s)
+    return sm, se + e
+
+
+def _log_one_plus(lx, sx, xlin, ok):
+    """(log|1 + x|, sign(1 + x)) from x's log-magnitude ``lx`` and sign ``sx``; ``xlin`` is x in
+    linear space, trusted where ``ok`` (finite, its factors not underflowed).  log1p(x) for
+    x > −½, log|1 + x| below (exact there or |1 + x| ≥ ½), log|x| for |x| > e^700."""
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        xv = np.where(ok, xlin, sx * np.exp(np.minimum(lx, _BIG_LOG)))
+    xv = np.where(np.isfinite(xv), xv, 0.0)
+    big = lx > _BIG_LOG
+    out = np.empty(np.shape(xv))
+    mid = xv > -0.5
+    out[mid] = np.log1p(xv[mid])
+    out[~mid] = log_abs(1.0 + xv[~mid])
+    sg = np.sign(1.0 + xv)
+    return np.where(big, lx, out), np.where(big, sx, sg)
+
+
+# ---------------------------------------------------------------------------------------------
+# Chains
+# ---------------------------------------------------------------------------------------------
+
+
+def _chain_lost(net, plain, Z, G, A, aL, zL) -> bool:
+    """True where a φ'(z_j), or the output a_j of a plain layer, is below the smallest normal
+    number though its exact value is not 0: the linear products may then lose the gradient.
+    (A residual layer's a_j = a_{j−1} + α φ(z_j) is a sum: below the normal range it is exact.)"""
+    L = net.depth
+    tiny = _tiny_of(G)
+    for act, idx in _groups(net).items():
+        rows = np.asarray(idx)
+        low = np.abs(G[rows]) < tiny
+        if low.any() and np.isfinite(act.log_abs_grad(Z[rows][low])).any():
+            return True
+        nxt = rows[(rows + 1 < L) & plain[rows]]
+        if nxt.size:
+            low = np.abs(A[nxt + 1]) < tiny
+            if low.any() and np.isfinite(log_abs_value(act, Z[nxt][low])).any():
+                return True
+    if plain[L - 1]:
+        low = np.abs(aL) < tiny
+        return bool(low.any() and np.isfinite(log_abs_value(net.activations[-1], np.asarray(zL)[low])).any())
+    return False
+
+
+def chain_block(inp: _Inputs, s, e, D, A):
+    """A residual chain's samples s:e in linear space: D becomes δ_j = ∂C/∂b_j, A becomes ∂C/∂w_j
+    (both (L, e − s)); returns the loss.  Raises :class:`_Rescale` (or FloatingPointError) where a
+    product over- or underflows or a factor underflowed, for :func:`chain_scaled`."""
+    net, L = inp.net, inp.net.depth
+    n = e - s
+    Z = np.empty((L, n), dtype=inp.dtype)
+    aL, zL = _chain_forward(inp, s, e, Z=Z, A=A)  # A[j] = a_j, the input of layer j + 1
+    G = np.empty((L, n), dtype=inp.dtype)
+    _fill_grads(net, Z, G)
+    c, r, plain = _coefficients(inp)
+    if _chain_lost(net, plain, Z, G, A, aL, zL):
+        raise _Rescale()
+    y = inp.block("y", s, e)
+    d, loss, cancel = _output_delta(net, aL, zL, y)
+    with np.errstate(over="raise", invalid="raise", under="raise"):
+        lead = G * c  # ∂a_j/∂z_j = c_j φ'(z_j)
+        W = _w_rows(inp, s, e) if L > 1 else None  # w_2..w_L
+        if _residual_output(net):
+            # g_L = ∂C/∂a_L = a_L − y; δ_L = α_L φ'(z_L) g_L; g_{L−1} = (1 + α_L w_L φ'(z_L)) g_L
+            if np.any((np.abs(d) < _tiny_of(d)) & (d != 0)):
+                raise _Rescale()
+            D[L - 1] = lead[L - 1] * d
+            top = (1.0 + lead[L - 1] * W[L - 2]) * d if L > 1 else None
+        else:
+            if cancel and np.any(np.abs(d) < _tiny_of(d)):
+                raise _Rescale()
+            D[L - 1] = d if cancel else lead[L - 1] * d
+            top = W[L - 2] * D[L - 1] if L > 1 else None
+        if L > 1:
+            R = np.empty((L - 1, n), dtype=inp.dtype)
+            R[L - 2] = top  # g_{L−1}
+            if L > 2:
+                R[: L - 2] = lead[1: L - 1] * W[: L - 2] + r[1: L - 1]  # t_k, k = 2..L−1
+            rev = R[::-1]
+            np.multiply.accumulate(rev, axis=0, out=rev)  # R[i] = g_{i+1}
+            D[: L - 1] = lead[: L - 1] * R
+        A *= D
+    return loss
+
+
+def chain_scaled(inp: _Inputs, s, e, D, A):
+    """:func:`chain_block` with every product carried as m·2^k (``logspace.split``): no partial
+    product overflows or underflows, factors that underflow in linear space come from their logs,
+    1 + x from x's rounded value (or x where |x| ≥ 2^1000), each result rounded once."""
+    net, L = inp.net, inp.net.depth
+    n = e - s
+    Z = np.empty((L, n), dtype=np.float64)
+    Ap = np.empty((L, n), dtype=np.float64)
+    aL, zL = _chain_forward(inp, s, e, Z=Z, A=Ap)
+    c, r, plain = _coefficients(inp, np.float64)
+    y = np.broadcast_to(np.asarray(inp.block("y", s, e), dtype=np.float64), (n,))
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        G = np.empty((L, n))
+        _fill_grads(net, Z, G)
+        GM, GE = np.empty((L, n)), np.empty((L, n))
+        AM, AE = np.empty((L, n)), np.empty((L, n))
+        AM[0], AE[0] = _nl.split(Ap[0])
+        for act, idx in _groups(net).items():
+            rows = np.asarray(idx)
+            Zr = Z[rows]
+            GM[rows], GE[rows] = _nl.split(G[rows], lambda m, Zr=Zr, act=act: act.log_abs_grad(Zr[m]),
+                                           lambda m, Zr=Zr, act=act: grad_sign(act, Zr[m]))
+            nxt = rows[rows + 1 < L]
+            pl = nxt[plain[nxt]]
+            if pl.size:  # a plain layer's output φ(z): from its log where it underflowed
+                Zn = Z[pl]
+                AM[pl + 1], AE[pl + 1] = _nl.split(Ap[pl + 1], lambda m, Zn=Zn, act=act: log_abs_value(act, Zn[m]),
+                                                   lambda m, Zn=Zn, act=act: sign_value(act, Zn[m]))
+            rs = nxt[~plain[nxt]]
+            if rs.size:
+                AM[rs + 1], AE[rs + 1] = _nl.split(Ap[rs + 1])
+        lead = _nl.smul((GM, GE), _nl.split(c))
+        zl, al = np.asarray(zL, dtype=np.float64), np.asarray(aL, dtype=np.float64)
+        Wsp = _nl.split(np.broadcast_to(np.asarray(_w_rows(inp, s, e), dtype=np.float64), (L - 1, n))) if L > 1 else None
+        DM, DE = np.empty((L, n)), np.empty((L, n))
+        if _residual_output(net):
+            g = _nl.split_diff(al, y)
+            DM[L - 1], DE[L - 1] = _nl.smul((lead[0][L - 1], lead[1][L - 1]), g)
+            if L > 1:
+                t = _split_one_plus(_nl.smul((lead[0][L - 1], lead[1][L - 1]), (Wsp[0][L - 2], Wsp[1][L - 2])))
+                top = _nl.smul(t, g)
+        else:
+            DM[L - 1], DE[L - 1] = _split_output(net, al, zl, y, grad=(GM[L - 1], GE[L - 1]))
+            if L > 1:
+                top = _nl.smul((Wsp[0][L - 2], Wsp[1][L - 2]), (DM[L - 1], DE[L - 1]))
+        if L > 1:
+            RM, RE = np.empty((L - 1, n)), np.empty((L - 1, n))
+            RM[L - 2], RE[L - 2] = top
+            if L > 2:
+                x = _nl.smul((lead[0][1: L - 1], lead[1][1: L - 1]), (Wsp[0][: L - 2], Wsp[1][: L - 2]))
+                t = _split_one_plus(x)
+                res = ~plain[1: L - 1, None]
+                RM[: L - 2] = np.where(res, t[0], x[0])
+                RE[: L - 2] = np.where(res, t[1], x[1])
+            PM, PE = _nl.rev_cumprod(RM, RE)
+            DM[: L - 1], DE[: L - 1] = _nl.smul((lead[0][: L - 1], lead[1][: L - 1]), (PM, PE))
+        D[...] = _nl.value((DM, DE), D.dtype)
+        A[...] = _nl.value(_nl.smul((DM, DE), (AM, AE)), A.dtype)
+        loss = _output_delta(net, aL, zL, np.broadcast_to(inp.block("y", s, e), (n,)))[1]
+    return loss
+
+
+def _log_diff(a, y):
+    """(log|a − y|, sign), also where a − y overflows (halved exactly, then log 2 added)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        d = a - y
+        fin = np.isfinite(d)
+        ld = np.where(fin, log_abs(np.where(fin, d, 1.0)), log_abs(0.5 * a - 0.5 * y) + np.log(2.0))
+        sg = np.where(fin, np.sign(np.where(fin, d, 0.0)), np.sign(0.5 * a - 0.5 * y))
+    return ld, sg
+
+
+def chain_log(inp: _Inputs, s, e):
+    """Log space for a residual chain's samples s:e: (log|∂C/∂b|, sign, log|∂C/∂w|, sign), each
+    (L, e − s), as sums of log|c_j φ'(z_j)|, log|t_k| and log|∂C/∂a_L| (never products)."""
+    net, L = inp.net, inp.net.depth
+    n = e - s
+    Z = np.empty((L, n), dtype=np.float64)
+    Ap = np.empty((L, n), dtype=np.float64)
+    aL, zL = _chain_forward(inp, s, e, Z=Z, A=Ap)
+    c, r, plain = _coefficients(inp, np.float64)
+    LG, SG = np.empty((L, n)), np.empty((L, n))
+    LA, SA = np.empty((L, n)), np.empty((L, n))  # log|a_{j−1}|, its sign
+    G = np.empty((L, n))
+    with np.errstate(under="ignore"):
+        _fill_grads(net, Z, G)
+    LA[0], SA[0] = log_abs(Ap[0]), np.sign(Ap[0])
+    for act, idx in _groups(net).items():
+        rows = np.asarray(idx)
+        zi = Z[rows]
+        LG[rows] = act.log_abs_grad(zi)
+        SG[rows] = grad_sign(act, zi, G[rows])
+        nxt = rows[rows + 1 < L]
+        pl = nxt[plain[nxt]]
+        if pl.size:
+            LA[pl + 1], SA[pl + 1] = log_abs_value(act, Z[pl]), sign_value(act, Z[pl])
+        rs = nxt[~plain[nxt]]
+        if rs.size:
+            LA[rs + 1], SA[rs + 1] = log_abs(Ap[rs + 1]), np.sign(Ap[rs + 1])
+    with np.errstate(over="ignore"):
+        Ll = LG + log_abs(c)  # log|c_j φ'(z_j)|
+    Sl = SG * np.sign(c)
+    y = np.broadcast_to(np.asarray(inp.block("y", s, e), dtype=np.float64), (n,))
+    LB, SB = np.empty((L, n)), np.empty((L, n))
+    if L > 1:
+        Wr = np.broadcast_to(np.asarray(_w_rows(inp, s, e), dtype=np.float64), (L - 1, n))
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+            Lx = Ll[1:] + log_abs(Wr)  # x_k = c_k w_k φ'(z_k), k = 2..L
+            Sx = Sl[1:] * np.sign(Wr)
+            xlin = (c[1:] * Wr) * G[1:]
+            ok = np.isfinite(xlin) & (np.abs(G[1:]) >= _nl.TINY)
+        Lt, St = Lx.copy(), Sx.copy()
+        res = ~plain[1:]
+        if res.any():
+            Lt[res], St[res] = _log_one_plus(Lx[res], Sx[res], xlin[res], ok[res])
+    al, zl = np.asarray(aL, dtype=np.float64), np.asarray(zL, dtype=np.float64)
+    if _residual_output(net):
+        Lg, Sg = _log_diff(al, y)  # log|∂C/∂a_L|
+        with np.errstate(over="ignore"):
+            LB[L - 1], SB[L - 1] = Ll[L - 1] + Lg, Sl[L - 1] * Sg
+            if L > 1:
+                top = (Lt[L - 2] + Lg, St[L - 2] * Sg)
+    else:
+        LB[L - 1], SB[L - 1] = _log_output(net, al, zl, y, LG[L - 1], SG[L - 1])
+        if L > 1:
+            with np.errstate(over="ignore"):
+                top = (log_abs(Wr[L - 2]) + LB[L - 1], np.sign(Wr[L - 2]) * SB[L - 1])
+    # log|·| ≤ 710 for finite values, so sums only overflow downward, to the correctly rounded −inf.
+    with np.errstate(over="ignore", invalid="ignore"):
+        if L > 1:
+            RL = np.empty((L - 1, n))
+            RS = np.empty((L - 1, n))
+            RL[L - 2], RS[L - 2] = top
+            if L > 2:
+                RL[: L - 2], RS[: L - 2] = Lt[: L - 2], St[: L - 2]
+            S = np.cumsum(RL[::-1], axis=0)[::-1]  # log|g_{i+1}|
+            SS = np.cumprod(RS[::-1], axis=0)[::-1]
+            LB[: L - 1] = Ll[: L - 1] + S
+            SB[: L - 1] = Sl[: L - 1] * SS
+        return LB, SB, LB + LA, SB * SA
+
+
+# ---------------------------------------------------------------------------------------------
+# Dense networks
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_scale(v):
+    m = np.max(np.abs(v), axis=-1)
+    if not (np.all(m <= _DENSE_SAFE) and np.all((m >= 1 / _DENSE_SAFE) | (m == 0))):
+        raise _Rescale()
+
+
+def _dense_linear(inp: _Inputs, zs, As, log_space: bool, want) -> tuple:
+    """The linear backward pass of a residual dense network (module docstring); raises
+    :class:`_Rescale` where a product could leave the normal range or a factor underflowed."""
+    net, L = inp.net, inp.net.depth
+    alphas = inp.alphas
+    zL, aL = zs[L], As[L]
+    y = inp.values["y"]
+    deltas, g = [None] * (L + 1), None
+    with np.errstate(over="raise", under="raise", invalid="raise"):
+        if _residual_output(net):
+            g = aL - y  # ∂C/∂a^L (quadratic cost)
+            if np.any((np.abs(g) < _tiny_of(g)) & (g != 0)):
+                raise _Rescale()
+    for l in range(L, 0, -1):
+        act, z = net.activations[l - 1], zs[l]
+        if l < L or _residual_output(net):
+            gp = act.grad(z)
+            if _low_with_log(gp, lambda m: act.log_abs_grad(z[m])):
+                raise _Rescale()
+            _check_scale(g)
+            with np.errstate(over="raise", under="raise", invalid="raise"):
+                deltas[l] = gp * g if alphas[l - 1] is None else (alphas[l - 1] * gp) * g
+        else:
+            deltas[l] = _linear_output_delta(inp, zL, aL)
+        if l == 1:
+            break
+        _check_scale(deltas[l])
+        W = inp.values["W%d" % l]
+        Wa = np.abs(W)
+        nz = Wa[Wa > 0]
+        if nz.size and (nz.min() < 1 / _DENSE_SAFE or nz.max() > _DENSE_SAFE):
+            raise _Rescale()
+        with np.errstate(over="raise", under="raise", invalid="raise"):
+            v = _vecmat(deltas[l], W, inp.batched["W%d" % l])
+            if alphas[l - 1] is not None:
+                v = v + g  # g^{l−1} = W_lᵀ δ^l + g^l
+            if not np.all(np.isfinite(v)):
+                raise _Rescale()
+        g = v
+    grads, log_abs_d, sign_d = {}, ({} if log_space else None), ({} if log_space else None)
+    for l in range(1, L + 1):
+        bn, wn = "b%d" % l, "W%d" % l
+        d = deltas[l]
+        if bn in want:
+            grads[bn] = d
+            if log_space:
+                log_abs_d[bn], sign_d[bn] = log_abs(d), np.sign(d)
+        if wn in want:
+            a = As[l - 1]
+            if l > 1 and alphas[l - 2] is None and _low_with_log(a, lambda m: log_abs_value(net.activations[l - 2], zs[l - 1][m])):
+                raise _Rescale()
+            with np.errstate(over="raise", under="raise", invalid="raise"):
+                gw = d[..., :, None] * a[..., None, :]
+            grads[wn] = gw
+            if log_space:
+                log_abs_d[wn], sign_d[wn] = log_abs(gw), np.sign(gw)
+    return grads, deltas[1:], log_abs_d, sign_d
+
+
+def dense_backprop(inp: _Inputs, *, log_space: bool, wrt):
+    """A residual dense network's backward pass: the linear pass where it is safe, else every
+    δ^l and g^l = ∂C/∂a^l carried as m·2^k per entry (linear values to a few ulps wherever they
+    are representable, log|·| finite where they are not).  Returns a BackpropResult."""
+    net, L = inp.net, inp.net.depth
+    dt = inp.dtype
+    alphas = inp.alphas
+    zs, As = _dense_forward(inp)
+    f64 = lambda x: np.asarray(x, dtype=np.float64)  # noqa: E731
+    zL, aL = zs[L], As[L]
+    loss = _dense_loss(inp, zL, aL)
+    want = set(net.parameters if wrt is None else wrt)
+    try:
+        grads, deltas, log_abs_d, sign_d = _dense_linear(inp, zs, As, log_space, want)
+        return _dense_result(inp, grads, deltas, loss, log_abs_d, sign_d)
+    except (_Rescale, FloatingPointError):
+        pass
+    grads, log_abs_d, sign_d = {}, ({} if log_space else None), ({} if log_space else None)
+    deltas = []
+    with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+        zl = f64(zL)
+        y = np.broadcast_to(f64(inp.values["y"]), zl.shape)
+        delta = [None] * (L + 1)
+        g = _nl.split_diff(f64(aL), y) if _residual_output(net) else None
+        for l in range(L, 0, -1):
+            act, z = net.activations[l - 1], f64(zs[l])
+            if l < L or _residual_output(net):
+                lead = _nl.split_grad(act, z)
+                if alphas[l - 1] is not None:
+                    lead = _nl.smul(_nl.split(np.float64(alphas[l - 1])), lead)
+                delta[l] = _nl.smul(lead, g)
+            else:
+                delta[l] = _split_output(net, f64(aL), zl, y)
+            if l == 1:
+                break
+            v = _rescaled_vecmat(delta[l], f64(inp.values["W%d" % l]), inp.batched["W%d" % l])
+            if alphas[l - 1] is not None:
+                v = _sadd(v, g)  # g^{l−1} = W_lᵀ δ^l + g^l
+            g = v
+        for l in range(1, L + 1):
+            dv = _nl.value(delta[l], dt)
+            deltas.append(dv)
+            bn, wn = "b%d" % l, "W%d" % l
+            if bn in want:
+                grads[bn] = dv
+            if wn not in want and not (log_space and bn in want):
+                continue
+            if l == 1 or alphas[l - 2] is not None:
+                ap = _nl.split(f64(As[l - 1]))
+            else:
+                ap = _nl.split_value(net.activations[l - 2], f64(zs[l - 1]), f64(As[l - 1]))
+            M, E = delta[l]
+            outer = _nl.smul((M[..., :, None], E[..., :, None]), (ap[0][..., None, :], ap[1][..., None, :]))
+            if wn in want:
+                grads[wn] = _nl.value(outer, dt)
+            if log_space:
+                if bn in want:
+                    log_abs_d[bn], sign_d[bn] = _nl.log_of(delta[l])
+                if wn in want:
+                    log_abs_d[wn], sign_d[wn] = _nl.log_of(outer)
+    return _dense_result(inp, grads, deltas, loss, log_abs_d, sign_d)
+
+
+def check_no_jit(backend):
+    """The compiled kernel has no residual layers yet: backend='numba' is refused by name."""
+    if backend == "numba":
+        raise InvalidArgument("backend='numba' has a compiled kernel for plain chains only (this chain has residual layers); "
+                              "use backend='numpy' or 'auto'")
