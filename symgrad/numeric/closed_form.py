@@ -14,7 +14,8 @@ from symgrad.symbolic.networks import Chain
 from symgrad.numeric.dense import _rescaled_vecmat
 from symgrad.numeric.evaluator import _forward_locals
 from symgrad.numeric.inputs import _Inputs, _validate
-from symgrad.numeric.output import _split_dcost, _split_minus_y
+from symgrad.numeric.output import _residual_output, _split_dcost, _split_minus_y
+from symgrad.numeric.residual import _sadd, _split_one_plus
 from symgrad.numeric.result import SignLog
 
 __all__ = ['evaluate_gradient', 'evaluate_gradients']
@@ -96,7 +97,18 @@ def evaluate_gradient(gradient, params, *, log_space=False, _locals=None):
 def _sym_value(name, inp, loc):
     if name in inp.values:
         return inp.values[name]
+    if inp.alpha_values and name in inp.alpha_values:  # a residual layer's symbolic α
+        return np.float64(inp.alpha_values[name])
     return loc[name]
+
+
+def _scalar_value(c, inp):
+    """A scalar coefficient of a factor (a number, a residual layer's α Symbol, or a product of
+    them) as a float64; its symbols take their values from ``params`` (never parsed)."""
+    if not c.free_symbols:
+        return np.float64(float(c))
+    vals = {q: sympy.Float(_sym_value(q.name, inp, {})) for q in c.free_symbols}
+    return np.float64(float(c.xreplace(vals)))
 
 
 def _layer_of(name):
@@ -115,6 +127,8 @@ def _chain_output_factor(f, net, inp, loc):
     yv = np.broadcast_to(np.asarray(inp.values["y"], dtype=np.float64), zl.shape)
     out = net.activations[-1]
     al = np.asarray(loc["a%d" % L], dtype=np.float64)
+    if _residual_output(net):  # a_L = a_{L−1} + α φ(z_L): a_L − y from a_L itself, not the logit
+        return _nl.split_diff(al, yv)
     return _split_minus_y(out, al, zl, yv)
 
 
@@ -204,6 +218,19 @@ def _split_factor(f, net, inp, loc):
             zv = np.atleast_1d(np.asarray(loc["z%d" % j], dtype=np.float64))
             return _nl.split_value(net.activations[j - 1], zv, v)
         return _nl.split(v)
+    if isinstance(f, sympy.Number):
+        return _nl.split(np.atleast_1d(np.float64(float(f))))
+    if isinstance(f, sympy.Mul) and not f.free_symbols & {net.symbols["y"]}:
+        # a product of factors (α w_k φ'(z_k)): each factor evaluated as above, multiplied as m·2^k
+        acc = None
+        for g in f.args:
+            x = _split_factor(g, net, inp, loc)
+            acc = x if acc is None else _nl.smul(acc, x)
+        return acc
+    if isinstance(f, sympy.Add) and any(t == 1 for t in f.args):
+        # a residual layer's transfer 1 + α_k w_k φ'(z_k): x as m·2^k, then 1 + x (x where |x| ≥ 2^1000)
+        rest = sympy.Add(*[t for t in f.args if t != 1])
+        return _split_one_plus(_split_factor(rest, net, inp, loc))
     x = _chain_output_factor(f, net, inp, loc)
     if x is None:
         syms, fn = _lambdified(f)
@@ -273,6 +300,8 @@ def _dense_vector_factor(f, inp, loc):
                 return _split_dcost(f._loss, out, al, zl, y)
             # exactly the two terms a^L and −y (structurally: nothing is simplified)
             if isinstance(f, sympy.MatAdd) and sorted(str(t) for t in f.args) == sorted(["a%d" % L, "-y"]):
+                if _residual_output(net):  # a^L = a^{L−1} + α φ(z^L): from a^L itself, not the logit
+                    return _nl.split_diff(al, y)
                 # a^L − y (σ(z^L) − y from the logit for a sigmoid output, as every path forms it)
                 return _split_minus_y(out, al, zl, y)
     return None
@@ -306,6 +335,13 @@ def _eval_dense_factors(gradient, inp, loc, log_space):
                 v = _dense_vector_factor(f, inp, loc)
                 if v is not None:
                     continue
+            elif isinstance(f, (sympy.MatAdd, sympy.MatMul)):
+                # a residual layer's I + α W_lᵀ Σ'(z^l), or its α Σ'(z^l): applied to v as m·2^k
+                try:
+                    v = _apply_scaled(f, v, inp, loc)
+                    continue
+                except _NotScaled:
+                    pass
             # Anything else: evaluate it as a matrix and apply it linearly.
             m = _eval_matrix(f, inp, loc)
             m = m[1][..., 0] if isinstance(m, tuple) else m
@@ -337,6 +373,40 @@ def _eval_dense_factors(gradient, inp, loc, log_space):
     if log_space:
         return out[0], SignLog(out[2], out[1])
     return out[0]
+
+
+class _NotScaled(Exception):
+    """A matrix factor :func:`_apply_scaled` does not apply; it is evaluated as a matrix instead."""
+
+
+def _apply_scaled(f, v, inp, loc):
+    """The matrix factor ``f`` applied to the vector v = (M, E) without forming a matrix:
+    I → v, Σ'(z) → φ'(z) ⊙ v, W_lᵀ → W_lᵀ v (:func:`_rescaled_vecmat`), a product right to left
+    times its scalar coefficient (a number or α), a sum entry by entry (:func:`_sadd`)."""
+    from symgrad.symbolic.derivation import ActivationJacobian
+
+    f64 = lambda x: np.asarray(x, dtype=np.float64)  # noqa: E731
+    if isinstance(f, sympy.Identity):
+        return v
+    if isinstance(f, ActivationJacobian):
+        return _nl.smul(_nl.split_grad(f._activation, f64(_sym_value(f.args[0].name, inp, loc))), v)
+    if isinstance(f, sympy.Transpose) and isinstance(f.arg, sympy.MatrixSymbol) and f.arg.name.startswith("W"):
+        name = f.arg.name
+        return _rescaled_vecmat(v, f64(_sym_value(name, inp, loc)), inp.batched.get(name, False))
+    if isinstance(f, sympy.MatMul):
+        coeff, mats = f.as_coeff_matrices()
+        for m in reversed(mats):
+            v = _apply_scaled(m, v, inp, loc)
+        if coeff != 1:
+            v = _nl.smul(_nl.split(_scalar_value(coeff, inp)), v)
+        return v
+    if isinstance(f, sympy.MatAdd):
+        out = None
+        for t in f.args:
+            x = _apply_scaled(t, v, inp, loc)
+            out = x if out is None else _sadd(out, x)
+        return out
+    raise _NotScaled()
 
 
 def _grad_shape(gradient):

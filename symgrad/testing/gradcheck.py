@@ -266,6 +266,7 @@ class _ErrorModel:
         Ws, bs, a0, y = _layers(inp)
         L = net.depth
         tiny = float(np.finfo(inp.dtype).smallest_subnormal)
+        alphas = [None if v is None else float(v) for v in inp.alphas] if inp.alphas is not None else [None] * L
         with np.errstate(all="ignore"):
             a, da = a0, np.zeros_like(a0)
             As, dAs, fps, dPs, zs, dzs, dPs_smooth = [a0], [da], [], [], [], [], []
@@ -286,11 +287,29 @@ class _ErrorModel:
                 dPs_smooth.append(np.where(jump, 0.0, change) + _KERNEL_U * u * np.abs(fp))
                 a = act.value(z)
                 da = np.maximum(np.abs(fp), np.maximum(np.abs(fp_lo), np.abs(fp_hi))) * dz + _KERNEL_U * u * np.abs(a)
+                if alphas[l] is not None:
+                    # a residual layer a_l = a_{l−1} + α φ(z_l): the skip carries a_{l−1}'s error, α φ
+                    # adds |α| times φ's, and the product and the sum round once each
+                    al = alphas[l]
+                    phi_a = al * a
+                    a = As[-1] + phi_a
+                    da = dAs[-1] + abs(al) * da + u * (np.abs(phi_a) + np.abs(a))
                 zs.append(z), dzs.append(dz), fps.append(fp), dPs.append(dP), As.append(a), dAs.append(da)
             aL, daL, zL, dzL = As[-1], dAs[-1], zs[-1], dzs[-1]
             cost = net.loss
             err_ay = daL + u * (np.abs(aL) + np.abs(y))
-            if cost.cancels_with(net.activations[-1]):
+            res_out = alphas[-1] is not None
+            if res_out:
+                # a residual output (quadratic cost): g_L = ∂C/∂a_L = a_L − y, δ_L = α φ'(z_L) g_L
+                G = np.abs(aL - y)
+                Gp = G + err_ay
+                ca = abs(alphas[-1])
+                D, Dp = ca * np.abs(fps[-1]) * G, ca * (np.abs(fps[-1]) + dPs[-1]) * Gp
+                Dps = ca * (np.abs(fps[-1]) + dPs_smooth[-1]) * Gp
+                dCdz = D
+                per = 0.5 * np.square(aL - y)
+                loss_mag = per
+            elif cost.cancels_with(net.activations[-1]):
                 D = np.abs(aL - y)
                 Dp = D + err_ay
                 Dps = Dp
@@ -319,7 +338,7 @@ class _ErrorModel:
             # e_C: one loss value's error — its first-order sensitivity to the error of a_L − y
             # (or of z_L, for the loss computed from the logit), and (16 + n_L)·u of the
             # magnitudes it is summed from (each term a few roundings, the sum n_L more).
-            sens = dCdz * dzL if cost.cancels_with(net.activations[-1]) else G * err_ay
+            sens = dCdz * dzL if cost.cancels_with(net.activations[-1]) and not res_out else G * err_ay
             self.e_loss = np.sum(sens, axis=-1) + (16 + n_out) * u * np.sum(loss_mag, axis=-1)
             self.u, self.tiny, self.inp = u, tiny, inp
             if not backward:
@@ -334,8 +353,21 @@ class _ErrorModel:
             # ℓ = log|φ'| + log|Wᵀv| + log-scale carries u·(|log|φ'|| + 2|log δ| + 4) per layer.
             K = np.full((D.shape[0], 1), 4.0)
             dense = not isinstance(net, Chain)
+            # Residual networks also carry g_l = ∂C/∂a_l (plain, perturbed, smooth): g_{l} =
+            # |W_{l+1}|ᵀ δ_{l+1} + r_{l+1} g_{l+1} and δ_l = |c_l| |φ'_l| g_l (numeric/residual.py).
+            Gr = (G, Gp, Gp) if res_out else None
             for l in range(L - 1, -1, -1):
-                if l < L - 1:
+                if l < L - 1 and inp.alphas is not None:
+                    aWt = np.abs(Ws[l + 1])
+                    up = alphas[l + 1] is not None
+                    Gn = [np.einsum("nij,ni->nj", aWt, X) + (Gr[i] if up else 0.0) for i, X in enumerate((D, Dp, Dps))]
+                    Gr = tuple(Gn)
+                    cl = 1.0 if alphas[l] is None else abs(alphas[l])
+                    D = cl * np.abs(fps[l]) * Gr[0]
+                    Dp = cl * (np.abs(fps[l]) + dPs[l]) * Gr[1]
+                    Dps = cl * (np.abs(fps[l]) + dPs_smooth[l]) * Gr[2]
+                    K = K + Ws[l + 1].shape[1] + 2 + (3 if up else 0)
+                elif l < L - 1:
                     aWt = np.abs(Ws[l + 1])
                     D = np.abs(fps[l]) * np.einsum("nij,ni->nj", aWt, D)
                     Dp = (np.abs(fps[l]) + dPs[l]) * np.einsum("nij,ni->nj", aWt, Dp)
@@ -414,7 +446,7 @@ def _losses(net, base, n, perts, kinked=(), ref_signs=None):
     such z_l that were exactly 0 at p it moved off 0: four arrays (len(perts), n).  The moved points are stacked along the batch axis, so one forward pass
     evaluates a whole chunk of them.  Built-in activations have their kinks at z = 0; a custom
     activation with a kink elsewhere is not tracked."""
-    size = sum(v[0].size for v in base.values()) * n
+    size = sum(v[0].size for v in base.values() if np.ndim(v)) * n
     per_chunk = max(1, _CHUNK_ELEMENTS // max(size, 1))
     out, err = np.empty((len(perts), n)), np.empty((len(perts), n))
     crossed = np.zeros((len(perts), n), dtype=bool)
@@ -427,6 +459,9 @@ def _losses(net, base, n, perts, kinked=(), ref_signs=None):
             for name in p:
                 movers.setdefault(name, []).append(i)
         for name, v in base.items():
+            if np.ndim(v) == 0:  # a residual layer's symbolic α: one float, never perturbed
+                params[name] = float(v)
+                continue
             moved = movers.get(name, ())
             if not moved and k == 1:
                 params[name] = v
@@ -750,6 +785,7 @@ def check_gradients(net, params, targets=None, *, wrt=None, grad_fn=None, eps=No
     ref_signs = _kink_signs(net, _forward_locals(inp64), kinked).reshape((n, -1)) if kinked else None
     base = {k: np.broadcast_to(np.asarray(v, dtype=np.float64), (n,) + np.shape(inp64.values[k])[1 if inp64.batched[k] else 0:])
             for k, v in inp64.values.items()}
+    base.update({k: np.float64(v) for k, v in (inp64.alpha_values or {}).items()})  # symbolic α: 0-d, not perturbed
     if not fast:
         plan, items = [], []
         for name in names:
