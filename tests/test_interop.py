@@ -170,6 +170,24 @@ def test_softplus_threshold_gap_is_within_the_module_tolerance():
     assert isinstance(to_torch(*from_torch(nn.Sequential(nn.Linear(2, 2), nn.Softplus(beta=0.5))))[1], nn.Softplus)
 
 
+def test_a_softmax_output_with_the_log_likelihood():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3), nn.Softmax(dim=1))
+    net, params = from_torch(model, loss="log_likelihood")
+    assert [a.name for a in net.activations] == ["tanh", "softmax"] and net.loss.name == "log_likelihood"
+    x = np.random.default_rng(0).standard_normal((5, 3))
+    for y in (np.eye(3)[[0, 1, 2, 0, 1]], np.full((5, 3), 1 / 3)):
+        assert check_gradients(model, x, y, loss="log_likelihood").ok
+    back = to_torch(net, params, dtype=torch.float32)
+    assert isinstance(back[3], nn.Softmax) and torch.equal(back(torch.ones(2, 3)), model(torch.ones(2, 3)))
+    with pytest.raises(InvalidArgument, match=r"model: network: a 'softmax' output layer pairs only with loss='log_likelihood'"):
+        from_torch(model)
+    with pytest.raises(InvalidArgument, match=r"model\.2: Linear.* follows the output-only activation at model\.1"):
+        from_torch(nn.Sequential(nn.Linear(3, 4), nn.Softmax(dim=-1), nn.Linear(4, 2)), loss="log_likelihood")
+    with pytest.raises(InvalidArgument, match=r"model\.1: Softmax\(dim=0\): symgrad's softmax normalises each sample's"):
+        from_torch(nn.Sequential(nn.Linear(3, 4), nn.Softmax(dim=0)), loss="log_likelihood")
+
+
 def test_activation_parameters_map_exactly():
     net, _ = from_torch(nn.Sequential(nn.Linear(2, 2), nn.LeakyReLU(0.2), nn.Linear(2, 2), nn.ELU(alpha=1.5)))
     assert dict(net.activations[0].params)["alpha"] == symgrad.activation("leaky_relu", alpha=0.2).params[0][1]
@@ -209,7 +227,7 @@ class _OwnForward(nn.Sequential):
     (nn.Sequential(nn.Linear(2, 2), nn.GELU(approximate="tanh")), r"model\.1: GELU\(approximate='tanh'\) is the tanh approximation"),
     (nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)), r"model\.1: BatchNorm1d.* is not supported; from_torch reads an "
                                                         r"nn\.Sequential of Linear, ReLU, LeakyReLU"),
-    (nn.Sequential(nn.Linear(2, 2), nn.Softmax(dim=1)), r"model\.1: Softmax.* is not supported"),
+    (nn.Sequential(nn.Linear(2, 2), nn.LogSoftmax(dim=1)), r"model\.1: LogSoftmax.* is not supported"),
     (nn.Sequential(nn.Linear(2, 2), nn.PReLU()), r"model\.1: PReLU.* is not supported"),
     (nn.Sequential(nn.Linear(2, 2), nn.Tanh(), nn.ReLU()), r"model\.2: ReLU\(\) comes right after another activation \(tanh\)"),
     (nn.Sequential(nn.Linear(2, 2), nn.Sequential(nn.Linear(2, 2), nn.Hardtanh())), r"model\.1\.1: Hardtanh"),

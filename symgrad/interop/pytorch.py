@@ -20,6 +20,8 @@ PyTorch module                    symgrad
 ``ELU(alpha=α)``                  ``elu(alpha=α)`` (α > 0)
 ``Softplus(beta=1)``              ``softplus``; ``beta=β ≠ 1``: the custom activation
                                   ``softplus(β z)/β``
+``Softmax(dim=-1)`` (or dim=1)     ``softmax``, as the output layer only, with
+as the last activation            ``loss="log_likelihood"``
 ``Identity``; ``Dropout`` in      nothing (skipped); a ``Dropout`` in training mode is
 eval mode (``model.eval()``)      refused (its gradients are random)
 two ``Linear`` in a row, or a     the identity activation on that layer
@@ -75,7 +77,8 @@ __all__ = ["from_torch", "to_torch", "module_gradients", "SUPPORTED_MODULES", "S
 
 #: The modules :func:`from_torch` reads (subclasses too), as its messages list them.
 SUPPORTED_MODULES = ("Linear", "ReLU", "LeakyReLU", "ELU", "Tanh", "Sigmoid", "Softplus", "SiLU", "GELU (approximate='none')",
-                     "SELU", "Softsign", "Identity", "Dropout (in eval mode)", "nested Sequential")
+                     "SELU", "Softsign", "Softmax(dim=-1) as the output with loss='log_likelihood'", "Identity",
+                     "Dropout (in eval mode)", "nested Sequential")
 
 #: Smallest ``Softplus(threshold=...)`` accepted: above ``β x > threshold`` PyTorch's softplus is
 #: the identity, off the exact one by e^{−threshold} in slope (module docstring).
@@ -166,6 +169,11 @@ def _activation_of(mod, path, nn, custom) -> Activation | None:
         if isinstance(mod, cls):
             return _activation(name)
     try:
+        if isinstance(mod, nn.Softmax):
+            if mod.dim not in (-1, 1):
+                raise InvalidArgument("Softmax(dim=%r): symgrad's softmax normalises each sample's outputs, the last axis. "
+                                      "Fix: nn.Softmax(dim=-1)" % (mod.dim,))
+            return _activation("softmax")
         if isinstance(mod, nn.GELU):
             if getattr(mod, "approximate", "none") != "none":
                 raise InvalidArgument("GELU(approximate=%r) is the tanh approximation; symgrad's gelu is the exact z·Φ(z). "
@@ -235,7 +243,7 @@ def from_torch(module, *, loss="quadratic", activations=None, residual=None, nam
 
     Raises :class:`~symgrad.InvalidArgument`, naming the module path (``model.3``) and what is
     supported, for: a model that is not an ``nn.Sequential`` or has no ``Linear``; an unsupported
-    module (BatchNorm, Softmax, Dropout in training mode, ``GELU(approximate="tanh")``, ...); two activations in a
+    module (BatchNorm, LogSoftmax, Dropout in training mode, ``GELU(approximate="tanh")``, ...); two activations in a
     row or one before the first ``Linear``; a ``Linear`` whose ``in_features`` differ from the
     width before it, or whose weight shape is not (out_features, in_features); and non-finite or
     non-float weights (naming the ``state_dict`` key).
@@ -271,6 +279,7 @@ def from_torch(module, *, loss="quadratic", activations=None, residual=None, nam
     widths, acts, values, names = [], [], {}, {}
     layers = []  # (path, key, Linear)
     pending = None  # the last Linear's path, still waiting for its activation
+    softmax_at = None  # where an output-only activation (softmax) came, which must end the model
     for path, key, mod in leaves:
         if isinstance(mod, nn.Linear) and not any(isinstance(mod, c) for c, _ in custom):
             extra = _own_parameters(mod, ("weight", "bias"))
@@ -289,6 +298,9 @@ def from_torch(module, *, loss="quadratic", activations=None, residual=None, nam
                                           % (path, _describe(mod), key + "bias", b.shape, n_out))
             else:
                 b = np.zeros(n_out)
+            if softmax_at is not None:
+                raise InvalidArgument("%s: %s follows the output-only activation at %s; softmax is allowed only as the "
+                                      "output layer's activation. Fix: move it to the end" % (path, _describe(mod), softmax_at))
             if not widths:
                 widths.append(n_in)
             elif n_in != widths[-1]:
@@ -317,12 +329,17 @@ def from_torch(module, *, loss="quadratic", activations=None, residual=None, nam
                                   "merge the two into one activation module" % (path, _describe(mod), where))
         acts.append(act)
         pending = None
+        if act.output_only:
+            softmax_at = path
     if not layers:
         raise InvalidArgument("%s: %s has no nn.Linear layer; symgrad needs at least one. Fix: e.g. nn.Sequential(nn.Linear(3, 4), "
                               "nn.Tanh(), nn.Linear(4, 1))" % (name, "the model is empty and" if not leaves else "the model"))
     if pending is not None:
         acts.append(_activation("identity"))
-    net = Network(widths, activation=list(acts), loss=loss_)
+    try:
+        net = Network(widths, activation=list(acts), loss=loss_)
+    except InvalidArgument as exc:  # e.g. a softmax output with a loss other than log_likelihood
+        raise InvalidArgument("%s: %s" % (name, exc)) from None
     order = ["W%d" % l for l in range(1, len(layers) + 1)] + ["b%d" % l for l in range(1, len(layers) + 1)]
     names_ordered = {}
     for l in range(1, len(layers) + 1):
@@ -345,6 +362,8 @@ def _torch_activation(act: Activation, layer: int, nn):
     for spec, make in simple:
         if act == _activation(spec):
             return make()
+    if act == _activation("softmax"):
+        return nn.Softmax(dim=-1)
     alpha = dict(act.params).get("alpha")
     if alpha is not None:
         if act == _activation("leaky_relu", alpha=alpha):
@@ -355,7 +374,7 @@ def _torch_activation(act: Activation, layer: int, nn):
     if beta is not None:
         return nn.Softplus(beta=float(beta))
     raise InvalidArgument("to_torch: layer %d's activation %r has no PyTorch module; to_torch writes sigmoid, tanh, relu, "
-                          "leaky_relu, elu, softplus (and softplus(beta*z)/beta), silu, gelu, selu, softsign, identity"
+                          "leaky_relu, elu, softplus (and softplus(beta*z)/beta), silu, gelu, selu, softsign, softmax, identity"
                           % (layer, act.name))
 
 
@@ -469,7 +488,9 @@ def _torch_cost(loss, torch):
     a loss with neither fact (the caller refuses it)."""
     if loss.dcost_is_residual:  # ∂C/∂a = a − y: C = ½ Σ (a − y)²
         return lambda a, y: 0.5 * torch.square(a - y).sum()
-    if loss.domain_open_unit and not getattr(loss, "on_simplex", False):  # binary cross-entropy
+    if getattr(loss, "on_simplex", False):  # the log-likelihood −Σ y ln a of a probability vector a
+        return lambda a, y: -(y * torch.log(a)).sum()
+    if loss.domain_open_unit:  # binary cross-entropy
         return lambda a, y: -(y * torch.log(a) + (1.0 - y) * torch.log1p(-a)).sum()
     return None
 
@@ -502,7 +523,8 @@ def module_gradients(module, inputs, targets, *, loss="quadratic", name="model")
     The module runs in float64 on a copy (``copy.deepcopy(module).double()``; float32 weights
     convert exactly), one forward and backward pass per sample (per-sample gradients, as
     symgrad's closed forms give them).  The cost is symgrad's loss in PyTorch operations
-    (quadratic ``½Σ(a − y)²``, cross-entropy ``−Σ[y ln a + (1 − y) ln(1 − a)]``).
+    (quadratic ``½Σ(a − y)²``, cross-entropy ``−Σ[y ln a + (1 − y) ln(1 − a)]``, log-likelihood
+    ``−Σ y ln a`` after a softmax).
 
     >>> import torch
     >>> model = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.Sigmoid())
@@ -514,7 +536,8 @@ def module_gradients(module, inputs, targets, *, loss="quadratic", name="model")
     net, params = from_torch(module, loss=loss, name=name)
     cost = _torch_cost(net.loss, torch)
     if cost is None:
-        raise InvalidArgument("a gradient check on a PyTorch module supports the losses quadratic and cross_entropy, not %r"
+        raise InvalidArgument("a gradient check on a PyTorch module supports the losses quadratic, cross_entropy and "
+                              "log_likelihood, not %r"
                               % net.loss.name)
     first = "the model's first Linear takes %d features:" % net.widths[0]
     last = "the model gives %d outputs:" % net.widths[-1]
