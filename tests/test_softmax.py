@@ -35,7 +35,7 @@ def net_of(widths, hidden="tanh"):
 def test_softmax_is_an_output_only_activation_kept_out_of_the_elementwise_list():
     assert SM.output_only and not symgrad.activation("sigmoid").output_only
     assert "softmax" not in symgrad.BUILTIN_ACTIVATIONS and A.OUTPUT_ACTIVATIONS == ("softmax",)
-    assert A.from_token(SM.token) is SM and SM.latex_name == r"\operatorname{softmax}"
+    assert A.from_token(SM.token) == SM and SM.latex_name == r"\operatorname{softmax}"
     z1, z2 = sympy.symbols("z1 z2", real=True)
     assert SM.vector([z1, z2]) == [sympy.exp(z1) / (sympy.exp(z1) + sympy.exp(z2)), sympy.exp(z2) / (sympy.exp(z1) + sympy.exp(z2))]
     with pytest.raises(symgrad.InvalidArgument, match="not elementwise.*act.vector"):
