@@ -258,6 +258,10 @@ def test_weights_that_are_not_finite_or_not_shaped_are_refused_by_state_dict_key
         from_torch(model)
     with pytest.raises(InvalidArgument, match=r"is not initialised"):
         from_torch(nn.Sequential(nn.LazyLinear(2)))
+    tied = nn.Sequential(nn.Linear(3, 3), nn.Tanh(), nn.Linear(3, 3))
+    tied[2].weight = tied[0].weight
+    with pytest.raises(InvalidArgument, match=r"model\.2: its weight is the same tensor as model\.0's \(tied weights\)"):
+        from_torch(tied)
 
 
 class _ScaledTanh(nn.Tanh):

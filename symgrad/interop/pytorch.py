@@ -280,12 +280,21 @@ def from_torch(module, *, loss="quadratic", activations=None, residual=None, nam
     layers = []  # (path, key, Linear)
     pending = None  # the last Linear's path, still waiting for its activation
     softmax_at = None  # where an output-only activation (softmax) came, which must end the model
+    seen: dict = {}  # id of each parameter tensor → the module path that holds it (tied weights)
     for path, key, mod in leaves:
         if isinstance(mod, nn.Linear) and not any(isinstance(mod, c) for c, _ in custom):
             extra = _own_parameters(mod, ("weight", "bias"))
             if extra:
                 raise InvalidArgument("%s: %s has parameters %s besides weight and bias, which symgrad would not check"
                                       % (path, _describe(mod), extra))
+            for leaf in ("weight", "bias"):
+                t = getattr(mod, leaf)
+                if t is not None and id(t) in seen:
+                    raise InvalidArgument("%s: its %s is the same tensor as %s's (tied weights); symgrad's layers have "
+                                          "independent parameters. Fix: untie them (clone the tensor) or convert a copy"
+                                          % (path, leaf, seen[id(t)]))
+                if t is not None:
+                    seen[id(t)] = path
             W = _tensor(mod.weight, key + "weight", path)
             n_out, n_in = int(mod.out_features), int(mod.in_features)
             if W.shape != (n_out, n_in):
@@ -520,8 +529,8 @@ def module_gradients(module, inputs, targets, *, loss="quadratic", name="model")
     maps symgrad names to ``state_dict`` keys.
 
     ``inputs``: (batch, n_0) or (n_0,), ``targets``: (batch, n_L) or (n_L,), arrays or tensors.
-    The module runs in float64 on a copy (``copy.deepcopy(module).double()``; float32 weights
-    convert exactly), one forward and backward pass per sample (per-sample gradients, as
+    The module runs in float64 on a copy (``copy.deepcopy(module)`` moved to the CPU in float64;
+    float32 weights convert exactly), one forward and backward pass per sample (per-sample gradients, as
     symgrad's closed forms give them).  The cost is symgrad's loss in PyTorch operations
     (quadratic ``½Σ(a − y)²``, cross-entropy ``−Σ[y ln a + (1 − y) ln(1 − a)]``, log-likelihood
     ``−Σ y ln a`` after a softmax).
@@ -546,7 +555,7 @@ def module_gradients(module, inputs, targets, *, loss="quadratic", name="model")
     if x.ndim == 2 and y.ndim == 2 and x.shape[0] != y.shape[0]:
         raise InvalidArgument("inputs have %d samples but targets %d; give one target row per input row" % (x.shape[0], y.shape[0]))
     batch = x.shape[0] if x.ndim == 2 else (y.shape[0] if y.ndim == 2 else None)
-    work = copy.deepcopy(module).double()
+    work = copy.deepcopy(module).to(device="cpu", dtype=torch.float64)
     by_key = dict(work.named_parameters())
     names = params.names
 
