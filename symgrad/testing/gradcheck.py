@@ -287,6 +287,11 @@ class _ErrorModel:
                 dPs_smooth.append(np.where(jump, 0.0, change) + _KERNEL_U * u * np.abs(fp))
                 a = act.value(z)
                 da = np.maximum(np.abs(fp), np.maximum(np.abs(fp_lo), np.abs(fp_hi))) * dz + _KERNEL_U * u * np.abs(a)
+                if act.output_only:
+                    # softmax couples the units (Jacobian diag(a) − a aᵀ, of which act.grad is the
+                    # diagonal): Δa_i ≤ a_i(Δz_i + Σ_j a_j Δz_j), and e^{fl(z_i − max z)} adds a_i u(|z_i| + max|z|)
+                    zmax = np.max(np.abs(z), axis=-1, keepdims=True)
+                    da = np.maximum(da, a * (dz + np.sum(a * dz, axis=-1, keepdims=True)) + u * a * (_KERNEL_U + 2.0 * (np.abs(z) + zmax)))
                 if alphas[l] is not None:
                     # a residual layer a_l = a_{l−1} + α φ(z_l): the skip carries a_{l−1}'s error, α φ
                     # adds |α| times φ's, and the product and the sum round once each
