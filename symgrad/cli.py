@@ -814,6 +814,21 @@ def _cmd_prove(args) -> int:
     return EXIT_UNKNOWN if unknown else 0
 
 
+def _cmd_plot(args) -> int:
+    """``symgrad plot KIND ... -o FILE.{png,pdf,svg}``: the figure of :mod:`symgrad.render.plots`, written atomically."""
+    from symgrad.render import plots
+
+    if args.output is None or args.output == "-" or not args.output.strip() or any(not ch.isprintable() for ch in args.output):
+        raise InvalidArgument("plot: give -o FILE.png, FILE.pdf or FILE.svg (figures are not written to stdout)")
+    names = ("activation", "z", "points", "saturation", "depth", "widths", "residual", "loss", "init", "samples", "batch", "seed",
+             "sigma_w2", "sigma_b2", "monte_carlo", "w", "data", "title")
+    with _progress("drawing the %s figure" % args.kind):
+        fig = plots.plot_command(args.kind, {k: getattr(args, k) for k in names})
+        path = plots.write_figure(fig, args.output, force=args.force)
+    print("wrote %s" % path, file=sys.stderr)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="symgrad", description="Verified gradient-flow analysis: closed-form gradient chains of deep networks.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -922,6 +937,43 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", metavar="FILE.tex", help="with --format latex: write to this file (atomically); - or no -o: stdout")
     r.add_argument("--force", action="store_true", help="overwrite a file that symgrad did not write")
     r.set_defaults(func=_cmd_report)
+
+    pl = sub.add_parser("plot", help="draw a figure as PNG, PDF or SVG: activation, gradient-flow, phase-diagram, steep-interval, speed-of-learning",
+                        epilog=EXAMPLES.get("plot", "example: symgrad plot activation --activation sigmoid -o sigmoid.png") +
+                        "\n\nOptions by KIND (others are refused):\n"
+                        "  activation         --activation --z LO,HI --points N --saturation FRACTION\n"
+                        "  gradient-flow      --depth L (a chain) or --widths n0,...,nL (dense), --activation --residual ALPHA\n"
+                        "                     --loss --init --samples N --batch B --seed S\n"
+                        "  phase-diagram      --activation --sigma-w2 LO,HI --sigma-b2 LO,HI --points N --monte-carlo W2:B2,... --seed S\n"
+                        "  steep-interval     --w LO,HI --points N\n"
+                        "  speed-of-learning  --data FILE.json ({\"1\": [norm at init, after epoch 1, ...], \"2\": [...]}) --title TEXT\n"
+                        "Needs matplotlib: pip install 'symgrad[plot]'.",
+                        formatter_class=raw,
+                        description="Draw one of symgrad's figures (symgrad.render.plots) and write it atomically; the format\n"
+                                    "follows the suffix of -o.  A file symgrad did not write is kept unless --force.")
+    pl.add_argument("kind", metavar="KIND", help="activation, gradient-flow, phase-diagram, steep-interval or speed-of-learning")
+    pl.add_argument("-o", "--output", metavar="FILE", help="FILE.png, FILE.pdf or FILE.svg (required)")
+    pl.add_argument("--force", action="store_true", help="overwrite a file that symgrad did not write")
+    pl.add_argument("--activation", type=_name("--activation", "e.g. --activation tanh"), help="built-in name or an expression in z")
+    for opt, meta, text in (("--z", "LO,HI", "activation: the range of z (default -8,8)"),
+                            ("--points", "N", "grid points (per axis)"),
+                            ("--saturation", "FRACTION", "activation: shade where |phi'| < FRACTION * sup|phi'| (default 0.01)"),
+                            ("--depth", "L", "gradient-flow: a chain of depth L (default 20)"),
+                            ("--residual", "ALPHA", "gradient-flow: residual layers a = a_prev + ALPHA phi(z)"),
+                            ("--loss", "LOSS", "gradient-flow: quadratic (default) or cross_entropy"),
+                            ("--init", "INIT", "gradient-flow: %s (default normal for chains, xavier for networks)" % ", ".join(INITS)),
+                            ("--samples", "N", "gradient-flow: sampled networks (default 100 chains, 20 networks)"),
+                            ("--batch", "B", "gradient-flow: inputs per dense network (default 64)"),
+                            ("--seed", "S", "random seed (default 0)"),
+                            ("--sigma-w2", "LO,HI", "phase-diagram: the sigma_w^2 range (default 0.25,4)"),
+                            ("--sigma-b2", "LO,HI", "phase-diagram: the sigma_b^2 range (default 0,1)"),
+                            ("--monte-carlo", "W2:B2,...", "phase-diagram: Monte-Carlo points (width 200, depth 20)"),
+                            ("--w", "LO,HI", "steep-interval: the range of |w| (default 0,30)"),
+                            ("--data", "FILE.json", "speed-of-learning: per-layer gradient norms over epochs"),
+                            ("--title", "TEXT", "speed-of-learning: the figure's title")):
+        pl.add_argument(opt, type=_name(opt, "e.g. %s %s" % (opt, meta)), metavar=meta, help=text)
+    pl.add_argument("--widths", type=_widths, help="gradient-flow: widths of a dense network, e.g. 16,16,16,2")
+    pl.set_defaults(func=_cmd_plot)
     return p
 
 
