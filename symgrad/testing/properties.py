@@ -20,6 +20,8 @@ exact SymPy checks on the closed forms, cached, so call them once, outside ``@gi
    :func:`steep_interval_derivation`: ``|w σ'(wa + b)| ≥ 1`` needs ``|w| ≥ 4`` and then holds
    only for ``a`` in an interval of width ``(2/|w|)·ln(|w|(1 + √(1 − 4/|w|))/2 − 1)``.
 7. :func:`assert_gradient_fn`: a user's gradient function agrees with the closed form.
+8. :func:`assert_residual_path_bounds` / :func:`residual_path_factors`: in a residual chain, every
+   ``|α w_k φ'(z_k)| ≤ r < 1`` ⇒ ``(1 − r)^{L−j} ≤ |Π_{k>j} (1 + α w_k φ'(z_k))| ≤ (1 + r)^{L−j}``.
 
 >>> import symgrad
 >>> from symgrad.testing.properties import assert_chain_identity
@@ -47,10 +49,12 @@ __all__ = [
     "assert_derivative_in_range",
     "assert_exploding",
     "assert_gradient_fn",
+    "assert_residual_path_bounds",
     "assert_steep_interval",
     "assert_vanishing",
     "chain_factors",
     "dense_delta_bounds",
+    "residual_path_factors",
     "steep_interval",
     "steep_interval_derivation",
     "steep_interval_width",
@@ -793,3 +797,100 @@ def assert_gradient_fn(net, params, grad_fn, *, wrt=None, rtol=None, atol=None, 
     if not callable(grad_fn):
         raise InvalidArgument("assert_gradient_fn: grad_fn=%r must be callable as grad_fn(params) -> {name: gradient}" % (grad_fn,))
     return check_gradients(net, params, wrt=wrt, grad_fn=grad_fn, rtol=rtol, atol=atol, loss=loss, raise_on_failure=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. Residual chains: the path product cannot vanish faster than (1 − r)^{L−j}
+# ---------------------------------------------------------------------------------------------
+
+
+def _scalar(fn: str, params, name: str) -> float:
+    try:
+        v = params[name]
+    except (KeyError, TypeError):
+        raise InvalidArgument("%s: params has no value for %r; pass every parameter, a0 and each symbolic α by name" % (fn, name)) from None
+    if isinstance(v, bool) or np.ndim(v) != 0:
+        raise InvalidArgument("%s: %s=%r must be one real number (no batch)" % (fn, name, v))
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise InvalidArgument("%s: %s=%r must be a real number" % (fn, name, v)) from None
+    if not math.isfinite(f):
+        raise InvalidArgument("%s: %s=%r must be finite" % (fn, name, v))
+    return f
+
+
+def residual_path_factors(net: Chain, params) -> np.ndarray:
+    """The factors ``t_k = α_k w_k φ'_k(z_k)`` (k = 1..L) of a chain whose every layer is residual
+    (``a_k = a_{k−1} + α_k φ_k(z_k)``), so that the path product of Theorem 18 is
+    ``P_j = Π_{k=j+1}^{L} (1 + t_k)``.  The forward pass runs here in float64 with symgrad's own
+    kernels; ``params`` holds the scalars ``w1..wL``, ``b1..bL``, ``a0`` and each symbolic α by its
+    name.  :class:`~symgrad.InvalidArgument` for a plain layer, a missing or non-finite value.
+
+    >>> import symgrad
+    >>> net = symgrad.chain(2, "tanh", residual=0.5)
+    >>> residual_path_factors(net, {"w1": 1.0, "w2": 0.5, "b1": 0.0, "b2": 0.0, "a0": 0.0}).tolist()  # z = 0: tanh' = 1
+    [0.5, 0.25]
+    """
+    fn = "residual_path_factors"
+    if not isinstance(net, Chain):
+        raise InvalidArgument("%s: net must be a residual chain, e.g. symgrad.chain(8, 'tanh', residual=0.5), not %r" % (fn, net))
+    plain = [l for l, r in enumerate(net.residual, start=1) if r is None]
+    if plain:
+        raise InvalidArgument("%s: layer %d of %r is plain; the path product (1 + α w φ') needs every layer residual" % (fn, plain[0], net))
+    a = _scalar(fn, params, "a0")
+    out = np.empty(net.depth, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        for k, (act, alpha) in enumerate(zip(net.activations, net.residual), start=1):
+            al = _scalar(fn, params, alpha.name) if isinstance(alpha, sympy.Symbol) else float(alpha)
+            w = _scalar(fn, params, "w%d" % k)
+            zk = np.array(w * a + _scalar(fn, params, "b%d" % k))
+            v, d = act.value(zk), act.grad(zk)
+            out[k - 1] = al * w * float(d)
+            a = a + al * float(v)
+            if not (math.isfinite(a) and math.isfinite(out[k - 1])):
+                raise InvalidArgument("%s: the forward pass overflows at layer %d (a_%d = %r); use smaller weights or α" % (fn, k, k, a))
+    return out
+
+
+def assert_residual_path_bounds(net: Chain, params, *, rate: float) -> None:
+    """Theorem 18: if every factor ``|α_k w_k φ'_k(z_k)| ≤ rate = r < 1``, then for every
+    j = 0..L−1 the path product ``P_j = Π_{k=j+1}^{L} (1 + α_k w_k φ'_k(z_k))`` obeys
+    ``(1 − r)^{L−j} ≤ |P_j| ≤ (1 + r)^{L−j}``: a residual chain's path cannot shrink faster than
+    (1 − r)^{depth}, where a plain chain's ``Π w_k φ'(z_k)`` can shrink as r^{depth}.
+
+    Checked in log space (``Σ_k log1p(t_k)`` against ``(L − j) log1p(∓r)``), so at any depth,
+    to a rounding allowance from the error analysis: each ``t_k = α w φ'(z)`` is within 7ε|t_k|
+    of its exact value (φ' within 4 ulps; two products and α's own rounding), which moves
+    ``log1p(t_k)`` by at most 7ε|t_k|/(1 − r); log1p itself errs by ε|log1p(t_k)|; summing n
+    terms adds (n − 1)(ε/2)Σ|log1p(t_k)| (Higham, §4.2), and the premise, checked on the rounded
+    t_k, may hide the same 7ε|t_k| on each side of r.  Raises :class:`~symgrad.InvalidArgument`
+    when the premise fails (a factor above ``rate``) and :class:`~symgrad.GradientCheckError`
+    when a bound does not hold.  The α of a symbolic layer is ``params[alpha.name]``.
+
+    >>> import symgrad
+    >>> net = symgrad.chain(3, "tanh", residual=0.5)
+    >>> assert_residual_path_bounds(net, {"w1": 0.4, "w2": -0.8, "w3": 1.0, "b1": 0.1, "b2": 0.0, "b3": -0.3, "a0": 0.5}, rate=0.5)
+    """
+    fn = "assert_residual_path_bounds"
+    rate = _check_rate(fn, rate, below_one=True)
+    t = residual_path_factors(net, params)
+    over = np.abs(t) > rate
+    if over.any():
+        k = int(np.argmax(over)) + 1
+        raise InvalidArgument("%s: the premise fails: |α_%d w%d φ'(z%d)| = %.17g > rate = %r" % (fn, k, k, k, abs(t[k - 1]), rate))
+    L = net.depth
+    logs = np.log1p(t)
+    per = 7 * _EPS * np.abs(t) / (1 - rate) + _EPS * np.abs(logs)  # one factor's error in log1p(t_k)
+    lo1, hi1 = math.log1p(-rate), math.log1p(rate)
+    gap = 7 * _EPS * rate / (1 - rate)  # the premise on rounded t_k: the exact t_k may exceed r by this much, in log1p
+    for j in range(L):
+        n = L - j
+        tail = logs[j:]
+        logp = float(np.sum(tail))
+        mass = float(np.sum(np.abs(tail)))
+        tol = 2 * (float(np.sum(per[j:])) + n * _EPS / 2 * mass + n * gap + _EPS * n * (abs(lo1) + hi1))
+        if not n * lo1 - tol <= logp <= n * hi1 + tol:
+            raise GradientCheckError(
+                "residual path bound violated at j = %d: log|P_%d| = %.17g is outside [%d·log(1 − r), %d·log(1 + r)] = [%.17g, %.17g] "
+                "for r = %r (rounding allowance %.3g)" % (j, j, logp, n, n, n * lo1, n * hi1, rate, tol))
