@@ -704,6 +704,265 @@ def _symbolic_derivation(g: SymbolicGradient) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# Residual networks: a_k = a_{k−1} + α_k φ(z_k)
+# ---------------------------------------------------------------------------------------------
+
+
+def _alpha_tex(alpha) -> str:
+    return "" if alpha == 1 else sympy.latex(alpha) + r"\,"
+
+
+def _residual_layers_tex(net, dense: bool) -> str:
+    """The forward definition of each kind of layer, and which layers are residual with which α."""
+    res = net.residual
+    sup = "^{k}" if dense else "_{k}"
+    sub = "^{k-1}" if dense else "_{k-1}"
+    acts = net.activations
+    uniform_act = all(a == acts[0] for a in acts)
+    phi = acts[0].latex_name if uniform_act else r"\varphi_{k}"
+    resid = [k for k, r in enumerate(res, start=1) if r is not None]
+    if len(resid) == len(res) and all(r == res[0] for r in res):
+        return r"a%s &= a%s + %s%s(z%s), &\quad k &= 1, \dots, %d" % (sup, sub, _alpha_tex(res[0]), phi, sup, net.depth), ""
+    values = ", ".join(r"$\alpha_{%d} = %s$" % (k, sympy.latex(res[k - 1])) for k in resid)
+    text = (r"Layers %s are residual, with %s; the others are plain, $a%s = %s(z%s)$." % (
+        ", ".join(str(k) for k in resid), values, sup, phi, sup))
+    return r"a%s &= a%s + \alpha_{k}\, %s(z%s) \text{ (residual)}, &\quad k &= 1, \dots, %d" % (sup, sub, phi, sup, net.depth), text
+
+
+def _unit_rows(lhs: str, units: list[str]) -> list[str]:
+    """Align rows for ``lhs = unit unit …``, broken between units (one layer each)."""
+    lines = _break(units, _LINE_BUDGET - 4, _LINE_BUDGET - _width(lhs) - 2)
+    rows = [(r"%s &= %s" % (lhs, r"\,".join(line))) if n == 0 else (r"&\qquad \cdot %s" % r"\,".join(line)) for n, line in enumerate(lines)]
+    rows[-1] += "."
+    return rows
+
+
+def _chain_units(g) -> list[str]:
+    """The closed form's factors in chain order, a plain layer's ``w_k φ'(z_k)`` kept together."""
+    fs = g.factors
+    units, i = [], 0
+    while i < len(fs):
+        f = fs[i]
+        if isinstance(f, sympy.Symbol) and f.name.startswith("w") and i + 1 < len(fs):
+            units.append(_sym(f) + r"\," + _sym(fs[i + 1]))
+            i += 2
+        else:
+            units.append(r"\left(%s\right)" % _ordered_sum(f) if isinstance(f, sympy.Add) else _sym(f))  # 1 + α w φ', a − y
+            i += 1
+    return units
+
+
+def _residual_chain_derivation(g: Gradient, full: bool, max_layers: int) -> str:
+    net = g.network
+    L, acts, res = net.depth, net.activations, net.residual
+    uniform_act = all(a == acts[0] for a in acts)
+    act = acts[0]
+    phi = act.latex_name if uniform_act else r"\varphi_{k}"
+    cost = net.loss
+    cancels = res[-1] is None and cost.cancels_with(acts[-1])
+    m = re.fullmatch(r"([wb])(\d+)|a0", g.wrt)
+    kind = m.group(1) if m.group(1) else "a"
+    j = int(m.group(2)) if m.group(2) else 0
+    wrt = {"a": "a_{0}", "w": "w_{%d}" % j, "b": "b_{%d}" % j}[kind]
+    lhs = _d("C", wrt)
+    out = [r"\paragraph{Forward pass.} A residual chain of $L = %d$ single-neuron layers with input $a_{0}$ and target $y$:" % L]
+    layer_row, layer_text = _residual_layers_tex(net, dense=False)
+    cost_tex = cost.latex_chain % {"L": L} if cost.latex_chain else sympy.latex(cost.cost(sympy.Symbol("a_%d" % L), sympy.Symbol("y")))
+    out.append(_align([r"z_{k} &= w_{k}\, a_{k-1} + b_{k}, & %s," % layer_row, r"C &= %s," % cost_tex]))
+    if layer_text:
+        out.append(layer_text)
+    if uniform_act:
+        out.append("with the activation")
+        out.append(_align(_activation_rows(act)))
+    else:
+        out.append(r"with per-layer activations $\varphi_{k}$: %s." % ", ".join(r"$\varphi_{%d} = %s$" % (k, a.latex_name) for k, a in enumerate(acts, 1)))
+
+    out.append(r"\paragraph{Chain rule.} The path from $%s$ to $C$ passes through every later layer:" % wrt)
+    head = {"b": r"%s %s" % (_d("z_{%d}" % j, "b_{%d}" % j), _d("a_{%d}" % j, "z_{%d}" % j)),
+            "w": r"%s %s" % (_d("z_{%d}" % j, "w_{%d}" % j), _d("a_{%d}" % j, "z_{%d}" % j)), "a": ""}[kind]
+    lo = j + 1
+    prod = (r"\prod_{k=%d}^{%d} %s" % (lo, L, _d("a_{k}", "a_{k-1}"))) if lo <= L else ""
+    out.append(_align([r"%s &= %s\, %s\; %s." % (lhs, head, prod, _d("C", "a_{%d}" % L))]))
+
+    out.append(r"\paragraph{Local derivatives.} A residual layer's skip connection adds the identity to its step:")
+    rows = [r"%s &= \alpha_{k}\, %s'(z_{k}), & %s &= 1 + \alpha_{k}\, w_{k}\, %s'(z_{k}) \quad \text{(residual } k\text{)}" % (
+                _d("a_{k}", "z_{k}"), phi, _d("a_{k}", "a_{k-1}"), phi)]
+    if any(r is None for r in res):
+        rows.append(r"%s &= %s'(z_{k}), & %s &= w_{k}\, %s'(z_{k}) \quad \text{(plain } k\text{)}" % (
+            _d("a_{k}", "z_{k}"), phi, _d("a_{k}", "a_{k-1}"), phi))
+    if kind == "b":
+        rows.append(r"%s &= 1" % _d("z_{%d}" % j, "b_{%d}" % j))
+    elif kind == "w":
+        rows.append(r"%s &= a_{%d}" % (_d("z_{%d}" % j, "w_{%d}" % j), j - 1))
+    if cancels:
+        rows.append(r"%s\, %s &= %s'(z_{%d})\, %s = a_{%d} - y" % (_d("a_{%d}" % L, "z_{%d}" % L), _d("C", "a_{%d}" % L),
+                                                                acts[-1].latex_name, L, _d("C", "a_{%d}" % L), L))
+    else:
+        rows.append(r"%s &= %s" % (_d("C", "a_{%d}" % L), sympy.latex(g.factors[-1])))
+    out.append(_align([r + "," for r in rows[:-1]] + [rows[-1] + "."]))
+
+    out.append(r"\paragraph{Closed form.} Substituting the local derivatives into the chain rule:")
+    units = _chain_units(g)
+    if not full and len(units) > max_layers:
+        units = _elide(units, 4, 3, r"\cdots")
+    out.append(_align(_unit_rows(lhs, units)))
+
+    uniform_res = all(r is not None and r == res[0] for r in res)
+    gen_head = {"b": r"\alpha\, %s'(z_{j})" % phi, "w": r"a_{j-1}\, \alpha\, %s'(z_{j})" % phi, "a": ""}[kind]
+    gen_lo = {"b": "j+1", "w": "j+1", "a": "1"}[kind]
+    if uniform_res:
+        here = "" if isinstance(res[0], sympy.Symbol) else r" (here $\alpha = %s$)" % sympy.latex(res[0])
+        out.append(r"\paragraph{Product form.} With the path product $P_{j} = \prod_{k=j+1}^{L} (1 + \alpha\, w_{k}\, %s'(z_{k}))$"
+                   r"%s, for a residual chain of depth $L$" % (phi, here))
+        out.append(_align([r"%s &= %s \prod_{k=%s}^{L} \bigl(1 + \alpha\, w_{k}\, %s'(z_{k})\bigr)\; %s." % (
+            _d("C", {"b": "b_{j}", "w": "w_{j}", "a": "a_{0}"}[kind]), gen_head, gen_lo, phi, _d("C", "a_{L}"))]))
+    else:
+        out.append(r"\paragraph{Product form.} Each later layer contributes its step $s_{k} = \partial a_{k} / \partial a_{k-1}$: "
+                   r"$1 + \alpha_{k} w_{k} %s'(z_{k})$ for a residual layer, $w_{k} %s'(z_{k})$ for a plain one, so "
+                   r"$%s = %s\prod_{k=%d}^{%d} s_{k}\; %s$." % (
+                       phi, phi, lhs, head + (r"\, " if head else ""), lo, L, _d("C", "a_{%d}" % L)))
+
+    later = [k for k in range(lo, L + 1) if res[k - 1] is not None]
+    sup_tex, _ = _bound_facts(act) if uniform_act else (None, False)
+    if not later:
+        out.append(r"\paragraph{Bound.} No residual layer follows layer %d, so no skip connection carries this gradient; "
+                   r"the factors after it are those of a plain chain." % j)
+        return "\n".join(out)
+    text = [r"\paragraph{Bound.} If every later residual factor obeys $|\alpha_{k} w_{k}\, %s'(z_{k})| \le r < 1$, each step "
+            r"$1 + \alpha_{k} w_{k} %s'(z_{k})$ lies in $[1 - r, 1 + r]$, so (Theorem 18 of symgrad's catalogue) the %d residual "
+            r"step%s after layer %d multiply to" % (phi, phi, len(later), "" if len(later) == 1 else "s", j)]
+    n = len(later)
+    text.append(_align([r"(1 - r)^{%d} \le \Bigl|\prod_{k} \bigl(1 + \alpha_{k} w_{k}\, %s'(z_{k})\bigr)\Bigr| \le (1 + r)^{%d}." % (n, phi, n)]))
+    text.append(r"The path through the skip connections cannot shrink faster than $(1 - r)^{%d}$, where a plain chain's "
+                r"$\prod_{k} w_{k}\, %s'(z_{k})$ can be $r^{%d}$." % (n, phi, n))
+    if sup_tex is not None:
+        text.append(r"Since $\sup_{z}|%s'(z)| %s %s$, $r = %s$ will do when it is below 1." % (
+            act.latex_name, "=" if act.bound.exact else "<", sup_tex,
+            _scaled(sup_tex, act, r"\max_{k} |\alpha_{k} w_{k}|")))
+    out.append("\n".join(text))
+    return "\n".join(out)
+
+
+def _residual_dense_tex(f) -> str:
+    """A residual dense factor: ``(I + α (W^k)^T Σ'(z^k))`` and ``α Σ'(z^k)``; others as plain."""
+    if isinstance(f, sympy.MatAdd) and any(isinstance(t, sympy.Identity) for t in f.args):
+        rest = [t for t in f.args if not isinstance(t, sympy.Identity)]
+        return r"\bigl(I + %s\bigr)" % " + ".join(_residual_dense_tex(t) for t in rest)
+    if isinstance(f, sympy.MatMul):
+        coeff, mats = f.as_coeff_matrices()
+        s = r"\, ".join(_dense_tex(t) for t in mats)
+        return s if coeff == 1 else r"%s\, %s" % (sympy.latex(coeff), s)
+    return _dense_tex(f)
+
+
+def _residual_dense_derivation(g: Gradient, full: bool, max_layers: int) -> str:
+    net = g.network
+    L, acts, res = net.depth, net.activations, net.residual
+    uniform_act = all(a == acts[0] for a in acts)
+    act = acts[0]
+    phi = act.latex_name if uniform_act else r"\varphi_{l}"
+    cost = net.loss
+    cancels = res[-1] is None and cost.cancels_with(acts[-1])
+    m = re.fullmatch(r"(W|b|a)(\d+)(?:\[(\d+)(?:,(\d+))?\])?", g.wrt)
+    kind, l = m.group(1), int(m.group(2))
+    entry = g._entry
+    base = {"W": "W^{%d}" % l, "b": "b^{%d}" % l, "a": "a^{0}"}[kind]
+    wrt = base if entry is None else "%s_{%s}" % (base, "%d" % entry[0] if kind != "W" else "%d,%d" % entry)
+    lhs = _d("C", wrt)
+    widths = ", ".join(str(x) for x in net.widths)
+    out = [r"\paragraph{Forward pass.} A residual dense network with widths $(n_{0}, \dots, n_{%d}) = (%s)$; "
+           r"$W^{k} \in \mathbb{R}^{n_{k} \times n_{k-1}}$, $b^{k} \in \mathbb{R}^{n_{k}}$, and a residual layer keeps its width "
+           r"($n_{k} = n_{k-1}$):" % (L, widths)]
+    layer_row, layer_text = _residual_layers_tex(net, dense=True)
+    cost_tex = cost.latex_dense % {"L": L} if cost.latex_dense else r"C(a^{%d}, y)" % L
+    out.append(_align([r"z^{k} &= W^{k} a^{k-1} + b^{k}, & %s," % layer_row, r"C &= %s," % cost_tex]))
+    out.append(((layer_text + " ") if layer_text else "") + r"The activation applies elementwise.")
+    if uniform_act:
+        out.append("with the activation")
+        out.append(_align(_activation_rows(act)))
+    out.append(r"\paragraph{Backpropagation.} With $g^{k} = \partial C / \partial a^{k}$ (a column vector) and the diagonal Jacobian "
+               r"$\Sigma'(z^{k}) = \operatorname{diag}\bigl(%s'(z^{k}_{1}), \dots, %s'(z^{k}_{n_{k}})\bigr)$, the skip connection "
+               r"adds the identity to a residual layer's backward step:" % (phi, phi))
+    grad_c = r"a^{%d} - y" % L if cost.dcost_is_residual or cancels else \
+        r"\Bigl(\frac{a^{%d}_{i} - y_{i}}{a^{%d}_{i}(1 - a^{%d}_{i})}\Bigr)_{i}" % (L, L, L)
+    rows = [r"g^{k-1} &= \bigl(I + \alpha_{k} (W^{k})^{T} \Sigma'(z^{k})\bigr)\, g^{k}, & \frac{\partial C}{\partial b^{k}} &= \alpha_{k}\, \Sigma'(z^{k})\, g^{k} \quad \text{(residual } k\text{)}"]
+    if any(r is None for r in res):
+        rows.append(r"g^{k-1} &= (W^{k})^{T} \Sigma'(z^{k})\, g^{k}, & \frac{\partial C}{\partial b^{k}} &= \Sigma'(z^{k})\, g^{k} \quad \text{(plain } k\text{)}")
+    if cancels:
+        rows.append(r"\frac{\partial C}{\partial z^{%d}} &= \Sigma'(z^{%d})\, g^{%d} = a^{%d} - y \quad \text{(} \sigma' \text{ cancels)}" % (L, L, L, L))
+    else:
+        rows.append(r"g^{%d} &= \nabla_{a} C = %s" % (L, grad_c))
+    rows.append(r"\frac{\partial C}{\partial W^{k}} &= \frac{\partial C}{\partial b^{k}}\, (a^{k-1})^{T}, & \frac{\partial C}{\partial a^{0}} &= g^{0}")
+    out.append(_align([r + "," for r in rows[:-1]] + [rows[-1] + "."]))
+
+    factors = [_residual_dense_tex(f) for f in g.factors]
+    if not full and len(factors) > max_layers:
+        factors = _elide(factors, 4, 3, r"\cdots")
+    out.append(r"\paragraph{Closed form.} Unrolling the recursion:")
+    if entry is not None:
+        idx = "%d" % entry[0] if kind != "W" else "%d,%d" % entry
+        factors = [r"\Bigl[" + factors[0]] + factors[1:-1] + [factors[-1] + r"\Bigr]_{%s}" % idx] if len(factors) > 1 else \
+            [r"\Bigl[%s\Bigr]_{%s}" % (factors[0], idx)]
+    out.append(_align(_unit_rows(lhs, factors)))
+
+    lo = l + 1 if kind != "a" else 1
+    later = [k for k in range(lo, L + 1) if res[k - 1] is not None]
+    n = len(later)
+    after = "layer %d" % l if kind != "a" else "the input"
+    if not later:
+        out.append(r"\paragraph{Bound.} No residual layer follows %s, so no skip connection carries this gradient; "
+                   r"the factors after it are those of a plain network." % after)
+        return "\n".join(out)
+    text = [r"\paragraph{Bound.} The singular values of $I + A$ lie in $[1 - \lVert A \rVert_{2}, 1 + \lVert A \rVert_{2}]$. "
+            r"So if every later residual layer has $\lVert \alpha_{k} (W^{k})^{T} \Sigma'(z^{k}) \rVert_{2} \le r < 1$, its step "
+            r"shrinks or stretches $g$ by a factor in $[1 - r, 1 + r]$."]
+    if n == L - lo + 1:
+        text.append(r"Over the %d residual layer%s after %s," % (n, "" if n == 1 else "s", after))
+        text.append(_align([r"(1 - r)^{%d}\, \lVert g^{%d} \rVert \le \lVert g^{%d} \rVert \le (1 + r)^{%d}\, \lVert g^{%d} \rVert." % (
+            n, L, lo - 1, n, L)]))
+        text.append(r"The gradient through the skip connections cannot vanish faster than $(1 - r)^{%d}$, where %d plain layers "
+                    r"with $\lVert (W^{k})^{T} \Sigma'(z^{k}) \rVert_{2} \le r$ can shrink it as $r^{%d}$." % (n, n, n))
+    else:
+        n_plain = L - lo + 1 - n
+        text.append(r"The %d plain layer%s after %s multipl%s $\lVert g \rVert$ by at most $\lVert (W^{k})^{T} \Sigma'(z^{k}) \rVert_{2}$ each, "
+                    r"as in a plain network, and the %d residual layer%s by a factor in $[1 - r, 1 + r]$ each." % (
+                        n_plain, "" if n_plain == 1 else "s", after, "ies" if n_plain == 1 else "y", n, "" if n == 1 else "s"))
+    sup_tex, _ = _bound_facts(act) if uniform_act else (None, False)
+    if sup_tex is not None:
+        text.append(r"Since $\lVert \Sigma'(z^{k}) \rVert_{2} %s %s$, $r = %s$ will do when it is below 1." % (
+            r"\le" if act.bound.exact else "<", sup_tex, _scaled(sup_tex, act, r"\max_{k} |\alpha_{k}|\, \lVert W^{k} \rVert_{2}")))
+    out.append("\n".join(text))
+    return "\n".join(out)
+
+
+def _residual_symbolic_derivation(g: SymbolicGradient) -> str:
+    sc = g.chain
+    act, cost, alpha = sc.activation, sc.loss, sc.alpha
+    p = act.latex_name
+    L = sympy.latex(sc.L)
+    j = sympy.latex(g.layer)
+    wrt = "%s_{%s}" % (g.kind, j)
+    lhs = _d("C", wrt)
+    head = r"a_{%s - 1}\, " % j if g.kind == "w" else ""
+    out = [r"\paragraph{Forward pass.} A residual chain of symbolic depth $%s$:" % L,
+           _align([r"z_{k} &= w_{k}\, a_{k-1} + b_{k}, & a_{k} &= a_{k-1} + %s%s(z_{k}), &\quad k &= 1, \dots, %s," % (_alpha_tex(alpha), p, L),
+                   r"C &= C(a_{%s}, y)," % L]),
+           "with the activation", _align(_activation_rows(act)),
+           r"\paragraph{Chain rule and local derivatives.}",
+           _align([r"%s &= %s %s \prod_{k=%s+1}^{%s} %s \; %s," % (lhs, _d("z_{%s}" % j, wrt), _d("a_{%s}" % j, "z_{%s}" % j), j, L,
+                                                                   _d("a_{k}", "a_{k-1}"), _d("C", "a_{%s}" % L)),
+                   r"%s &= %s%s'(z_{k}), & %s &= 1 + %sw_{k}\, %s'(z_{k})." % (_d("a_{k}", "z_{k}"), _alpha_tex(alpha), p,
+                                                                            _d("a_{k}", "a_{k-1}"), _alpha_tex(alpha), p)]),
+           r"\paragraph{Closed form.}",
+           _align([re.sub(r"\{([A-Za-z])\}_", r"\1_", r"%s &= %s%s%s'(z_{%s}) \prod_{k=%s+1}^{%s} \bigl(1 + %sw_{k}\, %s'(z_{k})\bigr)\; \left(%s\right)." % (
+               lhs, head, _alpha_tex(alpha), p, j, j, L, _alpha_tex(alpha), p, _ordered_sum(g.factors[-1])))]),
+           r"\paragraph{Bound.} If every $|%sw_{k}\, %s'(z_{k})| \le r < 1$, the product lies between $(1 - r)^{%s - %s}$ and "
+           r"$(1 + r)^{%s - %s}$ (Theorem 18 of symgrad's catalogue): it cannot vanish faster than $(1 - r)^{%s - %s}$." % (
+               _alpha_tex(alpha), p, L, j, L, j, L, j)]
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
 # Public API
 # ---------------------------------------------------------------------------------------------
 
@@ -751,12 +1010,15 @@ def derivation(gradient, *, full: bool = False, max_layers: int = DEFAULT_MAX_LA
     if isinstance(max_layers, bool) or not isinstance(max_layers, int) or max_layers < 4:
         raise InvalidArgument("max_layers=%r must be an int ≥ 4, e.g. max_layers=12" % (max_layers,))
     if isinstance(gradient, SymbolicGradient):
+        if getattr(gradient.chain, "alpha", None) is not None:
+            return _residual_symbolic_derivation(gradient)
         return _symbolic_derivation(gradient)
     if not isinstance(gradient, Gradient):
         raise InvalidArgument("derivation() needs a symgrad Gradient (net.gradient('b1')), not %r" % (gradient,))
+    residual = getattr(gradient.network, "is_residual", False)
     if hasattr(gradient.network, "widths"):
-        return _dense_derivation(gradient, full, max_layers)
-    return _chain_derivation(gradient, full, max_layers)
+        return (_residual_dense_derivation if residual else _dense_derivation)(gradient, full, max_layers)
+    return (_residual_chain_derivation if residual else _chain_derivation)(gradient, full, max_layers)
 
 
 def document(gradients, *, title: str = "Gradient derivations", full: bool = False, max_layers: int = DEFAULT_MAX_LAYERS) -> str:
