@@ -291,3 +291,17 @@ def test_symbolic_depth_prints_the_residual_product():
     prods = [f for f in g.factors if isinstance(f, sympy.Product)]
     assert len(prods) == 1 and prods[0].function == 1 + ALPHA * sc.w[sc.k] * symgrad.activation("tanh").prime(sc.z[sc.k])
     assert g.factors[0] == ALPHA
+
+
+def test_the_readme_residual_example_runs():
+    """The README's residual example is a doctest: what it shows is what symgrad prints."""
+    import doctest
+    import pathlib
+
+    text = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = text.split("<!-- residual-example:start -->")[1].split("<!-- residual-example:end -->")[0]
+    block = block.replace("```python", "").replace("```", "")
+    test = doctest.DocTestParser().get_doctest(block, {}, "README residual", "README.md", 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    runner.run(test)
+    assert runner.failures == 0 and runner.tries >= 8

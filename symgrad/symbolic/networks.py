@@ -6,7 +6,8 @@ layer) and composes the loss for small depths.  It never derives anything itself
 
 Naming
     Chain: input ``a0``, target ``y``, parameters ``w1..wL``, ``b1..bL``; locals ``z1..zL``,
-    ``a1..aL`` with ``z_j = w_j a_{j-1} + b_j`` and ``a_j = φ_j(z_j)``.
+    ``a1..aL`` with ``z_j = w_j a_{j-1} + b_j`` and ``a_j = φ_j(z_j)`` (a residual layer:
+    ``a_j = a_{j-1} + α_j φ_j(z_j)``; a symbolic α is listed in ``symbols``, not a parameter).
 
     Dense network with widths ``[n0, ..., nL]``: arrays ``a0`` (n0), ``y`` (nL), ``W1..WL``
     (``W_l`` is n_l × n_{l-1}) and ``b1..bL``; single entries are addressed as ``"W2[1,0]"``,
@@ -274,6 +275,13 @@ class Chain(_Net):
     :class:`~symgrad.InvalidArgument`); ``activation``: one for every layer or a list of L;
     ``loss``: a name or :class:`~symgrad.spec.losses.Loss`.
 
+    ``residual``: None, one α for every layer, or a list of L entries (None for a plain layer);
+    a residual layer is ``a_j = a_{j−1} + α_j φ_j(z_j)`` (He et al., *Deep Residual Learning*,
+    2016), kept in :attr:`residual` as exact SymPy numbers or real Symbols (a symbol's value is
+    ``params[symbol.name]`` on the numeric side; α = 0 makes the layer the identity).  Strings,
+    non-finite or non-real α, a name the network already uses, and a residual output layer with
+    cross-entropy raise :class:`~symgrad.InvalidArgument`.
+
     >>> import symgrad
     >>> net = symgrad.chain(2)
     >>> net, net.parameters
@@ -385,6 +393,10 @@ class Network(_Net):
     units) with ``loss="log_likelihood"`` (C = −Σ_i y_i ln a^L_i; Nielsen ch. 3 eqs. 78–82); then
     δ^L = a^L − y for a target with Σ y = 1.  Softmax in a hidden layer, softmax with another
     loss and the log-likelihood with another output raise :class:`~symgrad.InvalidArgument`.
+
+    ``residual`` as for :class:`Chain`: a residual layer ``a^l = a^{l−1} + α_l φ_l(z^l)`` keeps
+    its width (``n_l = n_{l−1}``, else InvalidArgument naming the layer), and its backward step
+    is ``∂C/∂a^{l−1} = (I + α_l W_lᵀ Σ'(z^l)) ∂C/∂a^l``; a residual softmax output is refused.
 
     >>> import symgrad
     >>> symgrad.network([2, 3, 3], activation=["tanh", "softmax"], loss="log_likelihood").gradient("b2")
