@@ -544,9 +544,9 @@ def phase_diagram_figure(activation, sigma_w2=None, sigma_b2=None, *, monte_carl
 
     Errors: :class:`~symgrad.InvalidArgument` for a bad grid, a bad Monte-Carlo point or size.
 
-    >>> fig = phase_diagram_figure("relu", [1.0, 2.0, 3.0], [0.0, 0.5])
+    >>> fig = phase_diagram_figure("relu", [0.5, 1.0, 2.0], [0.0, 0.5])
     >>> [round(float(v), 4) for v in fig.axes[0].collections[0].get_array()[0]]  # σ_b² = 0: ln(σ_w²/2)
-    [-0.6931, 0.0, 0.4055]
+    [-1.3863, -0.6931, 0.0]
     """
     from symgrad.theory import meanfield
 
@@ -804,8 +804,13 @@ def figure_bytes(fig, fmt: str = "png") -> bytes:
     if fmt not in FORMATS:
         raise InvalidArgument("unknown figure format %r; use one of %s" % (fmt, ", ".join(FORMATS)))
     title = fig.axes[0].get_title() if fig.axes else ""
+    from matplotlib import rc_context
+
     buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, dpi=_DPI, metadata=_metadata(fmt, title))
+    # A fixed salt for the SVG's element ids (else random per run); rc_context restores the
+    # user's setting afterwards.
+    with rc_context({"svg.hashsalt": "symgrad"}):
+        fig.savefig(buf, format=fmt, dpi=_DPI, metadata=_metadata(fmt, title))
     return buf.getvalue()
 
 
