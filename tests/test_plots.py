@@ -119,6 +119,25 @@ def test_gradient_flow_report_and_dense_networks():
     assert "residual α = 1/2" in fig.axes[0].get_title()
 
 
+def test_dense_measured_against_report_and_deltas():
+    """The measured ρ_l: equal to the report's column for a plain network (two code paths), and to
+    ρ_l formed from backprop's δ^l directly for a residual one, whose ρ differs from the plain one."""
+    w = [5, 7, 7, 7, 2]
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(9, 5)), rng.uniform(size=(9, 2))
+    plain = symgrad.network(w, "tanh")
+    p = symgrad.sample(plain, init="xavier", seed=2)
+    rep = symgrad.report(plain, p, inputs=x, targets=y)
+    # Both are ½ log10 of a ratio of sums of squares: a few ulps apart.
+    np.testing.assert_allclose(plots._dense_measured(plain, dict(p, a0=x, y=y)), [l.log10_rms_ratio for l in rep.layers], rtol=0, atol=1e-13)
+    res_net = symgrad.network(w, "tanh", residual=[None, 0.5, 0.5, None])
+    d = symgrad.backprop(res_net, dict(p, a0=x, y=y)).deltas
+    want = [0.5 * math.log10(np.sum(d[l] ** 2) / np.sum(d[-1] ** 2)) for l in range(4)]
+    got = plots._dense_measured(res_net, dict(p, a0=x, y=y))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-13)
+    assert abs(got[0] - rep.layers[0].log10_rms_ratio) > 1e-3
+
+
 def test_gradient_flow_residual_chain_has_no_growth_rate_line():
     fig = plots.gradient_flow_figure(symgrad.chain(4, "tanh", residual=0.5), samples=5)
     assert not _lines(fig, "typical") and len(_line(fig, "measured-median")[1]) == 4

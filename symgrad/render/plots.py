@@ -354,8 +354,43 @@ def _describe(net) -> str:
     if isinstance(net, Chain):
         return "%s chain, depth %d, %s loss%s" % (act, net.depth, net.loss.name, extra)
     w = net.widths
-    return "%s network, widths %s, %s loss%s" % (act, ",".join(map(str, w)) if len(w) <= 8 else "%d,...,%d (%d layers)" % (w[0], w[-1], len(w) - 1),
+    return "%s network, widths %s, %s loss%s" % (act, ",".join(map(str, w)) if len(w) <= 8 else "%d,%d,...,%d,%d (%d layers)" % (w[0], w[1], w[-2], w[-1], len(w) - 1),
                                                    net.loss.name, extra)
+
+
+def _chain_measured(net, params) -> np.ndarray:
+    """(samples, L): log10 |∂C/∂b_l| / |∂C/∂b_L| of each sampled chain, from :func:`symgrad.backprop`
+    in log space (no underflow at depth); nan where a gradient is exactly 0."""
+    from symgrad.numeric.evaluator import backprop
+
+    L = net.depth
+    res = backprop(net, params, log_space=True, wrt=["b%d" % l for l in range(1, L + 1)])
+    la = np.stack([np.asarray(res.log_abs["b%d" % l], dtype=float) for l in range(1, L + 1)], axis=1)
+    with np.errstate(invalid="ignore"):
+        out = (la - la[:, -1:]) / math.log(10)
+    return np.where(np.isfinite(out), out, np.nan)
+
+
+def _dense_measured(net, params) -> np.ndarray:
+    """(L,): log10 ρ_l = ½ log10(mean_x ‖δ^l_x‖² / mean_x ‖δ^L_x‖²) on one network's batch, from
+    :func:`symgrad.backprop` in log space (residual layers included); nan where a mean is 0."""
+    from scipy.special import logsumexp
+
+    from symgrad.numeric.evaluator import backprop
+
+    L = net.depth
+    res = backprop(net, params, log_space=True, wrt=["b%d" % l for l in range(1, L + 1)])
+    lm = []
+    for l in range(1, L + 1):
+        la = np.asarray(res.log_abs["b%d" % l], dtype=float).ravel()
+        fin = la[np.isfinite(la)]
+        lm.append(float(logsumexp(2 * fin)) if fin.size else -math.inf)  # ln Σ_x ‖δ^l_x‖²
+    lm = np.array(lm)
+    if not math.isfinite(lm[-1]):
+        return np.full(L, np.nan)
+    with np.errstate(invalid="ignore"):
+        out = (lm - lm[-1]) / (2 * math.log(10))
+    return np.where(np.isfinite(out), out, np.nan)
 
 
 def _column(reports, attr: str) -> np.ndarray:
@@ -386,21 +421,22 @@ def gradient_flow_figure(source, params=None, *, samples: int = 100, batch: int 
       field) and ``log10_worst_case``; ``params`` and the sampling options are not used;
     * a chain (``symgrad.chain(L, ...)``, residual or not): ``samples`` independent chains drawn by
       :func:`symgrad.sample` (``init``, default ``"normal"``: w, b ~ N(0, 1), Nielsen ch. 5), or
-      the batched ``params`` given (one chain per row), each evaluated by
-      :func:`symgrad.report` as a width-1 network.  Typical case: the growth rate λ of
+      the batched ``params`` given (one chain per row).  Typical case: the growth rate λ of
       :func:`symgrad.theory.meanfield.growth_rate`, log₁₀ ρ_l = λ(L − l)/ln 10 (plain chains
       with one activation and a normal init only; a chain is not wide, so mean field does not
       apply);
     * a dense network (``symgrad.network(widths, ..., residual=...)``): ``samples`` networks drawn
-      with ``init`` (default ``"xavier"``), each on ``batch`` inputs N(0, 1) and targets U(0, 1),
-      each by :func:`symgrad.report`.  Typical case: mean field for the sampled variances (the
-      median over samples of ``log10_predicted``).
+      with ``init`` (default ``"xavier"``), each on ``batch`` inputs N(0, 1) and targets U(0, 1).
+      Typical case: mean field for the sampled variances (the median over samples of
+      :func:`symgrad.report`'s ``log10_predicted``).
 
-    Measured: the median over samples (line) and the ``band`` quantiles (default 10%–90%).
-    Worst case: the same quantiles of each sample's own bound B_l = Π sup|φ'|·‖W‖₂ are drawn as
-    the median line; since ρ_l ≤ B_l for every sample, each quantile of B_l lies above the same
-    quantile of ρ_l.  Gids: ``measured-median``, ``measured-low``, ``measured-high``,
-    ``measured-band``, ``worst-case``, ``typical``.
+    Measured (chains and networks): :func:`symgrad.backprop` in log space on each sample, ρ_l from
+    its per-input ∂C/∂b^l = δ^l (residual layers included); the median over samples (line) and
+    the ``band`` quantiles (default 10%–90%).  Worst case: each sample's own bound
+    B_l = Π sup|φ'|·‖W‖₂ (per residual layer 1 + |α| sup|φ'| ‖W‖₂), from :func:`symgrad.report`
+    (a chain as a width-1 network), drawn as its median over samples; since ρ_l ≤ B_l for every
+    sample, each quantile of B_l lies above the same quantile of ρ_l.  Gids: ``measured-median``,
+    ``measured-low``, ``measured-high``, ``measured-band``, ``worst-case``, ``typical``.
 
     Errors: :class:`~symgrad.InvalidArgument` for another kind of source, bad ``samples``,
     ``batch``, ``init`` or ``band``, and what :func:`symgrad.report` refuses.
@@ -420,6 +456,7 @@ def gradient_flow_figure(source, params=None, *, samples: int = 100, batch: int 
     typical_label = None
     if isinstance(source, GradientFlowReport):
         reports = [source]
+        meas = _column(reports, "log10_rms_ratio")
         what = "report on %s, batch %d" % (source.network if len(source.network) <= 70 else source.network[:67] + "...", source.batch)
     elif isinstance(source, Chain):
         from symgrad.numeric.sampling import sample
@@ -434,6 +471,7 @@ def gradient_flow_figure(source, params=None, *, samples: int = 100, batch: int 
                 raise InvalidArgument("params for a chain must be batched, as symgrad.sample(chain, B) gives (a0 of shape (B,))")
             n = int(np.shape(params["a0"])[0])
         reports = _chain_reports(source, params, n)
+        meas = _chain_measured(source, params)
         acts = {a.name for a in source.activations}
         if not source.is_residual and len(acts) == 1 and init in _CHAIN_INITS and sampled:
             from symgrad.theory import meanfield
@@ -443,7 +481,7 @@ def gradient_flow_figure(source, params=None, *, samples: int = 100, batch: int 
                 L = source.depth
                 typical = g.rate * (L - np.arange(1, L + 1)) / math.log(10)
                 typical_label = "typical: growth rate λ = %s per layer" % _short(g.rate)
-        what = "%s, init %s, %d samples, seed %s" % (_describe(source), init, n, seed)
+        what = "%s\ninit %s, %d samples, seed %s" % (_describe(source), init, n, seed)
     elif isinstance(source, Network):
         from symgrad.diagnosis.report import report
         from symgrad.numeric.sampling import sample
@@ -456,17 +494,18 @@ def gradient_flow_figure(source, params=None, *, samples: int = 100, batch: int 
                                   "or no params to sample %d networks" % n)
         seqs = np.random.SeedSequence(seed).spawn(n + 1)  # one stream per network, one for the batches
         rng = np.random.default_rng(seqs[-1])
-        reports = []
+        reports, measured = [], []
         for i in range(n):
             p = sample(source, init=init, seed=seqs[i])
             x = rng.standard_normal((B, source.widths[0]))
             y = rng.uniform(size=(B, source.widths[-1]))
             reports.append(report(source, p, inputs=x, targets=y))
-        what = "%s, init %s, %d samples × batch %d, seed %s" % (_describe(source), init, n, B, seed)
+            measured.append(_dense_measured(source, dict(p, a0=x, y=y)))
+        meas = np.array(measured)
+        what = "%s\ninit %s, %d samples × batch %d, seed %s" % (_describe(source), init, n, B, seed)
     else:
         raise InvalidArgument("gradient_flow_figure needs a chain, a dense network or a report "
                               "(symgrad.chain(10), symgrad.network([4, 8, 8, 2]), symgrad.report(...)), not %s" % type(source).__name__)
-    meas = _column(reports, "log10_rms_ratio")
     worst = _column(reports, "log10_worst_case")
     qs = (band[0], 0.5, band[1])
     mq = _quantiles(meas, qs)
@@ -502,7 +541,7 @@ def gradient_flow_figure(source, params=None, *, samples: int = 100, batch: int 
         ax.set_ylabel(r"$\log_{10}\rho_l$,  $\rho_l = (E\|\delta^l\|^2 / E\|\delta^L\|^2)^{1/2}$ (dimensionless)")
     if L <= 20:
         ax.set_xticks(layers)
-    ax.set_title("gradient flow: %s" % what, fontsize=9, wrap=True)
+    ax.set_title("gradient flow: %s" % what, fontsize=9)
     ax.legend(fontsize=8, loc="best", framealpha=0.9)
     return fig
 
@@ -583,7 +622,7 @@ def phase_diagram_figure(activation, sigma_w2=None, sigma_b2=None, *, monte_carl
     norm = TwoSlopeNorm(vcenter=0.0, vmin=lo, vmax=hi)  # white at χ₁ = 1 whatever the grid's range
     mesh = ax.pcolormesh(w2, b2, np.ma.masked_invalid(lnchi), cmap=cmap, norm=norm, shading="nearest", gid="ln-chi1")
     cb = fig.colorbar(mesh, ax=ax)
-    cb.set_ticks(np.concatenate([np.linspace(lo, 0.0, 5), np.linspace(0.0, hi, 5)[1:]]))
+    cb.set_ticks(np.concatenate([np.linspace(lo, 0.0, 5) if lo < -1e-3 else [], [0.0], np.linspace(0.0, hi, 5)[1:] if hi > 1e-3 else []]))
     cb.ax.yaxis.set_major_formatter("{x:.2g}")
     cb.set_label(r"$\ln\,\chi_1$ (per-layer log growth of $E\|\delta\|^2$; $\xi_\nabla = 1/|\ln\,\chi_1|$ layers)")
     # The line on a finer σ_b² grid than the map's (it bends fast near σ_b² = 0); one shared quadrature.
@@ -591,12 +630,16 @@ def phase_diagram_figure(activation, sigma_w2=None, sigma_b2=None, *, monte_carl
     crit = meanfield.critical_line(act, [float(c) for c in b2_line])
     cw = np.array([np.nan if v is None else v.value for v in crit])
     ax.plot(cw, b2_line, color=_BLACK, linewidth=2.5, label="critical line χ₁ = 1", gid="critical-line")
-    ordered, chaotic = np.isfinite(lnchi) & (lnchi < 0), np.isfinite(lnchi) & (lnchi > 0)
+    # Each label at the centre of the cells deep in its phase (beyond half the extreme ln χ₁).
+    ordered, chaotic = np.isfinite(lnchi) & (lnchi < 0.5 * lo), np.isfinite(lnchi) & (lnchi > 0.5 * hi)
     W, Bg = np.meshgrid(w2, b2)
     for sel, text in ((ordered, "ordered\nχ₁ < 1: gradients vanish"), (chaotic, "chaotic\nχ₁ > 1: gradients explode")):
         if sel.any():
-            ax.text(float(np.mean(W[sel])), float(np.mean(Bg[sel])), text, ha="center", va="center", fontsize=10,
-                    bbox=dict(boxstyle="round", facecolor="white", alpha=0.8, linewidth=0))
+            # Kept off the edges (a label is about a fifth of the plot wide).
+            x = float(np.clip(np.mean(W[sel]), w2[0] + 0.2 * (w2[-1] - w2[0]), w2[-1] - 0.2 * (w2[-1] - w2[0])))
+            y = float(np.clip(np.mean(Bg[sel]), b2[0] + 0.1 * (b2[-1] - b2[0]), b2[-1] - 0.1 * (b2[-1] - b2[0])))
+            ax.text(x, y, text, ha="center", va="center", fontsize=10, bbox=dict(boxstyle="round", facecolor="white", alpha=0.8, linewidth=0))
+
     if points:
         from symgrad.theory.montecarlo import check_wide_network
 
@@ -620,7 +663,12 @@ def phase_diagram_figure(activation, sigma_w2=None, sigma_b2=None, *, monte_carl
     ax.set_xlabel(r"$\sigma_w^2$ (weight variance × fan-in, dimensionless)")
     ax.set_ylabel(r"$\sigma_b^2$ (bias variance, dimensionless)")
     ax.set_title("phase diagram of %s (mean field, wide dense network): %d × %d grid" % (act.name, len(w2), len(b2)), fontsize=10)
-    ax.legend(fontsize=8, loc="upper left", framealpha=0.9)
+    handles, _ = ax.get_legend_handles_labels()
+    if np.isnan(lnchi).any():
+        from matplotlib.patches import Patch
+
+        handles.append(Patch(color="#999999", label="no finite q* (the length map diverges)"))
+    ax.legend(handles=handles, fontsize=8, loc="upper left", framealpha=0.9)
     return fig
 
 
