@@ -108,3 +108,16 @@ def test_a_violated_bound_is_reported(monkeypatch):
     monkeypatch.setattr(P.np, "log1p", lambda x: 2 * np.log(1 + np.asarray(x)) - 1)
     with pytest.raises(GradientCheckError, match="residual path bound violated at j = "):
         P.assert_residual_path_bounds(net, p, rate=0.5)
+
+
+def test_the_rounding_allowance_is_far_below_a_part_in_a_billion(monkeypatch):
+    """At the attained lower bound (every t_k = −r) the log of the path product sits on the
+    bound; moving each log1p by 1e-10 (5e-9 in all over 50 layers) must be reported, so the
+    allowance from the error analysis is not loose."""
+    rate, depth = 0.3, 50
+    net = symgrad.chain(depth, "identity", residual=1)
+    q = {"a0": 0.0, **{"w%d" % k: -rate for k in range(1, depth + 1)}, **{"b%d" % k: 0.0 for k in range(1, depth + 1)}}
+    real = np.log1p
+    monkeypatch.setattr(P.np, "log1p", lambda x: real(x) - 1e-10)
+    with pytest.raises(GradientCheckError, match="residual path bound violated at j = 0"):
+        P.assert_residual_path_bounds(net, q, rate=rate)
