@@ -5,9 +5,12 @@ Prints, each in a fresh process (so that caches do not flatter later rows):
       first call's one-off set-up (kink detection, SymPy limits) reported separately;
   (b) χ₁ for a custom activation string after parsing (target: under 0.2 s);
 and, as the comparator in the same run, (c) the same critical line by brute force: Brent's method
-on χ₁(σ_w²) − 1 at each σ_b², every χ₁ solving its own q* (what a direct implementation does).
+on χ₁(σ_w²) − 1 at each σ_b², every χ₁ solving its own q* (what a direct implementation does);
+then (d) one pass of the Monte-Carlo check at width 1000, depth 100, batch 64 against PyTorch
+autograd doing the same forward and backward pass (what each side computes: the comment above
+MC_CASE below).
 
-Run:  python benchmarks/bench_meanfield.py
+Run:  python benchmarks/bench_meanfield.py   [--mc-only] [--pass-only] [--rounds R]  (--mc-only: only (d))
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ def main():
           % (brute["line_s"], brute["line_s"] / line["line_s"]))
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and "--mc-only" not in sys.argv:
     main()
 
 
@@ -70,14 +73,32 @@ if __name__ == "__main__":
 # (d) The Monte-Carlo check at width 1000, depth 100, batch 64 against PyTorch autograd
 # ---------------------------------------------------------------------------------------------
 #
-# One pass of the check (symgrad.numeric.shared.backprop_shared: forward, δ^L given, backward,
-# per-layer q^l and ‖δ^l‖²) against PyTorch autograd doing the same forward and backward pass on
-# the same W, inputs and δ^L (z.retain_grad() for every δ^l, z_L.backward(δ^L)).  Each side runs
-# in a fresh process with its BLAS limited to k threads (OPENBLAS/OMP/MKL_NUM_THREADS set before
-# NumPy is imported, torch.set_num_threads(k); threadpoolctl is not installed), in alternating
-# rounds, best of all; "pass" is what the check needs (δ^l only), "grads" also forms every
-# ∂C/∂W^l (autograd with W.requires_grad).  Peak memory: ru_maxrss's growth during the passes,
-# over the ~0.8 GB of weights both sides hold; for NumPy also tracemalloc's peak of one pass.
+# The same work on both sides, on the same float64 arrays (tanh, W^l ~ N(0, 1/n) drawn once, b^l = 0
+# passed and added, inputs with |x|^2 = n, delta^L ~ N(0, 1) given):
+#
+#   "pass" (what check_wide_network needs), per side:
+#     forward, l = 1..100:  z^l = a^{l-1} W^lT + b^l (one GEMM and the bias), q^l = mean (z^l)^2,
+#                           a^l = tanh(z^l) for l < 100;
+#     backward, l = 100..1: ||delta^l||^2 per sample; delta^{l-1} = (delta^l W^l) * tanh'(z^{l-1})
+#                           for l >= 2 (99 GEMMs; no GEMM for d/da^0);
+#     symgrad: backprop_shared(net, params, delta_out=delta^L, grads=False), which also validates
+#              the arguments (shapes, dtypes, nan: the weights through the pass's own output);
+#     torch:   F.linear(a, W, b) (nn.Linear's addmm, the bias folded into the GEMM), tanh,
+#              z.retain_grad() for every delta^l, z^1 detached (autograd stops there, no GEMM for
+#              d/dx), z^100.backward(delta^L); q^l from z.detach(), ||delta^l||^2 from z.grad.
+#              tanh's backward is 1 - tanh(z)^2 from the saved output; symgrad's is the stable
+#              4e^{-2|z|}/(1 + e^{-2|z|})^2 (one exp per entry more).
+#   "grads": the same and every dC/dW^l = delta^lT a^{l-1}, dC/db^l = sum_batch delta^l (autograd
+#            with W, b requiring grad; symgrad grads=True).
+#
+# Each side runs in its own fresh process with its BLAS limited to k threads (OPENBLAS/OMP/
+# MKL_NUM_THREADS set before NumPy is imported, torch.set_num_threads(k); threadpoolctl is not
+# installed), symgrad and torch alternating, for several rounds; each process times 3 calls after
+# a warm-up and keeps the best.  Reported: best wall time of all rounds per side and their ratio,
+# each round's ratio (the shared 2-core machine drifts), and the same in CPU time
+# (time.process_time, which a neighbour's load inflates less).  Peak memory: ru_maxrss's growth
+# during the calls, over the ~0.8 GB of weights both sides hold (each side measured in its own
+# process); for symgrad also tracemalloc's peak of one call.
 
 MC_CASE = textwrap.dedent(
     """
@@ -100,21 +121,21 @@ MC_CASE = textwrap.dedent(
     grads = mode == "grads"
     if side == "numpy":
         import symgrad
-        from symgrad.numeric.shared import backprop_shared
+        from symgrad.numeric.shared import backprop_shared, _shared_pass
         net = symgrad.network([n] * (L + 1), "tanh")
         params = {"a0": x}
         params.update({"W%d" % (l + 1): Ws[l] for l in range(L)})
         params.update({"b%d" % (l + 1): bs[l] for l in range(L)})
-        from symgrad.numeric.shared import _shared_pass
         Wl, bl, f64 = list(Ws), list(bs), np.dtype(np.float64)
         def f():
             r = backprop_shared(net, params, delta_out=dL, grads=grads)
             return r.q, r.delta_sq_mean
-        def inner():  # what check_wide_network calls: its own draws need no validation
+        def inner():  # what check_wide_network calls: its own draws need no argument validation
             r = _shared_pass(net, Wl, bl, x, None, dL, grads, f64)
             return r.q, r.delta_sq_mean
     else:
         import torch
+        import torch.nn.functional as F
         torch.set_num_threads(threads)
         Wt = [torch.from_numpy(Ws[l]).requires_grad_(grads) for l in range(L)]
         bt = [torch.from_numpy(bs[l]).requires_grad_(grads) for l in range(L)]
@@ -124,24 +145,26 @@ MC_CASE = textwrap.dedent(
                 w.grad = None
             a, zs, q = xt, [], []
             for l in range(L):
-                z = a @ Wt[l].T + bt[l]
-                if l == 0 and not grads:  # δ^1 is the last one wanted: no GEMM for ∂/∂x
+                z = F.linear(a, Wt[l], bt[l])
+                if l == 0 and not grads:  # delta^1 is the last one wanted: no GEMM for d/dx
                     z = z.detach().requires_grad_(True)
                 else:
                     z.retain_grad()
                 zs.append(z)
-                q.append((z * z).mean())
-                a = torch.tanh(z)
+                zd = z.detach()
+                q.append(torch.dot(zd.view(-1), zd.view(-1)) / zd.numel())
+                if l < L - 1:
+                    a = torch.tanh(z)
             zs[-1].backward(dt)
             with torch.no_grad():
                 return torch.stack(q).numpy(), torch.stack([(z.grad * z.grad).sum(1).mean() for z in zs]).numpy()
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     f()
-    best, best_inner = math.inf, math.inf
+    best, best_cpu, best_inner = math.inf, math.inf, math.inf
     for _ in range(3):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         out = f()
-        best = min(best, time.perf_counter() - t)
+        best, best_cpu = min(best, time.perf_counter() - t), min(best_cpu, time.process_time() - c)
         if side == "numpy":
             t = time.perf_counter()
             inner()
@@ -154,8 +177,8 @@ MC_CASE = textwrap.dedent(
         f()
         traced = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-    print(json.dumps({"s": best, "inner_s": best_inner, "rss_grow_kb": grow, "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                      "traced": traced, "q_last": float(out[0][-1]), "ratio1": float(out[1][0] / out[1][-1])}))
+    print(json.dumps({"s": best, "cpu_s": best_cpu, "inner_s": best_inner, "rss_grow_kb": grow, "traced": traced,
+                      "q_last": float(out[0][-1]), "ratio1": float(out[1][0] / out[1][-1])}))
     """
 )
 
@@ -165,32 +188,30 @@ def mc_run(side, threads, mode):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def montecarlo(rounds=3):
+def montecarlo(rounds=5, modes=("pass", "grads"), thread_counts=(1, 2)):
     print("(d) Monte-Carlo check pass, width 1000, depth 100, batch 64, tanh (1, 0), float64: symgrad backprop_shared "
           "vs torch %s autograd (fresh process per side, %d alternating rounds, best of 3 calls each)"
           % (__import__("importlib.metadata").metadata.version("torch"), rounds))
-    for mode in ("pass", "grads"):
-        for threads in (1, 2):
-            best = {"numpy": None, "torch": None}
-            runs = []
+    for mode in modes:
+        for threads in thread_counts:
+            runs = {"numpy": [], "torch": []}
             for _ in range(rounds):
                 for side in ("numpy", "torch"):
-                    r = mc_run(side, threads, mode)
-                    if side == "numpy":
-                        runs.append(r)
-                    if best[side] is None or r["s"] < best[side]["s"]:
-                        best[side] = r
-            ns, ts = best["numpy"], best["torch"]
-            inner = min(r["inner_s"] for r in runs)
-            print("    %-5s %d thread%s: symgrad %.3f s (the check's own pass, without validating its own draws: %.3f s), "
-                  "torch %.3f s, ratio torch/symgrad %.2f (%.2f) (target >= 1.0)%s; "
-                  "peak RSS growth symgrad %.0f MB, torch %.0f MB (tracemalloc peak of one symgrad pass %.0f MB); "
-                  "q^100 %.5g vs %.5g, ratio E|d^1|^2/E|d^L|^2 %.5g vs %.5g"
-                  % (mode, threads, "" if threads == 1 else "s", ns["s"], inner, ts["s"], ts["s"] / ns["s"], ts["s"] / inner,
-                     "  <- headline" if (mode, threads) == ("pass", 1) else "",
-                     ns["rss_grow_kb"] / 1024, ts["rss_grow_kb"] / 1024, ns["traced"] / 2**20,
-                     ns["q_last"], ts["q_last"], ns["ratio1"], ts["ratio1"]))
+                    runs[side].append(mc_run(side, threads, mode))
+            ns, ts = (min(runs[k], key=lambda r: r["s"]) for k in ("numpy", "torch"))
+            nc, tc = (min(r["cpu_s"] for r in runs[k]) for k in ("numpy", "torch"))
+            inner = min(r["inner_s"] for r in runs["numpy"])
+            per_round = " ".join("%.2f" % (t["s"] / s["s"]) for s, t in zip(runs["numpy"], runs["torch"]))
+            print("    %-5s %d thread%s: symgrad %.3f s, torch %.3f s, ratio torch/symgrad %.2f (target >= 1.0)%s; "
+                  "per round %s; CPU time %.3f vs %.3f s, ratio %.2f; the check's own pass (no argument validation) %.3f s, "
+                  "ratio %.2f; peak RSS growth symgrad %.0f MB, torch %.0f MB (tracemalloc peak of one symgrad call %.0f MB); "
+                  "q^100 %.5g vs %.5g, E|d^1|^2/E|d^L|^2 %.5g vs %.5g"
+                  % (mode, threads, "" if threads == 1 else "s", ns["s"], ts["s"], ts["s"] / ns["s"],
+                     "  <- headline" if (mode, threads) == ("pass", 1) else "", per_round, nc, tc, tc / nc, inner, ts["s"] / inner,
+                     max(r["rss_grow_kb"] for r in runs["numpy"]) / 1024, max(r["rss_grow_kb"] for r in runs["torch"]) / 1024,
+                     ns["traced"] / 2**20, ns["q_last"], ts["q_last"], ns["ratio1"], ts["ratio1"]))
 
 
 if __name__ == "__main__":
-    montecarlo()
+    montecarlo(rounds=int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 5,
+               modes=("pass",) if "--pass-only" in sys.argv else ("pass", "grads"))

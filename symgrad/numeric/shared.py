@@ -96,10 +96,11 @@ def _validate_shared(net, params, delta_out):
                 B = arr.shape[0]
             elif arr.shape[0] != B:
                 raise InvalidArgument("parameter %r has batch size %d but a0 has %d; expected %s" % (name, arr.shape[0], B, text))
-        if not _all_finite(arr):
-            idx = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
-            raise InvalidArgument("parameter %r (expected shape %s) contains %r at index %s; inputs must be finite"
-                                  % (name, text, arr[idx].item(), idx))
+        # The weights (n_l × n_{l−1} each: the bulk of the input) are not scanned here; the pass
+        # finds a non-finite weight through its own output (see _shared_pass).  Everything else
+        # is O(batch · width) and is scanned now.
+        if name[0] != "W":
+            _require_finite(name, arr, text)
         vals[name] = arr
     if delta_out is not None:
         arr = _as_float_array("delta_out", delta_out, "(%d, %d)" % (B, n[-1]))
@@ -113,6 +114,42 @@ def _validate_shared(net, params, delta_out):
     dtypes = {a.dtype for a in vals.values()}
     dt = np.dtype(np.float32) if dtypes == {np.dtype(np.float32)} else np.dtype(np.float64)
     return {k: (v if v.dtype == dt else v.astype(dt)) for k, v in vals.items()}, B, dt
+
+
+def _require_finite(name, arr, text):
+    """InvalidArgument naming ``name``, the first non-finite entry and its index, if there is one."""
+    if not _all_finite(arr):
+        idx = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+        raise InvalidArgument("parameter %r (expected shape %s) contains %r at index %s; inputs must be finite"
+                              % (name, text, arr[idx].item(), idx))
+
+
+def _shape_text(W) -> str:
+    return "(%d, %d)" % W.shape
+
+
+def _bad_forward(Ws, l, dt):
+    """Why z^l is not finite: the first W^k (k ≤ l) with a non-finite entry (the inputs a0 and
+    b^k were scanned before the pass), else an overflow of the forward pass."""
+    for k in range(1, l + 1):
+        _require_finite("W%d" % k, Ws[k - 1], _shape_text(Ws[k - 1]))
+    return InvalidArgument("the forward pass overflows %s at layer %d (z%d = a%d W%dᵀ + b%d); scale the parameters down"
+                           % (dt.name, l, l, l - 1, l, l))
+
+
+def _check_dead_columns(a, W, l):
+    """A column j of a^{l−1} that is zero for every sample multiplies W^l[:, j] by 0 only, so the
+    GEMM cannot be relied on to carry a non-finite W^l[i, j] into z^l (IEEE gives 0·∞ = nan, but a
+    BLAS may skip zero operands): scan those columns of W^l directly."""
+    live = np.any(a, axis=0)
+    if not live.all():
+        dead = np.flatnonzero(~live)
+        cols = W[:, dead]
+        if not np.isfinite(cols).all():
+            i, c = (int(v) for v in np.argwhere(~np.isfinite(cols))[0])
+            idx = (i, int(dead[c]))
+            raise InvalidArgument("parameter %r (expected shape %s) contains %r at index %s; inputs must be finite"
+                                  % ("W%d" % l, _shape_text(W), W[idx].item(), idx))
 
 
 def _shared_bytes(net, B, dt, grads) -> int:
@@ -170,41 +207,55 @@ def backprop_shared(net, params, *, delta_out=None, grads: bool = True) -> Share
     return _shared_pass(net, Ws, bs, vals["a0"], vals.get("y"), vals.get("delta_out"), grads, dt)
 
 
-def _shared_pass(net, Ws, bs, a0, y, delta_out, grads, dt) -> SharedBackprop:
+def _shared_pass(net, Ws, bs, a0, y, delta_out, grads, dt, zblock=None) -> SharedBackprop:
     """The pass itself, on validated arrays of one dtype (``Ws[l−1]`` is W^l).
 
     Memory is allocated once per call: every z^l lives in one block (so that the operating
     system maps it in large pages instead of faulting in each layer's fresh array), and δ
-    alternates between two buffers that the GEMM writes into; nothing is kept between calls.
+    alternates between two buffers that the GEMM writes into; nothing is kept between calls.  A
+    caller that runs many passes within one call (the Monte-Carlo check) may pass ``zblock``, a
+    float array of ``dt`` with at least B·Σ_{l≥1} n_l entries, to be overwritten by each pass.
+
+    The weights are not scanned for nan or ±inf beforehand (that would read all L·n² of them
+    once more, a fifth of the pass at width 1000): the pass itself proves them finite.  In
+    z^l = a^{l−1} W^lᵀ + b^l, wherever column j of a^{l−1} has a nonzero entry a_sj (finite: the
+    layer before passed this test), a non-finite W^l_ij makes the product a_sj·W^l_ij non-finite,
+    and IEEE sums and products never turn a non-finite value finite, so z^l_si and Σ(z^l)² are
+    not finite; columns of a^{l−1} that are zero for the whole batch are scanned directly
+    (:func:`_check_dead_columns`, O(B·n) to find them).  Only when Σ(z^l)² is not finite are the
+    weights scanned, to name the bad entry (:func:`_bad_forward`).
     """
     L, B = net.depth, a0.shape[0]
     n = net.widths
     acts = net.activations
     offs = np.concatenate([[0], np.cumsum([B * w for w in n[1:]])])
-    zblock = np.empty(int(offs[-1]), dtype=dt)
+    if zblock is None:
+        zblock = np.empty(int(offs[-1]), dtype=dt)
     zs, As = [None] * (L + 1), [None] * (L + 1)
     As[0] = a0
     q = np.empty(L, dtype=dt)
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
         a = a0
         for l in range(1, L + 1):
+            W = Ws[l - 1]
+            _check_dead_columns(a, W, l)
             z = zblock[offs[l - 1]:offs[l]].reshape(B, n[l])
-            np.matmul(a, Ws[l - 1].T, out=z)
+            np.matmul(a, W.T, out=z)
             z += bs[l - 1]
             # One pass: the sum of squares is finite iff every z is finite (unless the squares
             # overflow, which the exact check below tells apart).
             ss = np.vdot(z, z)
             if not np.isfinite(ss):
                 if not np.isfinite(z).all():
-                    raise InvalidArgument("the forward pass overflows %s at layer %d (z%d = a%d W%dᵀ + b%d); scale the parameters down"
-                                          % (dt.name, l, l, l - 1, l, l))
+                    raise _bad_forward(Ws, l, dt)
                 m = np.max(np.abs(z))
                 ss = m * m * np.vdot(z / m, z / m)
             q[l - 1] = ss / z.size
-            a = acts[l - 1].value(z)
             zs[l] = z
-            if grads or l == L:  # a^{l} is needed again only for ∂C/∂W^{l+1} (and a^L for the cost)
-                As[l] = a
+            if l < L or delta_out is None:  # a^L is needed only for the loss
+                a = acts[l - 1].value(z)
+                if grads or l == L:  # a^l is needed again only for ∂C/∂W^{l+1} (and a^L for the cost)
+                    As[l] = a
         if delta_out is not None:
             d, cost = delta_out, None
         else:
@@ -222,8 +273,11 @@ def _shared_pass(net, Ws, bs, a0, y, delta_out, grads, dt) -> SharedBackprop:
                                           "per sample, or scale the parameters" % (l, dt.name))
                 raise InvalidArgument("‖δ%d‖² overflows %s (an exploding gradient); scale the parameters" % (l, dt.name))
             if grads:
-                out["W%d" % l] = d.T @ As[l - 1]
-                out["b%d" % l] = d.sum(axis=0)
+                gw, gb = d.T @ As[l - 1], d.sum(axis=0)
+                if not (_sum_cannot_overflow(d, As[l - 1], dsq[l - 1], dt) or _all_finite(gw)) or not np.isfinite(gb).all():
+                    raise InvalidArgument("a batch-summed gradient overflows %s at layer %d; scale the parameters or split the batch"
+                                          % (dt.name, l))
+                out["W%d" % l], out["b%d" % l] = gw, gb
             if l > 1:
                 g = acts[l - 2].grad(zs[l - 1])
                 nxt = bufs[l % 2][:B * n[l - 1]].reshape(B, n[l - 1])
@@ -231,11 +285,19 @@ def _shared_pass(net, Ws, bs, a0, y, delta_out, grads, dt) -> SharedBackprop:
                 nxt *= g
                 d = nxt
             zs[l] = As[l] = None  # release this layer's activations as soon as they are used
-        if not all(_all_finite(v) for v in out.values()):
-            raise InvalidArgument("a batch-summed gradient overflows %s; scale the parameters or split the batch" % dt.name)
     dsq = np.ascontiguousarray(dsq.T)
     grads_out = {k: out[k] for k in net.parameters if k in out}
     return SharedBackprop(q, dsq, dsq.mean(axis=0), grads_out, cost, B)
+
+
+def _sum_cannot_overflow(d, a, dsq_rows, dt) -> bool:
+    """True when no entry of δᵀa can overflow, so that it need not be scanned: by Cauchy–Schwarz
+    |Σ_s δ_si a_sj| ≤ ‖δ_:i‖·‖a_:j‖ ≤ √(Σ_s ‖δ_s‖²)·max_j ‖a_:j‖, and a computed sum of B products
+    stays within (1 + γ_B) of the sum of their magnitudes (Higham §3.1), each partial sum too;
+    a factor 2 covers the rounding of the norms themselves.  O(B·n), against O(n²) for the scan."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        bound = math.sqrt(float(np.sum(dsq_rows))) * math.sqrt(float(np.max(np.einsum("ij,ij->j", a, a))))
+    return math.isfinite(bound) and 2.0 * (1.0 + gamma(a.shape[0], dt)) * bound < float(np.finfo(dt).max)
 
 
 #: Unit roundoff of float64 and float32, for the error bounds in the tests (γ_n = n·u/(1 − n·u)).

@@ -82,6 +82,9 @@ class MonteCarloCheck:
       layer L); ``ci_low``, ``ci_high``: the interval around the measured ratio;
     * ``q_finite_width``, ``grad_finite_width``: the finite-width allowances (log space) that
       the intervals include;
+    * ``q_samples``, ``grad_samples``: (repeats, depth), each network's own ``q_r^l`` and
+      ``A_r^l`` (batch mean of ‖δ^l‖², units of (∂C/∂z)²), from which the estimates and the
+      sampling part of the intervals are formed (module docstring);
     * ``ok``: every prediction lies in its interval; ``worst``: the layer that is farthest out
       (or nearest to the edge), as ``(what, layer, measured, predicted, low, high, excess)``,
       ``excess`` = |log(predicted/measured)| / half-width (> 1 means outside).
@@ -106,6 +109,8 @@ class MonteCarloCheck:
     ci_high: np.ndarray
     q_finite_width: np.ndarray
     grad_finite_width: np.ndarray
+    q_samples: np.ndarray
+    grad_samples: np.ndarray
     ok: bool = False
     worst: tuple = ()
 
@@ -317,6 +322,7 @@ def check_wide_network(activation, sigma_w2, sigma_b2, *, width: int = 500, dept
     Ws = np.empty((L, n, n))
     buf = np.empty((n, n), dtype=np.float32)
     f64 = np.dtype(np.float64)
+    zblock = np.empty(L * B * n)  # the pass's z^l, overwritten by each repetition
     for r in range(R):
         rng = np.random.default_rng(ss[r])
         for l in range(L):
@@ -325,7 +331,7 @@ def check_wide_network(activation, sigma_w2, sigma_b2, *, width: int = 500, dept
         bs = rng.standard_normal((L, n)) * sb
         x = rng.standard_normal((B, n))
         x *= np.sqrt(n * q0f / np.einsum("ij,ij->i", x, x))[:, None]
-        res = _shared_pass(net, list(Ws), list(bs), x, None, rng.standard_normal((B, n)), False, f64)
+        res = _shared_pass(net, list(Ws), list(bs), x, None, rng.standard_normal((B, n)), False, f64, zblock)
         qs[r], As[r] = res.q, res.delta_sq_mean
 
     from scipy.stats import t as _t
@@ -343,5 +349,5 @@ def check_wide_network(activation, sigma_w2, sigma_b2, *, width: int = 500, dept
     hg = tq * se_g + fw_g
     c = MonteCarloCheck(act.name, w2f, b2f, q0f, n, L, B, R, float(level),
                         qm, qp, qm * np.exp(-hq), qm * np.exp(hq),
-                        gm, gp, gm * np.exp(-hg), gm * np.exp(hg), fw_q, fw_g)
+                        gm, gp, gm * np.exp(-hg), gm * np.exp(hg), fw_q, fw_g, qs, As)
     return _judge(c)
