@@ -305,3 +305,18 @@ def test_the_readme_residual_example_runs():
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     runner.run(test)
     assert runner.failures == 0 and runner.tries >= 8
+
+
+def test_the_shared_sequence_is_the_residual_one_whichever_is_asked_first():
+    """The numeric side reads _chain_sequence/_dense_sequence; on a fresh residual network they
+    must give the residual layout's sequence, of which every gradient's factors are a tail."""
+    from symgrad.symbolic.derivation import _chain_sequence, _dense_sequence
+
+    net = symgrad.chain(3, "tanh", residual=[ALPHA, None, HALF])
+    seq = _chain_sequence(net)
+    for name in net.parameters + ("a0",):
+        fs = net.gradient(name).factors
+        assert any(fs[lead:] == seq[len(seq) - len(fs) + lead:] for lead in range(4)), name
+    dense = symgrad.network([2, 2, 2], "tanh", residual=[HALF, ALPHA])
+    dseq = _dense_sequence(dense)
+    assert dseq[0] == dense.gradient("a0").factors[0] and len(dseq) == 3

@@ -199,11 +199,14 @@ def _latex_name(name: str) -> str:
 def _chain_sequence(net) -> tuple:
     """``(φ'_1(z_1), w_2, φ'_2(z_2), …, w_L, φ'_L(z_L), ∂C/∂a_L)``, made once per chain.
 
-    With cross-entropy and a sigmoid output the last two collapse to ``a_L − y``.
+    With cross-entropy and a sigmoid output the last two collapse to ``a_L − y``.  A chain with
+    residual layers has its own layout (:func:`_chain_layout`), whose sequence this returns.
     """
     cached = net.__dict__.get("_sequence")
     if cached is not None:
         return cached
+    if getattr(net, "is_residual", False):
+        return _chain_layout(net)[0]
     s, loc, L = net.symbols, net.local_symbols, net.depth
     seq = []
     for j, act in enumerate(net.activations[:-1], start=1):
@@ -447,6 +450,8 @@ def _dense_sequence(net) -> tuple:
     cached = net.__dict__.get("_sequence")
     if cached is not None:
         return cached
+    if getattr(net, "is_residual", False):
+        return _dense_layout(net)[0]
     n, L = net.widths, net.depth
     zs = [None] + [MatrixSymbol("z%d" % l, n[l], 1) for l in range(1, L + 1)]
     seq = []
