@@ -106,7 +106,8 @@ def t_softmax(*, cost=None, simplex=True, jacobian_sign=1) -> Theorem:
             assert np.allclose(res.grads["b2"], a - p["y"], rtol=1e-12, atol=1e-15)
 
     return Theorem("17", "Softmax with the log-likelihood cost",
-                   r"For $a_i = e^{z_i}/\sum_k e^{z_k}$ and $C = -\sum_i y_i \ln a_i$ ($= -\ln a_y$ for a one-hot $y$) with "
+                   r"For $n \in \{2, 3, 4\}$ output units (each checked exactly), $a_i = e^{z_i}/\sum_k e^{z_k}$ and "
+                   r"$C = -\sum_i y_i \ln a_i$ ($= -\ln a_y$ for a one-hot $y$) with "
                    r"$\sum_i y_i = 1$: $\frac{\partial C}{\partial z} = \Sigma'(z)^{\mathsf T}\nabla_a C = a - y$, where "
                    r"$\Sigma'(z) = \operatorname{diag}(a) - a a^{\mathsf T}$. The softmax Jacobian cancels, as $\sigma'$ does for "
                    r"cross-entropy (Theorem 11); without $\sum_i y_i = 1$ the error is $a\sum_i y_i - y$.",
