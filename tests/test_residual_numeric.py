@@ -127,7 +127,7 @@ def residual_tolerance(net, p, torch_like=False):
             gp = np.abs(out.grad(Zs[-1]))
             M = gp * np.abs(diff)
             E = gp * (dAs[-1] + U * np.abs(diff)) + np.where(M == 0, 0.0, M * _factor_rel(out, Zs[-1], dZ[-1], torch_like))
-        tol = {}
+        tol = {"aL": dAs[-1]}  # the forward error of a_L
         for l in range(L, 0, -1):
             tol["b%d" % l] = E + 2.0 ** -1074
             ap, dap = np.abs(As[l - 1]), dAs[l - 1]
@@ -522,3 +522,56 @@ def test_float32_residual_networks_run_in_float32():
     tol = _chain_tol(net, p64)
     for k in net.parameters:
         assert_within(res.grads[k], ref.grads[k], (2.0 ** 29 + 1) * tol[k], k)
+
+
+# ---------------------------------------------------------------------------------------------
+# The compiled kernel (generated from each activation's printed form)
+# ---------------------------------------------------------------------------------------------
+
+numba_only = pytest.mark.skipif(not symgrad.numeric.compiled.available(), reason="numba not installed")
+
+
+@numba_only
+@pytest.mark.parametrize("name,params", ACTS, ids=[a for a, _ in ACTS])
+def test_the_compiled_residual_kernel_agrees_with_numpy(name, params):
+    rng = np.random.default_rng(_seed(name, "jit"))
+    act = symgrad.activation(name, **params)
+    residual = [0.5, None, -1.1, 0.8, None, 1.0]
+    acts = [act, "tanh", act, act, "sigmoid", act]
+    net = symgrad.chain(6, acts, residual=residual)
+    p = sample(net, 300, seed=int(rng.integers(1 << 30)))
+    a, b = backprop(net, p, backend="numba", block_size=128), backprop(net, p, backend="numpy")
+    tol = _chain_tol(net, p)
+    for k in net.parameters:
+        assert_within(a.grads[k], b.grads[k], 2 * tol[k], k)
+    # each loss ½ d² (d = a_L − y) is off by |d| Δa_L + Δa_L²/2 and three roundings
+    da = residual_tolerance(net, p)["aL"].reshape(-1)
+    d = np.abs(b.loss * 2) ** 0.5
+    assert_within(a.loss, b.loss, 2 * (d * da + da * da / 2 + 3 * U * b.loss), "loss")
+
+
+@numba_only
+def test_the_compiled_kernel_redoes_flagged_samples_and_diagnoses_bad_input():
+    net = symgrad.chain(2, ["sigmoid", "identity"], residual=[1.0, None])
+    p = sample(net, 64, seed=0)
+    # samples 5 and 40: σ'(−800) underflows, the gradient does not (test above)
+    for i in (5, 40):
+        p["a0"][i], p["w1"][i], p["b1"][i], p["w2"][i], p["y"][i] = 1e-10, 0.0, -800.0, 1e300, 0.0
+    a, b = backprop(net, p, backend="numba"), backprop(net, p, backend="numpy")
+    for k in net.parameters:
+        np.testing.assert_array_equal(a.grads[k][[5, 40]], b.grads[k][[5, 40]])
+        assert_within(a.grads[k], b.grads[k], 2 * _chain_tol(net, p)[k], k)
+    assert a.grads["b1"][5] > 1e240
+    p["w2"][7] = np.nan
+    with pytest.raises(InvalidArgument, match=r"parameter 'w2'.*nan at index \(7,\)"):
+        backprop(net, p, backend="numba")
+    q = sample(net, 64, seed=0, value={"a0": 1e308, "w1": 0.0, "b1": 0.0, "w2": 1.0, "b2": 0.0, "y": 0.0})
+    q["b1"] = np.full(64, 800.0)  # a1 = a0 + σ(800) = 1e308 + 1: fine; then z2 = 1e308
+    backprop(net, q, backend="numba")
+    q["a0"] = np.full(64, 1.7e308)
+    q["w1"] = np.full(64, 0.0)
+    q2 = dict(q)
+    net2 = symgrad.chain(2, "identity", residual=1.0)
+    q2["b1"] = np.full(64, 1.7e308)  # a1 = a0 + z1 = 3.4e308: the residual sum overflows
+    with pytest.raises(InvalidArgument, match=r"residual layer 1"):
+        backprop(net2, q2, backend="numba")

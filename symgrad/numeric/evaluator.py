@@ -82,9 +82,8 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
     residual = inp.alphas is not None
     generic_block, scaled_block, log_block = ((_res.chain_block, _res.chain_scaled, _res.chain_log) if residual
                                               else (_generic_block, _scaled_block, _log_block))
-    if residual:
-        _res.check_no_jit(backend)
-    use_jit = False if residual else _use_jit(inp, backend, log_space, n)
+    use_jit = _use_jit(inp, backend, log_space, n)
+    jit_block, scaled_samples = (_res.jit_block, _res.scaled_samples) if residual else (_jit_block, _scaled_samples)
     block = (JIT_BLOCK if use_jit else DEFAULT_BLOCK) if block_size is None else int(block_size)
     want = set(net.parameters if wrt is None else wrt)
     want_w = [j for j in range(L) if "w%d" % (j + 1) in want]
@@ -115,7 +114,7 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
     # kernel (one Python-float forward loop, vectorised φ' and backward) is faster.
     fast = use_jit or (not residual and all(_is_sigmoid(a) for a in net.activations) and max(e - s for s, e in blocks) >= 64)
     if use_jit:
-        jk = _jit_kernel(net)
+        jk = _res.jit_kernel(inp) if residual else _jit_kernel(net)
         jrows = (_jit.typed_rows([np.ascontiguousarray(w) for w in inp.ws]),
                  _jit.typed_rows([np.ascontiguousarray(b) for b in inp.bs]),
                  np.ascontiguousarray(np.broadcast_to(inp.values["a0"], (n,))),
@@ -136,7 +135,7 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
                         if use_jit:  # the compiled kernel indexes the full outputs (or the scratch rows)
                             Dk, oD = (gb, s) if gb is not None else (D, s - base)
                             Ak, oA = (gw, s) if gw is not None else (A, s - base)
-                            _jit_block(inp, jk, jrows, s, e, Dk, oD, Ak, oA, loss)
+                            jit_block(inp, jk, jrows, s, e, Dk, oD, Ak, oA, loss)
                         else:
                             loss[s:e] = _sigmoid_block(inp, s, e, Ds, As, work, inp.deferred)
                     except _NonFiniteBlock:
@@ -165,7 +164,7 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
         costs about a millisecond of NumPy work whatever its size, so one per thread, not one per
         block).  Should it refuse, runs of JIT_SPLIT samples from s holding one are redone in place."""
         try:
-            _scaled_samples(inp, idx, D, A, base, loss)
+            scaled_samples(inp, idx, D, A, base, loss)
         except InvalidArgument:
             for c in np.unique((idx - s) // JIT_SPLIT) * JIT_SPLIT + s:
                 solve_scaled(int(c), int(min(c + JIT_SPLIT, e)), D, A, base)

@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from symgrad.errors import InvalidArgument
 from symgrad.numeric import logspace as _nl
-from symgrad.numeric.chain import _chain_forward, _fill_grads, _groups, _w_rows
+from symgrad.numeric.chain import _RescaleSamples, _chain_forward, _fill_grads, _groups, _w_rows
 from symgrad.numeric.dense import _dense_forward, _dense_loss, _dense_result, _linear_output_delta, _low_with_log, _rescaled_vecmat, _vecmat, _DENSE_SAFE
 from symgrad.numeric.inputs import _Inputs, _Rescale, _tiny_of
 from symgrad.numeric.logspace import grad_sign, log_abs, log_abs_value, sign_value
@@ -438,8 +437,213 @@ def dense_backprop(inp: _Inputs, *, log_space: bool, wrt):
     return _dense_result(inp, grads, deltas, loss, log_abs_d, sign_d)
 
 
-def check_no_jit(backend):
-    """The compiled kernel has no residual layers yet: backend='numba' is refused by name."""
-    if backend == "numba":
-        raise InvalidArgument("backend='numba' has a compiled kernel for plain chains only (this chain has residual layers); "
-                              "use backend='numpy' or 'auto'")
+
+
+# ---------------------------------------------------------------------------------------------
+# The compiled residual chain kernel, generated from each activation's printed stable form
+# ---------------------------------------------------------------------------------------------
+
+# The activations' forms come from symgrad.numeric._codegen (``form_of``: each activation's one
+# stable φ, φ' printed into ``def phi(z): … return (φ, φ', uf)``); only the loop around them is
+# written here, once for every activation.  Per layer j (0-based) of a block, sample by sample:
+#     forward:   A[j] = a_j;  z = w a + b;  D[j] = ℓ = c_j φ'(z);  a ← r_j a + c_j φ(z)
+#     backward:  δ_j = ℓ g (the output layer: ∂C/∂z_L);  A[j] ← A[j] δ_j;  g ← r_j g + w_j δ_j
+# with c_j = α_j, r_j = 1 for a residual layer and c_j = 1, r_j = 0 for a plain one.  A sample is
+# flagged for the rescaled redo (``chain_scaled``) where a value leaves the normal range from
+# nonzero factors, as the plain kernel flags them (symgrad.numeric._codegen's module docstring); a
+# non-finite z (or a) stops the block with the layer as status, for the exact diagnosis.
+_RES_LAYER = """\
+        if k == {k}:
+            for i in range(m):
+                ai = a[i]
+                arow[i] = ai
+                zi = w[i] * ai + b[i]
+                pi, di, ufi = phi{k}(zi)
+                li = cj * di
+                drow[i] = li
+                an = rj * ai + cj * pi
+                a[i] = an
+                z[i] = zi
+                bad |= ~((abs(zi) <= HUGE) & (abs(an) <= HUGE) & (abs(di) <= HUGE))
+                fl[i] |= (((abs(zi) < TINY) & (zi != 0.0)) | ((abs(pi) < TINY) & ((pi != 0.0) | ufi))
+                          | ((abs(di) < TINY) & ((di != 0.0) | ufi)) | _lost(li, cj, di))
+"""
+
+_RES_KERNEL = '''\
+def _lost(x, p, q):
+    return ~(abs(x) <= HUGE) | ((abs(x) < TINY) & ((x != 0.0) | ((p != 0.0) & (q != 0.0))))
+
+
+def res_forward(W, B, kinds, C, R, a0, s, e, A, oA, D, oD, aL, zL, fl):
+    L = len(W)
+    m = e - s
+    a = np.empty(m)
+    z = np.empty(m)
+    for i in range(m):
+        a[i] = a0[i]
+    for j in range(L):
+        w = W[j][s:e]
+        b = B[j][s:e]
+        arow = A[j, oA:oA + m]
+        drow = D[j, oD:oD + m]
+        cj = C[j]
+        rj = R[j]
+        k = kinds[j]
+        bad = False
+{layers}
+        if bad:
+            return j + 1
+    for i in range(m):
+        aL[i] = a[i]
+        zL[i] = z[i]
+    return 0
+
+
+def res_output(zL, aL, y, s, m, cross_entropy, sig_out, loss, dL):
+    for i in range(m):
+        yi = y[s + i]
+        if sig_out:
+            zi = zL[i]
+            ei = math.exp(-abs(zi))
+            r = 1.0 / (1.0 + ei)
+            t = ei * r
+            if zi >= 0.0:
+                di = (1.0 - yi) - t if yi >= 0.5 else r - yi
+            else:
+                di = t - yi
+            dL[i] = di
+            if cross_entropy:
+                loss[s + i] = max(zi, 0.0) - yi * zi + math.log1p(ei)
+            else:
+                loss[s + i] = 0.5 * di * di
+        else:
+            di = aL[i] - yi
+            dL[i] = di
+            loss[s + i] = 0.5 * di * di
+
+
+def res_backward(W, R, s, D, oD, A, oA, m, dL, cancel, fl):
+    L = D.shape[0]
+    g = np.empty(m)
+    for i in range(m):
+        g[i] = dL[i]
+    for j in range(L - 1, -1, -1):
+        drow = D[j, oD:oD + m]
+        arow = A[j, oA:oA + m]
+        w = W[j][s:s + m]
+        rj = R[j]
+        top = cancel and j == L - 1
+        for i in range(m):
+            li = drow[i]
+            gi = g[i]
+            di = gi if top else li * gi
+            drow[i] = di
+            ai = arow[i]
+            qi = ai * di
+            arow[i] = qi
+            wi = w[i]
+            ui = wi * di
+            gn = rj * gi + ui
+            g[i] = gn
+            fl[i] |= (_lost(di, li, gi) & ~top) | (top & ~(abs(di) <= HUGE)) | _lost(qi, ai, di) | _lost(ui, wi, di) | ~(abs(gn) <= HUGE)
+    for i in range(m):
+        if fl[i]:
+            return True
+    return False
+
+
+def res_chain_block(W, B, kinds, C, R, a0, y, s, e, A, oA, D, oD, cross_entropy, sig_out, loss, fl):
+    m = e - s
+    aL = np.empty(m)
+    zL = np.empty(m)
+    status = res_forward(W, B, kinds, C, R, a0[s:e], s, e, A, oA, D, oD, aL, zL, fl)
+    if status > 0:
+        return status
+    dL = np.empty(m)
+    res_output(zL, aL, y, s, m, cross_entropy, sig_out, loss, dL)
+    if res_backward(W, R, s, D, oD, A, oA, m, dL, cross_entropy and sig_out, fl):
+        return -1
+    return 0
+'''
+
+
+def kernel_source(forms: tuple) -> str:
+    """The module text of the residual chain kernel for these distinct printed forms
+    (``_codegen.form_of``): the forms as ``phi0``, ``phi1``, … and the loop above around them."""
+    parts = []
+    for k, f in enumerate(forms):
+        assert f.startswith("def phi(z):\n")
+        parts.append("def phi%d(z):\n" % k + f[len("def phi(z):\n"):])
+    layers = "".join(_RES_LAYER.format(k=k) for k in range(len(forms)))
+    return "\n\n".join(parts) + "\n\n" + _RES_KERNEL.replace("{layers}", layers)
+
+
+_KERNELS: dict = {}
+
+
+def chain_kernel(forms: tuple):
+    """The compiled ``res_chain_block`` for these distinct layer forms (compiled on first use, about
+    a second; at most 64 kept).  The text is made only of the forms _codegen printed and of this
+    module's fixed template, and runs through ``_codegen._run_generated`` (the one audited exec)."""
+    if forms in _KERNELS:
+        return _KERNELS[forms]
+    from symgrad.numeric import _codegen
+    from symgrad.numeric import compiled as _jit
+
+    numba = _jit.numba_module()
+    ns = _codegen._run_generated(kernel_source(forms))
+    opts = dict(nogil=True, fastmath={"contract"}, error_model="numpy")
+    for k in range(len(forms)):
+        ns["phi%d" % k] = numba.njit(inline="always", **opts)(ns["phi%d" % k])
+    for name in ("_lost", "res_forward", "res_output", "res_backward", "res_chain_block"):
+        ns[name] = numba.njit(**opts)(ns[name])
+    if len(_KERNELS) >= 64:
+        _KERNELS.pop(next(iter(_KERNELS)))
+    _KERNELS[forms] = ns["res_chain_block"]
+    return ns["res_chain_block"]
+
+
+def jit_kernel(inp: _Inputs):
+    """(kernel, kinds, c, r) for a residual chain: the compiled kernel of its distinct activation
+    forms, each layer's index into them, and c_l (α_l or 1), r_l (1 or 0) per layer."""
+    from symgrad.numeric import _codegen
+
+    net = inp.net
+    forms, kinds = {}, []
+    for act in net.activations:
+        kinds.append(forms.setdefault(_codegen.form_of(act), len(forms)))
+    c = np.array([1.0 if a is None else float(a) for a in inp.alphas])
+    r = np.array([0.0 if a is None else 1.0 for a in inp.alphas])
+    return chain_kernel(tuple(forms)), np.array(kinds, dtype=np.int64), c, r
+
+
+def jit_block(inp: _Inputs, jk, rows, s, e, D, oD, A, oA, loss):
+    """One block through the compiled residual kernel, writing D[:, oD:oD+m] (δ), A[:, oA:oA+m]
+    (∂C/∂w) and loss[s:e]; raises ``_NonFiniteBlock`` / ``_RescaleSamples`` as the plain kernel does."""
+    from symgrad.numeric.inputs import _NonFiniteBlock
+
+    kernel, kinds, c, r = jk
+    WL, BL, a0, y = rows
+    net = inp.net
+    flags = np.zeros(e - s, dtype=np.bool_)
+    sig_out = bool(net.activations[-1].logistic) and not _residual_output(net)
+    status = kernel(WL, BL, kinds, c, r, a0, y, s, e, A, oA, D, oD, net.loss.domain_open_unit, sig_out, loss, flags)
+    if status > 0:
+        raise _NonFiniteBlock(status - 1)
+    if status < 0:
+        raise _RescaleSamples(flags)
+
+
+def scaled_samples(inp: _Inputs, idx, D, A, base, loss):
+    """The rescaled redo (:func:`chain_scaled`) of the samples ``idx`` only, gathered into one batch;
+    D, A hold the rows of the block that starts at sample ``base``."""
+    pick = lambda v, bat: v[idx] if bat else v  # noqa: E731
+    sub = _Inputs(inp.net, {k: pick(v, inp.batched[k]) for k, v in inp.values.items()}, inp.batched, len(idx), inp.dtype,
+                  ws=[pick(w, bt) for w, bt in zip(inp.ws, inp.wb)], bs=[pick(b, bt) for b, bt in zip(inp.bs, inp.bb)],
+                  wb=inp.wb, bb=inp.bb, alphas=inp.alphas, alpha_values=inp.alpha_values)
+    L = inp.net.depth
+    Ds, As = np.empty((L, len(idx)), dtype=inp.dtype), np.empty((L, len(idx)), dtype=inp.dtype)
+    lo = chain_scaled(sub, 0, len(idx), Ds, As)
+    D[:, idx - base] = Ds
+    A[:, idx - base] = As
+    loss[idx] = lo
