@@ -11,6 +11,7 @@ import textwrap
 
 import numpy as np
 import pytest
+import sympy
 
 import symgrad
 from symgrad.errors import GradientCheckError, InvalidArgument
@@ -284,19 +285,74 @@ class _Residual(nn.Module):
         return x + self.alpha * self.inner(x)
 
 
-def test_the_residual_hook_recognises_a_block_and_refuses_it_for_now():
-    model = nn.Sequential(nn.Linear(2, 3), _Residual(nn.Sequential(nn.Linear(3, 3), nn.Tanh())), nn.Linear(3, 1))
+def test_residual_blocks_become_residual_layers_and_are_checked():
+    from symgrad.interop.pytorch import residual_module
+
+    torch.manual_seed(0)
     hook = lambda m: (m.inner, m.alpha) if isinstance(m, _Residual) else None  # noqa: E731
-    with pytest.raises(InvalidArgument, match=r"model\.1: _Residual is a residual block .* from_torch does not read residual "
-                                              r"blocks yet"):
-        from_torch(model, residual=hook)
+    model = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), _Residual(nn.Sequential(nn.Linear(3, 3), nn.Tanh()), 0.5),
+                          _Residual(nn.Linear(3, 3), torch.tensor(0.25)), nn.Linear(3, 1))
+    net, params = from_torch(model, residual=hook)
+    assert net.residual == (None, sympy.Rational(1, 2), sympy.Rational(1, 4), None)
+    assert [a.name for a in net.activations] == ["tanh", "tanh", "identity", "identity"]
+    assert params.names["W2"] == "2.inner.0.weight" and params.names["b3"] == "3.inner.bias"
+    x, y = _data(2, 1)
+    assert check_gradients_with_hook(model, x, y, hook).ok
+    ours = symgrad.forward(net, {**params, "a0": x, "y": y})["a4"]
+    assert np.allclose(ours, model.double()(torch.from_numpy(x)).detach().numpy(), rtol=1e-14, atol=1e-14)
+    # A hook that misstates alpha is caught by the gradient check.
+    wrong = lambda m: (m.inner, 2 * m.alpha) if isinstance(m, _Residual) else None  # noqa: E731
+    with pytest.raises(GradientCheckError, match=r"2\.inner\.0\.weight|0\.weight"):
+        check_gradients_with_hook(model, x, y, wrong)
+    # symgrad's own wrapper needs no hook, and is what to_torch writes: a bit-identical round trip.
+    back = to_torch(net, params)
+    assert type(back[2]).__name__ == "Residual" and back[2].alpha == 0.5
+    assert torch.equal(back(torch.from_numpy(x)), model(torch.from_numpy(x)))
+    net2, params2 = from_torch(back)
+    assert net2.residual == net.residual and all(np.array_equal(params[k], params2[k]) for k in net.parameters)
+    assert check_gradients(back, x, y).ok
+    # A symbolic α: its value from params[α.name].
+    alpha = sympy.Symbol("alpha", real=True)
+    snet = symgrad.network([2, 2, 1], "tanh", residual=[alpha, None])
+    sp = symgrad.sample(snet, seed=0)
+    with pytest.raises(InvalidArgument, match=r"layer 1's residual scale is the symbol alpha; give its value as params\['alpha'\]"):
+        to_torch(snet, sp)
+    assert to_torch(snet, {**sp, "alpha": 0.75})[0].alpha == 0.75
+    assert isinstance(residual_module(nn.Identity(), 1), nn.Module)
+
+
+def check_gradients_with_hook(model, x, y, hook):
+    """check_gradients on a module whose residual blocks ``hook`` names (through module_gradients)."""
+    from symgrad.interop import pytorch
+
+    net, params, fn, names = pytorch.module_gradients(model, x, y, residual=hook)
+    return symgrad.testing.check_gradients(net, params, grad_fn=fn, _names={k: v for k, v in names.items() if v})
+
+
+@pytest.mark.parametrize("block, pattern", [
+    (lambda: _Residual(nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 3))), r"inner module must be one Linear\(n, n\) and at most "
+                                                                         r"one activation, got \['Linear', 'Linear'\]"),
+    (lambda: _Residual(nn.Sequential(nn.Tanh(), nn.Linear(3, 3))), r"got \['Tanh', 'Linear'\]"),
+    (lambda: _Residual(nn.Linear(3, 4)), r"model\.1\.inner: the residual block's Linear.* maps width 3 to 4"),
+    (lambda: _Residual(nn.Linear(3, 3), nn.Parameter(torch.tensor(0.5))), r"a learnable or non-scalar alpha"),
+    (lambda: _Residual(nn.Linear(3, 3), float("nan")), r"alpha=nan must be a finite real number"),
+])
+def test_bad_residual_blocks_are_refused(block, pattern):
+    hook = lambda m: (m.inner, m.alpha) if isinstance(m, _Residual) else None  # noqa: E731
+    with pytest.raises(InvalidArgument, match=pattern):
+        from_torch(nn.Sequential(nn.Linear(2, 3), block(), nn.Linear(3, 1)), residual=hook)
+
+
+def test_the_residual_hook_is_checked():
+    model = nn.Sequential(nn.Linear(2, 3), _Residual(nn.Linear(3, 3)), nn.Linear(3, 1))
     with pytest.raises(InvalidArgument, match=r"model\.1: _Residual.* is not supported"):
         from_torch(model)
     with pytest.raises(InvalidArgument, match=r"residual=3 must be a function"):
         from_torch(model, residual=3)
-    net = symgrad.network([2, 2, 1], "tanh", residual=[0.5, None])
-    with pytest.raises(InvalidArgument, match=r"to_torch: layer 1 of .* is residual .* plain layers only"):
-        to_torch(net, symgrad.sample(net, seed=0))
+    with pytest.raises(InvalidArgument, match=r"residual\(_Residual\) returned 5; it must return \(inner, alpha\) or None"):
+        from_torch(model, residual=lambda m: 5 if isinstance(m, _Residual) else None)
+    with pytest.raises(InvalidArgument, match=r"inner module must be a submodule"):
+        from_torch(model, residual=lambda m: (nn.Linear(3, 3), 1.0) if isinstance(m, _Residual) else None)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,8 +17,8 @@ pyproject.toml).
 """
 
 from symgrad.interop._common import INSTALL_HINT, Parameters, is_torch_module
-from symgrad.interop.pytorch import SUPPORTED_MODULES, from_torch, module_gradients, to_torch
+from symgrad.interop.pytorch import SUPPORTED_MODULES, from_torch, module_gradients, residual_module, to_torch
 from symgrad.interop.weights import WEIGHT_SUFFIXES, load_weights
 
-__all__ = ["from_torch", "to_torch", "load_weights", "module_gradients", "Parameters", "is_torch_module",
+__all__ = ["from_torch", "to_torch", "load_weights", "module_gradients", "residual_module", "Parameters", "is_torch_module",
            "SUPPORTED_MODULES", "WEIGHT_SUFFIXES", "INSTALL_HINT"]

@@ -41,14 +41,13 @@ A subclass of a supported module (``class MyTanh(nn.Tanh)`` whose ``forward`` ca
 :func:`~symgrad.check_gradients` then checks against the closed form.  ``activations=`` maps any
 other module type to a symgrad activation the same way.
 
-Residual blocks: ``residual=`` is the hook for the user's own wrapper, a function
-``residual(module) -> (inner, alpha) or None`` that says which of its modules are residual blocks
-``x + alpha·inner(x)``.  symgrad's networks take ``residual=α`` per layer, but its numeric
-evaluator (which :func:`~symgrad.check_gradients` needs) does not cover residual layers yet, so a
-block the hook recognises is refused today with that reason (where a plain :class:`nn.Sequential`
-would be flattened); the day it does, only :func:`_residual_layer` changes (the block becomes one
-layer ``network(..., residual=[..., alpha, ...])``).  :func:`to_torch` refuses a residual network
-for the same reason.
+Residual blocks ``x + alpha·inner(x)``, with ``inner`` one ``Linear(n, n)`` and at most one
+activation and ``alpha`` a fixed number, become residual layers
+``a_l = a_{l−1} + α φ(W_l a_{l−1} + b_l)`` (``network(..., residual=[..., alpha, ...])``).  Your
+own wrapper is named by the ``residual=`` hook, a function ``residual(module) -> (inner, alpha) or
+None``; symgrad's own, :func:`residual_module` (what :func:`to_torch` writes), needs none.  The
+block's ``forward`` is yours: :func:`~symgrad.check_gradients` on the module checks that it is
+``x + alpha·inner(x)``.
 
 Checking a model's gradients (its custom ``autograd.Function`` s included) against the closed
 forms, parameter by parameter, named by ``state_dict`` key:
@@ -73,7 +72,7 @@ from symgrad.spec.activations import Activation, activation as _activation, cust
 from symgrad.spec.losses import loss as _loss
 from symgrad.symbolic.networks import Chain, Network
 
-__all__ = ["from_torch", "to_torch", "module_gradients", "SUPPORTED_MODULES", "SOFTPLUS_MIN_THRESHOLD"]
+__all__ = ["from_torch", "to_torch", "module_gradients", "residual_module", "SUPPORTED_MODULES", "SOFTPLUS_MIN_THRESHOLD"]
 
 #: The modules :func:`from_torch` reads (subclasses too), as its messages list them.
 SUPPORTED_MODULES = ("Linear", "ReLU", "LeakyReLU", "ELU", "Tanh", "Sigmoid", "Softplus", "SiLU", "GELU (approximate='none')",
@@ -106,31 +105,124 @@ def _describe(mod) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+#: symgrad's residual wrapper class, made on first use (it subclasses torch.nn.Module, and PyTorch
+#: is imported only when needed); see :func:`residual_module`.
+_RESIDUAL_CLASS: list = []
+
+
+def residual_module(inner, alpha):
+    """symgrad's residual block for PyTorch, ``forward(x) = x + alpha·inner(x)``: what
+    :func:`to_torch` writes for a residual layer (``inner`` = ``Sequential(Linear(n, n), φ)``), and
+    what :func:`from_torch` reads as one without a ``residual=`` hook.  ``alpha``: a finite number
+    (kept as a Python float, not a parameter).
+
+    >>> import torch
+    >>> block = residual_module(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Tanh()), 0.5)
+    >>> block
+    Residual(
+      alpha=0.5
+      (inner): Sequential(
+        (0): Linear(in_features=2, out_features=2, bias=True)
+        (1): Tanh()
+      )
+    )
+    """
+    torch = torch_module("residual_module")
+    if not _RESIDUAL_CLASS:
+        class Residual(torch.nn.Module):
+            """x + alpha·inner(x) (symgrad.interop.pytorch.residual_module)."""
+
+            def __init__(self, inner, alpha):
+                super().__init__()
+                self.inner = inner
+                self.alpha = float(alpha)
+
+            def forward(self, x):
+                return x + self.alpha * self.inner(x)
+
+            def extra_repr(self):
+                return "alpha=%r" % self.alpha
+
+        Residual.__module__, Residual.__qualname__ = __name__, "Residual"
+        globals()["Residual"] = Residual  # so that pickle finds it by name
+        _RESIDUAL_CLASS.append(Residual)
+    if not is_torch_module(inner):
+        raise InvalidArgument("residual_module: inner=%r must be a torch.nn.Module" % (inner,))
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
+        raise InvalidArgument("residual_module: alpha=%r must be a finite number" % (alpha,))
+    return _RESIDUAL_CLASS[0](inner, alpha)
+
+
 def _flatten(module, path, key, nn, residual, out):
-    """(path, state_dict prefix, module) of every leaf in order; nested Sequentials flattened."""
+    """(path, state_dict prefix, module, block) of every leaf in order, nested Sequentials
+    flattened; ``block`` is None, or a residual block's ``(inner leaves, alpha)``."""
     for child_name, child in module.named_children():
         p, k = "%s.%s" % (path, child_name), "%s%s." % (key, child_name)
-        if residual is not None:
-            block = residual(child)
-            if block is not None:
-                _residual_layer(p, child, block)
-        if isinstance(child, nn.Sequential):
+        block = _residual_block(child, residual, nn)
+        if block is not None:
+            out.append((p, k, child, _residual_layer(p, k, child, block, nn)))
+        elif isinstance(child, nn.Sequential):
             _check_plain_sequential(child, p, nn)
             _flatten(child, p, k, nn, residual, out)
         else:
-            out.append((p, k, child))
+            out.append((p, k, child, None))
 
 
-def _residual_layer(path, module, block):
-    """The hook for residual blocks (module docstring).  Today: refused with the reason.  When the
-    numeric evaluator covers residual layers, this reads ``block = (inner, alpha)`` into one layer
-    of ``network(..., residual=[..., alpha, ...])`` (inner: a Linear with n_in = n_out and one
-    activation)."""
-    raise InvalidArgument(
-        "%s: %s is a residual block x + alpha·inner(x) (your residual= says so), but from_torch does not read residual "
-        "blocks yet: symgrad's numeric evaluator, which the gradient checks need, does not cover residual layers yet "
-        "(issue #14). Fix: convert the plain parts only, e.g. from_torch(nn.Sequential(...)) per block"
-        % (path, type(module).__name__))
+def _residual_block(module, residual, nn):
+    """(inner, alpha) when ``module`` is a residual block: symgrad's own :func:`residual_module`
+    wrapper, or one the user's ``residual`` hook recognises; else None."""
+    if _RESIDUAL_CLASS and isinstance(module, _RESIDUAL_CLASS[0]):
+        return module.inner, module.alpha
+    if residual is None:
+        return None
+    block = residual(module)
+    if block is None:
+        return None
+    if not (isinstance(block, tuple) and len(block) == 2):
+        raise InvalidArgument("from_torch: residual(%s) returned %r; it must return (inner, alpha) or None"
+                              % (type(module).__name__, block))
+    return block
+
+
+def _residual_layer(path, key, module, block, nn):
+    """A residual block ``x + alpha·inner(x)`` as one symgrad layer: ``(leaves of inner, alpha)``,
+    where inner is one Linear with n_in = n_out and at most one activation (Identity skipped), and
+    alpha a fixed finite number (a symgrad layer ``a_l = a_{l−1} + α φ(W_l a_{l−1} + b_l)``)."""
+    inner, alpha = block
+    rel = next((n for n, m in module.named_modules() if m is inner), None)
+    if rel is None or not rel:
+        raise InvalidArgument("%s: the residual block's inner module must be a submodule of %s (so that its weights are in "
+                              "the state_dict), got %s" % (path, type(module).__name__, _describe(inner)))
+    torch = torch_module("from_torch")
+    if isinstance(alpha, torch.Tensor):
+        if alpha.requires_grad or alpha.numel() != 1:
+            raise InvalidArgument("%s: the residual scale alpha must be a fixed number; a learnable or non-scalar alpha (%s) "
+                                  "is not a symgrad parameter. Fix: a Python float, or a tensor without requires_grad"
+                                  % (path, _describe(alpha)))
+        alpha = float(alpha.detach().cpu())
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
+        raise InvalidArgument("%s: the residual scale alpha=%r must be a finite real number" % (path, alpha))
+    other = [n for n, _ in module.named_parameters() if not n.startswith(rel + ".")]
+    if other:
+        raise InvalidArgument("%s: the residual block has parameters %s outside its inner module, which symgrad would not "
+                              "check" % (path, other))
+    leaves: list = []
+    ipath, ikey = "%s.%s" % (path, rel), "%s%s." % (key, rel)
+    if isinstance(inner, nn.Sequential):
+        _check_plain_sequential(inner, ipath, nn)
+        _flatten(inner, ipath, ikey, nn, None, leaves)
+    else:
+        leaves.append((ipath, ikey, inner, None))
+    leaves = [leaf for leaf in leaves if not isinstance(leaf[2], nn.Identity)]
+    shape = [type(m).__name__ for _, _, m, _ in leaves]
+    if not leaves or not isinstance(leaves[0][2], nn.Linear) or len(leaves) > 2 or (len(leaves) == 2 and isinstance(leaves[1][2], nn.Linear)):
+        raise InvalidArgument("%s: a residual block's inner module must be one Linear(n, n) and at most one activation, "
+                              "got %s (symgrad's residual layer is a + alpha·phi(W a + b))" % (path, shape))
+    lin = leaves[0][2]
+    if lin.in_features != lin.out_features:
+        raise InvalidArgument("%s: the residual block's %s maps width %d to %d; x + alpha·inner(x) needs equal widths"
+                              % (leaves[0][0], _describe(lin), lin.in_features, lin.out_features))
+    return leaves, alpha
 
 
 def _check_plain_sequential(module, path, nn):
@@ -196,7 +288,7 @@ def _activation_of(mod, path, nn, custom) -> Activation | None:
     except InvalidArgument as exc:
         raise InvalidArgument("%s: %s" % (path, exc)) from None
     raise InvalidArgument("%s: %s is not supported; from_torch reads an nn.Sequential of %s (or pass activations={%s: "
-                          "'<symgrad activation>'} for your own activation module)"
+                          "'<symgrad activation>'} for your own activation module, or residual= for a residual block)"
                           % (path, _describe(mod), _supported(), type(mod).__name__))
 
 
@@ -276,77 +368,92 @@ def from_torch(module, *, loss="quadratic", activations=None, residual=None, nam
     _check_plain_sequential(module, name, nn)
     leaves: list = []
     _flatten(module, name, "", nn, residual, leaves)
-    widths, acts, values, names = [], [], {}, {}
+    widths, acts, res, values, names = [], [], [], {}, {}
     layers = []  # (path, key, Linear)
-    pending = None  # the last Linear's path, still waiting for its activation
-    softmax_at = None  # where an output-only activation (softmax) came, which must end the model
+    state = {"pending": None, "softmax_at": None}  # the last Linear still waiting for its activation; where a softmax came
     seen: dict = {}  # id of each parameter tensor → the module path that holds it (tied weights)
-    for path, key, mod in leaves:
-        if isinstance(mod, nn.Linear) and not any(isinstance(mod, c) for c, _ in custom):
-            extra = _own_parameters(mod, ("weight", "bias"))
-            if extra:
-                raise InvalidArgument("%s: %s has parameters %s besides weight and bias, which symgrad would not check"
-                                      % (path, _describe(mod), extra))
-            for leaf in ("weight", "bias"):
-                t = getattr(mod, leaf)
-                if t is not None and id(t) in seen:
-                    raise InvalidArgument("%s: its %s is the same tensor as %s's (tied weights); symgrad's layers have "
-                                          "independent parameters. Fix: untie them (clone the tensor) or convert a copy"
-                                          % (path, leaf, seen[id(t)]))
-                if t is not None:
-                    seen[id(t)] = path
-            W = _tensor(mod.weight, key + "weight", path)
-            n_out, n_in = int(mod.out_features), int(mod.in_features)
-            if W.shape != (n_out, n_in):
-                raise InvalidArgument("%s: %s: its weight %r has shape %s; expected (out_features, in_features) = %s"
-                                      % (path, _describe(mod), key + "weight", W.shape, (n_out, n_in)))
-            if mod.bias is not None:
-                b = _tensor(mod.bias, key + "bias", path)
-                if b.shape != (n_out,):
-                    raise InvalidArgument("%s: %s: its bias %r has shape %s; expected (out_features,) = (%d,)"
-                                          % (path, _describe(mod), key + "bias", b.shape, n_out))
-            else:
-                b = np.zeros(n_out)
-            if softmax_at is not None:
-                raise InvalidArgument("%s: %s follows the output-only activation at %s; softmax is allowed only as the "
-                                      "output layer's activation. Fix: move it to the end" % (path, _describe(mod), softmax_at))
-            if not widths:
-                widths.append(n_in)
-            elif n_in != widths[-1]:
-                prev = layers[-1][0]
-                raise InvalidArgument("%s: %s takes %d inputs, but the layer before it (%s) gives %d. Fix: in_features=%d, "
-                                      "or change %s" % (path, _describe(mod), n_in, prev, widths[-1], widths[-1], prev))
-            if pending is not None:
-                acts.append(_activation("identity"))
-            l = len(layers) + 1
-            widths.append(n_out)
-            values["W%d" % l], values["b%d" % l] = W, b
-            names["W%d" % l], names["b%d" % l] = key + "weight", (key + "bias" if mod.bias is not None else None)
-            layers.append((path, key, mod))
-            pending = path
-            continue
+
+    def add_linear(path, key, mod, alpha=None):
+        extra = _own_parameters(mod, ("weight", "bias"))
+        if extra:
+            raise InvalidArgument("%s: %s has parameters %s besides weight and bias, which symgrad would not check"
+                                  % (path, _describe(mod), extra))
+        for leaf in ("weight", "bias"):
+            t = getattr(mod, leaf)
+            if t is not None and id(t) in seen:
+                raise InvalidArgument("%s: its %s is the same tensor as %s's (tied weights); symgrad's layers have "
+                                      "independent parameters. Fix: untie them (clone the tensor) or convert a copy"
+                                      % (path, leaf, seen[id(t)]))
+            if t is not None:
+                seen[id(t)] = path
+        W = _tensor(mod.weight, key + "weight", path)
+        n_out, n_in = int(mod.out_features), int(mod.in_features)
+        if W.shape != (n_out, n_in):
+            raise InvalidArgument("%s: %s: its weight %r has shape %s; expected (out_features, in_features) = %s"
+                                  % (path, _describe(mod), key + "weight", W.shape, (n_out, n_in)))
+        if mod.bias is not None:
+            b = _tensor(mod.bias, key + "bias", path)
+            if b.shape != (n_out,):
+                raise InvalidArgument("%s: %s: its bias %r has shape %s; expected (out_features,) = (%d,)"
+                                      % (path, _describe(mod), key + "bias", b.shape, n_out))
+        else:
+            b = np.zeros(n_out)
+        if state["softmax_at"] is not None:
+            raise InvalidArgument("%s: %s follows the output-only activation at %s; softmax is allowed only as the "
+                                  "output layer's activation. Fix: move it to the end" % (path, _describe(mod), state["softmax_at"]))
+        if not widths:
+            widths.append(n_in)
+        elif n_in != widths[-1]:
+            prev = layers[-1][0]
+            raise InvalidArgument("%s: %s takes %d inputs, but the layer before it (%s) gives %d. Fix: in_features=%d, "
+                                  "or change %s" % (path, _describe(mod), n_in, prev, widths[-1], widths[-1], prev))
+        if state["pending"] is not None:
+            acts.append(_activation("identity"))
+        l = len(layers) + 1
+        widths.append(n_out)
+        values["W%d" % l], values["b%d" % l] = W, b
+        names["W%d" % l], names["b%d" % l] = key + "weight", (key + "bias" if mod.bias is not None else None)
+        layers.append((path, key, mod))
+        res.append(alpha)
+        state["pending"] = path
+
+    def add_activation(path, mod):
         act = _activation_of(mod, path, nn, custom)
         if act is None:  # Identity
-            continue
+            return
         extra = _own_parameters(mod)
         if extra:
             raise InvalidArgument("%s: %s has its own parameters %s; symgrad's activations have none, so they would go "
                                   "unchecked. Fix: remove them, or keep them fixed outside the module" % (path, _describe(mod), extra))
-        if pending is None:
+        if state["pending"] is None:
             where = "before the first Linear" if not layers else "right after another activation (%s)" % acts[-1].name
             raise InvalidArgument("%s: %s comes %s; symgrad's layers are Linear then one activation. Fix: remove it, or "
                                   "merge the two into one activation module" % (path, _describe(mod), where))
         acts.append(act)
-        pending = None
+        state["pending"] = None
         if act.output_only:
-            softmax_at = path
+            state["softmax_at"] = path
+
+    for path, key, mod, block in leaves:
+        if block is not None:  # a residual block: one Linear(n, n) and its activation (or the identity)
+            inner, alpha = block
+            add_linear(*inner[0][:3], alpha=alpha)
+            if len(inner) == 2:
+                add_activation(*inner[1][:1], inner[1][2])
+            if state["pending"] is not None:
+                acts.append(_activation("identity"))
+                state["pending"] = None
+        elif isinstance(mod, nn.Linear) and not any(isinstance(mod, c) for c, _ in custom):
+            add_linear(path, key, mod)
+        else:
+            add_activation(path, mod)
     if not layers:
         raise InvalidArgument("%s: %s has no nn.Linear layer; symgrad needs at least one. Fix: e.g. nn.Sequential(nn.Linear(3, 4), "
                               "nn.Tanh(), nn.Linear(4, 1))" % (name, "the model is empty and" if not leaves else "the model"))
-    if pending is not None:
+    if state["pending"] is not None:
         acts.append(_activation("identity"))
     try:
-        net = Network(widths, activation=list(acts), loss=loss_)
+        net = Network(widths, activation=list(acts), loss=loss_, residual=res if any(r is not None for r in res) else None)
     except InvalidArgument as exc:  # e.g. a softmax output with a loss other than log_likelihood
         raise InvalidArgument("%s: %s" % (name, exc)) from None
     order = ["W%d" % l for l in range(1, len(layers) + 1)] + ["b%d" % l for l in range(1, len(layers) + 1)]
@@ -437,8 +544,9 @@ def to_torch(net, params, *, dtype=None):
     :func:`from_torch`.
 
     One ``nn.Linear(n_{l−1}, n_l)`` per layer whose ``weight`` is ``W^l`` (n_l × n_{l−1}, as it
-    is) and ``bias`` is ``b^l``, followed by the activation's module (none for the identity), so
-    ``from_torch(to_torch(net, params))`` gives back ``net`` and ``params``.  A chain becomes
+    is) and ``bias`` is ``b^l``, followed by the activation's module (none for the identity); a
+    residual layer is :func:`residual_module` of the two (α from ``params[α.name]`` when it is a
+    symbol).  So ``from_torch(to_torch(net, params))`` gives back ``net`` and ``params``.  A chain becomes
     ``Linear(1, 1)`` layers.  ``params``: one network's parameters (``a0`` and ``y`` are ignored);
     ``dtype``: ``torch.float32`` or ``torch.float64`` (default: float32 when every weight is
     float32, else float64).
@@ -463,11 +571,8 @@ def to_torch(net, params, *, dtype=None):
     nn = torch.nn
     if not isinstance(net, (Chain, Network)):
         raise InvalidArgument("to_torch: net must be a symgrad chain or network, not %r" % (net,))
-    residual = [l for l, r in enumerate(getattr(net, "residual", ()), start=1) if r is not None]
-    if residual:
-        raise InvalidArgument("to_torch: layer %d of %r is residual (a_l = a_(l-1) + alpha·phi(z_l)); to_torch writes plain "
-                              "layers only, for now" % (residual[0], net))
     arrays = _layer_arrays(net, params)
+    alphas = [_alpha_value(r, l, params) for l, r in enumerate(getattr(net, "residual", (None,) * net.depth), start=1)]
     if dtype is None:
         kinds = {np.asarray(params[k]).dtype for k in net.parameters}
         tdtype = torch.float32 if kinds == {np.dtype(np.float32)} else torch.float64
@@ -479,11 +584,31 @@ def to_torch(net, params, *, dtype=None):
         with torch.no_grad():
             lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(W)))
             lin.bias.copy_(torch.from_numpy(np.ascontiguousarray(b)))
-        layers.append(lin)
         mod = _torch_activation(act, l, nn)
+        if alphas[l - 1] is not None:  # a_l = a_{l−1} + α φ(z_l)
+            layers.append(residual_module(nn.Sequential(lin, *([mod] if mod is not None else [])), alphas[l - 1]))
+            continue
+        layers.append(lin)
         if mod is not None:
             layers.append(mod)
     return nn.Sequential(*layers)
+
+
+def _alpha_value(alpha, layer, params):
+    """A residual layer's α as a float (a symbolic α from ``params[α.name]``); None for a plain layer."""
+    if alpha is None:
+        return None
+    if isinstance(alpha, sympy.Symbol):
+        key = str(alpha)  # the symbol's name: its value's key in params
+        if key not in params:
+            raise InvalidArgument("to_torch: layer %d's residual scale is the symbol %s; give its value as params[%r]"
+                                  % (layer, alpha, key))
+        value = np.asarray(params[key])
+        if value.shape != () or value.dtype.kind not in "fi" or not np.isfinite(value):
+            raise InvalidArgument("to_torch: params[%r] = %r must be one finite number (the residual scale of layer %d)"
+                                  % (key, params[key], layer))
+        return float(value)
+    return float(alpha)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -521,14 +646,16 @@ def _batch_array(value, what, width, path):
     return finite_array(arr, what, "check_gradients")
 
 
-def module_gradients(module, inputs, targets, *, loss="quadratic", name="model"):
+def module_gradients(module, inputs, targets, *, loss="quadratic", name="model", activations=None, residual=None):
     """What :func:`~symgrad.check_gradients` compares for a PyTorch module: ``(net, params,
     grad_fn, names)``, where ``net, params`` come from :func:`from_torch` with ``a0 = inputs``
     and ``y = targets`` added, ``grad_fn(params)`` returns the module's own autograd gradients
     (so its custom ``autograd.Function`` s) of ``C`` per sample, by symgrad name, and ``names``
     maps symgrad names to ``state_dict`` keys.
 
-    ``inputs``: (batch, n_0) or (n_0,), ``targets``: (batch, n_L) or (n_L,), arrays or tensors.
+    ``inputs``: (batch, n_0) or (n_0,), ``targets``: (batch, n_L) or (n_L,), arrays or tensors;
+    ``activations``, ``residual``: as for :func:`from_torch` (a model with modules of your own:
+    ``check_gradients(net, params, grad_fn=grad_fn)`` on this function's result).
     The module runs in float64 on a copy (``copy.deepcopy(module)`` moved to the CPU in float64;
     float32 weights convert exactly), one forward and backward pass per sample (per-sample gradients, as
     symgrad's closed forms give them).  The cost is symgrad's loss in PyTorch operations
@@ -542,7 +669,7 @@ def module_gradients(module, inputs, targets, *, loss="quadratic", name="model")
     (['W1', 'b1'], (1, 1, 2), '0.weight')
     """
     torch = torch_module("a gradient check on a PyTorch module")
-    net, params = from_torch(module, loss=loss, name=name)
+    net, params = from_torch(module, loss=loss, name=name, activations=activations, residual=residual)
     cost = _torch_cost(net.loss, torch)
     if cost is None:
         raise InvalidArgument("a gradient check on a PyTorch module supports the losses quadratic, cross_entropy and "
