@@ -354,6 +354,35 @@ def test_relu_allowances_are_exactly_the_derived_ones(checks):
     assert np.all(np.abs(c.q_finite_width) <= 1e-13 * 4 * 64 ** 2 * L * 5 / n)
 
 
+@pytest.mark.parametrize("pt", POINTS[1:])
+def test_tanh_allowances_are_the_derived_sums(checks, pt):
+    # The module docstring's allowances written out directly (0-based k = layer k + 1), against
+    # the recursions of _finite_width: V_{k+1} = λ_k² V_k + η_k² (the relative variance of s²_{k+1}),
+    # q's allowance Σ_{j<k} (Π_{j<i<k} λ_i)·½|q²M''/q^{j+1}|σ_w²·V_j, and the ratio's
+    # Σ_{k=l}^{L−1} (½|q²P''/P|_k V_k + 1/n) + ½|Σ_{j,k} e_j e_k Cov(ε_j, ε_k)| with
+    # Cov(ε_j, ε_k) = V_j Π_{i=j}^{k−1} λ_i (j ≤ k): the lognormal correction ½Var of a sum of
+    # correlated log-factors.  Both sides add the same nonnegative terms in other orders: γ_{L²}.
+    c = checks[pt]
+    L, n, w2 = c.depth, c.width, c.sigma_w2
+    mo = mc._moments(symgrad.activation("tanh"), c.q_predicted)
+    nxt = np.append(c.q_predicted[1:], c.q_predicted[-1])
+    lam = np.abs(w2 * mo["qM1"] / nxt)
+    eta2 = np.square(w2 * mo["M"] / nxt) * mo["v"] / n
+    jq = 0.5 * w2 * np.abs(mo["q2M2"]) / nxt
+    V = np.zeros(L)
+    for k in range(L - 1):
+        V[k + 1] = lam[k] ** 2 * V[k] + eta2[k]
+    fq = np.array([sum(np.prod(lam[j + 1:k]) * jq[j] * V[j] for j in range(k)) for k in range(L)])
+    e = mo["eP"]
+    cov = lambda j, k: V[j] * np.prod(lam[j:k])  # noqa: E731
+    fg = np.array([sum(0.5 * abs(mo["cP"][k]) * V[k] + 1.0 / n for k in range(l, L - 1))
+                   + 0.5 * abs(sum(e[j] * e[k] * cov(min(j, k), max(j, k)) for j in range(l, L - 1) for k in range(l, L - 1)))
+                   for l in range(L)])
+    tol = 4 * gamma(L * L)
+    np.testing.assert_allclose(c.q_finite_width, fq, rtol=tol, atol=0)
+    np.testing.assert_allclose(c.grad_finite_width, fg, rtol=tol, atol=0)
+
+
 def test_predicted_q_follows_the_length_map_and_chi1():
     c = mc.check_wide_network("tanh", 1.5, 0.2, width=64, depth=6, batch=4, repeats=3)
     q = 1.5 * 1.0 + 0.2

@@ -31,16 +31,19 @@ networks do (at width 500 and depth 50 one ReLU network's log q^50 has a spread 
 * Finite width (a bias, not a spread; added to the half-width): given layer k − 1, the units'
   ``z^k_i`` are i.i.d. N(0, s_k²) with ``s_k² = σ_w²‖a^{k−1}‖²/n + σ_b²``, so the expectations
   are exact *given* s_k²; the bias comes from s_k² fluctuating around q^k.  One layer adds the
-  relative variance ``v_k/n`` with ``v_k = Var[φ(√q Z)²]/E[φ(√q Z)²]²`` (5 for ReLU, 2 for a
-  linear unit), and ``V_k = Σ_{j<k} v_j/n`` accumulates over depth (no discount for contracting
-  maps, so it is an upper estimate where the map's slope is below 1).  By the second-order delta
-  method a smooth map f of s² is biased by ½ f''(q)·Var(s²), i.e. relatively by
-  ``½ |q² f''(q)/f(q)| · V_k``.  With f = M for the forward pass and f = P for the backward
-  factor, the log-space allowances are ``Σ_{k<l} ½|q²M''/M|_k·V_k`` for q^l and
-  ``Σ_{k=l}^{L−1} (½|q²P''/P|_k·V_k + 1/n)`` for the ratio; the ``1/n`` per layer allows for
+  relative variance ``η_k² = (σ_w² M(q^k)/q^{k+1})²·v_k/n`` with
+  ``v_k = Var[φ(√q Z)²]/E[φ(√q Z)²]²`` (5 for ReLU, 2 for a linear unit), and the relative
+  variance of s² evolves as ``V_{k+1} = λ_k² V_k + η_k²`` (AR(1) in depth), ``λ_k`` the length
+  map's elasticity ``σ_w² q M'(q)/q^{k+1}`` at q^k.  By the second-order delta method a smooth map
+  f of s² is biased by ½ f''(q)·Var(s²), i.e. relatively by ``½ |q² f''(q)/f(q)| · V_k``.  With
+  f = M for the forward pass, carried forward by λ, q^l's log-space allowance is
+  ``Σ_{j<l} (Π_{j<i<l} λ_i)·½σ_w²|q²M''|_j/q^{j+1}·V_j``.  With f = P for the backward factors
+  χ^k = σ_w² P(s_k²), the ratio's is ``Σ_{k=l}^{L−1} (½|q²P''/P|_k·V_k + 1/n)`` plus
+  ``½|Σ_{j,k=l}^{L−1} e_j e_k Cov(ε_j, ε_k)|`` (the lognormal correction for a product of
+  correlated factors; ``e = qP'/P``, ``Cov(ε_j, ε_k) = V_j Π_{i=j}^{k−1} λ_i`` for j ≤ k); the ``1/n`` per layer allows for
   the gradient-independence assumption (δ^{l+1} and W^{l+1} are not independent at finite width;
   the correction is O(1/n) per layer, Yang 2019), which is exact for ReLU-like units and is not
-  exceeded at n ≥ 500 in the tests.  The curvatures come from quadrature on the predicted q^k by
+  exceeded at n ≥ 256 in the tests.  The curvatures come from quadrature on the predicted q^k by
   central differences in q.  All these are O(L/n): at width 500 and depth 50 at most ≈ 0.1–0.2.
 
 The prediction passes at a layer when it lies in ``[estimate·e^{−h}, estimate·e^{h}]`` with
