@@ -7,6 +7,7 @@ import os
 import pickle
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import numpy as np
@@ -311,6 +312,10 @@ def test_residual_blocks_become_residual_layers_and_are_checked():
     net2, params2 = from_torch(back)
     assert net2.residual == net.residual and all(np.array_equal(params[k], params2[k]) for k in net.parameters)
     assert check_gradients(back, x, y).ok
+    path = os.path.join(tempfile.mkdtemp(), "residual.pt")
+    torch.save(back.state_dict(), path)
+    loaded = load_weights(path, net)
+    assert loaded.names["W2"] == "2.inner.0.weight" and all(np.array_equal(loaded[k], params[k]) for k in net.parameters)
     # A symbolic α: its value from params[α.name].
     alpha = sympy.Symbol("alpha", real=True)
     snet = symgrad.network([2, 2, 1], "tanh", residual=[alpha, None])
