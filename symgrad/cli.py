@@ -829,6 +829,52 @@ def _cmd_plot(args) -> int:
     return 0
 
 
+def _cmd_experiment(args) -> int:
+    """``symgrad experiment speed-of-learning``: Nielsen's experiment on the digits (symgrad.experiments.speed)."""
+    import json
+
+    from symgrad.experiments import speed
+
+    plots = None
+    if args.output is not None:  # check -o and matplotlib before training, not after
+        from symgrad.render import plots
+
+        out = args.output
+        if out == "-" or any(not ch.isprintable() for ch in out) or os.path.splitext(out)[1].lower() not in (".png", ".pdf", ".svg"):
+            raise InvalidArgument("-o %s: give FILE.png, FILE.pdf or FILE.svg for the figure (the table goes to stdout)" % _show(out))
+        if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
+            raise InvalidArgument("-o %s: its directory does not exist" % _show(out))
+        plots._figure_class()  # matplotlib missing: InvalidArgument naming the install command
+    res = speed.speed_of_learning(speed.NETWORKS if args.networks is None else args.networks, activation=args.activation,
+                                  init=args.init, residual=args.residual, epochs=args.epochs, eta=args.eta,
+                                  batch_size=args.batch_size, eval_size=args.eval_size, seed=args.seed, progress=True)
+    print(json.dumps(res.as_dict(), indent=1) if args.json else res.table())
+    if plots is not None:
+        path = plots.write_figure(plots.speed_of_learning_figure(res.figure_norms(), title=res.figure_title()), args.output, force=args.force)
+        print("wrote %s" % path, file=sys.stderr)
+    return 0
+
+
+def _cmd_sweep(args) -> int:
+    """``symgrad sweep``: a grid of Monte-Carlo checks of mean field on Dask (symgrad.sweep), resumable."""
+    from symgrad import sweep
+
+    if args.output is None or args.output == "-" or not args.output.strip() or any(not ch.isprintable() for ch in args.output):
+        raise InvalidArgument("sweep: give -o FILE.csv (or FILE.parquet): the table is also the checkpoint that a rerun resumes from")
+    if args.scheduler is not None and args.workers is not None:
+        raise InvalidArgument("--workers starts a local cluster and --scheduler connects to one; give only one")
+    acts = [a.strip() for a in args.activation.split(",")]
+    points = sweep.grid(acts, sweep.parse_grid("--sigma-w2", args.sigma_w2), sweep.parse_grid("--sigma-b2", args.sigma_b2),
+                        sweep.parse_grid("--depth", args.depth, integer=True), width=args.width, batch=args.batch,
+                        repeats=args.repeats, level=args.level)
+    rows = sweep.run_sweep(points, args.output, seed=args.seed, workers=2 if args.workers is None else args.workers,
+                           scheduler=args.scheduler, timeout=args.timeout, progress=True)
+    n = {v: sum(r["ok"] == v for r in rows) for v in ("True", "False", "")}
+    print("wrote %s: %d points; mean field within its interval at %d, outside at %d, not computed at %d (see 'error')"
+          % (args.output, len(rows), n["True"], n["False"], n[""]))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="symgrad", description="Verified gradient-flow analysis: closed-form gradient chains of deep networks.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -974,6 +1020,57 @@ def _parser() -> argparse.ArgumentParser:
         pl.add_argument(opt, type=_name(opt, "e.g. %s %s" % (opt, meta)), metavar=meta, help=text)
     pl.add_argument("--widths", type=_widths, help="gradient-flow: widths of a dense network, e.g. 16,16,16,2")
     pl.set_defaults(func=_cmd_plot)
+
+    ex = sub.add_parser("experiment", help="run an experiment: speed-of-learning (Nielsen ch. 5 on the 8x8 digits, trained with symgrad's backprop)",
+                        epilog="example: symgrad experiment speed-of-learning --epochs 20 --seed 0 -o speed.png\n"
+                               "         symgrad experiment speed-of-learning --activation relu\n"
+                               "         symgrad experiment speed-of-learning --residual 1\n"
+                               "Needs scikit-learn (the data) and tqdm: pip install 'symgrad[experiment]'; -o also matplotlib.",
+                        formatter_class=raw,
+                        description="Train [64,30,10] .. [64,30,30,30,30,10] on scikit-learn's digits with mini-batch SGD and the\n"
+                                    "cross-entropy cost; print |dC/db^l| per hidden layer at initialisation and after the last epoch,\n"
+                                    "the layers from slowest to fastest, first/last hidden layer, test accuracy, and Nielsen's\n"
+                                    "MNIST figures.  -o draws the deepest network's |dC/db^l| over the epochs.  Reproducible from --seed.")
+    ex.add_argument("name", metavar="NAME", choices=("speed-of-learning",), help="speed-of-learning")
+    ex.add_argument("--networks", type=lambda t: [_widths(w) for w in t.split("/")], metavar="W/W/...",
+                    help="width lists separated by '/', e.g. 64,30,10/64,30,30,10 (default: Nielsen's four)")
+    ex.add_argument("--activation", type=_name("--activation", "e.g. --activation relu"), default="sigmoid", help="hidden layers' activation (default sigmoid)")
+    ex.add_argument("--init", choices=("nielsen", "he"), default=None, help="nielsen: N(0,1/n_in), biases N(0,1); he: N(0,2/n_in), biases 0 (default: he for relu)")
+    ex.add_argument("--residual", type=_finite_float, metavar="ALPHA", help="residual hidden layers a = a_prev + ALPHA phi(z) (layers 2.. of equal width)")
+    ex.add_argument("--epochs", type=_int_option("e.g. --epochs 20", "non-negative number of epochs", 0, 10_000), default=20, help="epochs (default 20)")
+    ex.add_argument("--eta", type=_finite_float, default=0.1, metavar="X", help="learning rate (default 0.1)")
+    ex.add_argument("--batch-size", type=_int_option("e.g. --batch-size 10", "positive mini-batch size", 1, 1300), default=10, help="mini-batch (default 10)")
+    ex.add_argument("--eval-size", type=_int_option("e.g. --eval-size 1000", "positive number of images", 1, 1300), default=1000,
+                    help="training images on which |dC/db^l| is measured (default 1000)")
+    ex.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
+    ex.add_argument("--json", action="store_true", help="print the results as JSON")
+    ex.add_argument("-o", "--output", metavar="FILE", help="also write the figure: FILE.png, FILE.pdf or FILE.svg")
+    ex.add_argument("--force", action="store_true", help="overwrite a file that symgrad did not write")
+    ex.set_defaults(func=_cmd_experiment)
+
+    sw = sub.add_parser("sweep", help="a grid of Monte-Carlo checks of mean field (sigma_w2 x sigma_b2 x activation x depth) on Dask",
+                        epilog="example: symgrad sweep --activation tanh --sigma-w2 0.5:3:6 --sigma-b2 0,0.05 --depth 20 --width 200 -o sweep.csv\n"
+                               "Axes: LO:HI:N (N evenly spaced values) or a,b,c (strictly increasing).  Rerun the same command to\n"
+                               "resume: rows already in -o are not recomputed.  Needs dask: pip install 'symgrad[dask]'\n"
+                               "(or --workers 0 to run in this process).",
+                        formatter_class=raw,
+                        description="One symgrad.theory.montecarlo.check_wide_network per grid point, each seeded from (--seed, point),\n"
+                                    "so the table does not depend on the number of workers.  One CSV row per point.")
+    sw.add_argument("--activation", type=_name("--activation", "e.g. --activation tanh,relu"), default="tanh", help="activations, comma-separated (default tanh)")
+    sw.add_argument("--sigma-w2", type=_name("--sigma-w2", "e.g. --sigma-w2 0.5:3:6"), required=True, metavar="GRID", help="weight variances: LO:HI:N or a,b,c")
+    sw.add_argument("--sigma-b2", type=_name("--sigma-b2", "e.g. --sigma-b2 0,0.05"), default="0", metavar="GRID", help="bias variances (default 0)")
+    sw.add_argument("--depth", type=_name("--depth", "e.g. --depth 10,20"), default="20", metavar="D,...", help="depths (default 20)")
+    sw.add_argument("--width", type=_int_option("e.g. --width 200", "width >= 2", 2, 100_000), default=200, help="units per layer (default 200)")
+    sw.add_argument("--batch", type=_batch, default=16, metavar="B", help="inputs per network (default 16)")
+    sw.add_argument("--repeats", type=_int_option("e.g. --repeats 6", "number of networks >= 3", 3, 10_000), default=6, help="networks per point (default 6)")
+    sw.add_argument("--level", type=_finite_float, default=0.99, help="family-wise confidence level (default 0.99)")
+    sw.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
+    sw.add_argument("-o", "--output", metavar="FILE.csv", help="the table, and the checkpoint a rerun resumes from (required)")
+    sw.add_argument("--workers", type=_int_option("e.g. --workers 2", "number of workers >= 0", 0, 1024), default=None,
+                    help="local Dask workers (default 2); 0: run in this process without Dask")
+    sw.add_argument("--scheduler", type=_name("--scheduler", "e.g. --scheduler tcp://127.0.0.1:8786"), metavar="ADDRESS", help="connect to this Dask scheduler")
+    sw.add_argument("--timeout", type=_budget_seconds, default=10.0, metavar="S", help="seconds to wait for the scheduler (default 10)")
+    sw.set_defaults(func=_cmd_sweep)
     return p
 
 
