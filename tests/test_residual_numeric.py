@@ -575,3 +575,50 @@ def test_the_compiled_kernel_redoes_flagged_samples_and_diagnoses_bad_input():
     q2["b1"] = np.full(64, 1.7e308)  # a1 = a0 + z1 = 3.4e308: the residual sum overflows
     with pytest.raises(InvalidArgument, match=r"residual layer 1"):
         backprop(net2, q2, backend="numba")
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared weights (backprop_shared: the gradient-flow report and the Monte-Carlo check use it)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("widths,acts,residual", [
+    ([3, 4, 4, 4, 2], "tanh", [None, ALPHA, -0.5, None]),
+    ([3, 3, 3], ["identity", "sigmoid"], [0.5, 1.0]),
+    ([2, 5, 5, 5, 5, 1], ["relu", "gelu", "silu", "tanh", "identity"], [None, 0.7, ALPHA, -1.2, None]),
+])
+def test_backprop_shared_with_residual_layers_sums_the_per_sample_gradients(widths, acts, residual):
+    from symgrad.numeric.shared import backprop_shared, gamma
+
+    net = symgrad.network(widths, acts, residual=residual)
+    p = sample(net, seed=4)
+    rng = np.random.default_rng(5)
+    B = 9
+    p["a0"], p["y"] = rng.normal(size=(B, widths[0])), rng.normal(size=(B, widths[-1]))
+    if ALPHA in residual:
+        p["alpha"] = 0.4
+    r = backprop_shared(net, p)
+    per = backprop(net, p)
+    tol = residual_tolerance(net, p)
+    for k in net.parameters:
+        # both within their bounds of the exact per-sample gradients, summed with γ_B each
+        summed = 2 * tol[k].sum(axis=0) + 2 * gamma(B + 2) * np.abs(per.grads[k]).sum(axis=0)
+        assert_within(r.grads[k], per.total(k), summed, k)
+    for l in range(net.depth):
+        t = tol["b%d" % (l + 1)]
+        n = t.shape[-1]
+        bound = 2 * (2 * np.linalg.norm(t, axis=1) * per.layer_norms[:, l] + np.sum(t * t, axis=1)) + 4 * (n + 2) * U * per.layer_norms[:, l] ** 2
+        assert_within(r.delta_sq[:, l], per.layer_norms[:, l] ** 2, bound, "delta_sq%d" % (l + 1))
+
+
+def test_backprop_shared_refuses_delta_out_with_a_residual_output_and_a_missing_alpha():
+    from symgrad.numeric.shared import backprop_shared
+
+    net = symgrad.network([2, 2, 2], "tanh", residual=[None, 0.5])
+    p = {"a0": np.ones((3, 2)), "W1": np.eye(2), "b1": np.zeros(2), "W2": np.eye(2), "b2": np.zeros(2)}
+    with pytest.raises(InvalidArgument, match="residual.*∂C/∂a"):
+        backprop_shared(net, p, delta_out=np.ones((3, 2)))
+    net = symgrad.network([2, 2, 2], "tanh", residual=[ALPHA, None])
+    p["y"] = np.zeros((3, 2))
+    with pytest.raises(InvalidArgument, match=r"params\['alpha'\]"):
+        backprop_shared(net, p)

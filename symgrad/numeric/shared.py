@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from symgrad.errors import InvalidArgument
-from symgrad.numeric.inputs import _all_finite, _check_memory
+from symgrad.numeric.inputs import _all_finite, _alpha_values, _alphas_of, _check_memory
 from symgrad.numeric.output import _output_delta
 from symgrad.symbolic.networks import Network
 
@@ -69,7 +69,8 @@ def _validate_shared(net, params, delta_out):
         raise InvalidArgument("params must be a mapping name → array (a0, y, W1..WL, b1..bL), not %s" % type(params).__name__)
     L, n = net.depth, net.widths
     names = ["a0"] + (["y"] if delta_out is None else []) + list(net.parameters)
-    allowed = set(names) | {"y"}
+    alpha_values = _alpha_values(net, params)  # a residual layer's symbolic α: params[α.name], a float
+    allowed = set(names) | {"y"} | set(alpha_values)
     for k in params:
         if k not in allowed:
             raise InvalidArgument("unknown parameter %r for %r; expected exactly: a0, y, W1..W%d, b1..b%d" % (k, net, L, L))
@@ -111,9 +112,14 @@ def _validate_shared(net, params, delta_out):
         vals["delta_out"] = arr
     elif net.loss.domain_open_unit and not (np.all(vals["y"] >= 0) and np.all(vals["y"] <= 1)):
         raise InvalidArgument("parameter 'y' (expected shape (batch, %d)): a %s target must lie in [0, 1]" % (n[-1], net.loss.name))
+    if delta_out is not None and net.residual and net.residual[-1] is not None:
+        raise InvalidArgument("delta_out: the output layer of %r is residual, so the pass needs ∂C/∂a^L (for the skip), not "
+                              "only δ^L = ∂C/∂z^L; make the last layer plain or pass y instead of delta_out" % (net,))
     dtypes = {a.dtype for a in vals.values()}
     dt = np.dtype(np.float32) if dtypes == {np.dtype(np.float32)} else np.dtype(np.float64)
-    return {k: (v if v.dtype == dt else v.astype(dt)) for k, v in vals.items()}, B, dt
+    vals = {k: (v if v.dtype == dt else v.astype(dt)) for k, v in vals.items()}
+    vals["alphas"] = _alphas_of(net, alpha_values, dt)
+    return vals, B, dt
 
 
 def _require_finite(name, arr, text):
@@ -204,10 +210,10 @@ def backprop_shared(net, params, *, delta_out=None, grads: bool = True) -> Share
                   "use a smaller batch (the gradients are sums: split the batch and add them)")
     Ws = [vals["W%d" % l] for l in range(1, L + 1)]
     bs = [vals["b%d" % l] for l in range(1, L + 1)]
-    return _shared_pass(net, Ws, bs, vals["a0"], vals.get("y"), vals.get("delta_out"), grads, dt)
+    return _shared_pass(net, Ws, bs, vals["a0"], vals.get("y"), vals.get("delta_out"), grads, dt, alphas=vals["alphas"])
 
 
-def _shared_pass(net, Ws, bs, a0, y, delta_out, grads, dt, zblock=None) -> SharedBackprop:
+def _shared_pass(net, Ws, bs, a0, y, delta_out, grads, dt, zblock=None, alphas=None) -> SharedBackprop:
     """The pass itself, on validated arrays of one dtype (``Ws[l−1]`` is W^l).
 
     Memory is allocated once per call: every z^l lives in one block (so that the operating
@@ -228,6 +234,8 @@ def _shared_pass(net, Ws, bs, a0, y, delta_out, grads, dt, zblock=None) -> Share
     L, B = net.depth, a0.shape[0]
     n = net.widths
     acts = net.activations
+    if alphas is None and net.is_residual:
+        alphas = _alphas_of(net, {}, np.dtype(dt))  # numeric α only (a symbolic one comes from params)
     offs = np.concatenate([[0], np.cumsum([B * w for w in n[1:]])])
     if zblock is None:
         zblock = np.empty(int(offs[-1]), dtype=dt)
@@ -253,7 +261,13 @@ def _shared_pass(net, Ws, bs, a0, y, delta_out, grads, dt, zblock=None) -> Share
             q[l - 1] = ss / z.size
             zs[l] = z
             if l < L or delta_out is None:  # a^L is needed only for the loss
+                prev = a
                 a = acts[l - 1].value(z)
+                if alphas is not None and alphas[l - 1] is not None:  # a residual layer: a^l = a^{l−1} + α_l φ(z^l)
+                    a = prev + alphas[l - 1] * a  # new arrays: φ(z) may be z itself (identity)
+                    if not np.isfinite(np.vdot(a, a)) and not np.isfinite(a).all():
+                        raise InvalidArgument("the forward pass overflows %s at residual layer %d (a%d = a%d + α·φ(z%d)); scale the "
+                                              "parameters or α down" % (dt.name, l, l, l - 1, l))
                 if grads or l == L:  # a^l is needed again only for ∂C/∂W^{l+1} (and a^L for the cost)
                     As[l] = a
         if delta_out is not None:
@@ -262,6 +276,12 @@ def _shared_pass(net, Ws, bs, a0, y, delta_out, grads, dt, zblock=None) -> Share
             dd, per, cancels = _output_delta(net, As[L], zs[L], y)
             d = np.asarray(dd if cancels else acts[-1].grad(zs[L]) * dd, dtype=dt)
             cost = np.sum(per, axis=-1)
+        # Residual layers also carry g^l = ∂C/∂a^l (rows of B): g^{l−1} = δ^l W^l + g^l for a
+        # residual layer l, and δ^l = α_l φ'(z^l) ⊙ g^l (numeric/residual.py's module docstring).
+        g = None
+        if alphas is not None and alphas[L - 1] is not None:
+            g = np.asarray(dd, dtype=dt)  # ∂C/∂a^L = a^L − y
+            d = d * alphas[L - 1]
         dsq = np.empty((L, B), dtype=dt)
         bufs = [np.empty(B * max(n), dtype=dt) for _ in range(2)] if L > 1 else []
         out = {}
@@ -278,7 +298,16 @@ def _shared_pass(net, Ws, bs, a0, y, delta_out, grads, dt, zblock=None) -> Share
                     raise InvalidArgument("a batch-summed gradient overflows %s at layer %d; scale the parameters or split the batch"
                                           % (dt.name, l))
                 out["W%d" % l], out["b%d" % l] = gw, gb
-            if l > 1:
+            if l > 1 and alphas is not None:
+                nxt = bufs[l % 2][:B * n[l - 1]].reshape(B, n[l - 1])
+                np.matmul(d, Ws[l - 1], out=nxt)
+                if alphas[l - 1] is not None:
+                    nxt += g  # g^{l−1} = δ^l W^l + g^l
+                g = nxt
+                d = acts[l - 2].grad(zs[l - 1]) * g
+                if alphas[l - 2] is not None:
+                    d *= alphas[l - 2]
+            elif l > 1:
                 g = acts[l - 2].grad(zs[l - 1])
                 nxt = bufs[l % 2][:B * n[l - 1]].reshape(B, n[l - 1])
                 np.matmul(d, Ws[l - 1], out=nxt)
