@@ -129,7 +129,7 @@ class SymbolicChain:
         #: The residual scale α of every layer (``a_k = a_{k−1} + α φ(z_k)``), or None.
         self.alpha = _alpha(residual, 1, "chain")
         if self.alpha is not None:
-            if self.alpha.free_symbols & {depth} or (isinstance(self.alpha, sympy.Symbol) and self.alpha.name == depth.name):
+            if depth in self.alpha.free_symbols or str(self.alpha) == str(depth):  # the same symbol, or one spelled alike
                 raise InvalidArgument("residual=%s is the depth symbol; name α differently, e.g. sympy.Symbol('alpha', real=True)" % self.alpha)
             _check_residual((self.alpha,), (self.activation,), self.loss, "chain")
         self.w, self.b, self.z, self.a = (sympy.IndexedBase(s, real=True) for s in ("w", "b", "z", "a"))
