@@ -302,3 +302,85 @@ def test_the_digits_example_runs_and_tells_the_two_models_apart(capsys):
     assert out["sigmoid"]["report"]["verdict"] == "vanishing"
     assert out["relu"]["report"]["verdict"] == "healthy"
     assert out["relu"]["accuracy"] > out["sigmoid"]["accuracy"]
+
+
+# --- residual networks ---------------------------------------------------------------------------
+
+
+def test_residual_measured_columns_equal_per_sample_backprop():
+    import sympy
+
+    alpha = sympy.Symbol("alpha", real=True)
+    rng = np.random.default_rng(15)
+    net = symgrad.network([4, 4, 4, 4, 2], ["tanh", "relu", "softplus", "sigmoid"], residual=[None, alpha, 0.5, None])
+    p = _params(net.widths, rng, 1.2, 0.1)
+    p["alpha"] = 0.7
+    x, y = rng.normal(size=(6, 4)), rng.uniform(size=(6, 2))
+    r = report(net, p, inputs=x, targets=y)
+    per = symgrad.backprop(net, {**p, "a0": x, "y": y})
+    d = [np.sum(np.square(dl), axis=1).mean() for dl in per.deltas]
+    for l, row in enumerate(r.layers, 1):
+        assert row.grad_b == pytest.approx(np.linalg.norm(per.grads["b%d" % l].mean(axis=0)), rel=1e-12)
+        assert row.grad_W == pytest.approx(np.linalg.norm(per.grads["W%d" % l].mean(axis=0)), rel=1e-12)
+        assert 10 ** row.log10_rms_ratio == pytest.approx(math.sqrt(d[l - 1] / d[-1]), rel=1e-12)
+    with pytest.raises(InvalidArgument, match="alpha"):
+        report(net, {k: v for k, v in p.items() if k != "alpha"}, inputs=x, targets=y)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2 ** 32 - 1), st.integers(2, 6), st.integers(1, 5),
+       st.lists(st.sampled_from(ACTS), min_size=6, max_size=6),
+       st.lists(st.one_of(st.none(), st.floats(-2.0, 2.0)), min_size=6, max_size=6), st.floats(0.1, 3.0))
+def test_residual_rms_ratio_never_exceeds_the_worst_case_bound(seed, L, n, acts, alphas, scale):
+    # ‖δ^l‖ ≤ |s_l| sup|φ_l'| ‖g^l‖ and ‖g^{l−1}‖ ≤ (1 + |α_l| sup|φ_l'| ‖W_l‖₂) ‖g^l‖ hold exactly for
+    # every input; the last layer is plain (a residual output layer has no bound relative to δ^L).
+    rng = np.random.default_rng(seed)
+    res = alphas[: L - 1] + [None]
+    net = symgrad.network([n] * L + [n], acts[:L], residual=res)
+    p = _params(net.widths, rng, scale, 0.2)
+    r = report(net, p, inputs=rng.normal(size=(5, n)), targets=rng.normal(size=(5, n)))
+    slack = math.log10(1 + 256 * L * n * U)
+    for row in r.layers:
+        if row.log10_rms_ratio is not None and row.log10_worst_case is not None:
+            assert row.log10_rms_ratio <= row.log10_worst_case + slack
+
+
+def test_residual_worst_case_column_equals_its_definition():
+    rng = np.random.default_rng(16)
+    acts, alphas = ["sigmoid", "tanh", "gelu", "relu"], [None, 0.5, -1.5, None]
+    net = symgrad.network([3, 3, 3, 3, 2], acts, residual=alphas)
+    p = _params(net.widths, rng, 1.3)
+    r = report(net, p, inputs=rng.normal(size=(6, 3)), targets=rng.normal(size=(6, 2)))
+    sup = [float(symgrad.activation(a).bound.sup) for a in acts]
+    nrm = [np.linalg.svd(p["W%d" % l], compute_uv=False)[0] for l in range(1, 5)]
+    g = nrm[3]  # ‖g^3‖ ≤ ‖W^4‖ ‖δ^4‖
+    want = {}
+    for l in (3, 2, 1):
+        s = 1.0 if alphas[l - 1] is None else abs(alphas[l - 1])
+        want[l] = s * sup[l - 1] * g
+        g *= (1.0 if alphas[l - 1] is not None else 0.0) + s * sup[l - 1] * nrm[l - 1]
+    for l in (1, 2, 3):
+        assert 10 ** r.layers[l - 1].log10_worst_case == pytest.approx(want[l], rel=1e-12)
+
+
+@pytest.mark.parametrize("act, alpha, scale", [("tanh", 0.5, 1.0), ("sigmoid", 1.0, 1.5)])
+def test_residual_mean_field_prediction_matches_a_wide_random_network(act, alpha, scale):
+    # Same finite-width allowance as the plain test (per layer relative sd ≤ √(3/n) in E‖·‖²);
+    # leaving out the skip's "1 +" or α² would move ρ_1 by factors of 2 or more here.
+    rng = np.random.default_rng(17)
+    n, L = 600, 5
+    net = symgrad.network([n] * L + [1], act, residual=[None] + [alpha] * (L - 2) + [None])
+    p = _params(net.widths, rng, scale, 0.3)
+    r = report(net, p, inputs=rng.normal(size=(64, n)), targets=rng.normal(size=(64, 1)))
+    tol = 5 * 0.5 * math.sqrt(3 * (L - 1) / n)
+    for row in r.layers[:-1]:
+        assert abs(row.log10_rms_ratio - row.log10_predicted) * math.log(10) < tol
+        assert abs(math.log(row.q / row.q_predicted)) < 2 * tol
+
+
+def test_a_residual_output_layer_has_no_worst_case_and_says_why():
+    rng = np.random.default_rng(18)
+    net = symgrad.network([3, 3, 3], "tanh", residual=0.5)
+    r = report(net, _params(net.widths, rng), inputs=rng.normal(size=(4, 3)), targets=rng.normal(size=(4, 3)))
+    assert r.layers[0].log10_worst_case is None and any("output layer is residual" in s for s in r.notes)
+    assert r.layers[0].log10_predicted is not None
