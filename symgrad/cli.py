@@ -714,11 +714,17 @@ def _cmd_report(args) -> int:
         raise InvalidArgument("-o %s: only --format latex writes a file; add --format latex (text and JSON go to stdout)" % _show(args.output))
     if args.force and args.output in (None, "-"):
         raise InvalidArgument("--force only applies to --format latex -o FILE.tex")
+    if args.widths is None:
+        if args.weights is None:
+            raise InvalidArgument("give --widths n0,...,nL, or --weights FILE whose layer shapes imply them")
+        from symgrad.interop.weights import weight_widths
+
+        args.widths = weight_widths(args.weights)
     if len(args.widths) < 2 or any(w < 1 for w in args.widths):
         raise InvalidArgument("--widths %s: give at least two positive widths, e.g. --widths 64,32,10" % ",".join(map(str, args.widths)))
     L = len(args.widths) - 1
     acts = [args.activation] * (L - 1) + [args.output_activation or args.activation]
-    net = network(args.widths, activation=acts, loss=args.loss)
+    net = network(args.widths, activation=acts, loss=args.loss, residual=_residual_layers(args.residual, args.widths))
     if args.weights is not None:
         from symgrad.interop.weights import load_weights
 
@@ -752,6 +758,29 @@ def _cmd_report(args) -> int:
     else:
         print(rep)
     return 0
+
+
+def _residual_layers(spec, widths):
+    """``--residual``: one α for every hidden layer that keeps its width (the others and the output
+    layer plain), or a comma list with one entry per layer, ``none`` for a plain layer."""
+    if spec is None:
+        return None
+    L = len(widths) - 1
+    parts = [t.strip() for t in spec.split(",")]
+
+    def number(t, example):
+        try:
+            return _float(t, example)
+        except argparse.ArgumentTypeError as exc:
+            raise InvalidArgument("--residual: %s" % exc) from None
+
+    if len(parts) == 1:
+        a = number(parts[0], "e.g. --residual 0.5")
+        return [a if (l < L and widths[l] == widths[l - 1]) else None for l in range(1, L + 1)]
+    if len(parts) != L:
+        raise InvalidArgument("--residual %s has %d entries for %d layers; give one α, or one entry per layer (none for plain)"
+                              % (_show(spec), len(parts), L))
+    return [None if t.lower() == "none" else number(t, "e.g. --residual none,0.5,none") for t in parts]
 
 
 def _threshold(text: str) -> float:
@@ -969,10 +998,13 @@ def _parser() -> argparse.ArgumentParser:
                                    "last layer, the mean-field prediction from the layer's own weight and bias variances, the\n"
                                    "worst-case bound (sup|phi'| times |W|_2), dead and saturated units; then a verdict\n"
                                    "(vanishing, exploding or healthy) by the stated criteria.")
-    r.add_argument("--widths", type=_widths, required=True, help="layer widths n0,...,nL, e.g. 784,256,10")
+    r.add_argument("--widths", type=_widths, help="layer widths n0,...,nL, e.g. 784,256,10 (default: from --weights)")
     r.add_argument("--activation", default="sigmoid", help="hidden layers' activation: built-in name or an expression in z")
     r.add_argument("--output-activation", default=None, help="the last layer's activation (default: --activation)")
     r.add_argument("--loss", type=_name("--loss", "e.g. --loss quadratic"), default="quadratic", help="quadratic or cross_entropy")
+    r.add_argument("--residual", type=_name("--residual", "e.g. --residual 0.5"), metavar="A",
+                   help="residual layers a_l = a_{l-1} + A phi(z_l): one A for every hidden layer that keeps its width, "
+                        "or one entry per layer (none for plain), e.g. none,0.5,0.5,none")
     r.add_argument("--weights", metavar="FILE", help="weights file (.npz or a state_dict .pt); default: sampled")
     r.add_argument("--data", metavar="FILE.npz", help="the batch: arrays 'inputs' and 'targets'; default: random")
     r.add_argument("--init", type=_init, default="xavier", metavar="INIT", help="with no --weights: %s (default xavier)" % ", ".join(INITS))

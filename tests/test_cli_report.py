@@ -118,3 +118,59 @@ def test_batch_and_data_conflict(capsys, tmp_path):
     np.savez(tmp_path / "d.npz", inputs=np.zeros((4, 3)), targets=np.zeros((4, 2)))
     code, _, err = run(capsys, "report", "--widths", "3,4,2", "--data", str(tmp_path / "d.npz"), "--batch", "4")
     assert code == 2 and "conflict" in err
+
+
+def test_widths_come_from_a_state_dict_file(capsys, tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.ReLU(), torch.nn.Linear(7, 7), torch.nn.ReLU(), torch.nn.Linear(7, 3))
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    code, out, err = run(capsys, "report", "--weights", str(tmp_path / "m.pt"), "--activation", "relu",
+                         "--output-activation", "identity", "--format", "json", "--batch", "9")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["network"].startswith("Network(widths=[5, 7, 7, 3]") and d["batch"] == 9
+    # The same numbers as the library on the module itself.
+    import symgrad
+
+    # the CLI draws x, then y, from one generator seeded with --seed (default 0)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((9, 5)), rng.uniform(size=(9, 3))
+    want = symgrad.report(model.double(), inputs=x, targets=y)
+    assert d["layers"] == json.loads(want.to_json())["layers"]
+
+
+def test_residual_option(capsys):
+    code, out, err = run(capsys, "report", "--widths", "6,6,6,6,2", "--activation", "tanh", "--residual", "0.5", "--format", "json")
+    assert code == 0, err
+    assert "residual=[1/2, 1/2, 1/2, None]" in json.loads(out)["network"]
+    code, out, err = run(capsys, "report", "--widths", "6,6,6,2", "--residual", "none,-1.5,none", "--format", "json")
+    assert code == 0, err
+    assert "residual=[None, -3/2, None]" in json.loads(out)["network"]
+    for bad, words in (("x", "not a number"), ("none,1", "entries"), ("nan", "finite")):
+        code, out, err = run(capsys, "report", "--widths", "6,6,6,2", "--residual", bad)
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
+
+
+class _Evil:
+    def __reduce__(self):
+        import os
+        return (os.system, ("touch pwned",))
+
+
+def test_hostile_truncated_and_mismatched_weight_files_exit_2(capsys, tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.chdir(tmp_path)
+    torch.save({"0.weight": _Evil()}, tmp_path / "evil.pt")
+    good = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    torch.save(good.state_dict(), tmp_path / "good.pt")
+    (tmp_path / "trunc.pt").write_bytes((tmp_path / "good.pt").read_bytes()[:100])
+    np.savez(tmp_path / "nan.npz", W1=np.full((4, 3), np.nan), b1=np.zeros(4), W2=np.zeros((2, 4)), b2=np.zeros(2))
+    cases = [("evil.pt", []), ("trunc.pt", []), ("good.pt", ["--widths", "3,5,2"]), ("nan.npz", ["--widths", "3,4,2"]),
+             ("missing.pt", [])]
+    for name, extra in cases:
+        code, out, err = run(capsys, "report", "--weights", str(tmp_path / name), *extra)
+        assert code == 2 and out == "", (name, err)
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (name, err)
+        assert name in err or "missing" in name, (name, err)
+    assert not (tmp_path / "pwned").exists()

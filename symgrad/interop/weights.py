@@ -27,7 +27,7 @@ from symgrad.errors import InvalidArgument
 from symgrad.interop._common import Parameters, finite_array, torch_module
 from symgrad.symbolic.networks import Chain, Network
 
-__all__ = ["load_weights", "read_npz", "WEIGHT_SUFFIXES"]
+__all__ = ["load_weights", "read_npz", "weight_widths", "WEIGHT_SUFFIXES"]
 
 #: The file types :func:`load_weights` reads, by suffix.
 WEIGHT_SUFFIXES = (".npz", ".pt", ".pth")
@@ -255,3 +255,55 @@ def load_weights(path, net) -> Parameters:
         raise InvalidArgument("weights file %r does not exist or is not a file" % p)
     entries = _read_npz(p) if suffix == ".npz" else _read_torch(p)
     return _match(entries, net, p)
+
+
+def weight_widths(path) -> list:
+    """The layer widths ``[n_0, ..., n_L]`` that the dense weights in ``path`` imply (``.npz`` or a
+    ``state_dict`` file, read as :func:`load_weights` reads it: never unpickled), so that a model's
+    architecture can come from its weights file (``symgrad report --weights model.pt``).  The layers
+    are ``W1..WL`` or the ``Linear`` layers in the order of their module paths; each weight is
+    (n_l, n_{l−1}) and consecutive layers must chain.
+
+    Raises :class:`~symgrad.InvalidArgument`, naming the file, for everything :func:`load_weights`
+    refuses, for a file without 2-D weights, and for layers whose shapes do not chain.
+
+    >>> import os, tempfile, numpy as np
+    >>> path = os.path.join(tempfile.mkdtemp(), "w.npz")
+    >>> np.savez(path, **{"0.weight": np.ones((3, 2)), "0.bias": np.zeros(3), "2.weight": np.ones((1, 3))})
+    >>> weight_widths(path)
+    [2, 3, 1]
+    """
+    p = os.fspath(path)
+    suffix = os.path.splitext(p)[1].lower()
+    if suffix not in WEIGHT_SUFFIXES:
+        raise InvalidArgument("weights file %r: unknown suffix %r; expected one of %s" % (p, suffix, ", ".join(WEIGHT_SUFFIXES)))
+    if not os.path.isfile(p):
+        raise InvalidArgument("weights file %r: no such file" % p)
+    entries = read_npz(p) if suffix == ".npz" else _read_torch(p)
+    entries = {k: v for k, v in entries.items() if k not in ("a0", "y")}
+    if entries and all(_SYMGRAD_NAME.fullmatch(k) for k in entries):
+        ws = sorted((int(k[1:]), k) for k in entries if k[0] == "W")
+        if [i for i, _ in ws] != list(range(1, len(ws) + 1)):
+            raise InvalidArgument("weights file %r: W entries %s are not W1..WL" % (p, [k for _, k in ws]))
+        keys = [k for _, k in ws]
+    else:
+        prefixes = {}
+        for k in entries:
+            prefix, dot, leaf = k.rpartition(".")
+            if dot and leaf == "weight":
+                prefixes[prefix] = k
+        keys = [prefixes[q] for q in sorted(prefixes, key=_path_key)]
+    if not keys:
+        raise InvalidArgument("weights file %r holds no layer weights (W1.. or '<path>.weight')" % p)
+    widths = None
+    for k in keys:
+        shape = np.shape(entries[k])
+        if len(shape) != 2:
+            raise InvalidArgument("weights file %r: %r has shape %s; a dense layer's weight is (out, in)" % (p, k, shape))
+        if widths is None:
+            widths = [int(shape[1])]
+        elif shape[1] != widths[-1]:
+            raise InvalidArgument("weights file %r: %r takes %d inputs but the layer before gives %d"
+                                  % (p, k, shape[1], widths[-1]))
+        widths.append(int(shape[0]))
+    return widths
