@@ -815,6 +815,7 @@ def speed_of_learning_figure(norms, *, title: str | None = None):
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     n_ep = max(a.size for _, _, a in series) - 1
+    ax.set_xlim(-0.5, n_ep + 0.5)
     ax.set_xlabel("epoch (0 = at initialisation)")
     ax.set_ylabel(r"$\|\partial C/\partial b^l\|$ (cost per unit bias)")
     ax.set_title(title or r"speed of learning: $\|\partial C/\partial b^l\|$ per layer over %d epoch%s" % (n_ep, "" if n_ep == 1 else "s"),
