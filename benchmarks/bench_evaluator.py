@@ -33,6 +33,14 @@ rounds, best of).
     python3 benchmarks/bench_evaluator.py                  # everything
     python3 benchmarks/bench_evaluator.py --activations    # the per-activation table only
     python3 benchmarks/bench_evaluator.py --elementary     # ns per element, branch-free vs libm
+    python3 benchmarks/bench_evaluator.py --residual       # residual chain and dense network vs PyTorch
+
+Residual networks (issue #14): a tanh chain with every layer a_l = a_{l−1} + 0.5·tanh(z_l), depth 50,
+batch 200,000 (all per-sample gradients on both sides), and a dense network of width 256, depth 10,
+batch 512, every layer residual, with one set of weights shared by the batch (both sides compute
+the batch-summed ∂C/∂W^l, ∂C/∂b^l: symgrad's backprop_shared, PyTorch autograd; per-sample weight
+gradients would be B×n×n and are computed by neither), alternating rounds, each side in its own
+process for its peak RSS, one thread (headline) and two.
 """
 
 from __future__ import annotations
@@ -178,6 +186,61 @@ CASE = textwrap.dedent(
                 ts.append(best(run_sym))
                 tt.append(best(run_torch))
             out[name] = {"symgrad": min(ts), "torch": min(tt), "per_round": [b / a for a, b in zip(ts, tt)]}
+    elif kind.startswith("res-"):
+        # kind = "res-<chain|dense>-<symgrad|torch>:<threads>": residual networks (issue #14).
+        import torch
+        what, threads = kind.split(":")[0], int(kind.split(":")[1])
+        torch.set_num_threads(threads)
+        alpha = 0.5
+        if what.startswith("res-chain"):
+            # a_l = a_{l-1} + α tanh(w_l a_{l-1} + b_l); all 2L per-sample gradients, fresh outputs
+            net = symgrad.chain(depth, "tanh", residual=alpha)
+            p = sample(net, batch, seed=0)
+            if what.endswith("symgrad"):
+                out["seconds"] = best(lambda: backprop(net, p, threads=threads))
+                out["backend"] = "numba" if symgrad.numeric.compiled.available() else "numpy"
+            else:
+                W = [torch.tensor(p["w%d" % j], requires_grad=True) for j in range(1, depth + 1)]
+                B = [torch.tensor(p["b%d" % j], requires_grad=True) for j in range(1, depth + 1)]
+                a0, y = torch.tensor(p["a0"]), torch.tensor(p["y"])
+                def run():
+                    for t in W + B:
+                        t.grad = None
+                    a = a0
+                    for w, b in zip(W, B):
+                        a = a + alpha * torch.tanh(w * a + b)
+                    (0.5 * (a - y) ** 2).sum().backward()
+                out["seconds"] = best(run)
+                res = backprop(net, p, threads=threads)
+                out["max_rel_diff"] = max(float(np.max(np.abs(W[j].grad.numpy() - res.grads["w%d" % (j + 1)]) /
+                                                         np.maximum(np.abs(res.grads["w%d" % (j + 1)]), 1e-300))) for j in range(depth))
+        else:
+            # dense, width 256, every layer residual: one W^l (256 x 256) shared by the batch; both sides
+            # compute the batch-summed dC/dW^l and dC/db^l of C = sum over the batch of 1/2 |a^L - y|^2
+            from symgrad.numeric.shared import backprop_shared
+            width = 256
+            net = symgrad.network([width] * (depth + 1), "tanh", residual=alpha)
+            p = sample(net, init="xavier", seed=0)
+            rng = np.random.default_rng(1)
+            p["a0"], p["y"] = rng.normal(size=(batch, width)), rng.normal(size=(batch, width))
+            if what.endswith("symgrad"):
+                out["seconds"] = best(lambda: backprop_shared(net, p))
+            else:
+                Ws = [torch.tensor(p["W%d" % l], requires_grad=True) for l in range(1, depth + 1)]
+                bs = [torch.tensor(p["b%d" % l], requires_grad=True) for l in range(1, depth + 1)]
+                x, y = torch.tensor(p["a0"]), torch.tensor(p["y"])
+                F = torch.nn.functional
+                def run():
+                    for t in Ws + bs:
+                        t.grad = None
+                    a = x
+                    for W, b in zip(Ws, bs):
+                        a = a + alpha * torch.tanh(F.linear(a, W, b))
+                    (0.5 * (a - y) ** 2).sum().backward()
+                out["seconds"] = best(run)
+                r = backprop_shared(net, p)
+                out["max_rel_diff"] = max(float(np.max(np.abs(Ws[l].grad.numpy() - r.grads["W%d" % (l + 1)])) /
+                                                np.max(np.abs(r.grads["W%d" % (l + 1)]))) for l in range(depth))
     elif kind == "dense":
         import torch
         torch.set_num_threads(2)
@@ -296,7 +359,38 @@ def elementary():
         print("  %-6s branch-free %5.2f   math.%-6s %5.2f   (%.1fx)" % (name, b, name, l, l / b))
 
 
+def residual():
+    """Residual networks (issue #14) vs PyTorch autograd: symgrad and PyTorch in alternating rounds, each
+    case in its own process (so each peak RSS is its own), one thread (headline) and two."""
+    cases = (("chain", DEPTH, BATCH, "tanh chain a_l = a_(l-1) + 0.5 tanh(w_l a_(l-1) + b_l), depth %d, batch %d: all %d "
+              "per-sample gradients (symgrad backprop, compiled kernel; PyTorch: one leaf per w_l, b_l, .backward())"
+              % (DEPTH, BATCH, 2 * DEPTH)),
+             ("dense", 10, 512, "dense, width 256, depth 10, every layer a^l = a^(l-1) + 0.5 tanh(W^l a^(l-1) + b^l), batch 512, "
+              "shared weights: the batch-summed dC/dW^l (256 x 256) and dC/db^l of C = sum_batch 1/2|a^L - y|^2 on both sides "
+              "(symgrad backprop_shared, which also returns q^l and the per-sample |delta^l|^2; PyTorch autograd)"))
+    for name, depth, batch, text in cases:
+        print("residual " + text)
+        for th in (1, 2):
+            rounds = []
+            for _ in range(ROUNDS):
+                rounds.append({side: run("res-%s-%s:%d" % (name, side, th), depth, batch) for side in ("symgrad", "torch")})
+            errs = [r[k]["error"] for r in rounds for k in r if "error" in r[k]]
+            if errs:
+                print("  %d thread(s): failed (%s)" % (th, errs[0]))
+                continue
+            s = min((r["symgrad"] for r in rounds), key=lambda x: x["seconds"])
+            t = min((r["torch"] for r in rounds), key=lambda x: x["seconds"])
+            per = ", ".join("%.2f" % (r["torch"]["seconds"] / r["symgrad"]["seconds"]) for r in rounds)
+            print("  %d thread%s: symgrad %.4f s (peak RSS %.0f MB)  PyTorch %.4f s (peak RSS %.0f MB)  ratio %.2f (target >= 1.0; "
+                  "per round %s)  max rel diff of dC/dW %.1e"
+                  % (th, "" if th == 1 else "s", s["seconds"], s["peak_rss_mb"], t["seconds"], t["peak_rss_mb"],
+                     t["seconds"] / s["seconds"], per, t["max_rel_diff"]))
+
+
 def main():
+    if "--residual" in sys.argv:
+        residual()
+        return
     if "--elementary" in sys.argv:
         elementary()
         return
@@ -363,6 +457,7 @@ def main():
         print("  max relative difference per sample: %.1e" % dn["max_rel_diff"])
     per_activation()
     elementary()
+    residual()
 
 
 if __name__ == "__main__":
