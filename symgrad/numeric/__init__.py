@@ -14,6 +14,10 @@ Parameters
     independent network evaluation (as with ``torch.func.vmap``): every gradient is the
     per-sample ``∂C_i/∂p``, with shape ``(B,) + shape(p)`` as soon as anything is batched.
     :func:`sample` draws parameters; ``BackpropResult.total(name)`` sums a gradient over the batch.
+    A residual network whose scale α is a ``sympy.Symbol`` takes its value as one float under
+    the symbol's name (``params["alpha"] = 0.5``; missing, non-float or non-finite:
+    :class:`InvalidArgument` naming it); residual layers ``a_l = a_{l−1} + α_l φ(z_l)`` are covered by
+    every path below (:mod:`~symgrad.numeric.residual`).
 
 Validation (nothing is computed on garbage)
     A missing or unknown name, a wrong shape, inconsistent batch sizes, nan or ±inf, and a
@@ -60,7 +64,7 @@ import lazy_loader as _lazy
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
     submodules=["chain", "closed_form", "compiled", "dense", "evaluator", "inits", "inputs", "logspace",
-                "output", "result", "sampling"],
+                "output", "residual", "result", "sampling"],
     submod_attrs={
         "closed_form": ["evaluate_gradient", "evaluate_gradients"],
         "evaluator": ["backprop", "forward"],

@@ -40,6 +40,11 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
     (``"numba"`` raises ``InvalidArgument`` where it does not apply, saying why).  Both give the
     same values to a few ulps.
 
+    Residual layers (``a_l = a_{l−1} + α_l φ(z_l)``, ``net.residual``) step back through
+    ``∂C/∂a_{l−1} = W_lᵀ δ_l + ∂C/∂a_l`` with ``δ_l = α_l φ'(z_l) ∂C/∂a_l`` in every path (NumPy,
+    rescaled, log space, the compiled chain kernel; :mod:`symgrad.numeric.residual`); a symbolic α
+    is read from ``params[α.name]``.
+
     ``out``: a previous result of the same chain and batch (``wrt=None``) whose memory this call
     writes into and returns, instead of allocating: the caller owns the memory and decides when
     it may be overwritten (fresh pages cost the OS a zeroing pass, about a third of the compiled
@@ -51,6 +56,11 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
     >>> p = sample(net, value={"w1": 1.0, "w2": 1.0, "b1": 0.0, "b2": 0.0, "a0": 0.0, "y": 0.0})
     >>> round(float(backprop(net, p).grads["b2"]), 6)  # σ'(z2) (a2 − y) at z2 = σ(0) = 0.5
     0.14628
+    >>> import sympy
+    >>> res = symgrad.chain(2, "identity", residual=sympy.Symbol("alpha", real=True))
+    >>> q = {"a0": 1.0, "y": 0.0, "w1": 1.0, "b1": 0.0, "w2": 1.0, "b2": 0.0, "alpha": 0.5}
+    >>> float(backprop(res, q).grads["b1"])  # α (1 + α w2) (a2 − y) = 0.5 · 1.5 · 2.25
+    1.6875
     """
     # The sigmoid kernel checks the batched w, b rows for nan/inf as it reads them (one pass
     # fewer over the largest inputs); every other path checks them here.
