@@ -66,6 +66,7 @@ def test_residual_layers_are_the_hidden_layers_of_equal_width_after_the_first():
     assert speed._residual_layers((64, 30, 30, 30, 30, 10), 1.0) == (None, 1.0, 1.0, 1.0, None)
     assert speed._residual_layers((64, 30, 20, 20, 10), 0.5) == (None, None, 0.5, None)
     assert speed._residual_layers((64, 30, 10), 1.0) == (None, None)
+    assert speed._residual_layers((64, 64, 64, 10), 1.0) == (None, 1.0, None)  # never the first layer
     assert speed._residual_layers((64, 30, 30, 10), None) == (None, None, None)
 
 

@@ -74,6 +74,28 @@ def test_resume_skips_finished_points_and_drops_a_partial_line(reference, tmp_pa
     assert sweep.run_sweep(_points(), partial, seed=7, workers=0) == rows and calls == []
 
 
+def test_a_resume_interrupted_again_leaves_whole_lines(reference, tmp_path, monkeypatch):
+    """The partial line is cut off before appending, so a second interruption leaves a table
+    of whole rows (not the new row glued to the old fragment)."""
+    path, rows = reference
+    lines = path.read_text().splitlines(keepends=True)
+    partial = tmp_path / "twice.csv"
+    partial.write_text("".join(lines[:3]) + lines[3][: len(lines[3]) // 2])
+    real, calls = sweep._evaluate, []
+
+    def one_then_interrupt(p, seed):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(p.key)
+        return real(p, seed)
+
+    monkeypatch.setattr(sweep, "_evaluate", one_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_sweep(_points(), partial, seed=7, workers=0)
+    assert partial.read_text() == "".join(lines[:4])
+    assert list(sweep.read_rows(partial).values()) == rows[:3]
+
+
 def test_resume_with_another_seed_is_refused(reference, tmp_path):
     path, _ = reference
     copy = tmp_path / "copy.csv"

@@ -23,10 +23,9 @@ so the input layer has 64 units.  The set-up follows Nielsen's ch. 5 except for 
   reshuffled every epoch, no regularisation.
 
 The gradients come from :func:`symgrad.numeric.shared.backprop_shared` (one weight matrix per
-layer shared by the batch; eqs. BP1–BP4 in matrix form).  Residual networks
+layer shared by the batch; eqs. BP1–BP4 in matrix form), for residual networks too
 (``residual=α``: ``a^l = a^{l−1} + α φ(z^l)`` on every hidden layer after the first whose width
-equals its predecessor's) take the per-sample :func:`symgrad.numeric.evaluator.backprop`, summed
-over the batch, because the shared-weight pass has no skip connection.
+equals its predecessor's; the backward pass carries ∂C/∂a^l through the skip).
 
 Randomness: one :class:`numpy.random.SeedSequence` from ``seed`` gives the split; each network's
 initial weights and its SGD shuffles come from ``SeedSequence(seed, spawn_key=widths)``, so a
@@ -50,7 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from symgrad.errors import InvalidArgument
-from symgrad.numeric.evaluator import backprop, forward
+from symgrad.numeric.evaluator import forward
 from symgrad.numeric.shared import backprop_shared
 from symgrad.symbolic.build import network
 
@@ -268,20 +267,15 @@ def _init_params(widths, init, rng) -> dict:
     return p
 
 
-def _grads(net, params, x, y, names=None) -> dict:
-    """The batch-summed gradients (``names``: only those): the shared-weight pass for plain
-    networks, the per-sample evaluator summed over the batch for residual ones."""
-    full = {**params, "a0": x, "y": y}
-    if net.is_residual:
-        g = backprop(net, full, wrt=names).grads
-        return {k: v.sum(axis=0) for k, v in g.items()}
-    return backprop_shared(net, full).grads
+def _grads(net, params, x, y) -> dict:
+    """The gradients of the cost summed over the batch (x, y): symgrad's shared-weight pass."""
+    return backprop_shared(net, {**params, "a0": x, "y": y}).grads
 
 
 def _bias_norms(net, params, x, y) -> np.ndarray:
     """‖∂C/∂b^l‖ of each hidden layer, C the mean cost over the batch (x, y)."""
     L = net.depth
-    g = _grads(net, params, x, y, ["b%d" % l for l in range(1, L)])
+    g = _grads(net, params, x, y)
     return np.array([np.linalg.norm(g["b%d" % l]) / x.shape[0] for l in range(1, L)])
 
 
