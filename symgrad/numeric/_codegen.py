@@ -24,7 +24,10 @@ The kernel flags a sample for the rescaled redo wherever φ or φ' is below the 
 while ``uf`` is set (or is subnormal), where z is subnormal, and where a forward or backward
 product underflows from nonzero factors or overflows: where NumPy's ``_lost_to_underflow`` and
 its floating-point traps would send the block to ``_scaled_block`` (or, conservatively, more
-often).  Only the flagged samples are redone.
+often).  Only the flagged samples are redone.  These per-sample flags are the exact pass's: the
+kernel first runs a fast pass with one flag per block (a superset of the conditions, no per-sample
+memory, uf not computed), and only a block where that flag is set is run again through the exact
+pass, which recomputes the same values and sets the per-sample flags (see ``_LAYER``).
 
 Elementary functions.  numba compiles ``math.exp``/``expm1``/``log1p``/``tanh`` to scalar libm
 calls unless its LLVM is patched for Intel SVML (``numba -s``: "SVML Operational"); the pip
@@ -321,6 +324,12 @@ def form_of(act) -> str:
 # The chain kernel around the forms.
 # ---------------------------------------------------------------------------------------------
 
+# Two passes share one template.  The fast pass (``forward``, ``backward``, ``chain_fast``) keeps a
+# single flag per block, ``odd``: a superset of every exact condition below, reduced with one OR per
+# element and no per-sample memory; where it is set (rare: a saturated unit, a vanishing or
+# exploding product, a non-finite z), ``chain_block`` redoes the block with the exact pass
+# (``*_exact``: the status protocol and per-sample flags ``fl``), which recomputes every value, so
+# the results and flags are those of the exact pass alone wherever one sample of the block is odd.
 _LAYER = """\
             if k == {k}:
                 for i in range(m):
@@ -328,12 +337,37 @@ _LAYER = """\
                     ai, di, ufi = phi{k}(zi)
                     a[i] = ai
                     drow[i] = di
-                    bad |= ~((abs(ai) <= HUGE) & (abs(di) <= HUGE))
-                    fl[i] |= ((abs(zi) < TINY) & (zi != 0.0)) | ((abs(ai) < TINY) & ((ai != 0.0) | ufi)) | ((abs(di) < TINY) & ((di != 0.0) | ufi))
+{check}
 """
 
-_KERNEL = '''\
-def forward(W, B, kinds, a0, s, e, A, oA, D, oD, aL, zL, fl):
+#: the exact pass's check of φ and φ': not finite (status); then, in a loop of its own, below the
+#: smallest normal where uf says a nonzero value underflowed (or where it is subnormal), or z
+#: subnormal (flag).  uf is recomputed in that second loop so that the first one compiles to the
+#: fast pass's arithmetic (the products that uf reads would otherwise have a second use, which
+#: changes where LLVM fuses a multiply and an add): a block gets the same values through either pass.
+_CHECK_PHI_EXACT = """\
+                    bad |= ~((abs(ai) <= HUGE) & (abs(di) <= HUGE))
+                for i in range(m):
+                    zi = z[i]
+                    ai = a[i]
+                    di = drow[i]
+                    ufi = phi{k}(zi)[2]
+                    fl[i] |= ((abs(zi) < TINY) & (zi != 0.0)) | ((abs(ai) < TINY) & ((ai != 0.0) | ufi)) | ((abs(di) < TINY) & ((di != 0.0) | ufi))"""
+
+#: the fast pass's superset of it: ``ufi`` is not computed (LLVM drops it), any value below the
+#: smallest normal counts where the form has an underflow term, a nonzero one where it has none.
+_CHECK_PHI_FAST_UF = """\
+                    bad |= ~((abs(ai) <= HUGE) & (abs(di) <= HUGE)) | ((abs(zi) < TINY) & (zi != 0.0)) | (abs(ai) < TINY) | (abs(di) < TINY)"""
+_CHECK_PHI_FAST = """\
+                    bad |= ~((abs(ai) <= HUGE) & (abs(di) <= HUGE)) | ((abs(zi) < TINY) & (zi != 0.0)) | ((abs(ai) < TINY) & (ai != 0.0)) | ((abs(di) < TINY) & (di != 0.0))"""
+
+#: the exact pass's check of c = φ'(z_prev)·w (the fast pass's, in _LAYER_FAST, drops ``ci != 0.0``:
+#: ci = pi·wi ≠ 0 implies pi ≠ 0 and wi ≠ 0, so it is the same condition; likewise _lost2, the fast
+#: pass's _lost for x = p·q)
+_CHECK_C = {"_exact": "fl[i] |= (abs(ci) > HUGE) | ((abs(ci) < TINY) & ((ci != 0.0) | ((pi != 0.0) & (wi != 0.0))))"}
+
+_FORWARD = '''\
+def forward{sfx}(W, B, kinds, a0, s, e, A, oA, D, oD, aL, zL, fl):
     L = len(W)
     m = e - s
     a = np.empty(m)
@@ -356,7 +390,7 @@ def forward(W, B, kinds, a0, s, e, A, oA, D, oD, aL, zL, fl):
                 pi = prev[i]
                 ci = pi * wi
                 prev[i] = ci
-                fl[i] |= (abs(ci) > HUGE) | ((abs(ci) < TINY) & ((ci != 0.0) | ((pi != 0.0) & (wi != 0.0))))
+                {check_c}
                 bad |= (zi - zi) != 0.0
         else:
             for i in range(m):
@@ -377,15 +411,63 @@ def forward(W, B, kinds, a0, s, e, A, oA, D, oD, aL, zL, fl):
         aL[i] = a[i]
         zL[i] = z[i]
     return 0
+'''
 
+#: The fast pass's forward: one loop per layer (z = w a + b, c = φ'(z_prev)·w and φ, φ'(z)), so z
+#: is not written to and read back from a row between two loops; φ of a non-finite z is computed
+#: (the branch-free functions do not trap) and the block goes to the exact pass, which stops there.
+_FORWARD_FAST = '''\
+def forward(W, B, kinds, a0, s, e, A, oA, D, oD, aL, zL, fl):
+    L = len(W)
+    m = e - s
+    a = np.empty(m)
+    z = np.empty(m)
+    p0 = np.empty(m)
+    for i in range(m):
+        a[i] = a0[i]
+        p0[i] = 0.0
+    for j in range(L):
+        w = W[j][s:e]
+        b = B[j][s:e]
+        arow = A[j, oA:oA + m]
+        drow = D[j, oD:oD + m]
+        prev = D[j - 1, oD:oD + m] if j else p0
+        bad = False
+        k = kinds[j]
+        if True:
+{layers}
+        if bad:
+            return j + 1
+    for i in range(m):
+        aL[i] = a[i]
+        zL[i] = z[i]
+    return 0
+'''
 
-def _lost(x, p, q):
-    return ~(abs(x) <= HUGE) | ((abs(x) < TINY) & ((x != 0.0) | ((p != 0.0) & (q != 0.0))))
+#: one layer of the fast forward (prev is a row of zeros for the first layer: c = 0, no flag).
+_LAYER_FAST = """\
+            if k == {k}:
+                for i in range(m):
+                    ai = a[i]
+                    wi = w[i]
+                    arow[i] = ai
+                    zi = wi * ai + b[i]
+                    z[i] = zi
+                    pi = prev[i]
+                    ci = pi * wi
+                    prev[i] = ci
+                    a1, d1, ufi = phi{k}(zi)
+                    a[i] = a1
+                    drow[i] = d1
+                    bad |= ~(abs(ci) <= HUGE) | ((abs(ci) < TINY) & (pi != 0.0) & (wi != 0.0)) | ((zi - zi) != 0.0)
+{check}
+"""
 
-
-def backward(D, oD, A, oA, m, dL, cancel, fl):
+_BACKWARD = '''\
+def backward{sfx}(D, oD, A, oA, m, dL, cancel, fl):
     L = D.shape[0]
     d = np.empty(m)
+    bad = False
     drow = D[L - 1, oD:oD + m]
     arow = A[L - 1, oA:oA + m]
     for i in range(m):
@@ -397,7 +479,7 @@ def backward(D, oD, A, oA, m, dL, cancel, fl):
         gi = ai * di
         arow[i] = gi
         d[i] = di
-        fl[i] |= (_lost(di, ci, li) & ~cancel) | (cancel & ~(abs(di) <= HUGE)) | _lost(gi, ai, di)
+        {check_last}
     for j in range(L - 2, -1, -1):
         drow = D[j, oD:oD + m]
         arow = A[j, oA:oA + m]
@@ -410,21 +492,34 @@ def backward(D, oD, A, oA, m, dL, cancel, fl):
             gi = ai * di
             arow[i] = gi
             d[i] = di
-            fl[i] |= _lost(di, ci, pi) | _lost(gi, ai, di)
-    for i in range(m):
-        if fl[i]:
-            return True
-    return False
+            {check_d}
+        {after_row}
+    {end}
+'''
+
+_CHECK_BACK = {
+    "_exact": dict(
+        check_last="fl[i] |= (_lost(di, ci, li) & ~cancel) | (cancel & ~(abs(di) <= HUGE)) | _lost(gi, ai, di)",
+        check_d="fl[i] |= _lost(di, ci, pi) | _lost(gi, ai, di)",
+        after_row="",
+        end="for i in range(m):\n        if fl[i]:\n            return True\n    return False"),
+    "": dict(
+        check_last="bad |= (_lost2(di, ci, li) & ~cancel) | (cancel & ~(abs(di) <= HUGE)) | _lost2(gi, ai, di)",
+        check_d="bad |= _lost2(di, ci, pi) | _lost2(gi, ai, di)",
+        after_row="if bad:\n            return True",
+        end="return bad"),
+}
+
+_KERNEL = '''\
+def _lost(x, p, q):
+    return ~(abs(x) <= HUGE) | ((abs(x) < TINY) & ((x != 0.0) | ((p != 0.0) & (q != 0.0))))
 
 
-def chain_block(W, B, kinds, a0, y, s, e, A, oA, D, oD, cross_entropy, sig_out, loss, fl):
-    m = e - s
-    aL = np.empty(m)
-    zL = np.empty(m)
-    status = forward(W, B, kinds, a0[s:e], s, e, A, oA, D, oD, aL, zL, fl)
-    if status > 0:
-        return status
-    dL = np.empty(m)
+def _lost2(x, p, q):
+    return ~(abs(x) <= HUGE) | ((abs(x) < TINY) & (p != 0.0) & (q != 0.0))
+
+
+def output(zL, aL, y, s, m, cross_entropy, sig_out, loss, dL):
     for i in range(m):
         yi = y[s + i]
         if sig_out:
@@ -445,9 +540,34 @@ def chain_block(W, B, kinds, a0, y, s, e, A, oA, D, oD, cross_entropy, sig_out, 
             di = aL[i] - yi
             dL[i] = di
             loss[s + i] = 0.5 * di * di
-    if backward(D, oD, A, oA, m, dL, cross_entropy and sig_out, fl):
+
+
+def chain_block_exact(W, B, kinds, a0, y, s, e, A, oA, D, oD, cross_entropy, sig_out, loss, fl):
+    m = e - s
+    aL = np.empty(m)
+    zL = np.empty(m)
+    status = forward_exact(W, B, kinds, a0[s:e], s, e, A, oA, D, oD, aL, zL, fl)
+    if status > 0:
+        return status
+    dL = np.empty(m)
+    output(zL, aL, y, s, m, cross_entropy, sig_out, loss, dL)
+    if backward_exact(D, oD, A, oA, m, dL, cross_entropy and sig_out, fl):
         return -1
     return status
+
+
+def chain_block(W, B, kinds, a0, y, s, e, A, oA, D, oD, cross_entropy, sig_out, loss, fl):
+    m = e - s
+    aL = np.empty(m)
+    zL = np.empty(m)
+    status = forward(W, B, kinds, a0[s:e], s, e, A, oA, D, oD, aL, zL, fl)
+    if status == 0:
+        dL = np.empty(m)
+        output(zL, aL, y, s, m, cross_entropy, sig_out, loss, dL)
+        status = backward(D, oD, A, oA, m, dL, cross_entropy and sig_out, fl)
+    if status:
+        return chain_block_exact(W, B, kinds, a0, y, s, e, A, oA, D, oD, cross_entropy, sig_out, loss, fl)
+    return 0
 '''
 
 
@@ -464,13 +584,29 @@ def _run_generated(src: str) -> dict:
 
 
 def kernel_source(forms: tuple[str, ...]) -> str:
-    """The module text of the chain kernel for these distinct printed forms."""
+    """The module text of the chain kernel for these distinct printed forms: the fast pass, the
+    exact pass and ``chain_block``, which runs the first and, where its block flag is set, the second."""
     parts = []
     for k, f in enumerate(forms):
         assert f.startswith("def phi(z):\n")
         parts.append("def phi%d(z):\n" % k + f[len("def phi(z):\n"):])
-    layers = "".join(_LAYER.format(k=k) for k in range(len(forms)))
-    return "\n\n".join(parts) + "\n\n" + _KERNEL.replace("{layers}", layers)
+    text = []
+    for sfx in ("", "_exact"):
+        layers = ""
+        for k, f in enumerate(forms):
+            if sfx:
+                check = _CHECK_PHI_EXACT.replace("{k}", str(k))
+                layers += _LAYER.format(k=k, check=check)
+            else:  # a form whose uf is the constant False has no underflowing intermediate
+                check = _CHECK_PHI_FAST if f.rstrip().endswith(", False)") else _CHECK_PHI_FAST_UF
+                layers += _LAYER_FAST.format(k=k, check=check.replace("ai", "a1").replace("di", "d1"))
+        fwd = _FORWARD.replace("{sfx}", sfx).replace("{check_c}", _CHECK_C[sfx]) if sfx else _FORWARD_FAST
+        text.append(fwd.replace("{layers}", layers))
+        back = _BACKWARD.replace("{sfx}", sfx)
+        for key, val in _CHECK_BACK[sfx].items():
+            back = back.replace("{%s}" % key, val)
+        text.append(back)
+    return "\n\n".join(parts) + "\n\n" + "\n\n".join(text) + "\n\n" + _KERNEL
 
 
 @functools.lru_cache(maxsize=64)
@@ -485,7 +621,8 @@ def chain_kernel(forms: tuple[str, ...]):
     opts = dict(nogil=True, fastmath={"contract"}, error_model="numpy")
     for k in range(len(forms)):
         ns["phi%d" % k] = numba.njit(inline="always", **opts)(ns["phi%d" % k])
-    for name in ("forward", "_lost", "backward", "chain_block"):
+    for name in ("_lost", "_lost2", "output", "forward", "backward", "forward_exact", "backward_exact",
+                 "chain_block_exact", "chain_block"):
         ns[name] = numba.njit(**opts)(ns[name])
     return ns["chain_block"]
 
