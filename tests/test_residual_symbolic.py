@@ -320,3 +320,15 @@ def test_the_shared_sequence_is_the_residual_one_whichever_is_asked_first():
     dense = symgrad.network([2, 2, 2], "tanh", residual=[HALF, ALPHA])
     dseq = _dense_sequence(dense)
     assert dseq[0] == dense.gradient("a0").factors[0] and len(dseq) == 3
+
+
+def test_gelu_and_selu_residual_chains_are_proved_within_the_budget():
+    """Factorising a residual chain's gradient (a sum over the layers below in every a_l) is slow
+    for GELU; the exact check proves it as a rational function of the function applications
+    instead (depth 6 ran past the 60 s budget before).  SELU's piecewise φ' is one generator,
+    scaled to a first-branch coefficient of 1, so its plain chains are proved now too."""
+    res = verify_gradient(symgrad.chain(6, "gelu", residual=ALPHA), "b1", seconds=60)
+    assert res.status == "exact match" and "rational functions of the function applications" in res.reason, res
+    for net in (symgrad.chain(4, "selu", residual=[ALPHA, None, HALF, None]), symgrad.chain(3, "selu")):
+        for name in ("b1", "w2", "a0"):
+            assert verify_gradient(net, name).ok, (net, name)
