@@ -937,7 +937,7 @@ def _residual_dense_derivation(g: Gradient, full: bool, max_layers: int) -> str:
 
 def _residual_symbolic_derivation(g: SymbolicGradient) -> str:
     sc = g.chain
-    act, cost, alpha = sc.activation, sc.loss, sc.alpha
+    act, alpha = sc.activation, sc.alpha
     p = act.latex_name
     L = sympy.latex(sc.L)
     j = sympy.latex(g.layer)
