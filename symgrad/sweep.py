@@ -465,10 +465,15 @@ def _run_dask(todo, seed, scheduler, workers, timeout, app, done, progress, tota
 
 
 def _write_parquet(ckpt: Path, out: Path) -> None:
+    import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    table = pacsv.read_csv(ckpt, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+    kinds = {"key": pa.string(), "activation": pa.string(), "worst": pa.string(), "error": pa.string(), "ok": pa.bool_(),
+             "seed": pa.uint64(), "depth": pa.int64(), "width": pa.int64(), "batch": pa.int64(), "repeats": pa.int64(),
+             "worst_layer": pa.int64()}
+    types = {c: kinds.get(c, pa.float64()) for c in COLUMNS}  # the seeds fill 64 bits: not a double
+    table = pacsv.read_csv(ckpt, convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True))
     tmp = out.with_name("." + out.name + ".symgrad-%d.tmp" % os.getpid())
     pq.write_table(table, tmp)
     os.replace(tmp, out)

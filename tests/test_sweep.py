@@ -203,3 +203,25 @@ def test_cli_bad_input_exit_2_one_line(extra, needle, tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert needle in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_parquet_output_from_the_csv_checkpoint(reference, tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    _, rows = reference
+    out = tmp_path / "t.parquet"
+    assert sweep.run_sweep(_points(), out, seed=7, workers=0) == rows
+    table = pq.read_table(out)
+    assert table.column_names == list(sweep.COLUMNS) and table.num_rows == len(rows)
+    assert table.column("key").to_pylist() == [r["key"] for r in rows]
+    assert table.column("seed").to_pylist() == [int(r["seed"]) for r in rows]  # all 64 bits
+    assert table.column("ok").to_pylist() == [r["ok"] == "True" for r in rows]
+    assert table.column("q_last_measured").to_pylist() == [float(r["q_last_measured"]) for r in rows]
+    # The CSV beside it is the checkpoint: a rerun computes nothing and rewrites the same table.
+    assert (tmp_path / "t.parquet.csv").exists()
+    assert sweep.run_sweep(_points(), out, seed=7, workers=0) == rows
+
+
+def test_parquet_without_pyarrow_names_it(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    with pytest.raises(InvalidArgument, match="pip install pyarrow"):
+        sweep.run_sweep(_points()[:1], tmp_path / "t.parquet", workers=0)
