@@ -622,3 +622,23 @@ def test_backprop_shared_refuses_delta_out_with_a_residual_output_and_a_missing_
     p["y"] = np.zeros((3, 2))
     with pytest.raises(InvalidArgument, match=r"params\['alpha'\]"):
         backprop_shared(net, p)
+
+
+def test_a_dense_residual_network_through_the_rescaled_pass():
+    # layer 1 residual with σ(−800): σ' underflows to 0 and g^1 = W2ᵀ δ^2 ≈ 1e590 overflows, yet
+    # δ^1 = α σ'(−800) g^1 ≈ 1e243 is representable; the rescaled pass carries both as m·2^k
+    net = symgrad.network([2, 2, 2], ["sigmoid", "identity"], residual=[ALPHA, None])
+    p = {"a0": np.array([1e-10, -2e-10]), "y": np.zeros(2), "W1": np.zeros((2, 2)), "b1": np.full(2, -800.0),
+         "W2": np.array([[1e300, 0.0], [0.0, 1e300]]), "b2": np.zeros(2), "alpha": 0.75}
+    res = backprop(net, p, log_space=True)
+    a1 = forward(net, p)["a1"]
+    with mpmath.workdps(40):
+        s = mpmath.exp(-800) / (1 + mpmath.exp(-800)) ** 2
+        exact = [0.75 * s * mpmath.mpf(1e300) * (mpmath.mpf(1e300) * mpmath.mpf(float(a1[i]))) for i in range(2)]
+    rel = (C_LOG * 800 + 64) * U
+    for i in range(2):
+        assert abs(res.grads["b1"][i] - float(exact[i])) <= rel * abs(float(exact[i]))
+        assert abs(res.log_abs["b1"][i] - float(mpmath.log(abs(exact[i])))) <= rel
+        assert res.sign["b1"][i] == float(mpmath.sign(exact[i]))
+    cf = evaluate_gradient(net.gradient("b1"), p)
+    assert np.all(np.abs(cf - np.array([float(e) for e in exact])) <= rel * np.abs(np.array([float(e) for e in exact])))
