@@ -142,7 +142,6 @@ def _dense_linear(inp: _Inputs, zs, As, log_space: bool, want) -> tuple:
     product could leave the normal range or a factor underflowed, for :func:`_dense_backprop`'s
     rescaled pass."""
     net, L = inp.net, inp.net.depth
-    out, y = net.activations[-1], inp.values["y"]
     zL, aL = zs[L], As[L]
     safe = _DENSE_SAFE
 
