@@ -1055,7 +1055,7 @@ def _parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("experiment", help="run an experiment: speed-of-learning (Nielsen ch. 5 on the 8x8 digits, trained with symgrad's backprop)",
                         epilog="example: symgrad experiment speed-of-learning --epochs 20 --seed 0 -o speed.png\n"
-                               "         symgrad experiment speed-of-learning --activation relu\n"
+                               "         symgrad experiment speed-of-learning --activation relu --init he\n"
                                "         symgrad experiment speed-of-learning --residual 1\n"
                                "Needs scikit-learn (the data) and tqdm: pip install 'symgrad[experiment]'; -o also matplotlib.",
                         formatter_class=raw,
@@ -1067,7 +1067,7 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--networks", type=lambda t: [_widths(w) for w in t.split("/")], metavar="W/W/...",
                     help="width lists separated by '/', e.g. 64,30,10/64,30,30,10 (default: Nielsen's four)")
     ex.add_argument("--activation", type=_name("--activation", "e.g. --activation relu"), default="sigmoid", help="hidden layers' activation (default sigmoid)")
-    ex.add_argument("--init", choices=("nielsen", "he"), default=None, help="nielsen: N(0,1/n_in), biases N(0,1); he: N(0,2/n_in), biases 0 (default: he for relu)")
+    ex.add_argument("--init", choices=("nielsen", "he"), default="nielsen", help="nielsen (default): N(0,1/n_in), biases N(0,1); he: N(0,2/n_in), biases 0")
     ex.add_argument("--residual", type=_finite_float, metavar="ALPHA", help="residual hidden layers a = a_prev + ALPHA phi(z) (layers 2.. of equal width)")
     ex.add_argument("--epochs", type=_int_option("e.g. --epochs 20", "non-negative number of epochs", 0, 10_000), default=20, help="epochs (default 20)")
     ex.add_argument("--eta", type=_finite_float, default=0.1, metavar="X", help="learning rate (default 0.1)")

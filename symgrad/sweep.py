@@ -294,7 +294,11 @@ def _line(row: dict) -> str:
 def read_rows(path) -> dict:
     """The finished rows of a sweep's CSV, ``key → row`` (a missing file: ``{}``).  A partial
     last line (an interrupted append) is ignored.  Errors: :class:`~symgrad.InvalidArgument`
-    for a file whose header is not a sweep's (it is never overwritten)."""
+    for a file whose header is not a sweep's (it is never overwritten).
+
+    >>> read_rows("no-such-sweep.csv")
+    {}
+    """
     path = Path(path)
     if not path.exists():
         return {}
@@ -378,6 +382,15 @@ def run_sweep(points, output, *, seed: int = 0, workers: int | None = 2, schedul
     Errors: :class:`~symgrad.InvalidArgument` for a missing dask (naming
     ``pip install 'symgrad[dask]'``), an unreachable scheduler, an output that exists and is not
     a sweep table, an unwritable output, and a file whose rows came from another seed.
+
+    >>> import pathlib, tempfile
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "sweep.csv"
+    >>> pts = grid(["tanh"], [1.0], [0.0], [3], width=30, batch=4, repeats=3)
+    >>> rows = run_sweep(pts, out, workers=0)          # in this process; workers=2: a local Dask cluster
+    >>> rows[0]["ok"], list(read_rows(out)) == [pts[0].key]
+    ('True', True)
+    >>> run_sweep(pts, out, workers=0) == rows          # resumed: nothing left to compute
+    True
     """
     seed = _check_seed(seed)
     points = list(points)

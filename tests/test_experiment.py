@@ -124,7 +124,7 @@ def test_nielsens_pattern_at_initialisation(tiny):
 
 
 def test_relu_and_residual_change_the_pattern(tiny):
-    relu = speed.speed_of_learning([[64, 30, 30, 30, 10]], activation="relu", epochs=0, eval_size=200)
+    relu = speed.speed_of_learning([[64, 30, 30, 30, 10]], activation="relu", init="he", epochs=0, eval_size=200)
     res = speed.speed_of_learning([[64, 30, 30, 30, 10]], residual=1.0, epochs=0, eval_size=200)
     assert relu.init == "he" and res.runs[0].residual == (None, 1.0, 1.0, None)
     sig = tiny.runs[1].ratio(0)

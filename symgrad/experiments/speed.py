@@ -284,7 +284,7 @@ def _accuracy(net, params, x, y) -> float:
     return float(np.mean(np.argmax(a, axis=1) == np.argmax(y, axis=1)))
 
 
-def speed_of_learning(networks=NETWORKS, *, activation: str = "sigmoid", init: str | None = None, residual=None,
+def speed_of_learning(networks=NETWORKS, *, activation: str = "sigmoid", init: str = "nielsen", residual=None,
                       epochs: int = 20, eta: float = 0.1, batch_size: int = 10, eval_size: int = 1000, seed: int = 0,
                       test_size: int = 497, progress=False) -> SpeedOfLearning:
     """Train each network of ``networks`` on the digits and record its speed of learning (module docstring).
@@ -292,8 +292,8 @@ def speed_of_learning(networks=NETWORKS, *, activation: str = "sigmoid", init: s
     * ``networks``: width lists ``[64, n1, ..., 10]`` (default :data:`NETWORKS`);
     * ``activation``: the hidden layers' activation (a built-in name, e.g. ``"sigmoid"``,
       ``"relu"``); the output is always sigmoid with the cross-entropy cost;
-    * ``init``: ``"nielsen"`` (N(0, 1/n_in) weights, N(0, 1) biases) or ``"he"`` (N(0, 2/n_in),
-      biases 0); default ``"he"`` for relu and leaky_relu, else ``"nielsen"``;
+    * ``init``: ``"nielsen"`` (default: N(0, 1/n_in) weights, N(0, 1) biases) or ``"he"``
+      (N(0, 2/n_in), biases 0: He et al. 2015's choice for ReLU);
     * ``residual``: None, or α (a finite real) for ``a^l = a^{l−1} + α φ(z^l)`` on each hidden
       layer after the first whose width equals its predecessor's;
     * ``epochs`` (≥ 0), ``eta`` (> 0, the learning rate), ``batch_size`` (≥ 1), ``eval_size``
@@ -314,8 +314,6 @@ def speed_of_learning(networks=NETWORKS, *, activation: str = "sigmoid", init: s
     nets = _check_networks(networks)
     if not isinstance(activation, str) or not activation.strip():
         raise InvalidArgument("activation=%r must be a built-in name such as 'sigmoid' or 'relu'" % (activation,))
-    if init is None:
-        init = "he" if activation.strip().lower() in ("relu", "leaky_relu") else "nielsen"
     if init not in INITS:
         raise InvalidArgument("init=%r: expected one of %s" % (init, ", ".join(map(repr, INITS))))
     if residual is not None:
