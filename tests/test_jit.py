@@ -609,3 +609,25 @@ def test_an_underflowed_factor_times_a_huge_weight_is_recovered(name, b1):
         for k in ("b1", "w1"):
             assert abs(exact[k]) > 1e-300
             assert abs(mpmath.mpf(float(res.grads[k][i])) - exact[k]) <= rel * abs(exact[k]), (k, i, res.grads[k][i], exact[k])
+
+
+@pytest.mark.parametrize("name", ["identity", "sigmoid"])
+def test_a_backward_product_that_underflows_is_recovered(name):
+    # Every forward value and factor c_j = φ'(z_j) w_{j+1} is normal, but the running product
+    # δ_1 = c_1 c_2 δ_3 (about 1e-400) underflows in the backward pass alone, and a0 = 1e250 brings
+    # ∂C/∂w1 = δ_1 a0 back to a normal number: the fast pass's block flag must send it to the redo.
+    net = symgrad.chain(4, name)
+    B = 300
+    p = sample(net, B, seed=6)
+    odd = np.arange(B) % 3 == 0
+    p["a0"] = np.where(odd, 1e250, p["a0"])
+    p["w1"] = np.where(odd, 1e-250, p["w1"])
+    p["w2"] = np.where(odd, 1e-200, p["w2"])
+    p["w3"] = np.where(odd, 1e-200, p["w3"])
+    res = _check_against_mpmath(net, p, [1, 2, 298])  # unflagged samples, within the error bound
+    for i in (0, 3, 150, 297):
+        exact, _ = _mp_chain(net, p, i)
+        assert abs(exact["w1"]) > 1e-300
+        # A loose bound (about 4500 ulp, far above a depth-4 chain's rounding error): it separates
+        # the recovered gradient from the 0 (or the digits lost) of an unflagged underflow.
+        assert abs(mpmath.mpf(float(res.grads["w1"][i])) - exact["w1"]) <= 1e-12 * abs(exact["w1"]), i
