@@ -86,8 +86,11 @@ def _chain_forward(inp: _Inputs, s, e, Z=None, A=None, D=None):
                 a = act.value(zj)
             except FloatingPointError:
                 raise InvalidArgument("the %s kernel overflowed at layer %d (a custom activation?)" % (act.name, j + 1)) from None
-            if alphas is not None and alphas[j] is not None and _all_finite(a):
-                a = _residual_add(prev, alphas[j], a, net, j + 1, s)
+            if alphas is not None and alphas[j] is not None:
+                try:  # a residual layer: a_j = a_{j−1} + α_j φ(z_j) (over="raise" here)
+                    a = prev + alphas[j] * a
+                except FloatingPointError:
+                    a = _residual_add(prev, alphas[j], a, net, j + 1, s)  # names the layer and the batch index
             prev = a
             # A finite z whose φ(z) or φ'(z) lies beyond the dtype (z**2 at 1e200) is refused by
             # name, not carried on as inf into a nan.
