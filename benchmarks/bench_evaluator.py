@@ -186,6 +186,15 @@ CASE = textwrap.dedent(
                 ts.append(best(run_sym))
                 tt.append(best(run_torch))
             out[name] = {"symgrad": min(ts), "torch": min(tt), "per_round": [b / a for a, b in zip(ts, tt)]}
+    elif kind == "reslog":
+        # a depth-100000 residual tanh chain in log space (batch 1): every log|dC/dp| finite
+        net = symgrad.chain(depth, "tanh", residual=0.5)
+        p = sample(net, seed=0)
+        t0 = time.perf_counter()
+        res = backprop(net, p, log_space=True)
+        out["seconds"] = time.perf_counter() - t0
+        out["log_abs_b1"] = float(res.log_abs["b1"])
+        out["all_finite"] = bool(all(math.isfinite(float(v)) for v in res.log_abs.values()))
     elif kind.startswith("res-"):
         # kind = "res-<chain|dense>-<symgrad|torch>:<threads>": residual networks (issue #14).
         import torch
@@ -385,6 +394,12 @@ def residual():
                   "per round %s)  max rel diff of dC/dW %.1e"
                   % (th, "" if th == 1 else "s", s["seconds"], s["peak_rss_mb"], t["seconds"], t["peak_rss_mb"],
                      t["seconds"] / s["seconds"], per, t["max_rel_diff"]))
+    lg = run("reslog", 100_000, 1, timeout=300)
+    if "error" in lg:
+        print("depth-100000 residual tanh chain, log space: failed (%s)" % lg["error"])
+    else:
+        print("depth-100000 residual tanh chain (alpha 0.5), log space: %.2f s, log|dC/db1| = %.6f, every log|dC/dp| finite: %s; "
+              "peak RSS %.0f MB" % (lg["seconds"], lg["log_abs_b1"], lg["all_finite"], lg["peak_rss_mb"]))
 
 
 def main():
