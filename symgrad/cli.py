@@ -873,6 +873,10 @@ def _cmd_experiment(args) -> int:
             raise InvalidArgument("-o %s: give FILE.png, FILE.pdf or FILE.svg for the figure (the table goes to stdout)" % _show(out))
         if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
             raise InvalidArgument("-o %s: its directory does not exist" % _show(out))
+        from symgrad._io import is_symgrad_file
+
+        if os.path.lexists(out) and not args.force and not is_symgrad_file(out):
+            raise InvalidArgument("-o %s exists and symgrad did not write it; pass --force to overwrite it" % _show(out))
         plots._figure_class()  # matplotlib missing: InvalidArgument naming the install command
     res = speed.speed_of_learning(speed.NETWORKS if args.networks is None else args.networks, activation=args.activation,
                                   init=args.init, residual=args.residual, epochs=args.epochs, eta=args.eta,

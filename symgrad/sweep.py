@@ -409,7 +409,7 @@ def run_sweep(points, output, *, seed: int = 0, workers: int | None = 2, schedul
             import pyarrow  # noqa: F401
         except ImportError:
             raise InvalidArgument("a .parquet table needs pyarrow, which is not installed; pip install pyarrow, or give a .csv output") from None
-    if out.exists() and not out.is_file():
+    if out.is_symlink() or (out.exists() and not out.is_file()):
         raise InvalidArgument("%s is not a regular file; give a file path for the sweep's table" % out)
     if not out.parent.is_dir():
         raise InvalidArgument("the directory of %s does not exist; create it or give another output" % out)

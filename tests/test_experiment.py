@@ -198,6 +198,14 @@ def test_cli_json_and_figure(tmp_path, capsys):
     assert again == d
 
 
+def test_cli_refuses_a_figure_over_a_file_it_did_not_write_before_training(tmp_path, capsys, monkeypatch):
+    f = tmp_path / "mine.png"
+    f.write_bytes(b"not symgrad's")
+    monkeypatch.setattr(speed, "speed_of_learning", lambda *a, **k: pytest.fail("trained before checking -o"))
+    assert main(["experiment", "speed-of-learning", "-o", str(f)]) == 2
+    assert "--force" in capsys.readouterr().err and f.read_bytes() == b"not symgrad's"
+
+
 @pytest.mark.parametrize("argv,needle", [
     (["experiment", "nope"], "invalid choice"),
     (["experiment", "speed-of-learning", "-o", "table.txt"], "FILE.png"),

@@ -115,6 +115,10 @@ def test_a_file_that_is_not_a_sweep_table_is_kept(tmp_path):
         sweep.run_sweep(_points()[:1], tmp_path / "no" / "t.csv", workers=0)
     with pytest.raises(InvalidArgument, match="regular file"):
         sweep.run_sweep(_points()[:1], tmp_path, workers=0)
+    link = tmp_path / "link.csv"
+    link.symlink_to(f)
+    with pytest.raises(InvalidArgument, match="regular file"):
+        sweep.run_sweep(_points()[:1], link, workers=0)
 
 
 def test_a_point_that_cannot_run_gets_its_reason_and_the_sweep_goes_on(tmp_path):
