@@ -642,3 +642,18 @@ def test_a_dense_residual_network_through_the_rescaled_pass():
         assert res.sign["b1"][i] == float(mpmath.sign(exact[i]))
     cf = evaluate_gradient(net.gradient("b1"), p)
     assert np.all(np.abs(cf - np.array([float(e) for e in exact])) <= rel * np.abs(np.array([float(e) for e in exact])))
+
+
+def test_backprop_shared_compiled_and_numpy_residual_paths_agree(monkeypatch):
+    from symgrad.numeric.shared import backprop_shared
+
+    net = symgrad.network([3, 4, 4, 4, 2], ["tanh", "gelu", "relu", "sigmoid"], residual=[None, 0.5, ALPHA, None])
+    p = sample(net, seed=8)
+    rng = np.random.default_rng(9)
+    p["a0"], p["y"], p["alpha"] = rng.normal(size=(6, 3)), rng.normal(size=(6, 2)), -0.7
+    compiled = backprop_shared(net, p)
+    monkeypatch.setattr(_res, "shared_kernels", lambda net, dt: None)
+    plain = backprop_shared(net, p)
+    tol = residual_tolerance(net, p)
+    for k in net.parameters:
+        assert_within(compiled.grads[k], plain.grads[k], 2 * tol[k].sum(axis=0) + 4 * 8 * U * np.abs(plain.grads[k]), k)

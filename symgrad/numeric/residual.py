@@ -647,3 +647,66 @@ def scaled_samples(inp: _Inputs, idx, D, A, base, loss):
     D[:, idx - base] = Ds
     A[:, idx - base] = As
     loss[idx] = lo
+
+
+# ---------------------------------------------------------------------------------------------
+# backprop_shared's elementwise work for residual layers, compiled around the same printed forms
+# ---------------------------------------------------------------------------------------------
+
+# Per layer of a batch (rows) with one W^l shared: after the GEMM z^l = a^{l−1} W^lᵀ + b^l,
+#     fwd{k}:  a^l = r_l a^{l−1} + c_l φ(z^l),  P^l = c_l φ'(z^l)    (φ and φ' from one evaluation)
+# and after the GEMM u = δ^l W^l,
+#     bwd:     g^{l−1} = u + r_l g^l (in place),  δ^{l−1} = P^{l−1} ⊙ g^{l−1}
+# so that φ' is never recomputed and no temporaries are made.
+# (flat, C-contiguous views: one loop that LLVM vectorises)
+_SHARED_FWD = """\
+def fwd{k}(z, a_prev, c, r, a_out, P):
+    for i in range(z.size):
+        pi, di, ufi = phi{k}(z[i])
+        a_out[i] = r * a_prev[i] + c * pi
+        P[i] = c * di
+"""
+
+_SHARED_BWD = """\
+def bwd(u, g, r, P, d):
+    for i in range(u.size):
+        gi = u[i] + r * g[i]
+        u[i] = gi
+        d[i] = P[i] * gi
+"""
+
+_SHARED_KERNELS: dict = {}
+
+
+def shared_kernels(net, dtype):
+    """``(fwd, bwd)`` for :func:`symgrad.numeric.shared.backprop_shared` on a residual network: one
+    compiled forward per layer (from its activation's printed form) and the backward step, on
+    flat C-contiguous arrays (``x.reshape(-1)`` of a (B, n) block); None
+    where numba is missing, the dtype is not float64, or an activation does not print (the NumPy
+    path then runs)."""
+    from symgrad.numeric import _codegen
+    from symgrad.numeric import compiled as _jit
+
+    if np.dtype(dtype) != np.float64 or not _jit.available():
+        return None
+    try:
+        forms = tuple(_codegen.form_of(act) for act in net.activations)
+    except _codegen._Unprintable:
+        return None
+    distinct = tuple(dict.fromkeys(forms))
+    if distinct not in _SHARED_KERNELS:
+        numba = _jit.numba_module()
+        parts = []
+        for k, f in enumerate(distinct):
+            parts.append("def phi%d(z):\n" % k + f[len("def phi(z):\n"):])
+            parts.append(_SHARED_FWD.format(k=k))
+        ns = _codegen._run_generated("\n\n".join(parts) + "\n\n" + _SHARED_BWD)
+        opts = dict(nogil=True, fastmath={"contract"}, error_model="numpy")
+        for k in range(len(distinct)):
+            ns["phi%d" % k] = numba.njit(inline="always", **opts)(ns["phi%d" % k])
+        fwds = tuple(numba.njit(**opts)(ns["fwd%d" % k]) for k in range(len(distinct)))
+        if len(_SHARED_KERNELS) >= 64:
+            _SHARED_KERNELS.pop(next(iter(_SHARED_KERNELS)))
+        _SHARED_KERNELS[distinct] = (fwds, numba.njit(**opts)(ns["bwd"]))
+    fwds, bwd = _SHARED_KERNELS[distinct]
+    return [fwds[distinct.index(f)] for f in forms], bwd

@@ -26,6 +26,7 @@ import numpy as np
 from symgrad.errors import InvalidArgument
 from symgrad.numeric.inputs import _all_finite, _alpha_values, _alphas_of, _check_memory
 from symgrad.numeric.output import _output_delta
+from symgrad.numeric import residual as _res
 from symgrad.symbolic.networks import Network
 
 __all__ = ["SharedBackprop", "backprop_shared"]
@@ -236,6 +237,10 @@ def _shared_pass(net, Ws, bs, a0, y, delta_out, grads, dt, zblock=None, alphas=N
     acts = net.activations
     if alphas is None and net.is_residual:
         alphas = _alphas_of(net, {}, np.dtype(dt))  # numeric α only (a symbolic one comes from params)
+    # Residual networks: φ and φ' of each layer in one compiled pass from the activation's printed
+    # form (numeric/residual.py), P^l = c_l φ'(z^l) kept for the backward step; None: NumPy.
+    fused = _res.shared_kernels(net, dt) if alphas is not None else None
+    Ps = [None] * (L + 1)
     offs = np.concatenate([[0], np.cumsum([B * w for w in n[1:]])])
     if zblock is None:
         zblock = np.empty(int(offs[-1]), dtype=dt)
@@ -260,7 +265,19 @@ def _shared_pass(net, Ws, bs, a0, y, delta_out, grads, dt, zblock=None, alphas=N
                 ss = m * m * np.vdot(z / m, z / m)
             q[l - 1] = ss / z.size
             zs[l] = z
-            if l < L or delta_out is None:  # a^L is needed only for the loss
+            if fused is not None:
+                prev, res_l = a, alphas[l - 1] is not None
+                a, Ps[l] = np.empty(z.shape, dtype=dt), np.empty(z.shape, dtype=dt)
+                # a plain layer reads no a^{l−1} (r = 0; its width may differ): z stands in, finite, times 0
+                skip = np.ascontiguousarray(prev).reshape(-1) if res_l else z.reshape(-1)
+                fused[0][l - 1](z.reshape(-1), skip, float(alphas[l - 1]) if res_l else 1.0, 1.0 if res_l else 0.0,
+                                a.reshape(-1), Ps[l].reshape(-1))
+                if res_l and not np.isfinite(np.vdot(a, a)) and not np.isfinite(a).all():
+                    raise InvalidArgument("the forward pass overflows %s at residual layer %d (a%d = a%d + α·φ(z%d)); scale the "
+                                          "parameters or α down" % (dt.name, l, l, l - 1, l))
+                if grads or l == L:
+                    As[l] = a
+            elif l < L or delta_out is None:  # a^L is needed only for the loss
                 prev = a
                 a = acts[l - 1].value(z)
                 if alphas is not None and alphas[l - 1] is not None:  # a residual layer: a^l = a^{l−1} + α_l φ(z^l)
@@ -298,7 +315,16 @@ def _shared_pass(net, Ws, bs, a0, y, delta_out, grads, dt, zblock=None, alphas=N
                     raise InvalidArgument("a batch-summed gradient overflows %s at layer %d; scale the parameters or split the batch"
                                           % (dt.name, l))
                 out["W%d" % l], out["b%d" % l] = gw, gb
-            if l > 1 and alphas is not None:
+            if l > 1 and fused is not None:
+                nxt = bufs[l % 2][:B * n[l - 1]].reshape(B, n[l - 1])
+                np.matmul(d, Ws[l - 1], out=nxt)
+                res_l = alphas[l - 1] is not None
+                d = np.empty((B, n[l - 1]), dtype=dt)
+                gin = np.ascontiguousarray(g).reshape(-1) if res_l else nxt.reshape(-1)
+                fused[1](nxt.reshape(-1), gin, 1.0 if res_l else 0.0, Ps[l - 1].reshape(-1), d.reshape(-1))  # g^{l−1}, δ^{l−1}
+                g = nxt
+                Ps[l - 1] = None
+            elif l > 1 and alphas is not None:
                 nxt = bufs[l % 2][:B * n[l - 1]].reshape(B, n[l - 1])
                 np.matmul(d, Ws[l - 1], out=nxt)
                 if alphas[l - 1] is not None:
