@@ -280,6 +280,9 @@ CASE = textwrap.dedent(
 
 def run(kind, depth, batch, repeat=REPEAT, timeout=300, extra=()):
     env = dict(os.environ, NUMBA_NUM_THREADS="1") if kind.startswith("acts") else None
+    if kind.startswith("res-"):  # the BLAS (NumPy's OpenBLAS, PyTorch's) on the case's thread count too
+        th = kind.split(":")[1]
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=th, OMP_NUM_THREADS=th, MKL_NUM_THREADS=th, NUMBA_NUM_THREADS=th)
     proc = subprocess.run([sys.executable, "-c", CASE, kind, str(depth), str(batch), str(repeat), *extra],
                           capture_output=True, text=True, timeout=timeout, env=env)
     if proc.returncode != 0:
