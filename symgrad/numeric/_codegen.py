@@ -49,6 +49,7 @@ from __future__ import annotations
 import functools
 import math
 from fractions import Fraction
+from typing import NamedTuple
 
 import numpy as np
 import sympy
@@ -566,7 +567,7 @@ def chain_block(W, B, kinds, a0, y, s, e, A, oA, D, oD, cross_entropy, sig_out, 
         output(zL, aL, y, s, m, cross_entropy, sig_out, loss, dL)
         status = backward(D, oD, A, oA, m, dL, cross_entropy and sig_out, fl)
     if status:
-        return chain_block_exact(W, B, kinds, a0, y, s, e, A, oA, D, oD, cross_entropy, sig_out, loss, fl)
+        return REDO_EXACT
     return 0
 '''
 
@@ -577,7 +578,7 @@ def _run_generated(src: str) -> dict:
     printed by ``repr(float)``, never a name or string of the user's (see the module docstring)."""
     from symgrad.numeric import compiled as _jit
 
-    ns = {"np": np, "math": math, "TINY": _jit._TINY, "HUGE": _jit._HUGE}
+    ns = {"np": np, "math": math, "TINY": _jit._TINY, "HUGE": _jit._HUGE, "REDO_EXACT": REDO_EXACT}
     ns.update(_jit.elementary())
     exec(compile(src, "<symgrad generated kernel>", "exec"), ns)
     return ns
@@ -609,10 +610,27 @@ def kernel_source(forms: tuple[str, ...]) -> str:
     return "\n\n".join(parts) + "\n\n" + "\n\n".join(text) + "\n\n" + _KERNEL
 
 
+#: What the fast ``chain_block`` returns for a block that must be redone by ``chain_block_exact``.
+REDO_EXACT = -2
+
+
+class ChainKernel(NamedTuple):
+    """The two compiled passes of one chain kernel: ``fast`` (one flag per block; returns 0, or
+    :data:`REDO_EXACT` for a block to redo) and ``exact`` (per-sample flags and statuses).  Each
+    compiles on its first call, so the exact pass costs no compile time until a block needs it."""
+
+    fast: object
+    exact: object
+
+    def __call__(self, *args):
+        status = self.fast(*args)
+        return self.exact(*args) if status == REDO_EXACT else status
+
+
 @functools.lru_cache(maxsize=64)
 def chain_kernel(forms: tuple[str, ...]):
-    """The compiled ``chain_block`` for a chain whose distinct layer forms are ``forms``
-    (compiled on first use, ~seconds; one per distinct tuple, at most 64 kept)."""
+    """The compiled :class:`ChainKernel` for a chain whose distinct layer forms are ``forms``
+    (each pass compiled on first use, ~seconds; one per distinct tuple, at most 64 kept)."""
     from symgrad.numeric import compiled as _jit
 
     numba = _jit.numba_module()
@@ -624,7 +642,7 @@ def chain_kernel(forms: tuple[str, ...]):
     for name in ("_lost", "_lost2", "output", "forward", "backward", "forward_exact", "backward_exact",
                  "chain_block_exact", "chain_block"):
         ns[name] = numba.njit(**opts)(ns[name])
-    return ns["chain_block"]
+    return ChainKernel(ns["chain_block"], ns["chain_block_exact"])
 
 
 def scalar_kernel(act):
