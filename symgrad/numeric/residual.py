@@ -656,8 +656,10 @@ def scaled_samples(inp: _Inputs, idx, D, A, base, loss):
 # Per layer of a batch (rows) with one W^l shared: after the GEMM z^l = a^{l−1} W^lᵀ + b^l,
 #     fwd{k}:  a^l = r_l a^{l−1} + c_l φ(z^l),  P^l = c_l φ'(z^l)    (φ and φ' from one evaluation)
 # and after the GEMM u = δ^l W^l,
-#     bwd:     g^{l−1} = u + r_l g^l (in place),  δ^{l−1} = P^{l−1} ⊙ g^{l−1}
-# so that φ' is never recomputed and no temporaries are made.
+#     bwd:     g^{l−1} = u + r_l g^l (in place),  δ^{l−1} = P^{l−1} ⊙ g^{l−1},
+#              ‖δ^{l−1}_s‖² per sample and Σ_s δ^{l−1}_s (∂C/∂b^{l−1}) in the same pass
+# so that φ' is never recomputed and no temporaries are made (each sum in its own order: within
+# γ_n of any other, Higham §3.1).
 # (flat, C-contiguous views: one loop that LLVM vectorises)
 _SHARED_FWD = """\
 def fwd{k}(z, a_prev, c, r, a_out, P):
@@ -668,11 +670,21 @@ def fwd{k}(z, a_prev, c, r, a_out, P):
 """
 
 _SHARED_BWD = """\
-def bwd(u, g, r, P, d):
-    for i in range(u.size):
-        gi = u[i] + r * g[i]
-        u[i] = gi
-        d[i] = P[i] * gi
+def bwd(u, g, r, P, d, n, dsq, gb):
+    B = u.size // n
+    for j in range(n):
+        gb[j] = 0.0
+    for i in range(B):
+        s = 0.0
+        for j in range(n):
+            k = i * n + j
+            gi = u[k] + r * g[k]
+            u[k] = gi
+            di = P[k] * gi
+            d[k] = di
+            s += di * di
+            gb[j] += di
+        dsq[i] = s
 """
 
 _SHARED_KERNELS: dict = {}
@@ -707,6 +719,8 @@ def shared_kernels(net, dtype):
         fwds = tuple(numba.njit(**opts)(ns["fwd%d" % k]) for k in range(len(distinct)))
         if len(_SHARED_KERNELS) >= 64:
             _SHARED_KERNELS.pop(next(iter(_SHARED_KERNELS)))
-        _SHARED_KERNELS[distinct] = (fwds, numba.njit(**opts)(ns["bwd"]))
+        # the row sum of squares may be reassociated (vectorised): any order is within γ_n
+        bwd = numba.njit(nogil=True, fastmath={"contract", "reassoc"}, error_model="numpy")(ns["bwd"])
+        _SHARED_KERNELS[distinct] = (fwds, bwd)
     fwds, bwd = _SHARED_KERNELS[distinct]
     return [fwds[distinct.index(f)] for f in forms], bwd

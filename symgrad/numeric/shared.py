@@ -244,6 +244,9 @@ def _shared_pass(net, Ws, bs, a0, y, delta_out, grads, dt, zblock=None, alphas=N
     offs = np.concatenate([[0], np.cumsum([B * w for w in n[1:]])])
     if zblock is None:
         zblock = np.empty(int(offs[-1]), dtype=dt)
+    if fused is not None:
+        # a^l and P^l (later δ^l, in place) in one block each, as z^l: large pages, not a fault per layer
+        ablock, pblock = np.empty(int(offs[-1]), dtype=dt), np.empty(int(offs[-1]), dtype=dt)
     zs, As = [None] * (L + 1), [None] * (L + 1)
     As[0] = a0
     q = np.empty(L, dtype=dt)
@@ -267,7 +270,7 @@ def _shared_pass(net, Ws, bs, a0, y, delta_out, grads, dt, zblock=None, alphas=N
             zs[l] = z
             if fused is not None:
                 prev, res_l = a, alphas[l - 1] is not None
-                a, Ps[l] = np.empty(z.shape, dtype=dt), np.empty(z.shape, dtype=dt)
+                a, Ps[l] = ablock[offs[l - 1]:offs[l]].reshape(B, n[l]), pblock[offs[l - 1]:offs[l]].reshape(B, n[l])
                 # a plain layer reads no a^{l−1} (r = 0; its width may differ): z stands in, finite, times 0
                 skip = np.ascontiguousarray(prev).reshape(-1) if res_l else z.reshape(-1)
                 fused[0][l - 1](z.reshape(-1), skip, float(alphas[l - 1]) if res_l else 1.0, 1.0 if res_l else 0.0,
@@ -291,26 +294,32 @@ def _shared_pass(net, Ws, bs, a0, y, delta_out, grads, dt, zblock=None, alphas=N
             d, cost = delta_out, None
         else:
             dd, per, cancels = _output_delta(net, As[L], zs[L], y)
-            d = np.asarray(dd if cancels else acts[-1].grad(zs[L]) * dd, dtype=dt)
+            if fused is not None:  # P^L = c_L φ'(z^L), from the forward
+                d = np.asarray(dd if cancels else Ps[L] * dd, dtype=dt)
+            else:
+                d = np.asarray(dd if cancels else acts[-1].grad(zs[L]) * dd, dtype=dt)
             cost = np.sum(per, axis=-1)
         # Residual layers also carry g^l = ∂C/∂a^l (rows of B): g^{l−1} = δ^l W^l + g^l for a
         # residual layer l, and δ^l = α_l φ'(z^l) ⊙ g^l (numeric/residual.py's module docstring).
         g = None
         if alphas is not None and alphas[L - 1] is not None:
             g = np.asarray(dd, dtype=dt)  # ∂C/∂a^L = a^L − y
-            d = d * alphas[L - 1]
+            if fused is None:
+                d = d * alphas[L - 1]
         dsq = np.empty((L, B), dtype=dt)
         bufs = [np.empty(B * max(n), dtype=dt) for _ in range(2)] if L > 1 else []
         out = {}
+        pre_gb = None  # the compiled backward step's Σ_batch δ^l (it wrote ‖δ^l‖² into dsq already)
         for l in range(L, 0, -1):
-            np.einsum("ij,ij->i", d, d, out=dsq[l - 1])
+            if pre_gb is None:
+                np.einsum("ij,ij->i", d, d, out=dsq[l - 1])
             if not np.isfinite(dsq[l - 1]).all():
                 if not np.isfinite(d).all():
                     raise InvalidArgument("δ%d leaves the %s range (an exploding gradient); use symgrad.backprop(..., log_space=True) "
                                           "per sample, or scale the parameters" % (l, dt.name))
                 raise InvalidArgument("‖δ%d‖² overflows %s (an exploding gradient); scale the parameters" % (l, dt.name))
             if grads:
-                gw, gb = d.T @ As[l - 1], d.sum(axis=0)
+                gw, gb = d.T @ As[l - 1], (d.sum(axis=0) if pre_gb is None else pre_gb)
                 if not (_sum_cannot_overflow(d, As[l - 1], dsq[l - 1], dt) or _all_finite(gw)) or not np.isfinite(gb).all():
                     raise InvalidArgument("a batch-summed gradient overflows %s at layer %d; scale the parameters or split the batch"
                                           % (dt.name, l))
@@ -319,9 +328,12 @@ def _shared_pass(net, Ws, bs, a0, y, delta_out, grads, dt, zblock=None, alphas=N
                 nxt = bufs[l % 2][:B * n[l - 1]].reshape(B, n[l - 1])
                 np.matmul(d, Ws[l - 1], out=nxt)
                 res_l = alphas[l - 1] is not None
-                d = np.empty((B, n[l - 1]), dtype=dt)
+                d = Ps[l - 1]  # δ^{l−1} = P^{l−1} ⊙ g^{l−1} overwrites P^{l−1} entry by entry
                 gin = np.ascontiguousarray(g).reshape(-1) if res_l else nxt.reshape(-1)
-                fused[1](nxt.reshape(-1), gin, 1.0 if res_l else 0.0, Ps[l - 1].reshape(-1), d.reshape(-1))  # g^{l−1}, δ^{l−1}
+                pre_gb = np.empty(n[l - 1], dtype=dt)
+                # g^{l−1}, δ^{l−1}, its ‖δ^{l−1}‖² per sample and its batch sum, in one pass
+                fused[1](nxt.reshape(-1), gin, 1.0 if res_l else 0.0, Ps[l - 1].reshape(-1), d.reshape(-1), n[l - 1],
+                         dsq[l - 2], pre_gb)
                 g = nxt
                 Ps[l - 1] = None
             elif l > 1 and alphas is not None:
