@@ -245,8 +245,9 @@ def _shared_pass(net, Ws, bs, a0, y, delta_out, grads, dt, zblock=None, alphas=N
     if zblock is None:
         zblock = np.empty(int(offs[-1]), dtype=dt)
     if fused is not None:
-        # a^l and P^l (later δ^l, in place) in one block each, as z^l: large pages, not a fault per layer
-        ablock, pblock = np.empty(int(offs[-1]), dtype=dt), np.empty(int(offs[-1]), dtype=dt)
+        # a^l in one block, as z^l; P^l = c_l φ'(z^l) (later δ^l, in place) overwrites z^l, which the
+        # backward step no longer reads (except z^L, the logit of the output delta): fewer fresh pages
+        ablock = np.empty(int(offs[-1]), dtype=dt)
     zs, As = [None] * (L + 1), [None] * (L + 1)
     As[0] = a0
     q = np.empty(L, dtype=dt)
@@ -270,7 +271,8 @@ def _shared_pass(net, Ws, bs, a0, y, delta_out, grads, dt, zblock=None, alphas=N
             zs[l] = z
             if fused is not None:
                 prev, res_l = a, alphas[l - 1] is not None
-                a, Ps[l] = ablock[offs[l - 1]:offs[l]].reshape(B, n[l]), pblock[offs[l - 1]:offs[l]].reshape(B, n[l])
+                a = ablock[offs[l - 1]:offs[l]].reshape(B, n[l])
+                Ps[l] = z if l < L else np.empty(z.shape, dtype=dt)
                 # a plain layer reads no a^{l−1} (r = 0; its width may differ): z stands in, finite, times 0
                 skip = np.ascontiguousarray(prev).reshape(-1) if res_l else z.reshape(-1)
                 fused[0][l - 1](z.reshape(-1), skip, float(alphas[l - 1]) if res_l else 1.0, 1.0 if res_l else 0.0,
