@@ -333,3 +333,5 @@ def test_gelu_and_selu_residual_chains_are_proved_within_the_budget():
     for net in (symgrad.chain(4, "selu", residual=[ALPHA, None, HALF, None]), symgrad.chain(3, "selu")):
         for name in ("b1", "w2", "a0"):
             assert verify_gradient(net, name).ok, (net, name)
+    # identity: SymPy distributes z_k into the next layer, so both sides are composed back
+    assert verify_gradient(symgrad.chain(4, "identity", residual=_mixed(4)), "w1").ok

@@ -305,6 +305,14 @@ def _atoms_cancel(diff) -> bool:
         return False
 
 
+def _compose(e, one_layer):
+    """``e`` with every per-layer symbol z_k replaced by its definition, top layer first, so that
+    only inputs and parameters remain."""
+    for zs in reversed(list(one_layer)):
+        e = e.xreplace({zs: one_layer[zs]})
+    return e
+
+
 def _point(net, seed):
     import sympy
 
@@ -386,5 +394,11 @@ def _verify(net, gradient, seed) -> VerifyResult:
     if all(_atoms_cancel(c - r) for c, r in zip(closed_local, refs_local)):
         return VerifyResult("exact match", "equal to sympy.diff of the composed loss as rational functions of the function "
                                            "applications, in per-layer symbols z_k")
+    # An identity activation lets SymPy distribute z_k into the next layer, so the reference no
+    # longer holds z_k as a subexpression: compose both sides back into the parameters.
+    composed = [tuple(_compose(e, one_layer) for e in pair) for pair in zip(closed_local, refs_local)]
+    if all(_atoms_cancel(c - r) for c, r in composed):
+        return VerifyResult("exact match", "equal to sympy.diff of the composed loss as rational functions of the function "
+                                           "applications, in the parameters")
     return VerifyResult("unknown", "the closed form and sympy.diff agree to 30 digits at two random rational points, "
                                    "but SymPy could not reduce their difference to 0")
