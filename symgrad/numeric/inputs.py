@@ -284,9 +284,11 @@ def _alpha_values(net, params) -> dict:
     else InvalidArgument naming the symbol and the fix.  {} for a network without symbolic α."""
     out = {}
     for alpha in net.residual:
-        if alpha is None or not getattr(alpha, "is_Symbol", False) or alpha.name in out:
+        if alpha is None or not getattr(alpha, "is_Symbol", False):
             continue
-        name = alpha.name
+        name = alpha.name  # a residual scale's symbol, not an activation
+        if name in out:
+            continue
         if name not in params:
             raise InvalidArgument(
                 "%r has the symbolic residual scale %s, but params has no value for it; pass its value as a float "
