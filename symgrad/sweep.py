@@ -47,6 +47,7 @@ from symgrad.errors import InvalidArgument, SymgradError
 from symgrad.spec.activations import activation as _activation
 from symgrad.theory.meanfield import chi1
 from symgrad.theory.montecarlo import check_wide_network
+from symgrad._progress import progress_bar
 
 __all__ = ["COLUMNS", "INSTALL", "Point", "grid", "parse_grid", "point_seed", "read_rows", "run_points", "run_sweep"]
 
@@ -258,25 +259,6 @@ def run_points(points, *, seed: int = 0) -> list:
     return [_with_chi1(_evaluate(p, seed)) for p in points]
 
 
-def _progress_bar(total: int, what: str):
-    """A bar on stderr: tqdm where installed (drawn on a terminal only), else one line per step."""
-    import sys
-
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        class _Lines:
-            n = 0
-
-            def update(self, k=1):
-                self.n += k
-                print("symgrad: %s %d/%d" % (what, self.n, total), file=sys.stderr, flush=True)
-
-            def close(self):
-                pass
-
-        return _Lines()
-    return tqdm(total=total, desc=what, file=sys.stderr, disable=None, leave=False)
 
 
 def _check_seed(seed) -> int:
@@ -424,7 +406,7 @@ def run_sweep(points, output, *, seed: int = 0, workers: int | None = 2, schedul
     total = len(points)
     bar = None
     if progress is True:
-        bar = _progress_bar(total, "sweep")
+        bar = progress_bar(total, "sweep")
 
         def progress(done, total):
             bar.update(done - bar.n)

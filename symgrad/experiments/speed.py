@@ -52,6 +52,7 @@ from symgrad.errors import InvalidArgument
 from symgrad.numeric.evaluator import forward
 from symgrad.numeric.shared import backprop_shared
 from symgrad.symbolic.build import network
+from symgrad._progress import progress_bar
 
 __all__ = ["NIELSEN_MNIST", "NETWORKS", "SpeedOfLearning", "SpeedRun", "load_digits_split", "speed_of_learning"]
 
@@ -205,25 +206,6 @@ def load_digits_split(seed: int = 0, test_size: int = 497):
     return x[tr], y[tr], x[te], y[te]
 
 
-def _progress_bar(total: int, what: str):
-    """A bar on stderr: tqdm where installed (drawn on a terminal only), else one line per step."""
-    import sys
-
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        class _Lines:
-            n = 0
-
-            def update(self, k=1):
-                self.n += k
-                print("symgrad: %s %d/%d" % (what, self.n, total), file=sys.stderr, flush=True)
-
-            def close(self):
-                pass
-
-        return _Lines()
-    return tqdm(total=total, desc=what, file=sys.stderr, disable=None, leave=False)
 
 
 def _check_int(name, v, minimum, example):
@@ -331,7 +313,7 @@ def speed_of_learning(networks=NETWORKS, *, activation: str = "sigmoid", init: s
     if eval_size > len(xtr):
         raise InvalidArgument("eval_size=%d exceeds the %d training images; pass at most %d" % (eval_size, len(xtr), len(xtr)))
     xev, yev = xtr[:eval_size], ytr[:eval_size]
-    bar = _progress_bar(len(nets) * epochs, "training") if progress is True else None
+    bar = progress_bar(len(nets) * epochs, "training") if progress is True else None
     try:
         runs = [_train(w, activation, init, residual, epochs, eta, batch_size, seed, xtr, ytr, xte, yte, xev, yev,
                        bar.update if bar is not None else (progress or None)) for w in nets]
