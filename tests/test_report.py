@@ -327,7 +327,7 @@ def test_residual_measured_columns_equal_per_sample_backprop():
         report(net, {k: v for k, v in p.items() if k != "alpha"}, inputs=x, targets=y)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(st.integers(0, 2 ** 32 - 1), st.integers(2, 6), st.integers(1, 5),
        st.lists(st.sampled_from(ACTS), min_size=6, max_size=6),
        st.lists(st.one_of(st.none(), st.floats(-2.0, 2.0)), min_size=6, max_size=6), st.floats(0.1, 3.0))
