@@ -511,15 +511,9 @@ _CHECK_BACK = {
         end="return bad"),
 }
 
-_KERNEL = '''\
-def _lost(x, p, q):
-    return ~(abs(x) <= HUGE) | ((abs(x) < TINY) & ((x != 0.0) | ((p != 0.0) & (q != 0.0))))
-
-
-def _lost2(x, p, q):
-    return ~(abs(x) <= HUGE) | ((abs(x) < TINY) & (p != 0.0) & (q != 0.0))
-
-
+#: The output layer of every generated chain kernel (plain here, residual in numeric/residual.py):
+#: δ^L and the cost per sample, σ(z_L) − y from the logit for a sigmoid output.
+OUTPUT_SOURCE = '''\
 def output(zL, aL, y, s, m, cross_entropy, sig_out, loss, dL):
     for i in range(m):
         yi = y[s + i]
@@ -541,7 +535,18 @@ def output(zL, aL, y, s, m, cross_entropy, sig_out, loss, dL):
             di = aL[i] - yi
             dL[i] = di
             loss[s + i] = 0.5 * di * di
+'''
 
+_KERNEL = '''\
+def _lost(x, p, q):
+    return ~(abs(x) <= HUGE) | ((abs(x) < TINY) & ((x != 0.0) | ((p != 0.0) & (q != 0.0))))
+
+
+def _lost2(x, p, q):
+    return ~(abs(x) <= HUGE) | ((abs(x) < TINY) & (p != 0.0) & (q != 0.0))
+
+
+{output}
 
 def chain_block_exact(W, B, kinds, a0, y, s, e, A, oA, D, oD, cross_entropy, sig_out, loss, fl):
     m = e - s
@@ -607,7 +612,7 @@ def kernel_source(forms: tuple[str, ...]) -> str:
         for key, val in _CHECK_BACK[sfx].items():
             back = back.replace("{%s}" % key, val)
         text.append(back)
-    return "\n\n".join(parts) + "\n\n" + "\n\n".join(text) + "\n\n" + _KERNEL
+    return "\n\n".join(parts) + "\n\n" + "\n\n".join(text) + "\n\n" + _KERNEL.replace("{output}", OUTPUT_SOURCE)
 
 
 #: What the fast ``chain_block`` returns for a block that must be redone by ``chain_block_exact``.

@@ -499,27 +499,7 @@ def res_forward(W, B, kinds, C, R, a0, s, e, A, oA, D, oD, aL, zL, fl):
     return 0
 
 
-def res_output(zL, aL, y, s, m, cross_entropy, sig_out, loss, dL):
-    for i in range(m):
-        yi = y[s + i]
-        if sig_out:
-            zi = zL[i]
-            ei = math.exp(-abs(zi))
-            r = 1.0 / (1.0 + ei)
-            t = ei * r
-            if zi >= 0.0:
-                di = (1.0 - yi) - t if yi >= 0.5 else r - yi
-            else:
-                di = t - yi
-            dL[i] = di
-            if cross_entropy:
-                loss[s + i] = max(zi, 0.0) - yi * zi + math.log1p(ei)
-            else:
-                loss[s + i] = 0.5 * di * di
-        else:
-            di = aL[i] - yi
-            dL[i] = di
-            loss[s + i] = 0.5 * di * di
+{output}
 
 
 def res_backward(W, R, s, D, oD, A, oA, m, dL, cancel, fl):
@@ -575,7 +555,10 @@ def kernel_source(forms: tuple) -> str:
         assert f.startswith("def phi(z):\n")
         parts.append("def phi%d(z):\n" % k + f[len("def phi(z):\n"):])
     layers = "".join(_RES_LAYER.format(k=k) for k in range(len(forms)))
-    return "\n\n".join(parts) + "\n\n" + _RES_KERNEL.replace("{layers}", layers)
+    from symgrad.numeric import _codegen
+
+    output = _codegen.OUTPUT_SOURCE.replace("def output(", "def res_output(", 1).rstrip("\n")
+    return "\n\n".join(parts) + "\n\n" + _RES_KERNEL.replace("{layers}", layers).replace("{output}", output)
 
 
 _KERNELS: dict = {}
