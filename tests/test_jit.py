@@ -372,6 +372,37 @@ def test_redo_gathered_per_thread_falls_back_to_runs_with_true_indices(monkeypat
     assert sum(calls) == len(flagged) and len(calls) <= 2  # one call per thread
 
 
+def test_fast_pass_redoes_each_flagged_sub_block_and_only_those(monkeypatch):
+    # The fast pass keeps one flag per sub-block of _codegen.SUB samples; every flagged sub-block of
+    # a block (here the first, a middle and the last of one 4096-sample block, one flagged in the
+    # forward pass and one only in the backward one) is redone by the exact pass at its own offset,
+    # and the others keep the fast pass's values.
+    assert _codegen.SUB < 2048
+    net = symgrad.chain(4, "gelu")
+    p = sample(net, 4096, seed=11)
+    fwd = [3, 2 * _codegen.SUB + 5]
+    p["b1"][fwd] = -60.0  # φ'(z1) below the smallest normal: flagged in the forward pass
+    back = 4095  # each c = φ'(z)·w normal, their product subnormal: flagged in the backward pass only
+    for j in (2, 3, 4):
+        p["w%d" % j][back] = 1e-110
+    calls = []
+    kernel = _codegen.chain_kernel((_codegen.form_of(net.activations[0]),))
+    exact = kernel.exact
+
+    class Spy:
+        def __call__(self, *args):
+            calls.append((args[5], args[6]))
+            return exact(*args)
+
+    from symgrad.numeric import evaluator
+
+    orig = evaluator._jit_kernel
+    monkeypatch.setattr(evaluator, "_jit_kernel", lambda net: (_codegen.ChainKernel(kernel.fast, Spy()), orig(net)[1]))
+    _check_against_mpmath(net, p, fwd + [back, 0, 1000, 2 * _codegen.SUB + 6, 3000])
+    S = _codegen.SUB
+    assert sorted(calls) == [(0, S), (2 * S, 3 * S), (4096 - S, 4096)]
+
+
 def test_branch_free_series_are_the_documented_exact_coefficients():
     from fractions import Fraction
 
@@ -566,7 +597,7 @@ def test_generated_source_holds_no_user_text():
              "m", "i", "j", "w", "b", "arow", "bad", "prev", "ai", "wi", "zi", "pi", "ci", "drow", "k", "di", "ufi", "x", "p", "q",
              "d", "li", "gi", "cancel", "y", "cross_entropy", "sig_out", "loss", "status", "dL", "yi", "ei", "r", "exp", "log1p",
              "erfc", "erf", "copysign", "sqrt", "log", "expm1", "and", "_lost2", "REDO_EXACT", "output", "forward_exact", "backward_exact",
-             "chain_block_exact"}
+             "chain_block_exact", "SUB", "c", "uint"}
     words = set(re.findall(r"[A-Za-z_]+", re.sub(r"\bt\d+\b", "t", src)))
     assert words <= vocab, words - vocab
 
