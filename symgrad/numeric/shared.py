@@ -26,7 +26,7 @@ import numpy as np
 from symgrad.errors import InvalidArgument
 from symgrad.numeric.inputs import _all_finite, _alpha_values, _alphas_of, _check_memory
 from symgrad.numeric.output import _output_delta
-from symgrad.numeric import residual as _res
+from symgrad.numeric import _shared_kernels as _sk
 from symgrad.symbolic.networks import Network
 
 __all__ = ["SharedBackprop", "backprop_shared"]
@@ -160,11 +160,12 @@ def _check_dead_columns(a, W, l):
 
 
 def _shared_bytes(net, B, dt, grads) -> int:
-    """Bytes allocated: z^l and a^l kept for the backward pass (B × n_l each), two δ buffers and
-    their products, and (``grads``) one n_l × n_{l−1} gradient per layer."""
+    """Bytes allocated: z^l (or φ'(z^l)) and a^l kept for the backward pass (B × n_l each), up to six
+    B × max n_l buffers (δ, δW, z, and their products), and (``grads``) one n_l × n_{l−1} gradient
+    per layer."""
     n, it = net.widths, np.dtype(dt).itemsize
     acts = 2 * B * sum(n[1:]) * it
-    work = 4 * B * max(n) * it
+    work = 6 * B * max(n) * it
     g = sum(n[l] * n[l - 1] + n[l] for l in range(1, len(n))) * it if grads else 0
     return acts + work + g + B * (net.depth + 1) * 8
 
@@ -217,11 +218,15 @@ def backprop_shared(net, params, *, delta_out=None, grads: bool = True) -> Share
 def _shared_pass(net, Ws, bs, a0, y, delta_out, grads, dt, zblock=None, alphas=None) -> SharedBackprop:
     """The pass itself, on validated arrays of one dtype (``Ws[l−1]`` is W^l).
 
-    Memory is allocated once per call: every z^l lives in one block (so that the operating
-    system maps it in large pages instead of faulting in each layer's fresh array), and δ
-    alternates between two buffers that the GEMM writes into; nothing is kept between calls.  A
-    caller that runs many passes within one call (the Monte-Carlo check) may pass ``zblock``, a
-    float array of ``dt`` with at least B·Σ_{l≥1} n_l entries, to be overwritten by each pass.
+    The elementwise work of each layer (the bias, φ and φ', the residual sum; δ = φ' ⊙ δW, its
+    ‖δ‖² per sample and its batch sum) runs in one compiled loop per layer, generated from the
+    activations' printed forms (:mod:`symgrad.numeric._shared_kernels`); where numba is missing,
+    the dtype is float32 or an activation does not print, in NumPy (:func:`_numpy_pass`).  Memory
+    is allocated once per call, in blocks (so that the operating system maps it in large pages
+    instead of faulting in each layer's fresh array), and nothing is kept between calls.  A caller
+    that runs many passes within one call (the Monte-Carlo check) may pass ``zblock``, a float array
+    of ``dt`` with at least B·Σ_{l≥1} n_l entries, to be overwritten by each pass (it holds z^l on
+    the NumPy path, φ'(z^l) on the compiled one).
 
     The weights are not scanned for nan or ±inf beforehand (that would read all L·n² of them
     once more, a fifth of the pass at width 1000): the pass itself proves them finite.  In
@@ -232,23 +237,158 @@ def _shared_pass(net, Ws, bs, a0, y, delta_out, grads, dt, zblock=None, alphas=N
     (:func:`_check_dead_columns`, O(B·n) to find them).  Only when Σ(z^l)² is not finite are the
     weights scanned, to name the bad entry (:func:`_bad_forward`).
     """
+    if alphas is None and net.is_residual:
+        alphas = _alphas_of(net, {}, np.dtype(dt))  # numeric α only (a symbolic one comes from params)
+    kern = _sk.kernels(net, dt)
+    if kern is None:
+        return _numpy_pass(net, Ws, bs, a0, y, delta_out, grads, dt, zblock, alphas)
+    return _compiled_pass(kern, net, Ws, bs, a0, y, delta_out, grads, dt, zblock, alphas)
+
+
+def _z_moment(z, Ws, l, dt) -> float:
+    """q^l = mean of (z^l)², after proving z^l finite (:func:`_bad_forward` names why it is not).
+
+    One pass: the sum of squares is finite iff every z is finite, unless the squares overflow,
+    which the exact check tells apart (then the sum is taken of z/max|z|, rescaled)."""
+    ss = np.vdot(z, z)
+    if not np.isfinite(ss):
+        if not np.isfinite(z).all():
+            raise _bad_forward(Ws, l, dt)
+        m = np.max(np.abs(z))
+        ss = m * m * np.vdot(z / m, z / m)
+    return ss / z.size
+
+
+def _residual_overflow(a, l, dt):
+    if not np.isfinite(np.vdot(a, a)) and not np.isfinite(a).all():
+        raise InvalidArgument("the forward pass overflows %s at residual layer %d (a%d = a%d + α·φ(z%d)); scale the "
+                              "parameters or α down" % (dt.name, l, l, l - 1, l))
+
+
+def _delta_norms(d, l, dsq_row, dt, computed):
+    """‖δ^l‖² per sample into ``dsq_row`` (unless ``computed``), with the diagnosis of a δ^l, or its
+    squared norm, that leaves the range of ``dt``."""
+    if not computed:
+        np.einsum("ij,ij->i", d, d, out=dsq_row)
+    if not np.isfinite(dsq_row).all():
+        if not np.isfinite(d).all():
+            raise InvalidArgument("δ%d leaves the %s range (an exploding gradient); use symgrad.backprop(..., log_space=True) "
+                                  "per sample, or scale the parameters" % (l, dt.name))
+        raise InvalidArgument("‖δ%d‖² overflows %s (an exploding gradient); scale the parameters" % (l, dt.name))
+
+
+def _check_grads(d, a, dsq_row, gw, gb, l, dt):
+    if not (_sum_cannot_overflow(d, a, dsq_row, dt) or _all_finite(gw)) or not np.isfinite(gb).all():
+        raise InvalidArgument("a batch-summed gradient overflows %s at layer %d; scale the parameters or split the batch"
+                              % (dt.name, l))
+
+
+def _compiled_pass(kern, net, Ws, bs, a0, y, delta_out, grads, dt, zblock, alphas) -> SharedBackprop:
+    """:func:`_shared_pass` with the compiled steps ``kern`` (:func:`symgrad.numeric._shared_kernels.kernels`).
+
+    Blocks: P^l = c_l φ'(z^l) for every layer (in ``zblock``: φ' is evaluated once, with φ, and read
+    again by the backward step); a^l for every layer when ``grads`` (∂C/∂W^{l+1} reads it), else two
+    alternating buffers; z^l in one scratch buffer (the GEMM's output, finished in place by the
+    compiled step); δ in one buffer and δW in two (g^l = ∂C/∂a^l of a residual layer is the
+    previous δW).  No compiled loop is handed two views of one buffer."""
+    L, B = net.depth, a0.shape[0]
+    n = net.widths
+    res = [alphas is not None and alphas[l] is not None for l in range(L)]
+    offs = np.concatenate([[0], np.cumsum([B * w for w in n[1:]])]).astype(np.int64)
+    wide = B * max(n)
+    if zblock is None:
+        zblock = np.empty(int(offs[-1]), dtype=dt)
+    ablock = np.empty(int(offs[-1]), dtype=dt) if grads else None
+    abufs = None if grads else [np.empty(wide, dtype=dt) for _ in range(2)]
+    zbuf = np.empty(wide, dtype=dt)
+    Ps, As = [None] * (L + 1), [None] * (L + 1)
+    As[0] = a = a0
+    q = np.empty(L, dtype=dt)
+    acts = net.activations
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        for l in range(1, L + 1):
+            W, b, m = Ws[l - 1], bs[l - 1], n[l]
+            _check_dead_columns(a, W, l)
+            z = zbuf[:B * m].reshape(B, m)
+            np.matmul(a, W.T, out=z)
+            if l == L and delta_out is not None and not res[l - 1]:
+                z += b  # δ^L is given: neither φ(z^L) nor φ'(z^L) is needed
+                q[l - 1] = _z_moment(z, Ws, l, dt)
+                break
+            P = zblock[offs[l - 1]:offs[l]].reshape(B, m)
+            nxt = (ablock[offs[l - 1]:offs[l]] if grads else abufs[l % 2][:B * m]).reshape(B, m)
+            bc = np.ascontiguousarray(b)
+            if res[l - 1]:
+                prev = np.ascontiguousarray(a)
+                kern.res[l - 1](z, bc, prev, float(alphas[l - 1]), nxt, P)
+            else:
+                kern.plain[l - 1](z, bc, nxt, P)
+            q[l - 1] = _z_moment(z, Ws, l, dt)
+            # A φ or φ' that is not finite at a finite z (a custom activation whose printed form
+            # overflows or cancels where its exact value does not): this layer again in NumPy,
+            # whose kernels fall back to the exact value there (Activation.value, .grad).
+            if not (np.isfinite(np.vdot(nxt, nxt)) and np.isfinite(np.vdot(P, P))):
+                v, dv = acts[l - 1].value(z), acts[l - 1].grad(z)
+                if res[l - 1]:
+                    np.add(a, alphas[l - 1] * v, out=nxt)
+                    np.multiply(dv, alphas[l - 1], out=P)
+                    _residual_overflow(nxt, l, dt)
+                else:
+                    nxt[...], P[...] = v, dv
+            a, Ps[l] = nxt, P
+            if grads or l == L:
+                As[l] = a
+        zL = z
+        g = None
+        if delta_out is not None:
+            d, cost = delta_out, None
+        else:
+            dd, per, cancels = _output_delta(net, As[L], zL, y)
+            d = np.asarray(dd if cancels else Ps[L] * dd, dtype=dt)  # P^L = c_L φ'(z^L)
+            cost = np.sum(per, axis=-1)
+            if res[L - 1]:
+                g = np.ascontiguousarray(dd, dtype=dt)  # ∂C/∂a^L = a^L − y
+        dsq = np.empty((L, B), dtype=dt)
+        ubufs = [np.empty(wide, dtype=dt) for _ in range(2)] if L > 1 else []
+        dbuf = np.empty(wide, dtype=dt) if L > 1 else None
+        gblock = np.empty(sum(n[l] * n[l - 1] for l in range(1, L + 1)), dtype=dt) if grads else None
+        goff = 0
+        out = {}
+        pre_gb = None  # the compiled step's Σ_batch δ^l (it wrote ‖δ^l‖² into dsq already)
+        for l in range(L, 0, -1):
+            _delta_norms(d, l, dsq[l - 1], dt, pre_gb is not None)
+            if grads:
+                gw = gblock[goff:goff + n[l] * n[l - 1]].reshape(n[l], n[l - 1])
+                goff += n[l] * n[l - 1]
+                np.matmul(d.T, As[l - 1], out=gw)
+                gb = d.sum(axis=0) if pre_gb is None else pre_gb
+                _check_grads(d, As[l - 1], dsq[l - 1], gw, gb, l, dt)
+                out["W%d" % l], out["b%d" % l] = gw, gb
+            if l > 1:
+                m = n[l - 1]
+                u = ubufs[l % 2][:B * m].reshape(B, m)
+                np.matmul(d, Ws[l - 1], out=u)
+                d = dbuf[:B * m].reshape(B, m)
+                pre_gb = np.empty(m, dtype=dt)
+                if res[l - 1]:  # g^{l−1} = δ^l W^l + g^l, in place in u
+                    kern.bwd_res(u.reshape(-1), g.reshape(-1), 1.0, Ps[l - 1].reshape(-1), d.reshape(-1), m, dsq[l - 2], pre_gb)
+                else:  # g^{l−1} = δ^l W^l
+                    kern.bwd_plain(u.reshape(-1), Ps[l - 1].reshape(-1), d.reshape(-1), m, dsq[l - 2], pre_gb)
+                g = u
+    dsq = np.ascontiguousarray(dsq.T)
+    grads_out = {k: out[k] for k in net.parameters if k in out}
+    return SharedBackprop(q, dsq, dsq.mean(axis=0), grads_out, cost, B)
+
+
+def _numpy_pass(net, Ws, bs, a0, y, delta_out, grads, dt, zblock, alphas) -> SharedBackprop:
+    """:func:`_shared_pass` in NumPy: every z^l in one block (``zblock``), δ alternating between two
+    buffers that the GEMM writes into."""
     L, B = net.depth, a0.shape[0]
     n = net.widths
     acts = net.activations
-    if alphas is None and net.is_residual:
-        alphas = _alphas_of(net, {}, np.dtype(dt))  # numeric α only (a symbolic one comes from params)
-    # Residual networks: φ and φ' of each layer in one compiled pass from the activation's printed
-    # form (numeric/residual.py), P^l = c_l φ'(z^l) kept for the backward step; None: NumPy.
-    fused = _res.shared_kernels(net, dt) if alphas is not None else None
-    Ps = [None] * (L + 1)
     offs = np.concatenate([[0], np.cumsum([B * w for w in n[1:]])])
     if zblock is None:
         zblock = np.empty(int(offs[-1]), dtype=dt)
-    if fused is not None:
-        # a^l, P^l = c_l φ'(z^l) and δ^l in one block each, as z^l.  (No compiled loop writes an array
-        # it reads: P^l over z^l saved a block, but LLVM's alias check then takes its scalar path,
-        # 0.052 s against 0.039 s.)
-        ablock, pblock, dblock = (np.empty(int(offs[-1]), dtype=dt) for _ in range(3))
     zs, As = [None] * (L + 1), [None] * (L + 1)
     As[0] = a0
     q = np.empty(L, dtype=dt)
@@ -260,85 +400,38 @@ def _shared_pass(net, Ws, bs, a0, y, delta_out, grads, dt, zblock=None, alphas=N
             z = zblock[offs[l - 1]:offs[l]].reshape(B, n[l])
             np.matmul(a, W.T, out=z)
             z += bs[l - 1]
-            # One pass: the sum of squares is finite iff every z is finite (unless the squares
-            # overflow, which the exact check below tells apart).
-            ss = np.vdot(z, z)
-            if not np.isfinite(ss):
-                if not np.isfinite(z).all():
-                    raise _bad_forward(Ws, l, dt)
-                m = np.max(np.abs(z))
-                ss = m * m * np.vdot(z / m, z / m)
-            q[l - 1] = ss / z.size
+            q[l - 1] = _z_moment(z, Ws, l, dt)
             zs[l] = z
-            if fused is not None:
-                prev, res_l = a, alphas[l - 1] is not None
-                a, Ps[l] = ablock[offs[l - 1]:offs[l]].reshape(B, n[l]), pblock[offs[l - 1]:offs[l]].reshape(B, n[l])
-                # a plain layer reads no a^{l−1} (r = 0; its width may differ): z stands in, finite, times 0
-                skip = np.ascontiguousarray(prev).reshape(-1) if res_l else z.reshape(-1)
-                fused[0][l - 1](z.reshape(-1), skip, float(alphas[l - 1]) if res_l else 1.0, 1.0 if res_l else 0.0,
-                                a.reshape(-1), Ps[l].reshape(-1))
-                if res_l and not np.isfinite(np.vdot(a, a)) and not np.isfinite(a).all():
-                    raise InvalidArgument("the forward pass overflows %s at residual layer %d (a%d = a%d + α·φ(z%d)); scale the "
-                                          "parameters or α down" % (dt.name, l, l, l - 1, l))
-                if grads or l == L:
-                    As[l] = a
-            elif l < L or delta_out is None:  # a^L is needed only for the loss
+            if l < L or delta_out is None:  # a^L is needed only for the loss
                 prev = a
                 a = acts[l - 1].value(z)
                 if alphas is not None and alphas[l - 1] is not None:  # a residual layer: a^l = a^{l−1} + α_l φ(z^l)
                     a = prev + alphas[l - 1] * a  # new arrays: φ(z) may be z itself (identity)
-                    if not np.isfinite(np.vdot(a, a)) and not np.isfinite(a).all():
-                        raise InvalidArgument("the forward pass overflows %s at residual layer %d (a%d = a%d + α·φ(z%d)); scale the "
-                                              "parameters or α down" % (dt.name, l, l, l - 1, l))
+                    _residual_overflow(a, l, dt)
                 if grads or l == L:  # a^l is needed again only for ∂C/∂W^{l+1} (and a^L for the cost)
                     As[l] = a
         if delta_out is not None:
             d, cost = delta_out, None
         else:
             dd, per, cancels = _output_delta(net, As[L], zs[L], y)
-            if fused is not None:  # P^L = c_L φ'(z^L), from the forward
-                d = np.asarray(dd if cancels else Ps[L] * dd, dtype=dt)
-            else:
-                d = np.asarray(dd if cancels else acts[-1].grad(zs[L]) * dd, dtype=dt)
+            d = np.asarray(dd if cancels else acts[-1].grad(zs[L]) * dd, dtype=dt)
             cost = np.sum(per, axis=-1)
         # Residual layers also carry g^l = ∂C/∂a^l (rows of B): g^{l−1} = δ^l W^l + g^l for a
         # residual layer l, and δ^l = α_l φ'(z^l) ⊙ g^l (numeric/residual.py's module docstring).
         g = None
         if alphas is not None and alphas[L - 1] is not None:
             g = np.asarray(dd, dtype=dt)  # ∂C/∂a^L = a^L − y
-            if fused is None:
-                d = d * alphas[L - 1]
+            d = d * alphas[L - 1]
         dsq = np.empty((L, B), dtype=dt)
         bufs = [np.empty(B * max(n), dtype=dt) for _ in range(2)] if L > 1 else []
         out = {}
-        pre_gb = None  # the compiled backward step's Σ_batch δ^l (it wrote ‖δ^l‖² into dsq already)
         for l in range(L, 0, -1):
-            if pre_gb is None:
-                np.einsum("ij,ij->i", d, d, out=dsq[l - 1])
-            if not np.isfinite(dsq[l - 1]).all():
-                if not np.isfinite(d).all():
-                    raise InvalidArgument("δ%d leaves the %s range (an exploding gradient); use symgrad.backprop(..., log_space=True) "
-                                          "per sample, or scale the parameters" % (l, dt.name))
-                raise InvalidArgument("‖δ%d‖² overflows %s (an exploding gradient); scale the parameters" % (l, dt.name))
+            _delta_norms(d, l, dsq[l - 1], dt, False)
             if grads:
-                gw, gb = d.T @ As[l - 1], (d.sum(axis=0) if pre_gb is None else pre_gb)
-                if not (_sum_cannot_overflow(d, As[l - 1], dsq[l - 1], dt) or _all_finite(gw)) or not np.isfinite(gb).all():
-                    raise InvalidArgument("a batch-summed gradient overflows %s at layer %d; scale the parameters or split the batch"
-                                          % (dt.name, l))
+                gw, gb = d.T @ As[l - 1], d.sum(axis=0)
+                _check_grads(d, As[l - 1], dsq[l - 1], gw, gb, l, dt)
                 out["W%d" % l], out["b%d" % l] = gw, gb
-            if l > 1 and fused is not None:
-                nxt = bufs[l % 2][:B * n[l - 1]].reshape(B, n[l - 1])
-                np.matmul(d, Ws[l - 1], out=nxt)
-                res_l = alphas[l - 1] is not None
-                d = dblock[offs[l - 2]:offs[l - 1]].reshape(B, n[l - 1])
-                gin = np.ascontiguousarray(g).reshape(-1) if res_l else nxt.reshape(-1)
-                pre_gb = np.empty(n[l - 1], dtype=dt)
-                # g^{l−1}, δ^{l−1}, its ‖δ^{l−1}‖² per sample and its batch sum, in one pass
-                fused[1](nxt.reshape(-1), gin, 1.0 if res_l else 0.0, Ps[l - 1].reshape(-1), d.reshape(-1), n[l - 1],
-                         dsq[l - 2], pre_gb)
-                g = nxt
-                Ps[l - 1] = None
-            elif l > 1 and alphas is not None:
+            if l > 1 and alphas is not None:
                 nxt = bufs[l % 2][:B * n[l - 1]].reshape(B, n[l - 1])
                 np.matmul(d, Ws[l - 1], out=nxt)
                 if alphas[l - 1] is not None:
