@@ -253,3 +253,45 @@ def test_kernels_refuse_anything_but_real_numbers(kernel, x):
     """A complex input used to return σ'(Re x) silently, a string a raw NumPy error."""
     with pytest.raises(symgrad.InvalidArgument, match="must be a real number"):
         getattr(symgrad.activation("sigmoid"), kernel)(x)
+
+
+_MP_FORMS = {
+    # φ and φ' in mpmath, written independently of symgrad's forms (tanh' as sech², no cancellation)
+    "sigmoid": (lambda t: 1 / (1 + mpmath.exp(-t)), lambda t: 1 / (4 * mpmath.cosh(t / 2) ** 2)),
+    "tanh": (mpmath.tanh, lambda t: mpmath.sech(t) ** 2),
+    "elu": (lambda t: t if t > 0 else mpmath.expm1(t), lambda t: 1 if t > 0 else mpmath.exp(t)),
+    "selu": (lambda t: _SELU[0] * (t if t > 0 else _SELU[1] * mpmath.expm1(t)),
+             lambda t: _SELU[0] * (1 if t > 0 else _SELU[1] * mpmath.exp(t))),
+    "softplus": (lambda t: mpmath.log1p(mpmath.exp(t)), lambda t: 1 / (1 + mpmath.exp(-t))),
+    "silu": (lambda t: t / (1 + mpmath.exp(-t)), lambda t: (1 + mpmath.exp(-t) + t * mpmath.exp(-t)) / (1 + mpmath.exp(-t)) ** 2),
+    "gelu": (lambda t: t * mpmath.erfc(-t / mpmath.sqrt(2)) / 2,
+             lambda t: mpmath.erfc(-t / mpmath.sqrt(2)) / 2 + t * mpmath.npdf(t)),
+}
+_SELU = (mpmath.mpf("1.0507009873554804934193349852946"), mpmath.mpf("1.6732632423543772848170429916717"))
+
+
+@pytest.mark.parametrize("name", sorted(_MP_FORMS))
+def test_log_bounds_bound_log_phi_and_log_dphi_everywhere(name):
+    # Activation.log_bounds = (V, U): log|φ| ≤ V and log|φ'| ≤ U for every real z (the compiled
+    # residual kernel certifies zeros with them), checked at 60 digits on a grid that reaches the
+    # tails where φ and φ' underflow (|z| up to 1e8) and the subnormal z.
+    import sympy
+
+    act = symgrad.activation(name)
+    V, U = (sympy.lambdify(symgrad.spec.activations.z, e, "mpmath") for e in act.log_bounds)
+    f, df = _MP_FORMS[name]
+    grid = np.concatenate([np.linspace(-60, 60, 1201), -np.logspace(-310, 8, 160), np.logspace(-310, 8, 160), [0.0]])
+    with mpmath.workdps(60):
+        for t in grid:
+            x = mpmath.mpf(float(t))
+            for fn, bound, what in ((f, V, "φ"), (df, U, "φ'")):
+                v = mpmath.mpf(fn(x))
+                if v != 0:
+                    assert mpmath.log(abs(v)) <= bound(x) + mpmath.mpf(10) ** -40, (name, what, float(t))
+
+
+def test_log_bounds_exist_where_phi_prime_underflows():
+    # every built-in whose φ' can underflow for a finite z has bounds (softsign's only past 1e154)
+    have = {a for a in ("sigmoid", "tanh", "elu", "selu", "softplus", "silu", "gelu") if symgrad.activation(a).log_bounds}
+    assert have == set(_MP_FORMS)
+    assert symgrad.activation("relu").log_bounds is None and symgrad.custom_activation("z*tanh(z)").log_bounds is None

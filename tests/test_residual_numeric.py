@@ -577,6 +577,52 @@ def test_the_compiled_kernel_redoes_flagged_samples_and_diagnoses_bad_input():
         backprop(net2, q2, backend="numba")
 
 
+@numba_only
+@pytest.mark.parametrize("name", ["softplus", "gelu", "silu", "elu", "sigmoid", "tanh"])
+def test_certified_underflow_in_residual_layers_needs_no_redo(name, monkeypatch):
+    # a_l = a_{l−1} + ½φ(z_l) with |a| ~ 1e4: z_l reaches ±1e4, so φ'(z_l) (and for some φ itself)
+    # underflows in most samples.  The kernel's log-bounds certify δ_l = ∂C/∂w_l = 0 and
+    # a_l = a_{l−1} there without the rescaled redo; the values agree with the NumPy kernels.
+    net = symgrad.chain(8, name, residual=0.5)
+    p = sample(net, 3000, seed=_seed(name, "certified"))
+    rng = np.random.default_rng(_seed(name, "a0"))
+    p["a0"] = rng.normal(0.0, 1e4, 3000)
+    redone = []
+    orig = _res.scaled_samples
+    monkeypatch.setattr(_res, "scaled_samples", lambda inp, idx, *a: (redone.append(len(idx)), orig(inp, idx, *a))[1])
+    a = backprop(net, p, backend="numba", threads=1)
+    monkeypatch.setattr(_res, "scaled_samples", orig)
+    b = backprop(net, p, backend="numpy")
+    tol = _chain_tol(net, p)
+    for k in net.parameters:
+        assert_within(a.grads[k], b.grads[k], 2 * tol[k], k)
+    act = net.activations[0]
+    zs = np.array([forward(net, p)["z%d" % j] for j in range(1, 9)])
+    with np.errstate(under="ignore"):
+        under = (np.abs(act.grad(zs)) < np.finfo(float).tiny).any(axis=0).sum()
+    assert under > 1000  # the case this is about
+    assert sum(redone) < under / 10
+
+
+@numba_only
+def test_an_underflowed_phi_is_dropped_only_beside_a_large_activation(monkeypatch):
+    # α = 1e−10 and a_L = y, so δ_1 = α σ(−720) g_1 is certified 0 in both samples.  But
+    # α softplus(−720) ≈ 2.2e−323 is a1 itself beside a0 = 0 (sample 0: redone rescaled), while
+    # beside a0 = 1 it is far below half an ulp and a1 = a0 exactly (sample 1: no redo).
+    net = symgrad.chain(2, "softplus", residual=1e-10)
+    p = sample(net, 64, seed=1)
+    p["a0"][:2], p["w1"][:2], p["b1"][:2], p["w2"][:2], p["b2"][:2] = [0.0, 1.0], 1.0, -720.0, 1.0, 0.0
+    p["y"] = forward(net, p)["a2"]
+    redone = []
+    orig = _res.scaled_samples
+    monkeypatch.setattr(_res, "scaled_samples", lambda inp, idx, *a: (redone.extend(idx.tolist()), orig(inp, idx, *a))[1])
+    a = backprop(net, p, backend="numba")
+    assert 0 in redone and 1 not in redone
+    b = backprop(net, p, backend="numpy")
+    for k in net.parameters:
+        np.testing.assert_array_equal(a.grads[k][:2], b.grads[k][:2], err_msg=k)
+
+
 # ---------------------------------------------------------------------------------------------
 # Shared weights (backprop_shared: the gradient-flow report and the Monte-Carlo check use it)
 # ---------------------------------------------------------------------------------------------

@@ -322,6 +322,23 @@ def form_of(act) -> str:
     return scalar_source(phi, dphi, "phi", trusted)
 
 
+@functools.lru_cache(maxsize=256)
+def bounds_of(act) -> str:
+    """The printed ``def bnd(z): return (V, U)`` of an activation's :attr:`Activation.log_bounds`
+    (log|φ| ≤ V, log|φ'| ≤ U), or ``(INF, INF)`` (nothing certified) where it has none or they do
+    not print."""
+    lb = getattr(act, "log_bounds", None)
+    if lb is not None:
+        try:
+            pr = _Printer(derivative_mode=False, trusted=True)
+            v, u = pr.p(lb[0]), pr.p(lb[1])
+            body = "".join("    %s\n" % ln for ln in pr.lines)
+            return "def bnd(z):\n%s    return (%s, %s)\n" % (body, v, u)
+        except _Unprintable:
+            pass
+    return "def bnd(z):\n    return (INF, INF)\n"
+
+
 # ---------------------------------------------------------------------------------------------
 # The chain kernel around the forms.
 # ---------------------------------------------------------------------------------------------
@@ -623,7 +640,8 @@ def _run_generated(src: str) -> dict:
     printed by ``repr(float)``, never a name or string of the user's (see the module docstring)."""
     from symgrad.numeric import compiled as _jit
 
-    ns = {"np": np, "math": math, "TINY": _jit._TINY, "HUGE": _jit._HUGE, "REDO_EXACT": REDO_EXACT, "SUB": SUB}
+    ns = {"np": np, "math": math, "TINY": _jit._TINY, "HUGE": _jit._HUGE, "REDO_EXACT": REDO_EXACT, "SUB": SUB, "INF": math.inf, "NAN": math.nan, "LN2": math.log(2.0),
+          "E2_MAGIC": np.int64(0x4330000000000000), "E2_SHIFT": 4503599627370496.0}
     ns.update(_jit.elementary())
     exec(compile(src, "<symgrad generated kernel>", "exec"), ns)
     return ns

@@ -444,34 +444,56 @@ def dense_backprop(inp: _Inputs, *, log_space: bool, wrt):
 # ---------------------------------------------------------------------------------------------
 
 # The activations' forms come from symgrad.numeric._codegen (``form_of``: each activation's one
-# stable φ, φ' printed into ``def phi(z): … return (φ, φ', uf)``); only the loop around them is
-# written here, once for every activation.  Per layer j (0-based) of a block, sample by sample:
+# stable φ, φ' printed into ``def phi(z): … return (φ, φ', uf)``; ``bounds_of``: its log-bounds
+# ``def bnd(z): return (V, U)``, log|φ| ≤ V, log|φ'| ≤ U); only the loop around them is written
+# here, once for every activation.  Per layer j (0-based) of a block, sample by sample:
 #     forward:   A[j] = a_j;  z = w a + b;  D[j] = ℓ = c_j φ'(z);  a ← r_j a + c_j φ(z)
 #     backward:  δ_j = ℓ g (the output layer: ∂C/∂z_L);  A[j] ← A[j] δ_j;  g ← r_j g + w_j δ_j
 # with c_j = α_j, r_j = 1 for a residual layer and c_j = 1, r_j = 0 for a plain one.  A sample is
 # flagged for the rescaled redo (``chain_scaled``) where a value leaves the normal range from
 # nonzero factors, as the plain kernel flags them (symgrad.numeric._codegen's module docstring); a
 # non-finite z (or a) stops the block with the layer as status, for the exact diagnosis.
+#
+# Except where the bounds certify the exact result.  In a residual layer whose φ'(z_j) (or c_j φ'(z_j))
+# underflows, if |c_j w_j φ'(z_j)| < 2^−60 then 1 + c_j w_j φ'(z_j) rounds to 1, so g_{j−1} = g_j
+# exactly, and only δ_j = c_j φ'(z_j) g_j and ∂C/∂w_j = a_{j−1} δ_j depend on φ'(z_j): the entry is
+# marked (M), D[j] keeps U + log|c_j|, and the backward writes δ_j = ∂C/∂w_j = 0 where
+# e^{U + log|c_j|}·|g_j| (and that times |a_{j−1}|) is below e^−746 < 2^−1075, where the exact values
+# round to 0; else the sample is flagged as before.  Likewise a_j = a_{j−1} where φ(z_j) underflows
+# but |c_j| e^V < 2^−56 |a_{j−1}|, below half an ulp of a_{j−1}.  (|x| < 2^_e2(x) from x's exponent
+# bits; the margins, 2 bits and 0.87 in log, exceed the rounding of V and U wherever the test is close.)
+# In a deep residual softplus chain (a grows, so z_j reaches −10^6) this is most entries of most samples.
 _RES_LAYER = """\
         if k == {k}:
             for i in range(m):
                 ai = a[i]
-                arow[i] = ai
-                zi = w[i] * ai + b[i]
+                wi = w[i]
+                zi = wi * ai + b[i]
                 pi, di, ufi = phi{k}(zi)
+                vb, ub = bnd{k}(zi)
                 li = cj * di
-                drow[i] = li
-                an = rj * ai + cj * pi
+                zsub = (abs(zi) < TINY) & (zi != 0.0)
+                plost = (abs(pi) < TINY) & ((pi != 0.0) | ufi)
+                dlost = ((abs(di) < TINY) & ((di != 0.0) | ufi)) | _lost(li, cj, di)
+                pok = res & ((vb + lcj) < (_e2(ai) - 56.0) * LN2)
+                ulc = ub + lcj
+                mk = res & dlost & ~zsub & ((ulc + _e2(wi) * LN2) < -42.0)
+                an = ai if (plost & pok) else rj * ai + cj * pi
+                drow[i] = NAN if mk else li
+                arow[i] = (ulc + max(_e2(ai), 0.0) * LN2) if mk else ai
                 a[i] = an
                 z[i] = zi
                 bad |= ~((abs(zi) <= HUGE) & (abs(an) <= HUGE) & (abs(di) <= HUGE))
-                fl[i] |= (((abs(zi) < TINY) & (zi != 0.0)) | ((abs(pi) < TINY) & ((pi != 0.0) | ufi))
-                          | ((abs(di) < TINY) & ((di != 0.0) | ufi)) | _lost(li, cj, di))
+                fl[i] |= zsub | (plost & ~pok) | (dlost & ~mk)
 """
 
 _RES_KERNEL = '''\
 def _lost(x, p, q):
     return ~(abs(x) <= HUGE) | ((abs(x) < TINY) & ((x != 0.0) | ((p != 0.0) & (q != 0.0))))
+
+
+def _e2(x):
+    return (np.int64(((np.float64(x).view(np.int64) >> 52) & 2047) | E2_MAGIC).view(np.float64) - E2_SHIFT) - 1022.0
 
 
 def res_forward(W, B, kinds, C, R, a0, s, e, A, oA, D, oD, aL, zL, fl):
@@ -488,6 +510,8 @@ def res_forward(W, B, kinds, C, R, a0, s, e, A, oA, D, oD, aL, zL, fl):
         drow = D[j, oD:oD + m]
         cj = C[j]
         rj = R[j]
+        res = rj == 1.0
+        lcj = math.log(abs(cj)) if cj != 0.0 else -INF
         k = kinds[j]
         bad = False
 {layers}
@@ -515,17 +539,20 @@ def res_backward(W, R, s, D, oD, A, oA, m, dL, cancel, fl):
         top = cancel and j == L - 1
         for i in range(m):
             li = drow[i]
+            mk = li != li
             gi = g[i]
             di = gi if top else li * gi
-            drow[i] = di
             ai = arow[i]
             qi = ai * di
-            arow[i] = qi
             wi = w[i]
             ui = wi * di
-            gn = rj * gi + ui
+            ok = (ai + _e2(gi) * LN2) < -746.0
+            drow[i] = 0.0 if mk else di
+            arow[i] = 0.0 if mk else qi
+            gn = rj * gi + (0.0 if mk else ui)
             g[i] = gn
-            fl[i] |= (_lost(di, li, gi) & ~top) | (top & ~(abs(di) <= HUGE)) | _lost(qi, ai, di) | _lost(ui, wi, di) | ~(abs(gn) <= HUGE)
+            fl[i] |= ((mk & ~ok) | (~mk & ((_lost(di, li, gi) & ~top) | (top & ~(abs(di) <= HUGE)) | _lost(qi, ai, di)
+                                          | _lost(ui, wi, di))) | ~(abs(gn) <= HUGE))
     for i in range(m):
         if fl[i]:
             return True
@@ -548,12 +575,14 @@ def res_chain_block(W, B, kinds, C, R, a0, y, s, e, A, oA, D, oD, cross_entropy,
 
 
 def kernel_source(forms: tuple) -> str:
-    """The module text of the residual chain kernel for these distinct printed forms
-    (``_codegen.form_of``): the forms as ``phi0``, ``phi1``, … and the loop above around them."""
+    """The module text of the residual chain kernel for these distinct printed (form, bounds) pairs
+    (``_codegen.form_of``, ``_codegen.bounds_of``): the forms as ``phi0``, ``phi1``, …, the bounds
+    as ``bnd0``, ``bnd1``, … and the loop above around them."""
     parts = []
-    for k, f in enumerate(forms):
-        assert f.startswith("def phi(z):\n")
+    for k, (f, bd) in enumerate(forms):
+        assert f.startswith("def phi(z):\n") and bd.startswith("def bnd(z):\n")
         parts.append("def phi%d(z):\n" % k + f[len("def phi(z):\n"):])
+        parts.append("def bnd%d(z):\n" % k + bd[len("def bnd(z):\n"):])
     layers = "".join(_RES_LAYER.format(k=k) for k in range(len(forms)))
     from symgrad.numeric import _codegen
 
@@ -578,7 +607,8 @@ def chain_kernel(forms: tuple):
     opts = dict(nogil=True, fastmath={"contract"}, error_model="numpy")
     for k in range(len(forms)):
         ns["phi%d" % k] = numba.njit(inline="always", **opts)(ns["phi%d" % k])
-    for name in ("_lost", "res_forward", "res_output", "res_backward", "res_chain_block"):
+        ns["bnd%d" % k] = numba.njit(inline="always", **opts)(ns["bnd%d" % k])
+    for name in ("_lost", "_e2", "res_forward", "res_output", "res_backward", "res_chain_block"):
         ns[name] = numba.njit(**opts)(ns[name])
     if len(_KERNELS) >= 64:
         _KERNELS.pop(next(iter(_KERNELS)))
@@ -594,7 +624,7 @@ def jit_kernel(inp: _Inputs):
     net = inp.net
     forms, kinds = {}, []
     for act in net.activations:
-        kinds.append(forms.setdefault(_codegen.form_of(act), len(forms)))
+        kinds.append(forms.setdefault((_codegen.form_of(act), _codegen.bounds_of(act)), len(forms)))
     c = np.array([1.0 if a is None else float(a) for a in inp.alphas])
     r = np.array([0.0 if a is None else 1.0 for a in inp.alphas])
     return chain_kernel(tuple(forms)), np.array(kinds, dtype=np.int64), c, r

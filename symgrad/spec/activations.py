@@ -1145,6 +1145,14 @@ class Activation:
     #: into the numba chain kernel.  None for a custom activation, whose ``expr`` and
     #: ``derivative`` are compiled as they are (where the printer supports them).
     stable: tuple | None = field(default=None, repr=False)
+    #: (V, U) as SymPy expressions in z with log|φ(z)| ≤ V(z) and log|φ'(z)| ≤ U(z) for every
+    #: real z, tight where φ or φ' underflows (U = −|z| for σ' ≤ e^{−|z|}), printed into the
+    #: compiled residual chain kernel: where φ'(z_l) of a residual layer underflows, they certify
+    #: that δ_l = α φ'(z_l) g_l rounds to 0 and that a_l = a_{l−1} + α φ(z_l) rounds to a_{l−1}, so
+    #: the sample needs no rescaled redo (numeric/residual.py).  None: nothing is certified (the
+    #: sample is redone, as for every custom activation).  Each bound is checked against mpmath
+    #: (tests/test_activations.py).
+    log_bounds: tuple | None = field(default=None, repr=False)
     #: A vector (output-only) activation: a_i depends on the whole layer z, so it is not an
     #: elementwise φ and is allowed only as a dense network's output layer (softmax,
     #: a_i = e^{z_i}/Σ_k e^{z_k}, Nielsen ch. 3 eq. 78).  Its ``expr`` is the unnormalised weight
@@ -1424,6 +1432,7 @@ def _make_builtins() -> list[Builtin]:
             log_abs_value=_np_log_sigmoid, value_sign=np.ones_like, grad_sign=nonneg,
             logistic=True, bound_certificate=(sigmoid(z), S.Half),
             stable=(sig, Min(e1 / (1 + e1) ** 2, S(1) / 4)),
+            log_bounds=(Min(z, 0), -Abs(z)),  # σ ≤ min(1, e^z); σ' = e^{−|z|}/(1 + e^{−|z|})² ≤ e^{−|z|}
         )
 
     def make_tanh():
@@ -1435,6 +1444,7 @@ def _make_builtins() -> list[Builtin]:
             value_sign=np.sign, grad_sign=nonneg,  # tanh of a subnormal is that subnormal: log|tanh| by default
             bound_certificate=(sympy.tanh(z), S.Zero),
             stable=(sympy.tanh(z), Min(4 * exp(-2 * Min(Abs(z), 10**4)) / (1 + exp(-2 * Min(Abs(z), 10**4))) ** 2, 1)),
+            log_bounds=(S.Zero, sympy.log(4) - 2 * Abs(z)),  # |tanh| ≤ 1; tanh' = 4e^{−2|z|}/(1 + e^{−2|z|})²
         )
 
     def make_relu():
@@ -1499,6 +1509,8 @@ def _make_builtins() -> list[Builtin]:
             log_abs_value=lambda x: np.where(x > 0, _log_abs_where(x), log_a + _log_abs_where(np.expm1(np.minimum(x, 0.0)))),
             value_sign=np.sign, grad_sign=nonneg,
             stable=(Pw((z, z > 0), (a * expm1(Min(z, 0)), True)), Pw((1, z > 0), (a * exp(Min(z, 0)), True))),
+            # |φ| ≤ max(α, 1)|z| and log|z| ≤ |z|; φ' = 1 or αe^z
+            log_bounds=(sympy.log(sympy.Max(a, 1)) + Abs(z), sympy.log(sympy.Max(a, 1)) + Min(z, 0)),
         )
 
     def make_selu():
@@ -1521,6 +1533,7 @@ def _make_builtins() -> list[Builtin]:
             log_abs_value=lambda x: np.where(x > 0, log_l + _log_abs_where(x), log_la + _log_abs_where(np.expm1(np.minimum(x, 0.0)))),
             value_sign=np.sign, grad_sign=nonneg,
             stable=(Pw((lam * z, z > 0), (lam * a * expm1(Min(z, 0)), True)), Pw((lam, z > 0), (lam * a * exp(Min(z, 0)), True))),
+            log_bounds=(sympy.log(lam * a) + Abs(z), sympy.log(lam * a) + Min(z, 0)),  # as ELU's, with λα > λ
         )
 
     def make_softplus():
@@ -1531,6 +1544,7 @@ def _make_builtins() -> list[Builtin]:
             latex_formula=r"\ln\bigl(1 + e^{z}\bigr)", latex_derivative=r"\sigma(z) = \frac{1}{1 + e^{-z}}",
             log_abs_value=_np_log_softplus, value_sign=np.ones_like, grad_sign=nonneg,
             stable=(Max(z, 0) + log1p(e1), sig),
+            log_bounds=(z, Min(z, 0)),  # log(1 + e^z) ≤ e^z for z < 0 and log(z + log 2) ≤ z for z ≥ 0; σ ≤ min(1, e^z)
         )
 
     def make_silu():
@@ -1549,6 +1563,8 @@ def _make_builtins() -> list[Builtin]:
             # φ' underflows only far into the left tail, where it is negative
             log_abs_value=_log_abs_times(_np_log_sigmoid), value_sign=np.sign, grad_sign=_sign_filled(-1.0),
             stable=(z * sig, sig * (1 + z * Pw((sig_neg, z >= 0), (sig_pos, True)))),  # σ(z)(1 + z σ(−z)), as _np_silu_grad
+            # |zσ(z)| ≤ |z| e^{min(z, 0)}; |φ'| ≤ e^{min(z, 0)}(1 + |z|) and ≤ 1.0999; log(1 + x) ≤ √x
+            log_bounds=(Min(z, 0) + sqrt(Abs(z)), sympy.log(S(11) / 10) + Min(z, 0) + sqrt(Abs(z))),
         )
 
     def make_gelu():
@@ -1565,6 +1581,9 @@ def _make_builtins() -> list[Builtin]:
             # Φ(z) = erfc(−z/√2)/2 (no cancellation for z < 0), as scipy's ndtr in _np_gelu
             stable=(z * sympy.erfc(-z / sqrt(2), evaluate=False) / 2,
                     sympy.erfc(-z / sqrt(2), evaluate=False) / 2 + z * exp(-z ** 2 / 2) / sqrt(2 * pi)),
+            # z < 0: Φ(z) ≤ ϕ(z)/|z| (Mills), so |φ| ≤ ϕ(z) and, for z ≤ −1, |φ'| ≤ |z|ϕ(z) (two terms of
+            # opposite signs); |φ'| ≤ 1.13 everywhere; log x ≤ √x
+            log_bounds=(sqrt(Abs(z)) - Min(z, 0) ** 2 / 2, sympy.log(S(113) / 100) + sqrt(Abs(z)) - Min(z, 0) ** 2 / 2),
         )
 
     def make_softsign():
