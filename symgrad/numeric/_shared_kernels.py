@@ -7,6 +7,9 @@ C-contiguous, written flat)::
     fwd_plain{k}:  z += b^l,  a^l = φ(z),                 P^l = φ'(z)
     fwd_res{k}:    z += b^l,  a^l = a^{l−1} + α_l φ(z),   P^l = α_l φ'(z)
 
+each returning ``(bad, zeros)``: how many entries have a^l or P^l not finite (a non-finite x is
+the one whose x − x is not 0), and how many a^l are exactly 0 (fewer than B: no column of a^l is
+zero for the whole batch, so the next layer need not look for one)
 (φ and φ' from one evaluation of the printed form, which shares their subexpressions), and after
 the GEMM ``u = δ^l W^l``::
 
@@ -43,6 +46,8 @@ __all__ = ["kernels"]
 _FWD_PLAIN = """\
 def fwd_plain{k}(z, b, a, P):
     B, n = z.shape
+    bad = 0
+    zeros = 0
     for i in range(B):
         for j in range(n):
             zi = z[i, j] + b[j]
@@ -50,18 +55,27 @@ def fwd_plain{k}(z, b, a, P):
             pi, di, ufi = phi{k}(zi)
             a[i, j] = pi
             P[i, j] = di
+            bad += 0 if (pi - pi == 0.0) & (di - di == 0.0) else 1
+            zeros += 1 if pi == 0.0 else 0
+    return bad, zeros
 """
 
 _FWD_RES = """\
 def fwd_res{k}(z, b, a_prev, c, a, P):
     B, n = z.shape
+    bad = 0
+    zeros = 0
     for i in range(B):
         for j in range(n):
             zi = z[i, j] + b[j]
             z[i, j] = zi
             pi, di, ufi = phi{k}(zi)
-            a[i, j] = a_prev[i, j] + c * pi
+            ai = a_prev[i, j] + c * pi
+            a[i, j] = ai
             P[i, j] = c * di
+            bad += 0 if (ai - ai == 0.0) & (di - di == 0.0) else 1
+            zeros += 1 if ai == 0.0 else 0
+    return bad, zeros
 """
 
 # (flat views of (B, n) blocks, n given)

@@ -306,9 +306,11 @@ def _compiled_pass(kern, net, Ws, bs, a0, y, delta_out, grads, dt, zblock, alpha
     q = np.empty(L, dtype=dt)
     acts = net.activations
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        zeros = B  # a0: look for dead columns
         for l in range(1, L + 1):
             W, b, m = Ws[l - 1], bs[l - 1], n[l]
-            _check_dead_columns(a, W, l)
+            if zeros >= B:  # fewer than B zeros in a^{l−1}: no column of it is zero for the whole batch
+                _check_dead_columns(a, W, l)
             z = zbuf[:B * m].reshape(B, m)
             np.matmul(a, W.T, out=z)
             if l == L and delta_out is not None and not res[l - 1]:
@@ -320,14 +322,15 @@ def _compiled_pass(kern, net, Ws, bs, a0, y, delta_out, grads, dt, zblock, alpha
             bc = np.ascontiguousarray(b)
             if res[l - 1]:
                 prev = np.ascontiguousarray(a)
-                kern.res[l - 1](z, bc, prev, float(alphas[l - 1]), nxt, P)
+                bad, zeros = kern.res[l - 1](z, bc, prev, float(alphas[l - 1]), nxt, P)
             else:
-                kern.plain[l - 1](z, bc, nxt, P)
+                bad, zeros = kern.plain[l - 1](z, bc, nxt, P)
             q[l - 1] = _z_moment(z, Ws, l, dt)
             # A φ or φ' that is not finite at a finite z (a custom activation whose printed form
             # overflows or cancels where its exact value does not): this layer again in NumPy,
             # whose kernels fall back to the exact value there (Activation.value, .grad).
-            if not (np.isfinite(np.vdot(nxt, nxt)) and np.isfinite(np.vdot(P, P))):
+            if bad:
+                zeros = B
                 v, dv = acts[l - 1].value(z), acts[l - 1].grad(z)
                 if res[l - 1]:
                     np.add(a, alphas[l - 1] * v, out=nxt)
@@ -454,11 +457,12 @@ def _numpy_pass(net, Ws, bs, a0, y, delta_out, grads, dt, zblock, alphas) -> Sha
 
 def _sum_cannot_overflow(d, a, dsq_rows, dt) -> bool:
     """True when no entry of δᵀa can overflow, so that it need not be scanned: by Cauchy–Schwarz
-    |Σ_s δ_si a_sj| ≤ ‖δ_:i‖·‖a_:j‖ ≤ √(Σ_s ‖δ_s‖²)·max_j ‖a_:j‖, and a computed sum of B products
+    |Σ_s δ_si a_sj| ≤ ‖δ_:i‖·‖a_:j‖ ≤ √(Σ_s ‖δ_s‖²)·‖a‖_F, and a computed sum of B products
     stays within (1 + γ_B) of the sum of their magnitudes (Higham §3.1), each partial sum too;
     a factor 2 covers the rounding of the norms themselves.  O(B·n), against O(n²) for the scan."""
     with np.errstate(over="ignore", invalid="ignore"):
-        bound = math.sqrt(float(np.sum(dsq_rows))) * math.sqrt(float(np.max(np.einsum("ij,ij->j", a, a))))
+        # max_j ‖a_:j‖² ≤ Σ_j ‖a_:j‖² = ‖a‖_F², one BLAS dot (a looser bound only means more scans)
+        bound = math.sqrt(float(np.sum(dsq_rows))) * math.sqrt(float(np.vdot(a, a)))
     return math.isfinite(bound) and 2.0 * (1.0 + gamma(a.shape[0], dt)) * bound < float(np.finfo(dt).max)
 
 
