@@ -26,7 +26,8 @@ gradients, fresh output memory each call, symgrad and PyTorch in alternating rou
 on one thread (``torch.set_num_threads(1)``, ``threads=1``, NUMBA_NUM_THREADS=1) and then on two;
 and, for the activations whose kernels call exp, expm1, log1p, tanh or erfc, the same one-thread run
 with numba's ``math.*`` (scalar libm calls; no SVML in the pip llvmlite) in place of symgrad's
-branch-free versions.  Runs in about six minutes.  ``--elementary`` times each branch-free function
+branch-free versions; then every activation again with every layer residual (a_l = a_{l−1} + 0.5·φ(z_l), on
+both sides), one thread.  Runs in about eight minutes.  ``--elementary`` times each branch-free function
 against its ``math.*`` counterpart alone, in ns per element of a numba loop (one thread, alternating
 rounds, best of).
 
@@ -148,13 +149,15 @@ CASE = textwrap.dedent(
         out["fsum_reference"] = exact
         out["decay_rate_per_layer"] = exact / depth
     elif kind.startswith("acts"):
-        # kind = "acts:<threads>[:libm]": every activation, symgrad and PyTorch alternating.
+        # kind = "acts[-res]:<threads>[:libm]": every activation, symgrad and PyTorch alternating;
+        # "acts-res": every layer residual, a_l = a_{l-1} + 0.5 φ(z_l), on both sides.
         import torch
         import torch.nn.functional as F
         from symgrad.numeric import _codegen
         from numba.core import config as numba_config
         parts = kind.split(":")
         threads, libm = int(parts[1]), parts[-1] == "libm"
+        alpha = 0.5 if parts[0] == "acts-res" else None
         if libm:
             _codegen.LIBM = True
             _codegen.form_of.cache_clear()
@@ -167,7 +170,7 @@ CASE = textwrap.dedent(
         for name in names:
             acts = name.split("+")
             layer = [acts[j % len(acts)] for j in range(depth)]
-            net = symgrad.chain(depth, layer)
+            net = symgrad.chain(depth, layer, residual=alpha)
             p = sample(net, batch, seed=0)
             W = [torch.tensor(p["w%d" % j], requires_grad=True) for j in range(1, depth + 1)]
             B = [torch.tensor(p["b%d" % j], requires_grad=True) for j in range(1, depth + 1)]
@@ -178,7 +181,7 @@ CASE = textwrap.dedent(
                     t.grad = None
                 a = a0
                 for f, w, b in zip(fs, W, B):
-                    a = f(w * a + b)
+                    a = f(w * a + b) if alpha is None else a + alpha * f(w * a + b)
                 (0.5 * (a - y) ** 2).sum().backward()
             run_sym = lambda: backprop(net, p, threads=threads, backend="numba")  # noqa: E731
             ts, tt = [], []
@@ -315,6 +318,15 @@ def per_activation():
               % (name, one["symgrad"], one["torch"], one["torch"] / one["symgrad"],
                  two["symgrad"], two["torch"], two["torch"] / two["symgrad"], extra))
     print("  (ratio = PyTorch seconds / symgrad seconds; >= 1.0 means symgrad is at least as fast)")
+    rr = run("acts-res:1", DEPTH, ACT_BATCH, repeat=3, timeout=900, extra=(",".join(ACTIVATIONS),))
+    if "error" in rr:
+        print("  residual chains: failed (%s)" % rr["error"])
+        return
+    print("per activation, residual chains (every layer a_l = a_(l-1) + 0.5 phi(z_l), same draw of w, b, a0, y), one thread:")
+    for name in ACTIVATIONS:
+        one = rr[name]
+        print("  %-12s %.4f / %.4f  ratio %5.2f  (per round %s)" % (name, one["symgrad"], one["torch"], one["torch"] / one["symgrad"],
+                                                                  ", ".join("%.2f" % x for x in one["per_round"])))
 
 
 ELEMENTARY = textwrap.dedent(
