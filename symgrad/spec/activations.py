@@ -1110,7 +1110,10 @@ class Activation:
     * ``bound`` (sup|φ'|, where attained, range of φ'), ``bound_certificate`` ((s, c) with
       sup − φ' = (s − c)² in s, for σ and tanh), ``kinks`` (where φ' or φ'' jumps; φ' there is
       the left derivative), ``latex_formula`` / ``latex_derivative`` (the literature's φ, φ'),
-      ``logistic`` (φ = σ, so δ^L = σ(z_L) − y is formed from the logit).
+      ``logistic`` (φ = σ, so δ^L = σ(z_L) − y is formed from the logit);
+    * ``stable`` (φ, φ' written for float64, what the compiled kernels are generated from) and
+      ``log_bounds`` ((V, U): log|φ| ≤ V, log|φ'| ≤ U for every z, which certify exact zeros where
+      φ' underflows in a residual layer).
 
     Make one with :func:`activation` (built-ins, by name) or :func:`custom_activation`.
 
