@@ -26,6 +26,7 @@ import numpy as np
 from symgrad.errors import InvalidArgument
 from symgrad.numeric.inputs import _all_finite, _alpha_values, _alphas_of, _check_memory
 from symgrad.numeric.output import _output_delta
+from symgrad.numeric import _blas
 from symgrad.numeric import _shared_kernels as _sk
 from symgrad.symbolic.networks import Network
 
@@ -290,7 +291,8 @@ def _compiled_pass(kern, net, Ws, bs, a0, y, delta_out, grads, dt, zblock, alpha
     again by the backward step); a^l for every layer when ``grads`` (∂C/∂W^{l+1} reads it), else two
     alternating buffers; z^l in one scratch buffer (the GEMM's output, finished in place by the
     compiled step); δ in one buffer and δW in two (g^l = ∂C/∂a^l of a residual layer is the
-    previous δW).  No compiled loop is handed two views of one buffer."""
+    previous δW).  No compiled loop is handed two views of one buffer.  The GEMMs go through
+    :func:`symgrad.numeric._blas.matmul` (MKL where the optional ``mkl`` package is installed)."""
     L, B = net.depth, a0.shape[0]
     n = net.widths
     res = [alphas is not None and alphas[l] is not None for l in range(L)]
@@ -312,7 +314,7 @@ def _compiled_pass(kern, net, Ws, bs, a0, y, delta_out, grads, dt, zblock, alpha
             if zeros >= B:  # fewer than B zeros in a^{l−1}: no column of it is zero for the whole batch
                 _check_dead_columns(a, W, l)
             z = zbuf[:B * m].reshape(B, m)
-            np.matmul(a, W.T, out=z)
+            _blas.matmul(a, W.T, z)
             if l == L and delta_out is not None and not res[l - 1]:
                 z += b  # δ^L is given: neither φ(z^L) nor φ'(z^L) is needed
                 q[l - 1] = _z_moment(z, Ws, l, dt)
@@ -363,14 +365,14 @@ def _compiled_pass(kern, net, Ws, bs, a0, y, delta_out, grads, dt, zblock, alpha
             if grads:
                 gw = gblock[goff:goff + n[l] * n[l - 1]].reshape(n[l], n[l - 1])
                 goff += n[l] * n[l - 1]
-                np.matmul(d.T, As[l - 1], out=gw)
+                _blas.matmul(d.T, As[l - 1], gw)
                 gb = d.sum(axis=0) if pre_gb is None else pre_gb
                 _check_grads(d, As[l - 1], dsq[l - 1], gw, gb, l, dt)
                 out["W%d" % l], out["b%d" % l] = gw, gb
             if l > 1:
                 m = n[l - 1]
                 u = ubufs[l % 2][:B * m].reshape(B, m)
-                np.matmul(d, Ws[l - 1], out=u)
+                _blas.matmul(d, Ws[l - 1], u)
                 d = dbuf[:B * m].reshape(B, m)
                 pre_gb = np.empty(m, dtype=dt)
                 if res[l - 1]:  # g^{l−1} = δ^l W^l + g^l, in place in u

@@ -1,0 +1,194 @@
+"""backprop_shared's compiled per-layer steps (symgrad.numeric._shared_kernels) and its optional MKL
+GEMM (symgrad.numeric._blas): each path against the NumPy one, under error-analysis bounds, and
+the diagnoses that the compiled steps now make themselves (non-finite φ/φ', dead columns)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sympy
+
+import symgrad
+from symgrad.errors import InvalidArgument
+from symgrad.numeric import _blas
+from symgrad.numeric import _shared_kernels as _sk
+from symgrad.numeric import sample
+from symgrad.numeric.shared import backprop_shared, gamma
+
+from ._mpref import U, assert_within
+from .test_montecarlo import _abs_chain, _params, _summation_length
+from .test_residual_numeric import residual_tolerance
+
+numba_only = pytest.mark.skipif(not symgrad.numeric.compiled.available(), reason="numba not installed")
+ALPHA = sympy.Symbol("alpha", real=True)
+
+
+def _numpy_only(monkeypatch):
+    monkeypatch.setattr(_sk, "kernels", lambda net, dt: None)
+
+
+@numba_only
+@pytest.mark.parametrize("acts, loss", [("tanh", "quadratic"), ("relu", "quadratic"), ("gelu", "quadratic"),
+                                        (["tanh", "relu", "sigmoid"], "cross_entropy"), ("sigmoid", "quadratic")])
+@pytest.mark.parametrize("grads", [True, False])
+def test_compiled_and_numpy_plain_paths_agree(acts, loss, grads, monkeypatch):
+    net = symgrad.network([5, 7, 6, 4], acts, loss)
+    assert _sk.kernels(net, np.float64) is not None
+    B = 8
+    p = _params(net, B, seed=11)
+    compiled = backprop_shared(net, p, grads=grads)
+    _numpy_only(monkeypatch)
+    ref = backprop_shared(net, p, grads=grads)
+    # Both evaluate the same definitions in different summation orders (the compiled ‖δ‖² and
+    # Σ_batch δ vectorised) with φ, φ' each within a few ulps: within 2γ_K of each other on the
+    # absolute chain, K as in test_montecarlo's PyTorch comparison.
+    gw, gb = _abs_chain(net, p)
+    for l in range(1, net.depth + 1):
+        K = _summation_length(net, B, l) + 8 * net.depth + sum(net.widths)
+        if grads:
+            for name, bound in (("W%d" % l, gw[l]), ("b%d" % l, gb[l])):
+                assert np.all(np.abs(compiled.grads[name] - ref.grads[name]) <= 2 * gamma(K) * bound), name
+        else:
+            assert compiled.grads == {} == ref.grads
+        np.testing.assert_allclose(compiled.delta_sq[:, l - 1], ref.delta_sq[:, l - 1], rtol=8 * gamma(2 * sum(net.widths) + B), atol=0)
+    np.testing.assert_allclose(compiled.q, ref.q, rtol=4 * gamma(2 * max(net.widths) + 4), atol=0)
+    np.testing.assert_allclose(compiled.cost, ref.cost, rtol=gamma(net.widths[-1] + 8 * net.depth + 8), atol=0)
+
+
+@numba_only
+@pytest.mark.parametrize("residual", [[None, 0.5, ALPHA, None], [0.5, -0.3, 1.0, ALPHA]])
+def test_compiled_and_numpy_residual_paths_agree(residual, monkeypatch):
+    net = symgrad.network([4, 4, 4, 4, 4], ["tanh", "gelu", "relu", "sigmoid"], residual=residual)
+    p = sample(net, seed=8)
+    rng = np.random.default_rng(9)
+    p["a0"], p["y"], p["alpha"] = rng.normal(size=(6, 4)), rng.normal(size=(6, 4)), -0.7
+    compiled = backprop_shared(net, p)
+    _numpy_only(monkeypatch)
+    ref = backprop_shared(net, p)
+    tol = residual_tolerance(net, p)
+    for k in net.parameters:
+        assert_within(compiled.grads[k], ref.grads[k], 2 * tol[k].sum(axis=0) + 4 * 8 * U * np.abs(ref.grads[k]), k)
+    np.testing.assert_allclose(compiled.q, ref.q, rtol=64 * U, atol=0)
+
+
+@numba_only
+def test_a_non_finite_phi_from_the_compiled_step_is_redone_in_numpy(monkeypatch):
+    # A compiled step that reports a non-finite a^l or φ'(z^l) (a custom activation whose printed
+    # form overflows where its exact value does not) hands the layer to NumPy's kernels, which fall
+    # back to the exact value: the result is the NumPy path's.
+    net = symgrad.network([3, 5, 4, 2], ["tanh", "relu", "tanh"])
+    p = _params(net, 6, seed=3)
+    ref = backprop_shared(net, p)
+    real = _sk.kernels
+
+    def poisoned(net, dt):
+        k = real(net, dt)
+        def step(z, b, a, P, _f=k.plain[1]):
+            _f(z, b, a, P)
+            a[0, 0], P[1, 1] = np.inf, np.nan  # what an overflowing printed form would leave
+            return 1, 0
+        k.plain[1] = step
+        return k
+    monkeypatch.setattr(_sk, "kernels", poisoned)
+    redone = backprop_shared(net, p)
+    for k in net.parameters:
+        np.testing.assert_allclose(redone.grads[k], ref.grads[k], rtol=1e-13, atol=1e-15)
+
+
+def test_a_dead_column_behind_a_hidden_layer_is_still_scanned(monkeypatch):
+    # Column 2 of a^1 = relu(a0 W1ᵀ + b1) is 0 for every sample (b1[2] = −100, W1[2] = 0): the
+    # GEMM multiplies W2[:, 2] by zeros only, which a BLAS may skip, so a nan there need not reach
+    # z^2; the forward step counts a^1's zeros (≥ B) and the next layer scans its dead columns.
+    # A layer with fewer than B zeros has no dead column and is not scanned.
+    from symgrad.numeric import shared
+
+    scanned = []
+    real = shared._check_dead_columns
+    monkeypatch.setattr(shared, "_check_dead_columns", lambda a, W, l: (scanned.append(l), real(a, W, l))[1])
+    net = symgrad.network([3, 4, 3, 2], "relu")
+    p = _params(net, 5, seed=12)
+    p["W1"][2] = 0.0
+    p["b1"][2] = -100.0
+    assert np.all(np.isfinite(backprop_shared(net, p).grads["W2"]))
+    assert 2 in scanned
+    p["W2"][1, 2] = np.nan
+    with pytest.raises(InvalidArgument, match=r"'W2' .* contains nan at index \(1, 2\)"):
+        backprop_shared(net, p)
+    tanh = symgrad.network([3, 4, 3, 2], "tanh")
+    scanned.clear()
+    backprop_shared(tanh, _params(tanh, 5, seed=12))
+    if _sk.kernels(tanh, np.float64) is not None:
+        assert scanned == [1]  # a0 only: tanh of a random z is never exactly 0
+
+
+def test_an_overflowing_residual_layer_is_diagnosed():
+    net = symgrad.network([2, 2, 2], "identity", residual=[1.0, None])
+    p = {"a0": np.full((3, 2), 1e308), "y": np.zeros((3, 2)), "W1": np.zeros((2, 2)), "b1": np.full(2, 1e308),
+         "W2": np.eye(2), "b2": np.zeros(2)}
+    with pytest.raises(InvalidArgument, match="overflows float64 at residual layer 1"):
+        backprop_shared(net, p)
+
+
+def test_generated_source_is_only_the_templates_and_the_printed_forms():
+    from symgrad.numeric import _codegen
+
+    form = _codegen.form_of(symgrad.network([2, 2], "tanh").activations[0])
+    src = _sk.source((form,))
+    assert "def fwd_plain0(z, b, a, P):" in src and "def fwd_res0(" in src and "def bwd_res(" in src
+    with pytest.raises(ValueError):
+        _sk.source(("import os",))
+
+
+def test_float32_runs_on_numpy():
+    net = symgrad.network([3, 4, 2], "tanh")
+    assert _sk.kernels(net, np.float32) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# The optional MKL GEMM
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ta, tb", [(False, False), (True, False), (False, True), (True, True)])
+def test_matmul_agrees_with_numpy_in_every_layout(ta, tb):
+    rng = np.random.default_rng(0)
+    m, k, n = 7, 13, 5
+    a = rng.standard_normal((k, m)).T if ta else rng.standard_normal((m, k))
+    b = rng.standard_normal((n, k)).T if tb else rng.standard_normal((k, n))
+    out = np.full((m, n), np.nan)  # β = 0: never read
+    assert _blas.matmul(a, b, out) is out
+    # each entry a k-term dot product in some order: within γ_k Σ|a||b| of the exact one, twice that apart
+    assert np.all(np.abs(out - a @ b) <= 2 * gamma(k) * (np.abs(a) @ np.abs(b)))
+
+
+def test_matmul_falls_back_to_numpy_where_mkl_cannot_take_the_arrays():
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((6, 8))[:, ::2]  # neither C- nor F-contiguous
+    b = rng.standard_normal((4, 3))
+    out = np.empty((6, 3))
+    np.testing.assert_array_equal(_blas.matmul(a, b, out), np.matmul(a, b))
+    a32, b32 = a.astype(np.float32), b.astype(np.float32)
+    np.testing.assert_array_equal(_blas.matmul(a32, b32, np.empty((6, 3), np.float32)), np.matmul(a32, b32))
+    sq = rng.standard_normal((4, 4))
+    expect = sq @ sq
+    np.testing.assert_allclose(_blas.matmul(sq, sq.copy(), sq), expect, rtol=1e-13, atol=1e-13)  # out overlaps a
+
+
+def test_mkl_is_optional(monkeypatch):
+    # without the package (or with SYMGRAD_MKL=0) the products are NumPy's, and the pass's results
+    # equal the MKL pass's within the GEMMs' rounding
+    net = symgrad.network([5, 7, 6, 4], "tanh")
+    p = _params(net, 8, seed=13)
+    first = backprop_shared(net, p)
+    monkeypatch.setattr(_blas, "_DGEMM", None)
+    monkeypatch.setenv("SYMGRAD_MKL", "0")
+    assert _blas.backend() == "numpy"
+    second = backprop_shared(net, p)
+    gw, gb = _abs_chain(net, p)
+    for l in range(1, net.depth + 1):
+        K = _summation_length(net, 8, l) + 8 * net.depth + sum(net.widths)
+        assert np.all(np.abs(first.grads["W%d" % l] - second.grads["W%d" % l]) <= 2 * gamma(K) * gw[l])
+    monkeypatch.setattr(_blas, "_DGEMM", None)
+    monkeypatch.delenv("SYMGRAD_MKL")
+    monkeypatch.setattr(_blas, "_library_path", lambda: None)
+    assert _blas.backend() == "numpy"
