@@ -83,8 +83,8 @@ def test_a_non_finite_phi_from_the_compiled_step_is_redone_in_numpy(monkeypatch)
 
     def poisoned(net, dt):
         k = real(net, dt)
-        def step(z, b, a, P, _f=k.plain[1]):
-            _f(z, b, a, P)
+        def step(z, b, a, P, zsq, asq, keep, _f=k.plain[1]):
+            _f(z, b, a, P, zsq, asq, keep)
             a[0, 0], P[1, 1] = np.inf, np.nan  # what an overflowing printed form would leave
             return 1, 0
         k.plain[1] = step
@@ -134,7 +134,7 @@ def test_generated_source_is_only_the_templates_and_the_printed_forms():
 
     form = _codegen.form_of(symgrad.network([2, 2], "tanh").activations[0])
     src = _sk.source((form,))
-    assert "def fwd_plain0(z, b, a, P):" in src and "def fwd_res0(" in src and "def bwd_res(" in src
+    assert "def fwd_plain0(z, b, a, P, zsq, asq, keep_z):" in src and "def fwd_res0(" in src and "def bwd_res(" in src
     with pytest.raises(ValueError):
         _sk.source(("import os",))
 
@@ -192,3 +192,14 @@ def test_mkl_is_optional(monkeypatch):
     monkeypatch.delenv("SYMGRAD_MKL")
     monkeypatch.setattr(_blas, "_library_path", lambda: None)
     assert _blas.backend() == "numpy"
+
+
+def test_a_gradient_overflow_behind_a_hidden_layer_is_reported():
+    # δ²ᵀa¹ = 1e150 · 1e200 overflows; the bound that lets the pass skip the scan of ∂C/∂W² uses
+    # the compiled step's column sums of (a¹)², which are ±inf here, so the scan runs and names layer 2.
+    net = symgrad.network([2, 2, 2], "identity")
+    p = {"a0": np.full((4, 2), 1e200), "W1": np.eye(2), "b1": np.zeros(2), "W2": np.eye(2), "b2": np.zeros(2)}
+    with pytest.raises(InvalidArgument, match="a batch-summed gradient overflows float64 at layer 2"):
+        backprop_shared(net, p, delta_out=np.full((4, 2), 1e150))
+    ok = backprop_shared(net, {**p, "a0": np.full((4, 2), 1e100)}, delta_out=np.full((4, 2), 1e150))
+    assert np.all(np.isfinite(ok.grads["W2"]))

@@ -7,9 +7,12 @@ C-contiguous, written flat)::
     fwd_plain{k}:  z += b^l,  a^l = φ(z),                 P^l = φ'(z)
     fwd_res{k}:    z += b^l,  a^l = a^{l−1} + α_l φ(z),   P^l = α_l φ'(z)
 
-each returning ``(bad, zeros)``: how many entries have a^l or P^l not finite (a non-finite x is
-the one whose x − x is not 0), and how many a^l are exactly 0 (fewer than B: no column of a^l is
-zero for the whole batch, so the next layer need not look for one)
+each writing the column sums of squares Σ_s (z^l_sj)² into ``zsq`` and Σ_s (a^l_sj)² into ``asq``
+(q^l and the overflow bound of ∂C/∂W^{l+1}, without reading z^l or a^l again), z^l itself back
+only where ``keep_z`` (the output layer's, for the loss), and returning ``(bad, zeros)``: how
+many entries have a^l or P^l not finite (a non-finite x is the one whose x − x is not 0), and how
+many a^l are exactly 0 (fewer than B: no column of a^l is zero for the whole batch, so the next
+layer need not look for one)
 (φ and φ' from one evaluation of the printed form, which shares their subexpressions), and after
 the GEMM ``u = δ^l W^l``::
 
@@ -41,38 +44,51 @@ import numpy as np
 
 __all__ = ["kernels"]
 
-# (z, a, P: (B, n) C-contiguous; b: (n,).  Two-dimensional indexing: a flat loop stepping by rows,
-# z[i0 + j], was not vectorised by LLVM, 9.8 against 2.9 ns per entry for tanh.)
+# (z, a, P: (B, n) C-contiguous; b, zsq, asq: (n,).  Two-dimensional indexing: a flat loop stepping
+# by rows, z[i0 + j], was not vectorised by LLVM, 9.8 against 2.9 ns per entry for tanh.  The sums
+# of squares are kept per column, so that the inner loop over a row has no reduction to reorder.)
 _FWD_PLAIN = """\
-def fwd_plain{k}(z, b, a, P):
+def fwd_plain{k}(z, b, a, P, zsq, asq, keep_z):
     B, n = z.shape
+    for j in range(n):
+        zsq[j] = 0.0
+        asq[j] = 0.0
     bad = 0
     zeros = 0
     for i in range(B):
         for j in range(n):
             zi = z[i, j] + b[j]
-            z[i, j] = zi
+            if keep_z:
+                z[i, j] = zi
             pi, di, ufi = phi{k}(zi)
             a[i, j] = pi
             P[i, j] = di
+            zsq[j] += zi * zi
+            asq[j] += pi * pi
             bad += 0 if (pi - pi == 0.0) & (di - di == 0.0) else 1
             zeros += 1 if pi == 0.0 else 0
     return bad, zeros
 """
 
 _FWD_RES = """\
-def fwd_res{k}(z, b, a_prev, c, a, P):
+def fwd_res{k}(z, b, a_prev, c, a, P, zsq, asq, keep_z):
     B, n = z.shape
+    for j in range(n):
+        zsq[j] = 0.0
+        asq[j] = 0.0
     bad = 0
     zeros = 0
     for i in range(B):
         for j in range(n):
             zi = z[i, j] + b[j]
-            z[i, j] = zi
+            if keep_z:
+                z[i, j] = zi
             pi, di, ufi = phi{k}(zi)
             ai = a_prev[i, j] + c * pi
             a[i, j] = ai
             P[i, j] = c * di
+            zsq[j] += zi * zi
+            asq[j] += ai * ai
             bad += 0 if (ai - ai == 0.0) & (di - di == 0.0) else 1
             zeros += 1 if ai == 0.0 else 0
     return bad, zeros

@@ -246,12 +246,14 @@ def _shared_pass(net, Ws, bs, a0, y, delta_out, grads, dt, zblock=None, alphas=N
     return _compiled_pass(kern, net, Ws, bs, a0, y, delta_out, grads, dt, zblock, alphas)
 
 
-def _z_moment(z, Ws, l, dt) -> float:
-    """q^l = mean of (z^l)², after proving z^l finite (:func:`_bad_forward` names why it is not).
+def _z_moment(z, Ws, l, dt, ss=None) -> float:
+    """q^l = mean of (z^l)², after proving z^l finite (:func:`_bad_forward` names why it is not);
+    ``ss``: Σ(z^l)² where the caller has it.
 
     One pass: the sum of squares is finite iff every z is finite, unless the squares overflow,
     which the exact check tells apart (then the sum is taken of z/max|z|, rescaled)."""
-    ss = np.vdot(z, z)
+    if ss is None:
+        ss = np.vdot(z, z)
     if not np.isfinite(ss):
         if not np.isfinite(z).all():
             raise _bad_forward(Ws, l, dt)
@@ -278,8 +280,8 @@ def _delta_norms(d, l, dsq_row, dt, computed):
         raise InvalidArgument("‖δ%d‖² overflows %s (an exploding gradient); scale the parameters" % (l, dt.name))
 
 
-def _check_grads(d, a, dsq_row, gw, gb, l, dt):
-    if not (_sum_cannot_overflow(d, a, dsq_row, dt) or _all_finite(gw)) or not np.isfinite(gb).all():
+def _check_grads(d, a, dsq_row, gw, gb, l, dt, a_col_max=None):
+    if not (_sum_cannot_overflow(d, a, dsq_row, dt, a_col_max) or _all_finite(gw)) or not np.isfinite(gb).all():
         raise InvalidArgument("a batch-summed gradient overflows %s at layer %d; scale the parameters or split the batch"
                               % (dt.name, l))
 
@@ -303,6 +305,8 @@ def _compiled_pass(kern, net, Ws, bs, a0, y, delta_out, grads, dt, zblock, alpha
     ablock = np.empty(int(offs[-1]), dtype=dt) if grads else None
     abufs = None if grads else [np.empty(wide, dtype=dt) for _ in range(2)]
     zbuf = np.empty(wide, dtype=dt)
+    zsq, asq = np.empty(max(n), dtype=dt), np.empty(max(n), dtype=dt)  # the step's column sums of squares
+    amax = [None] * (L + 1)  # max_j Σ_s (a^l_sj)², for the overflow bound of ∂C/∂W^{l+1}
     Ps, As = [None] * (L + 1), [None] * (L + 1)
     As[0] = a = a0
     q = np.empty(L, dtype=dt)
@@ -322,17 +326,22 @@ def _compiled_pass(kern, net, Ws, bs, a0, y, delta_out, grads, dt, zblock, alpha
             P = zblock[offs[l - 1]:offs[l]].reshape(B, m)
             nxt = (ablock[offs[l - 1]:offs[l]] if grads else abufs[l % 2][:B * m]).reshape(B, m)
             bc = np.ascontiguousarray(b)
+            keep = l == L  # z^L is read again by the loss; z^l (l < L) is not written back
             if res[l - 1]:
                 prev = np.ascontiguousarray(a)
-                bad, zeros = kern.res[l - 1](z, bc, prev, float(alphas[l - 1]), nxt, P)
+                bad, zeros = kern.res[l - 1](z, bc, prev, float(alphas[l - 1]), nxt, P, zsq[:m], asq[:m], keep)
             else:
-                bad, zeros = kern.plain[l - 1](z, bc, nxt, P)
-            q[l - 1] = _z_moment(z, Ws, l, dt)
+                bad, zeros = kern.plain[l - 1](z, bc, nxt, P, zsq[:m], asq[:m], keep)
+            ss = float(np.sum(zsq[:m]))
+            if (bad or not math.isfinite(ss)) and not keep:
+                z += b  # z^l itself, for the diagnosis or the NumPy redo below
+            q[l - 1] = _z_moment(z, Ws, l, dt, ss)
+            amax[l] = float(np.max(asq[:m]))
             # A φ or φ' that is not finite at a finite z (a custom activation whose printed form
             # overflows or cancels where its exact value does not): this layer again in NumPy,
             # whose kernels fall back to the exact value there (Activation.value, .grad).
             if bad:
-                zeros = B
+                zeros, amax[l] = B, None
                 v, dv = acts[l - 1].value(z), acts[l - 1].grad(z)
                 if res[l - 1]:
                     np.add(a, alphas[l - 1] * v, out=nxt)
@@ -367,7 +376,7 @@ def _compiled_pass(kern, net, Ws, bs, a0, y, delta_out, grads, dt, zblock, alpha
                 goff += n[l] * n[l - 1]
                 _blas.matmul(d.T, As[l - 1], gw)
                 gb = d.sum(axis=0) if pre_gb is None else pre_gb
-                _check_grads(d, As[l - 1], dsq[l - 1], gw, gb, l, dt)
+                _check_grads(d, As[l - 1], dsq[l - 1], gw, gb, l, dt, amax[l - 1])
                 out["W%d" % l], out["b%d" % l] = gw, gb
             if l > 1:
                 m = n[l - 1]
@@ -457,14 +466,16 @@ def _numpy_pass(net, Ws, bs, a0, y, delta_out, grads, dt, zblock, alphas) -> Sha
     return SharedBackprop(q, dsq, dsq.mean(axis=0), grads_out, cost, B)
 
 
-def _sum_cannot_overflow(d, a, dsq_rows, dt) -> bool:
+def _sum_cannot_overflow(d, a, dsq_rows, dt, a_col_max=None) -> bool:
     """True when no entry of δᵀa can overflow, so that it need not be scanned: by Cauchy–Schwarz
-    |Σ_s δ_si a_sj| ≤ ‖δ_:i‖·‖a_:j‖ ≤ √(Σ_s ‖δ_s‖²)·‖a‖_F, and a computed sum of B products
+    |Σ_s δ_si a_sj| ≤ ‖δ_:i‖·‖a_:j‖ ≤ √(Σ_s ‖δ_s‖²)·max_j ‖a_:j‖, and a computed sum of B products
     stays within (1 + γ_B) of the sum of their magnitudes (Higham §3.1), each partial sum too;
-    a factor 2 covers the rounding of the norms themselves.  O(B·n), against O(n²) for the scan."""
+    a factor 2 covers the rounding of the norms themselves.  O(B·n), against O(n²) for the scan;
+    O(1) where ``a_col_max`` (max_j ‖a_:j‖², from the compiled forward step) is given."""
     with np.errstate(over="ignore", invalid="ignore"):
-        # max_j ‖a_:j‖² ≤ Σ_j ‖a_:j‖² = ‖a‖_F², one BLAS dot (a looser bound only means more scans)
-        bound = math.sqrt(float(np.sum(dsq_rows))) * math.sqrt(float(np.vdot(a, a)))
+        if a_col_max is None:
+            a_col_max = float(np.max(np.einsum("ij,ij->j", a, a)))
+        bound = math.sqrt(float(np.sum(dsq_rows))) * math.sqrt(a_col_max)
     return math.isfinite(bound) and 2.0 * (1.0 + gamma(a.shape[0], dt)) * bound < float(np.finfo(dt).max)
 
 
