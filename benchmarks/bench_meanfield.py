@@ -83,6 +83,9 @@ if __name__ == "__main__" and "--mc-only" not in sys.argv:
 #                           for l >= 2 (99 GEMMs; no GEMM for d/da^0);
 #     symgrad: backprop_shared(net, params, delta_out=delta^L, grads=False), which also validates
 #              the arguments (shapes, dtypes, nan: the weights through the pass's own output);
+#              its elementwise work per layer in one compiled (numba) loop, its GEMMs through MKL's
+#              dgemm where the optional mkl package is installed, else NumPy's OpenBLAS (the line
+#              says which: "gemm mkl" or "gemm numpy");
 #     torch:   F.linear(a, W, b) (nn.Linear's addmm, the bias folded into the GEMM), tanh,
 #              z.retain_grad() for every delta^l, z^1 detached (autograd stops there, no GEMM for
 #              d/dx), z^100.backward(delta^L); q^l from z.detach(), ||delta^l||^2 from z.grad.
@@ -130,6 +133,8 @@ MC_CASE = textwrap.dedent(
         def f():
             r = backprop_shared(net, params, delta_out=dL, grads=grads)
             return r.q, r.delta_sq_mean
+        from symgrad.numeric import _blas
+        gemm = _blas.backend()
         def inner():  # what check_wide_network calls: its own draws need no argument validation
             r = _shared_pass(net, Wl, bl, x, None, dL, grads, f64)
             return r.q, r.delta_sq_mean
@@ -170,14 +175,14 @@ MC_CASE = textwrap.dedent(
             inner()
             best_inner = min(best_inner, time.perf_counter() - t)
     grow = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base
-    traced = None
+    traced, gemm = None, (gemm if side == "numpy" else "mkl")
     if side == "numpy":
         import tracemalloc
         tracemalloc.start()
         f()
         traced = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-    print(json.dumps({"s": best, "cpu_s": best_cpu, "inner_s": best_inner, "rss_grow_kb": grow, "traced": traced,
+    print(json.dumps({"gemm": gemm, "s": best, "cpu_s": best_cpu, "inner_s": best_inner, "rss_grow_kb": grow, "traced": traced,
                       "q_last": float(out[0][-1]), "ratio1": float(out[1][0] / out[1][-1])}))
     """
 )
@@ -202,11 +207,11 @@ def montecarlo(rounds=5, modes=("pass", "grads"), thread_counts=(1, 2)):
             nc, tc = (min(r["cpu_s"] for r in runs[k]) for k in ("numpy", "torch"))
             inner = min(r["inner_s"] for r in runs["numpy"])
             per_round = " ".join("%.2f" % (t["s"] / s["s"]) for s, t in zip(runs["numpy"], runs["torch"]))
-            print("    %-5s %d thread%s: symgrad %.3f s, torch %.3f s, ratio torch/symgrad %.2f (target >= 1.0)%s; "
+            print("    %-5s %d thread%s: symgrad %.3f s (gemm %s), torch %.3f s, ratio torch/symgrad %.2f (target >= 1.0)%s; "
                   "per round %s; CPU time %.3f vs %.3f s, ratio %.2f; the check's own pass (no argument validation) %.3f s, "
                   "ratio %.2f; peak RSS growth symgrad %.0f MB, torch %.0f MB (tracemalloc peak of one symgrad call %.0f MB); "
                   "q^100 %.5g vs %.5g, E|d^1|^2/E|d^L|^2 %.5g vs %.5g"
-                  % (mode, threads, "" if threads == 1 else "s", ns["s"], ts["s"], ts["s"] / ns["s"],
+                  % (mode, threads, "" if threads == 1 else "s", ns["s"], ns["gemm"], ts["s"], ts["s"] / ns["s"],
                      "  <- headline" if (mode, threads) == ("pass", 1) else "", per_round, nc, tc, tc / nc, inner, ts["s"] / inner,
                      max(r["rss_grow_kb"] for r in runs["numpy"]) / 1024, max(r["rss_grow_kb"] for r in runs["torch"]) / 1024,
                      ns["traced"] / 2**20, ns["q_last"], ts["q_last"], ns["ratio1"], ts["ratio1"]))
