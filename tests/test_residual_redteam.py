@@ -1,0 +1,66 @@
+"""Red-team findings on residual chains (task RT1: the compiled kernel's certified zeros, db84440).
+
+The certificate itself (Activation.log_bounds in the numba residual kernel) held up: no case was
+found where it wrote a zero that the exact value does not round to.  The two bugs below are in
+the paths it is compared against, each shown with its exact (mpmath) value; both are marked
+``xfail(strict=True)`` until fixed, so a fix turns them into failures that ask for the marker to go.
+"""
+
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+import pytest
+
+import symgrad
+from symgrad.numeric import backprop
+
+from ._mpref import assert_within
+from .test_residual_numeric import _chain_tol, numba_only
+
+BACKENDS = ["numpy", pytest.param("numba", marks=numba_only)]
+
+
+def _exact_skip_chain(a0, y):
+    """∂C/∂b_1 = ∂C/∂w_1 (a0 = 1) of the chain below, at 50 digits: relu'(z_2) = 0 exactly, so the
+    transfer of layer 2 is 1 + α_2 w_2·0 = 1 and g_1 = g_3 = a_3 − y; δ_1 = σ'(z_1) g_1."""
+    mpmath.mp.dps = 50
+    s = lambda t: 1 / (1 + mpmath.exp(-t))  # noqa: E731
+    z1 = mpmath.mpf(a0)
+    a1 = mpmath.mpf(a0) + s(z1)
+    a3 = a1 + s(mpmath.mpf(-720))  # a2 = a1 + 1e300·relu(−1e10·a1) = a1
+    return s(z1) * (1 - s(z1)) * (a3 - mpmath.mpf(y))
+
+
+@pytest.mark.xfail(strict=True, reason="residual._split_one_plus takes 1 + x as x where x's exponent exceeds 2^1000 even when "
+                                       "its mantissa is 0 (x = α w φ' with φ'(z) = 0 exactly and |α w| ≥ 2^1000): the skip's "
+                                       "transfer 1 + 0 becomes 0 in chain_scaled, zeroing every gradient below that layer")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_zero_phi_prime_beside_a_huge_alpha_w_keeps_the_skip_in_the_rescaled_pass(backend):
+    # Layer 2 is a residual ReLU with α = 1e300, w = −1e10 and z_2 < 0: φ'(z_2) = 0, so ∂a_2/∂a_1 = 1.
+    # Layer 3's σ'(−720) underflows (and δ_3 ≈ 2e−313 is not 0), so the sample goes through the
+    # rescaled pass (chain_scaled), which returns ∂C/∂b_1 = −0.0 instead of 0.3403…
+    net = symgrad.chain(3, ["sigmoid", "relu", "sigmoid"], residual=[1.0, 1e300, 1.0])
+    p = {"a0": np.array([1.0]), "w1": np.array([1.0]), "b1": np.array([0.0]), "w2": np.array([-1e10]),
+         "b2": np.array([0.0]), "w3": np.array([0.0]), "b3": np.array([-720.0]), "y": np.array([0.0])}
+    got = backprop(net, p, backend=backend)
+    exact = np.array([float(_exact_skip_chain(1.0, 0.0))])
+    tol = _chain_tol(net, p)
+    assert_within(got.grads["b1"], exact, tol["b1"], "b1")
+    assert_within(got.grads["w1"], exact, tol["w1"], "w1")
+
+
+@pytest.mark.xfail(strict=True, reason="the NumPy GELU φ' (spec/activations._np_gelu_grad) uses scipy.special.ndtr, which "
+                                       "returns 0 below z ≈ −37.65 though Φ(z) is still ~5e−311 there: φ'(−37.68) is off by "
+                                       "7e−4 relative (the compiled kernel's printed erfc form is correct)")
+def test_the_numpy_gelu_gradient_keeps_phi_of_z_near_the_ndtr_cutoff():
+    z = -37.684948479568355
+    net = symgrad.chain(1, "gelu", residual=1.0)
+    p = {"a0": np.array([0.0]), "w1": np.array([0.0]), "b1": np.array([z]), "y": np.array([-1.0])}
+    got = backprop(net, p, backend="numpy")
+    mpmath.mp.dps = 50
+    Z = mpmath.mpf(z)
+    dphi = mpmath.erfc(-Z / mpmath.sqrt(2)) / 2 + Z * mpmath.exp(-Z * Z / 2) / mpmath.sqrt(2 * mpmath.pi)
+    a1 = Z * mpmath.erfc(-Z / mpmath.sqrt(2)) / 2
+    exact = np.array([float(dphi * (a1 + 1))])  # δ_1 = α φ'(z) (a_1 − y), α = 1
+    assert_within(got.grads["b1"], exact, _chain_tol(net, p)["b1"], "b1")
