@@ -2,7 +2,9 @@
 
 The certificate itself (Activation.log_bounds in the numba residual kernel) held up: no case was
 found where it wrote a zero that the exact value does not round to.  The two bugs below are in
-the paths it is compared against, each shown with its exact (mpmath) value; both are marked
+the paths it is compared against (the rescaled redo chain_scaled, which the compiled kernel also
+calls for flagged samples, and the closed form, through residual._split_one_plus; the NumPy GELU
+φ'), each shown with its exact (mpmath) value; all are marked
 ``xfail(strict=True)`` until fixed, so a fix turns them into failures that ask for the marker to go.
 """
 
@@ -64,3 +66,19 @@ def test_the_numpy_gelu_gradient_keeps_phi_of_z_near_the_ndtr_cutoff():
     a1 = Z * mpmath.erfc(-Z / mpmath.sqrt(2)) / 2
     exact = np.array([float(dphi * (a1 + 1))])  # δ_1 = α φ'(z) (a_1 − y), α = 1
     assert_within(got.grads["b1"], exact, _chain_tol(net, p)["b1"], "b1")
+
+
+@pytest.mark.xfail(strict=True, reason="the closed form (numeric/closed_form.py) builds 1 + α w φ'(z) with the same "
+                                       "residual._split_one_plus: 1 + 0 becomes 0 where |α w| ≥ 2^1000, even with no underflow")
+@pytest.mark.parametrize("b3", [-720.0, 0.0])
+def test_the_closed_form_keeps_the_skip_where_phi_prime_is_zero_beside_a_huge_alpha_w(b3):
+    from symgrad.numeric import evaluate_gradient
+
+    net = symgrad.chain(3, ["sigmoid", "relu", "sigmoid"], residual=[1.0, 1e300, 1.0])
+    p = {"a0": 1.0, "w1": 1.0, "b1": 0.0, "w2": -1e10, "b2": 0.0, "w3": 0.0, "b3": b3, "y": 0.0}
+    mpmath.mp.dps = 50
+    s = lambda t: 1 / (1 + mpmath.exp(-t))  # noqa: E731
+    exact = s(1) * (1 - s(1)) * (1 + s(1) + s(mpmath.mpf(b3)))  # σ'(z_1)(a_3 − y), a_3 = a_0 + σ(1) + σ(b_3)
+    got = float(evaluate_gradient(net.gradient("b1"), p))
+    # a few dozen roundings of at most a few ulps each: 1e−13 (≈ 450u) is far above them, far below the 100% error
+    assert abs(got - float(exact)) <= 1e-13 * float(exact), (got, float(exact))
