@@ -1,11 +1,11 @@
 """Red-team findings on residual chains (task RT1: the compiled kernel's certified zeros, db84440).
 
 The certificate itself (Activation.log_bounds in the numba residual kernel) held up: no case was
-found where it wrote a zero that the exact value does not round to.  The two bugs below are in
+found where it wrote a zero that the exact value does not round to.  The two bugs below were in
 the paths it is compared against (the rescaled redo chain_scaled, which the compiled kernel also
-calls for flagged samples, and the closed form, through residual._split_one_plus; the NumPy GELU
-φ'), each shown with its exact (mpmath) value; all are marked
-``xfail(strict=True)`` until fixed, so a fix turns them into failures that ask for the marker to go.
+calls for flagged samples, and the closed form, through residual._split_one_plus: 1 + 0 taken as
+0 where the product 0 carried a huge exponent; the NumPy GELU φ', which lost Φ(z) below scipy
+ndtr's cutoff), each checked against its exact (mpmath) value; both are fixed.
 """
 
 from __future__ import annotations
@@ -34,9 +34,6 @@ def _exact_skip_chain(a0, y):
     return s(z1) * (1 - s(z1)) * (a3 - mpmath.mpf(y))
 
 
-@pytest.mark.xfail(strict=True, reason="residual._split_one_plus takes 1 + x as x where x's exponent exceeds 2^1000 even when "
-                                       "its mantissa is 0 (x = α w φ' with φ'(z) = 0 exactly and |α w| ≥ 2^1000): the skip's "
-                                       "transfer 1 + 0 becomes 0 in chain_scaled, zeroing every gradient below that layer")
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_zero_phi_prime_beside_a_huge_alpha_w_keeps_the_skip_in_the_rescaled_pass(backend):
     # Layer 2 is a residual ReLU with α = 1e300, w = −1e10 and z_2 < 0: φ'(z_2) = 0, so ∂a_2/∂a_1 = 1.
@@ -52,9 +49,6 @@ def test_a_zero_phi_prime_beside_a_huge_alpha_w_keeps_the_skip_in_the_rescaled_p
     assert_within(got.grads["w1"], exact, tol["w1"], "w1")
 
 
-@pytest.mark.xfail(strict=True, reason="the NumPy GELU φ' (spec/activations._np_gelu_grad) uses scipy.special.ndtr, which "
-                                       "returns 0 below z ≈ −37.65 though Φ(z) is still ~5e−311 there: φ'(−37.68) is off by "
-                                       "7e−4 relative (the compiled kernel's printed erfc form is correct)")
 def test_the_numpy_gelu_gradient_keeps_phi_of_z_near_the_ndtr_cutoff():
     z = -37.684948479568355
     net = symgrad.chain(1, "gelu", residual=1.0)
@@ -68,8 +62,6 @@ def test_the_numpy_gelu_gradient_keeps_phi_of_z_near_the_ndtr_cutoff():
     assert_within(got.grads["b1"], exact, _chain_tol(net, p)["b1"], "b1")
 
 
-@pytest.mark.xfail(strict=True, reason="the closed form (numeric/closed_form.py) builds 1 + α w φ'(z) with the same "
-                                       "residual._split_one_plus: 1 + 0 becomes 0 where |α w| ≥ 2^1000, even with no underflow")
 @pytest.mark.parametrize("b3", [-720.0, 0.0])
 def test_the_closed_form_keeps_the_skip_where_phi_prime_is_zero_beside_a_huge_alpha_w(b3):
     from symgrad.numeric import evaluate_gradient

@@ -55,9 +55,10 @@ def _coefficients(inp: _Inputs, dtype=None):
 
 def _split_one_plus(x):
     """1 + x as m·2^k for x = m·2^k: x itself where |x| ≥ 2^1000 (1 + x rounds to x), else
-    1 + x formed linearly from x's correctly rounded value (one rounding)."""
+    1 + x formed linearly from x's correctly rounded value (one rounding).  x = 0 is 0 whatever its
+    exponent (a product with φ'(z) = 0 keeps the other factors' exponents): 1 + 0 = 1."""
     m, e = x
-    big = e > _BIG_EXP
+    big = (e > _BIG_EXP) & (m != 0)
     with np.errstate(over="ignore", under="ignore"):
         v = _nl.value((np.where(big, 0.0, m), np.where(big, 0.0, e)))
     tm, te = _nl.split(1.0 + v)

@@ -496,11 +496,23 @@ def _np_gelu(x):
     return x * ndtr(x)
 
 
+#: Below this, Φ(x) is under the smallest normal double (scipy's ndtr returns 0 from −37.65 on,
+#: where Φ ≈ 5e−311 still counts beside xϕ(x) ≈ −7e−308): φ' comes from its log there.
+_GELU_TAIL = -37.5
+
+
 def _np_gelu_grad(x):
+    """Φ(x) + xϕ(x); below ``_GELU_TAIL`` −exp(log|φ'|) (:func:`_np_gelu_log_grad`: log ϕ + log|R + x|,
+    R = Φ/ϕ), which keeps Φ's part where ndtr has underflowed (φ' < 0 there)."""
     ndtr = _special().ndtr
+    x = np.asarray(x)
     with np.errstate(over="ignore"):
         pdf = np.exp(-0.5 * np.square(x) - _SQRT_2PI_LOG)
-    return ndtr(x) + x * pdf
+    out = ndtr(x) + x * pdf
+    tail = x < _GELU_TAIL
+    if np.any(tail):
+        out = np.where(tail, -np.exp(_np_gelu_log_grad(np.where(tail, x, _GELU_TAIL))), out)
+    return out
 
 
 def _np_gelu_log_grad(x):
