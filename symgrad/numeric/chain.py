@@ -489,16 +489,17 @@ def _jit_block(inp: _Inputs, jk, rows, s, e, D, oD, A, oA, loss):
         raise _RescaleSamples(flags)
 
 
-def _scaled_samples(inp: _Inputs, idx, D, A, base, loss):
-    """The rescaled redo (``_scaled_block``) of the samples ``idx`` only, gathered into one batch;
-    D, A hold the rows of the block that starts at sample ``base``."""
+def _scaled_samples(inp: _Inputs, idx, D, A, base, loss, scaled_block=None):
+    """The rescaled redo (``scaled_block``: ``_scaled_block``, or the residual chains'
+    ``residual.chain_scaled``) of the samples ``idx`` only, gathered into one batch; D, A hold the
+    rows of the block that starts at sample ``base``."""
     pick = lambda v, bat: v[idx] if bat else v  # noqa: E731
     sub = _Inputs(inp.net, {k: pick(v, inp.batched[k]) for k, v in inp.values.items()}, inp.batched, len(idx), inp.dtype,
                   ws=[pick(w, bt) for w, bt in zip(inp.ws, inp.wb)], bs=[pick(b, bt) for b, bt in zip(inp.bs, inp.bb)],
-                  wb=inp.wb, bb=inp.bb)
+                  wb=inp.wb, bb=inp.bb, alphas=inp.alphas, alpha_values=inp.alpha_values)
     L = inp.net.depth
     Ds, As = np.empty((L, len(idx)), dtype=inp.dtype), np.empty((L, len(idx)), dtype=inp.dtype)
-    lo = _scaled_block(sub, 0, len(idx), Ds, As)
+    lo = (scaled_block or _scaled_block)(sub, 0, len(idx), Ds, As)
     D[:, idx - base] = Ds
     A[:, idx - base] = As
     loss[idx] = lo

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from symgrad.numeric import logspace as _nl
-from symgrad.numeric.chain import _RescaleSamples, _chain_forward, _fill_grads, _groups, _w_rows
+from symgrad.numeric.chain import _RescaleSamples, _chain_forward, _fill_grads, _groups, _scaled_samples, _w_rows
 from symgrad.numeric.dense import _dense_forward, _dense_loss, _dense_result, _linear_output_delta, _low_with_log, _rescaled_vecmat, _vecmat, _DENSE_SAFE
 from symgrad.numeric.inputs import _Inputs, _Rescale, _tiny_of
 from symgrad.numeric.logspace import grad_sign, log_abs, log_abs_value, sign_value
@@ -650,14 +650,5 @@ def jit_block(inp: _Inputs, jk, rows, s, e, D, oD, A, oA, loss):
 
 def scaled_samples(inp: _Inputs, idx, D, A, base, loss):
     """The rescaled redo (:func:`chain_scaled`) of the samples ``idx`` only, gathered into one batch;
-    D, A hold the rows of the block that starts at sample ``base``."""
-    pick = lambda v, bat: v[idx] if bat else v  # noqa: E731
-    sub = _Inputs(inp.net, {k: pick(v, inp.batched[k]) for k, v in inp.values.items()}, inp.batched, len(idx), inp.dtype,
-                  ws=[pick(w, bt) for w, bt in zip(inp.ws, inp.wb)], bs=[pick(b, bt) for b, bt in zip(inp.bs, inp.bb)],
-                  wb=inp.wb, bb=inp.bb, alphas=inp.alphas, alpha_values=inp.alpha_values)
-    L = inp.net.depth
-    Ds, As = np.empty((L, len(idx)), dtype=inp.dtype), np.empty((L, len(idx)), dtype=inp.dtype)
-    lo = chain_scaled(sub, 0, len(idx), Ds, As)
-    D[:, idx - base] = Ds
-    A[:, idx - base] = As
-    loss[idx] = lo
+    D, A hold the rows of the block that starts at sample ``base`` (``chain._scaled_samples``)."""
+    _scaled_samples(inp, idx, D, A, base, loss, chain_scaled)
