@@ -47,8 +47,8 @@ __all__ = ["kernels"]
 # (z, a, P: (B, n) C-contiguous; b, zsq, asq: (n,).  Two-dimensional indexing: a flat loop stepping
 # by rows, z[i0 + j], was not vectorised by LLVM, 9.8 against 2.9 ns per entry for tanh.  The sums
 # of squares are kept per column, so that the inner loop over a row has no reduction to reorder.)
-_FWD_PLAIN = """\
-def fwd_plain{k}(z, b, a, P, zsq, asq, keep_z):
+_FWD = """\
+def fwd_{kind}{k}(z, b, {extra}a, P, zsq, asq, keep_z):
     B, n = z.shape
     for j in range(n):
         zsq[j] = 0.0
@@ -61,38 +61,19 @@ def fwd_plain{k}(z, b, a, P, zsq, asq, keep_z):
             if keep_z:
                 z[i, j] = zi
             pi, di, ufi = phi{k}(zi)
-            a[i, j] = pi
-            P[i, j] = di
-            zsq[j] += zi * zi
-            asq[j] += pi * pi
-            bad += 0 if (pi - pi == 0.0) & (di - di == 0.0) else 1
-            zeros += 1 if pi == 0.0 else 0
-    return bad, zeros
-"""
-
-_FWD_RES = """\
-def fwd_res{k}(z, b, a_prev, c, a, P, zsq, asq, keep_z):
-    B, n = z.shape
-    for j in range(n):
-        zsq[j] = 0.0
-        asq[j] = 0.0
-    bad = 0
-    zeros = 0
-    for i in range(B):
-        for j in range(n):
-            zi = z[i, j] + b[j]
-            if keep_z:
-                z[i, j] = zi
-            pi, di, ufi = phi{k}(zi)
-            ai = a_prev[i, j] + c * pi
+            ai = {a_new}
             a[i, j] = ai
-            P[i, j] = c * di
+            P[i, j] = {p_new}
             zsq[j] += zi * zi
             asq[j] += ai * ai
             bad += 0 if (ai - ai == 0.0) & (di - di == 0.0) else 1
             zeros += 1 if ai == 0.0 else 0
     return bad, zeros
 """
+
+#: The plain and the residual forward steps, from the one template above.
+_FWD_KINDS = {"plain": dict(extra="", a_new="pi", p_new="di"),
+              "res": dict(extra="a_prev, c, ", a_new="a_prev[i, j] + c * pi", p_new="c * di")}
 
 # (flat views of (B, n) blocks, n given)
 _BWD = """\
@@ -148,8 +129,8 @@ def source(forms: tuple[str, ...]) -> str:
         if not f.startswith("def phi(z):\n"):
             raise ValueError("not a printed form: %r" % (f[:40],))
         parts.append("def phi%d(z):\n" % k + f[len("def phi(z):\n"):])
-        parts.append(_FWD_PLAIN.format(k=k))
-        parts.append(_FWD_RES.format(k=k))
+        for kind, fill in _FWD_KINDS.items():
+            parts.append(_FWD.format(kind=kind, k=k, **fill))
     return "\n\n".join(parts) + "\n\n" + _BWD
 
 
