@@ -24,7 +24,7 @@ from symgrad.numeric import backprop, evaluate_gradient, evaluate_gradients, for
 from symgrad.numeric import residual as _res
 from symgrad.numeric.inputs import _validate
 
-from ._mpref import C_LOG, C_VAL, ETA, U, _factor_rel, assert_within
+from ._mpref import C_LOG, C_VAL, ETA, U, _factor_rel, assert_close_to_reference, assert_within
 
 try:
     import torch
@@ -75,6 +75,24 @@ def _as_dense(net, p):
     return ([f("W%d" % l) for l in range(1, net.depth + 1)], [f("b%d" % l) for l in range(1, net.depth + 1)], f("a0"), f("y"))
 
 
+def _delta_bound(act, z, dz, c, g_M, g_E, torch_like):
+    """(M, E, s): the magnitude of δ = c φ'(z) g and its error bound, from g's magnitude g_M and
+    error g_E, both scaled by 2^s.  Where φ'(z) underflows (|φ'| < 2^−1022, a residual layer's z of
+    −700 or below), δ (and ∂C/∂w = a δ) may still be representable, g and a being large: there the
+    products come from log|φ'(z)| and s = 600 (δ itself, and the error bound, may be subnormal),
+    as the kernels form them, not from the underflowed φ'(z), which would make the bound 0."""
+    gp = np.abs(act.grad(z))
+    with np.errstate(all="ignore"):
+        lg = act.log_abs_grad(z)
+        low = gp < np.finfo(np.float64).tiny
+        sc = np.where(low, 600, 0)
+        mul = lambda x: np.where(low, np.exp(lg + np.log(x) + 600 * math.log(2.0)), gp * x)  # noqa: E731  2^s |φ'(z)| x
+        M = c * mul(g_M)
+        rel = _factor_rel(act, z, dz, torch_like)
+        E = c * (mul(g_E) + np.where(M == 0, 0.0, mul(g_M) * rel)) + 2 * U * M
+    return M, E, sc
+
+
 def residual_tolerance(net, p, torch_like=False):
     """Absolute error bound of every gradient computed in float64 (symgrad's kernels, its closed
     form, or PyTorch's formulas with ``torch_like``): name → array shaped like the dense gradient
@@ -110,14 +128,11 @@ def residual_tolerance(net, p, torch_like=False):
                 da = dAs[-1] + abs(al) * dphi + U * (np.abs(al * phi) + np.abs(a)) + 2 * ETA
             Zs.append(z), dZ.append(dz), As.append(a), dAs.append(da)
         out, L = net.activations[-1], net.depth
-        g_M = g_E = None
+        g_M = g_E = sc = None
         if alphas[-1] is not None:
             diff = As[-1] - y
             g_M, g_E = np.abs(diff), dAs[-1] + U * np.abs(diff)
-            gp = np.abs(out.grad(Zs[-1]))
-            c = abs(alphas[-1])
-            M = c * gp * g_M
-            E = c * (gp * g_E + np.where(M == 0, 0.0, g_M * gp * _factor_rel(out, Zs[-1], dZ[-1], torch_like))) + 2 * U * M
+            M, E, sc = _delta_bound(out, Zs[-1], dZ[-1], abs(alphas[-1]), g_M, g_E, torch_like)
         elif net.loss.cancels_with(out):
             d = out.value(Zs[-1]) - y
             M = np.abs(d)
@@ -129,9 +144,14 @@ def residual_tolerance(net, p, torch_like=False):
             E = gp * (dAs[-1] + U * np.abs(diff)) + np.where(M == 0, 0.0, M * _factor_rel(out, Zs[-1], dZ[-1], torch_like))
         tol = {"aL": dAs[-1]}  # the forward error of a_L
         for l in range(L, 0, -1):
+            if sc is None:
+                sc = np.zeros(np.shape(M), dtype=int)
+            Ms, Es = M, E  # scaled by 2^sc
+            M, E = np.ldexp(Ms, -sc), np.ldexp(Es, -sc)
             tol["b%d" % l] = E + 2.0 ** -1074
             ap, dap = np.abs(As[l - 1]), dAs[l - 1]
-            tol["W%d" % l] = E[..., :, None] * ap[..., None, :] + M[..., :, None] * (dap + U * ap)[..., None, :] + 2.0 ** -1074
+            tol["W%d" % l] = np.ldexp(Es[..., :, None] * ap[..., None, :] + Ms[..., :, None] * (dap + U * ap)[..., None, :],
+                                      -sc[..., :, None]) + 2.0 ** -1074
             if l > 1:
                 W = np.abs(Ws[l - 1])
                 Mv = vm(W, M)
@@ -143,10 +163,8 @@ def residual_tolerance(net, p, torch_like=False):
                     Mg, Eg = Mv, Ev
                 g_M, g_E = Mg, Eg
                 act = net.activations[l - 2]
-                gp = np.abs(act.grad(Zs[l - 2]))
                 c = 1.0 if alphas[l - 2] is None else abs(alphas[l - 2])
-                M = c * gp * Mg
-                E = c * (gp * Eg + np.where(M == 0, 0.0, Mg * gp * _factor_rel(act, Zs[l - 2], dZ[l - 2], torch_like))) + 2 * U * M
+                M, E, sc = _delta_bound(act, Zs[l - 2], dZ[l - 2], c, Mg, Eg, torch_like)
     return tol
 
 
@@ -621,6 +639,62 @@ def test_an_underflowed_phi_is_dropped_only_beside_a_large_activation(monkeypatc
     b = backprop(net, p, backend="numpy")
     for k in net.parameters:
         np.testing.assert_array_equal(a.grads[k][:2], b.grads[k][:2], err_msg=k)
+
+
+def _mp_act(name):
+    """(φ, φ') of a built-in activation in mpmath, at the working precision."""
+    sg = lambda z: 1 / (1 + mpmath.exp(-z))  # noqa: E731
+    npdf = lambda z: mpmath.exp(-z * z / 2) / mpmath.sqrt(2 * mpmath.pi)  # noqa: E731
+    return {
+        "softplus": (lambda z: mpmath.log1p(mpmath.exp(z)), sg),
+        "sigmoid": (sg, lambda z: mpmath.exp(-abs(z)) / (1 + mpmath.exp(-abs(z))) ** 2),
+        "tanh": (mpmath.tanh, lambda z: mpmath.sech(z) ** 2),
+        "silu": (lambda z: z * sg(z), lambda z: sg(z) * (1 + z * (1 - sg(z)))),
+        "elu": (lambda z: mpmath.expm1(z) if z < 0 else z, lambda z: mpmath.exp(z) if z < 0 else mpmath.mpf(1)),
+        "gelu": (lambda z: z * mpmath.ncdf(z), lambda z: mpmath.ncdf(z) + z * npdf(z)),
+    }[name]
+
+
+@numba_only
+@pytest.mark.parametrize("name", ["softplus", "sigmoid", "tanh", "silu", "elu", "gelu"])
+def test_band_entries_of_a_residual_chain_are_exact_without_a_redo(name, monkeypatch):
+    # The band: in residual layer 1, φ'(z_1) underflows (log|φ'| = −720 … −800), so 1 + α w φ'(z_1)
+    # rounds to 1, yet g_1 ≈ 1e15 and a_0 = 1e15 make δ_1 = α φ'(z_1) g_1 normal or subnormal and
+    # ∂C/∂w_1 = a_0 δ_1 representable.  The compiled kernel leaves these entries to a fix from
+    # log|φ'(z_1)| (``residual._fix_band``): exact to the log's rounding, C_LOG u |log φ'| (plus
+    # a few roundings), with no sample redone; at log|φ'| = −800 δ_1 is 0 but ∂C/∂w_1 is subnormal.
+    act = symgrad.activation(name)
+    phi, dphi = _mp_act(name)
+    net = symgrad.chain(2, name, residual=0.5)
+    levels = [-712.0, -720.0, -735.0, -744.0, -760.0, -800.0]
+    n = 64
+    p = sample(net, n, seed=_seed(name, "band"))
+    for i, lv in enumerate(levels):
+        lo, hi = -2000.0, 0.0  # log|φ'(z)| = lv, by bisection, on a grid of 1/8 (z_1 is exact)
+        for _ in range(80):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if act.log_abs_grad(np.array([mid]))[0] < lv else (lo, mid)
+        p["a0"][i], p["w1"][i], p["b1"][i] = 1e15, 1.0, -1e15 + round(hi * 8) / 8
+        p["w2"][i], p["b2"][i], p["y"][i] = 1.0, -1e15, 0.0
+    redone = []
+    orig = _res.scaled_samples
+    monkeypatch.setattr(_res, "scaled_samples", lambda inp, idx, *a: (redone.extend(idx.tolist()), orig(inp, idx, *a))[1])
+    got = backprop(net, p, backend="numba", threads=1)
+    assert not set(redone) & set(range(len(levels))), redone
+    mpmath.mp.dps = 60
+    for i in range(len(levels)):
+        a0, w1, b1, w2, b2, y = (mpmath.mpf(float(p[k][i])) for k in ("a0", "w1", "b1", "w2", "b2", "y"))
+        z1 = w1 * a0 + b1
+        a1 = a0 + phi(z1) / 2
+        z2 = w2 * a1 + b2
+        a2 = a1 + phi(z2) / 2
+        g2 = a2 - y
+        g1 = g2 * (1 + w2 * dphi(z2) / 2)
+        d1 = dphi(z1) / 2 * g1
+        rel = C_LOG * U * float(abs(mpmath.log(abs(dphi(z1))))) + 40 * U
+        assert_close_to_reference(got.grads["b1"][i], d1, rel, "%s b1 at log|φ'| = %g" % (name, levels[i]))
+        assert_close_to_reference(got.grads["w1"][i], d1 * a0, rel, "%s w1 at log|φ'| = %g" % (name, levels[i]))
+    assert got.grads["w1"][len(levels) - 1] != 0  # the subnormal ∂C/∂w_1 beside a zero δ_1
 
 
 # ---------------------------------------------------------------------------------------------
