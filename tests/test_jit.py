@@ -70,6 +70,26 @@ def test_exp_is_within_one_ulp_of_the_exact_value_over_its_whole_range():
     assert _exp(np.array([0.0, -0.0]))[0] == 1.0 and _exp(np.array([-0.0]))[0] == 1.0
 
 
+def test_the_flushing_exp_and_erfc_of_the_chain_kernels_are_exact_or_zero_never_subnormal():
+    # The chain kernels' variants (compiled.elementary(flush=True)) return the unflushed value
+    # bit for bit wherever it is at least 2^−1022 (up to the few arguments just above the cut,
+    # ln 2^−1022 = −708.396 … _FLUSH_EXP, which give 0), and 0 below: no subnormal result.
+    tiny = float(np.finfo(np.float64).tiny)
+    rng = np.random.default_rng(7)
+    u = np.concatenate([-rng.uniform(0, 746, 3000), -rng.uniform(700, 760, 3000), -rng.uniform(0, 1e6, 500),
+                        [0.0, -0.0, -708.3, -708.39, np.nextafter(-708.39, 0), -708.3964, -709.0, -745.2, -1e300]])
+    got, ref = _elementary("exp_neg", u, flush=True), _elementary("exp_neg", u)
+    keep = u >= _jit._FLUSH_EXP
+    assert np.array_equal(got[keep], ref[keep]) and np.all(got[~keep] == 0.0)
+    assert np.all(ref[u < _jit._FLUSH_EXP] < tiny * 1.007)  # only values at or below 2^−1022·e^0.0064 are flushed
+    x = np.concatenate([rng.uniform(-30, 30, 3000), rng.uniform(25, 28, 3000), [26.5, 26.6, 27.0, 27.2, 27.3, 28.0, 1e6, -1e6]])
+    got, ref = _elementary("erfc_", x, flush=True), _elementary("erfc_", x)
+    assert not np.any((got != 0) & (np.abs(got) < tiny))
+    same = got == ref
+    assert np.all(same | (got == 0.0)), x[~same][:5]
+    assert np.all(ref[~same] < 32 * tiny * 1.007)  # flushed: m·e^u with m ≥ 1/32 below 2^−1022·32
+
+
 def test_exp_polynomial_is_the_documented_chebyshev_fit():
     # The coefficients are not magic numbers: this is how they were made, and what they achieve.
     mpmath.mp.dps = 50
@@ -242,12 +262,12 @@ def _ulps(xs, got, exact):
 
 
 @functools.lru_cache(maxsize=16)
-def _elementary_loop(name):
+def _elementary_loop(name, flush=False):
     """One compiled loop per elementary function (compiling one per call made a 300-example
     Hypothesis test take a minute)."""
     import numba
 
-    f = _jit.elementary()[name]
+    f = _jit.elementary(flush)[name]
 
     @numba.njit(error_model="numpy")
     def loop(u, out):
@@ -257,10 +277,10 @@ def _elementary_loop(name):
     return loop
 
 
-def _elementary(name, xs):
+def _elementary(name, xs, flush=False):
     xs = np.ascontiguousarray(xs, dtype=np.float64)
     out = np.empty_like(xs)
-    _elementary_loop(name)(xs, out)
+    _elementary_loop(name, flush)(xs, out)
     return out
 
 

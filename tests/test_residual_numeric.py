@@ -661,7 +661,7 @@ def test_band_entries_of_a_residual_chain_are_exact_without_a_redo(name, monkeyp
     # The band: in residual layer 1, φ'(z_1) underflows (log|φ'| = −720 … −800), so 1 + α w φ'(z_1)
     # rounds to 1, yet g_1 ≈ 1e15 and a_0 = 1e15 make δ_1 = α φ'(z_1) g_1 normal or subnormal and
     # ∂C/∂w_1 = a_0 δ_1 representable.  The compiled kernel leaves these entries to a fix from
-    # log|φ'(z_1)| (``residual._fix_band``): exact to the log's rounding, C_LOG u |log φ'| (plus
+    # log|φ'(z_1)| (``residual.fix_band``): exact to the log's rounding, C_LOG u |log φ'| (plus
     # a few roundings), with no sample redone; at log|φ'| = −800 δ_1 is 0 but ∂C/∂w_1 is subnormal.
     act = symgrad.activation(name)
     phi, dphi = _mp_act(name)
@@ -669,21 +669,32 @@ def test_band_entries_of_a_residual_chain_are_exact_without_a_redo(name, monkeyp
     levels = [-712.0, -720.0, -735.0, -744.0, -760.0, -800.0]
     n = 64
     p = sample(net, n, seed=_seed(name, "band"))
+    at = 37 + np.arange(len(levels) + 1)  # samples in the third block of 16 (below)
     for i, lv in enumerate(levels):
         lo, hi = -2000.0, 0.0  # log|φ'(z)| = lv, by bisection, on a grid of 1/8 (z_1 is exact)
         for _ in range(80):
             mid = (lo + hi) / 2
             lo, hi = (mid, hi) if act.log_abs_grad(np.array([mid]))[0] < lv else (lo, mid)
-        p["a0"][i], p["w1"][i], p["b1"][i] = 1e15, 1.0, -1e15 + round(hi * 8) / 8
-        p["w2"][i], p["b2"][i], p["y"][i] = 1.0, -1e15, 0.0
+        p["a0"][at[i]], p["w1"][at[i]], p["b1"][at[i]] = 1e15, 1.0, -1e15 + round(hi * 8) / 8
+        p["w2"][at[i]], p["b2"][at[i]], p["y"][at[i]] = 1.0, -1e15, 0.0
+    # one more sample with a band entry in layer 1 and a subnormal z_2 = 1e-323·a_1 (flagged: the whole
+    # sample is redone rescaled, after the band fix, which must not then overwrite it)
+    both = len(levels)
+    for k in ("a0", "w1", "b1", "y"):
+        p[k][at[both]] = p[k][at[2]]
+    p["w2"][at[both]], p["b2"][at[both]] = 1e-323, 0.0
     redone = []
     orig = _res.scaled_samples
     monkeypatch.setattr(_res, "scaled_samples", lambda inp, idx, *a: (redone.extend(idx.tolist()), orig(inp, idx, *a))[1])
     got = backprop(net, p, backend="numba", threads=1)
-    assert not set(redone) & set(range(len(levels))), redone
+    assert not set(redone) & set(at[:both].tolist()) and at[both] in redone, redone
+    # the same per block of 16, with the outputs' rows copied (wrt: each block fixes its own entries)
+    per_block = backprop(net, p, backend="numba", threads=1, block_size=16, wrt=["b1", "w1", "w2"])
+    for k in ("b1", "w1", "w2"):
+        np.testing.assert_array_equal(per_block.grads[k], got.grads[k], err_msg=k)
     mpmath.mp.dps = 60
-    for i in range(len(levels)):
-        a0, w1, b1, w2, b2, y = (mpmath.mpf(float(p[k][i])) for k in ("a0", "w1", "b1", "w2", "b2", "y"))
+    for i in range(len(levels) + 1):
+        a0, w1, b1, w2, b2, y = (mpmath.mpf(float(p[k][at[i]])) for k in ("a0", "w1", "b1", "w2", "b2", "y"))
         z1 = w1 * a0 + b1
         a1 = a0 + phi(z1) / 2
         z2 = w2 * a1 + b2
@@ -692,9 +703,10 @@ def test_band_entries_of_a_residual_chain_are_exact_without_a_redo(name, monkeyp
         g1 = g2 * (1 + w2 * dphi(z2) / 2)
         d1 = dphi(z1) / 2 * g1
         rel = C_LOG * U * float(abs(mpmath.log(abs(dphi(z1))))) + 40 * U
-        assert_close_to_reference(got.grads["b1"][i], d1, rel, "%s b1 at log|φ'| = %g" % (name, levels[i]))
-        assert_close_to_reference(got.grads["w1"][i], d1 * a0, rel, "%s w1 at log|φ'| = %g" % (name, levels[i]))
-    assert got.grads["w1"][len(levels) - 1] != 0  # the subnormal ∂C/∂w_1 beside a zero δ_1
+        what = "%s sample %d" % (name, i)
+        assert_close_to_reference(got.grads["b1"][at[i]], d1, rel, what + " b1")
+        assert_close_to_reference(got.grads["w1"][at[i]], d1 * a0, rel, what + " w1")
+    assert got.grads["w1"][at[len(levels) - 1]] != 0  # the subnormal ∂C/∂w_1 beside a zero δ_1
 
 
 # ---------------------------------------------------------------------------------------------

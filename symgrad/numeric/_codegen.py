@@ -28,7 +28,10 @@ often).  Only the flagged samples are redone.  These per-sample flags are the ex
 kernel first runs a fast pass with one flag per sub-block of ``SUB`` samples (a superset of the
 conditions, no per-sample memory, uf not computed), and only a sub-block where that flag is set is
 run again through the exact pass, which recomputes the same values and sets the per-sample flags
-(see ``_LAYER``).
+(see ``_LAYER``).  The chain kernels inline the flushing exp and erfc
+(``compiled.elementary(flush=True)``): 0 where the value is below 2^−1022, so that no subnormal
+number is formed (each costs a microcode assist on Intel CPUs); a flushed 0 sets ``uf`` as the
+subnormal did, and a value below the smallest normal with ``uf`` set is never a result.
 
 Elementary functions.  numba compiles ``math.exp``/``expm1``/``log1p``/``tanh`` to scalar libm
 calls unless its LLVM is patched for Intel SVML (``numba -s``: "SVML Operational"); the pip
@@ -634,15 +637,17 @@ def chain_block(W, B, kinds, a0, y, s, e, A, oA, D, oD, cross_entropy, sig_out, 
 '''
 
 
-def _run_generated(src: str) -> dict:
+def _run_generated(src: str, flush: bool = False) -> dict:
     """Define the functions of generated source in a fresh namespace.  ``src`` comes only from
     :func:`scalar_source` and :func:`kernel_source`: this module's fixed vocabulary and numbers
-    printed by ``repr(float)``, never a name or string of the user's (see the module docstring)."""
+    printed by ``repr(float)``, never a name or string of the user's (see the module docstring).
+    ``flush``: the elementary functions that return 0 instead of a subnormal value
+    (:func:`symgrad.numeric.compiled.elementary`), for the chain kernels."""
     from symgrad.numeric import compiled as _jit
 
     ns = {"np": np, "math": math, "TINY": _jit._TINY, "HUGE": _jit._HUGE, "REDO_EXACT": REDO_EXACT, "SUB": SUB, "INF": math.inf, "NAN": math.nan, "LN2": math.log(2.0),
           "E2_MAGIC": np.int64(0x4330000000000000), "E2_SHIFT": 4503599627370496.0}
-    ns.update(_jit.elementary())
+    ns.update(_jit.elementary(flush))
     exec(compile(src, "<symgrad generated kernel>", "exec"), ns)
     return ns
 
@@ -724,7 +729,7 @@ def chain_kernel(forms: tuple[str, ...]):
 
     numba = _jit.numba_module()
     src = kernel_source(forms)
-    ns = _run_generated(src)
+    ns = _run_generated(src, flush=True)
     opts = dict(nogil=True, fastmath={"contract"}, error_model="numpy")
     for k in range(len(forms)):
         ns["phi%d" % k] = numba.njit(inline="always", **opts)(ns["phi%d" % k])

@@ -110,20 +110,30 @@ def _make_exp_parts(njit, opts):
     return exp_poly, pow2_pair
 
 
-def _make_exp_neg(njit, opts):
+#: The flushing variants (``flush=True``) return 0 below these arguments, where e^u (erfc's
+#: m·e^u, m ≥ 1/32) is below the smallest normal double 2^−1022 = e^−708.396; above them the
+#: result, and every operation forming it, is normal.
+_FLUSH_EXP = -708.39
+_FLUSH_SPLIT = -708.39 + math.log(32.0)
+
+
+def _make_exp_neg(njit, opts, flush=False):
     LOG2E, LN2_HI, LN2_LO, SHIFT = _LOG2E, _LN2_HI, _LN2_LO, _SHIFT
+    LOW = _FLUSH_EXP if flush else -746.0
     exp_poly, pow2_pair = _make_exp_parts(njit, opts)
 
     @njit(inline="always", **opts)
     def exp_neg(u):
-        """e^u for u ≤ 0 (u < −745.2 gives 0, as libm's exp does), within 1 ulp of it."""
-        u = max(u, -746.0)
-        kd = u * LOG2E + SHIFT
-        kf = kd - SHIFT  # round(u / ln 2), exactly
-        r = (u - kf * LN2_HI) - kf * LN2_LO
+        """e^u for u ≤ 0 (u < −745.2 gives 0, as libm's exp does), within 1 ulp of it; flushing:
+        0 where e^u < 2^−1022 (u < _FLUSH_EXP), with no subnormal operand or result on the way."""
+        v = max(u, LOW)
+        kd = v * LOG2E + SHIFT
+        kf = kd - SHIFT  # round(v / ln 2), exactly
+        r = (v - kf * LN2_HI) - kf * LN2_LO
         p = exp_poly(r)
         s1, s2 = pow2_pair(kd, kf)  # 2^k; exact scaling, one rounding, also where e^u is subnormal
-        return (p * s1) * s2
+        e = (p * s1) * s2
+        return (0.0 if u < LOW else e) if flush else e
 
     return exp_neg
 
@@ -175,7 +185,7 @@ ERFC_SB = (1.0, 3.03380607434824582924e+01, 3.25792512996573918826e+02, 1.536729
 ERFC_BREAKS = (0.84375, 1.25, float(np.int64(0x4006DB6D << 32).view(np.float64)), 28.0)
 
 
-def _make_elementary(njit, opts, exp_neg):
+def _make_elementary(njit, opts, exp_neg, flush=False):
     """expm1, log1p on [0, 1] and tanh without calls or branches, so that LLVM vectorises the
     loops that use them (numba's math.expm1/log1p/tanh are scalar libm calls without SVML)."""
     T = EXPM1_TAYLOR
@@ -234,6 +244,7 @@ def _make_elementary(njit, opts, exp_neg):
         return math.copysign(-m / (2.0 + m), x)
 
     exp_poly, pow2_pair = _make_exp_parts(njit, opts)
+    LOW_SPLIT = _FLUSH_SPLIT if flush else -746.0
 
     @njit(inline="always", **opts)
     def exp_split(hi, lo, m):
@@ -242,12 +253,14 @@ def _make_elementary(njit, opts, exp_neg):
         (fdlibm's exp(hi)·exp(lo) in one exp); m·p is scaled by 2^k with one rounding at the end,
         also where the result is subnormal.  hi + lo < −746 gives 0."""
         u = hi + lo
-        kd = max(u, -746.0) * LOG2E + SHIFT
+        v = max(u, LOW_SPLIT)
+        kd = v * LOG2E + SHIFT
         kf = kd - SHIFT
-        r = ((hi - kf * LN2_HI) + lo) - kf * LN2_LO
+        inside = u >= LOW_SPLIT  # else v's own reduction: e^v·m is normal and is not used
+        r = (((hi if inside else v) - kf * LN2_HI) + (lo if inside else 0.0)) - kf * LN2_LO
         p = exp_poly(r)
         s1, s2 = pow2_pair(kd, kf)
-        return 0.0 if u < -746.0 else ((p * m) * s1) * s2
+        return ((p * m) * s1) * s2 if inside else 0.0
 
     PP, QQ, PA, QA = ERFC_PP, ERFC_QQ, ERFC_PA, ERFC_QA
     RA, SA, RB, SB = ERFC_RA, ERFC_SA, ERFC_RB, ERFC_SB
@@ -295,17 +308,26 @@ def _make_elementary(njit, opts, exp_neg):
 _ELEMENTARY = None
 
 
-def elementary() -> dict:
-    """The compiled branch-free elementary functions the generated kernels inline."""
+def elementary(flush: bool = False) -> dict:
+    """The compiled branch-free elementary functions the generated kernels inline.  ``flush``:
+    exp_neg and erfc_ (through exp_split) return 0 where their value is below the smallest normal
+    double, instead of the subnormal value, and never form a subnormal number on the way: on
+    Intel CPUs each operation with a subnormal operand or result takes a microcode assist of about
+    a hundred cycles, which made a deep residual GELU chain (z of ±10^4, so every entry's e^{−z²/2}
+    underflows) 1.8 times slower.  The chain kernels use these: a value below 2^−1022 with ``uf``
+    set is never a result there (the entry is marked or the sample redone; _codegen's module
+    docstring), and a flushed 0 still sets ``uf``."""
     global _ELEMENTARY
     if _ELEMENTARY is None:
         numba = numba_module()
         opts = dict(nogil=True, fastmath={"contract"}, error_model="numpy")
-        e = exp_neg()
-        expm1_neg, log1p_unit, tanh_, exp_split, erfc_ = _make_elementary(numba.njit, opts, e)
-        _ELEMENTARY = {"exp_neg": e, "expm1_neg": expm1_neg, "log1p_unit": log1p_unit, "tanh_": tanh_,
-                       "exp_split": exp_split, "erfc_": erfc_}
-    return _ELEMENTARY
+        _ELEMENTARY = {}
+        for fl in (False, True):
+            e = exp_neg() if not fl else _make_exp_neg(numba.njit, opts, flush=True)
+            expm1_neg, log1p_unit, tanh_, exp_split, erfc_ = _make_elementary(numba.njit, opts, e, flush=fl)
+            _ELEMENTARY[fl] = {"exp_neg": e, "expm1_neg": expm1_neg, "log1p_unit": log1p_unit, "tanh_": tanh_,
+                               "exp_split": exp_split, "erfc_": erfc_}
+    return _ELEMENTARY[bool(flush)]
 
 
 _EXP_NEG = None

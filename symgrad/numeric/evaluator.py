@@ -133,10 +133,11 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
         _check_block_finite(inp, 0, n)
     logs = (np.empty((L, n)), np.empty((L, n)), np.empty((L, n)), np.empty((L, n))) if log_space else None
 
-    def solve(s, e, D, A, base, work, pending=None):
+    def solve(s, e, D, A, base, work, pending=None, fixes=None):
         """Samples s:e into D, A: the rows of the block that starts at sample ``base``.  With
         ``pending`` (a list; D, A are then the full outputs), the compiled kernel's flagged samples
-        are appended to it, for one rescaled redo per thread (see ``redo``), not redone here."""
+        are appended to it, for one rescaled redo per thread (see ``redo``), not redone here; with
+        ``fixes`` likewise a residual kernel's band entries (``residual.fix_band``)."""
         Ds, As = D[:, s - base:e - base], A[:, s - base:e - base]
         try:
             try:
@@ -145,7 +146,7 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
                         if use_jit:  # the compiled kernel indexes the full outputs (or the scratch rows)
                             Dk, oD = (gb, s) if gb is not None else (D, s - base)
                             Ak, oA = (gw, s) if gw is not None else (A, s - base)
-                            jit_block(inp, jk, jrows, s, e, Dk, oD, Ak, oA, loss)
+                            jit_block(inp, jk, jrows, s, e, Dk, oD, Ak, oA, loss, **({} if fixes is None else {"fixes": fixes}))
                         else:
                             loss[s:e] = _sigmoid_block(inp, s, e, Ds, As, work, inp.deferred)
                     except _NonFiniteBlock:
@@ -186,11 +187,11 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
             _check_block_finite(inp, s, e)  # a nan/inf input may be what stopped the kernel
         loss[s:e] = scaled_block(inp, s, e, D[:, s - base:e - base], A[:, s - base:e - base])
 
-    def run(blk, work, pending=None):
+    def run(blk, work, pending=None, fixes=None):
         s, e = blk
         D = gb[:, s:e] if gb is not None else np.empty((L, e - s), dtype=dt)
         A = gw[:, s:e] if gw is not None else np.empty((L, e - s), dtype=dt)
-        solve(s, e, D, A, s, work, pending)
+        solve(s, e, D, A, s, work, pending, fixes)
         if gw_rows is not None:
             gw_rows[:, s:e] = A[want_w]
         if gb_rows is not None:
@@ -208,9 +209,15 @@ def backprop(net, params, *, log_space=False, wrt=None, block_size=None, threads
         # With the full outputs (all gradients, no row copies) the compiled kernel's flagged samples
         # are gathered over this thread's blocks and redone once.
         pending = [] if use_jit and gb is not None and gw is not None else None
+        # likewise a residual kernel's band entries, fixed in one call (before the redo, which
+        # rewrites whole samples)
+        fixes = [] if residual and pending is not None else None
         mine = blocks[k * per:(k + 1) * per]
         for blk in mine:
-            run(blk, work, pending)
+            run(blk, work, pending, fixes)
+        if fixes:
+            _res.fix_band(inp, jk[2], np.concatenate([f[0] for f in fixes]), np.concatenate([f[1] for f in fixes]),
+                          gb, 0, gw, 0)
         if pending:
             redo(np.concatenate(pending), mine[0][0], mine[-1][1], gb, gw, 0)
 

@@ -463,7 +463,7 @@ def dense_backprop(inp: _Inputs, *, log_space: bool, wrt):
 # writes δ_j = ∂C/∂w_j = 0 where e^{U + log|c_j|}·|g_j|·max(|a_{j−1}|, 1) is below e^−746 < 2^−1075,
 # where the exact values round to 0.  Elsewhere (the band: |z_j| just past φ''s underflow, g_j and
 # a_{j−1} large) it writes D[j] = g_j, keeps A[j] = a_{j−1} and sets MK[j] (one flag per entry,
-# written for every entry so the loop stays vectorised): ``_fix_band`` then forms both products from
+# written for every entry so the loop stays vectorised): ``fix_band`` then forms both products from
 # log|φ'(z_j)| in NumPy, entry by entry, with no sample redone.  Likewise a_j = a_{j−1} where φ(z_j)
 # underflows but |c_j| e^V < 2^−56 |a_{j−1}|, below half an ulp of a_{j−1}.  (|x| < 2^_e2(x) from x's
 # exponent bits; the margins, 2 bits and 0.87 in log, exceed the rounding of V and U, and of U to
@@ -619,7 +619,7 @@ def chain_kernel(forms: tuple):
     from symgrad.numeric import compiled as _jit
 
     numba = _jit.numba_module()
-    ns = _codegen._run_generated(kernel_source(forms))
+    ns = _codegen._run_generated(kernel_source(forms), flush=True)
     opts = dict(nogil=True, fastmath={"contract"}, error_model="numpy")
     for k in range(len(forms)):
         ns["phi%d" % k] = numba.njit(inline="always", **opts)(ns["phi%d" % k])
@@ -646,9 +646,12 @@ def jit_kernel(inp: _Inputs):
     return chain_kernel(tuple(forms)), np.array(kinds, dtype=np.int64), c, r
 
 
-def jit_block(inp: _Inputs, jk, rows, s, e, D, oD, A, oA, loss):
+def jit_block(inp: _Inputs, jk, rows, s, e, D, oD, A, oA, loss, fixes=None):
     """One block through the compiled residual kernel, writing D[:, oD:oD+m] (δ), A[:, oA:oA+m]
-    (∂C/∂w) and loss[s:e]; raises ``_NonFiniteBlock`` / ``_RescaleSamples`` as the plain kernel does."""
+    (∂C/∂w) and loss[s:e]; raises ``_NonFiniteBlock`` / ``_RescaleSamples`` as the plain kernel does.
+    The band entries it leaves (:func:`fix_band`) are fixed here, or, given a list ``fixes`` (D, A
+    are then the full outputs, oD = oA = s), appended to it as (layers, samples) for one
+    :func:`fix_band` over a thread's blocks, before its redo."""
     from symgrad.numeric.inputs import _NonFiniteBlock
 
     kernel, kinds, c, r = jk
@@ -658,41 +661,47 @@ def jit_block(inp: _Inputs, jk, rows, s, e, D, oD, A, oA, loss):
     flags = np.zeros(m, dtype=np.bool_)
     MK = np.empty((L, m), dtype=np.bool_)
     sig_out = bool(net.activations[-1].logistic) and not _residual_output(net)
-    status = kernel(WL, BL, kinds, c, r, a0, y, s, e, A, oA, D, oD, net.loss.domain_open_unit, sig_out, loss, flags,
-                    MK)
+    status = kernel(WL, BL, kinds, c, r, a0, y, s, e, A, oA, D, oD, net.loss.domain_open_unit, sig_out, loss, flags, MK)
     if status > 0:
         raise _NonFiniteBlock(status - 1)
-    _fix_band(inp, s, c, MK, D, oD, A, oA)
+    jj, ii = np.divmod(np.flatnonzero(MK), m)
+    if jj.size:
+        if fixes is not None:
+            fixes.append((jj, ii + s))
+        else:
+            fix_band(inp, c, jj, ii + s, D, oD - s, A, oA - s)
     if status < 0:
         raise _RescaleSamples(flags)
 
 
-def _fix_band(inp: _Inputs, s, c, MK, D, oD, A, oA):
-    """The band entries the compiled residual kernel left (MK): residual layers j where φ'(z_j)
+def fix_band(inp: _Inputs, c, jj, smp, D, oD, A, oA):
+    """The band entries the compiled residual kernel left: residual layers j where φ'(z_j)
     underflowed and 1 + c_j w_j φ'(z_j) rounds to 1 (so g_{j−1} = g_j exactly), yet δ_j = c_j φ'(z_j) g_j
-    or ∂C/∂w_j = a_{j−1} δ_j may be representable.  The kernel wrote D = g_j and A = a_{j−1} there;
-    z_j = w_j a_{j−1} + b_j is formed again and both products as scaled numbers m·2^k from
-    log|φ'(z_j)| (``logspace.split_grad``), each rounded once."""
-    m = MK.shape[1]
-    jj, ii = np.divmod(np.flatnonzero(MK), m)  # jj ascending: one run per layer
-    if not jj.size:
-        return
-    smp = s + ii
+    or ∂C/∂w_j = a_{j−1} δ_j may be representable.  At layers ``jj`` of samples ``smp`` the kernel
+    wrote D[j, oD + i] = g_j and A[j, oA + i] = a_{j−1}; z_j = w_j a_{j−1} + b_j is formed again and
+    both products as scaled numbers m·2^k from log|φ'(z_j)| (``logspace.split``), each rounded
+    once: from log|φ'(z_j)| in every entry, whether φ'(z_j) or c_j φ'(z_j) underflowed."""
+    ii, ia = smp + oD, smp + oA
     w, b = np.empty(len(jj)), np.empty(len(jj))
-    cut = np.flatnonzero(np.diff(jj)) + 1
-    for p0, p1 in zip(np.r_[0, cut], np.r_[cut, len(jj)]):
-        j = jj[p0]
-        w[p0:p1], b[p0:p1] = inp.ws[j][smp[p0:p1]], inp.bs[j][smp[p0:p1]]
-    a = A[jj, oA + ii].astype(np.float64)
-    g = D[jj, oD + ii].astype(np.float64)
+    order = np.argsort(jj, kind="stable")
+    js = jj[order]
+    cut = np.flatnonzero(np.diff(js)) + 1
+    for p0, p1 in zip(np.r_[0, cut], np.r_[cut, len(js)]):  # one run per layer
+        at = order[p0:p1]
+        w[at], b[at] = inp.ws[js[p0]][smp[at]], inp.bs[js[p0]][smp[at]]
+    a = A[jj, ia].astype(np.float64)
+    g = D[jj, ii].astype(np.float64)
     groups = _groups(inp.net)
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
         z = w * a + b
         for act, rows in groups.items():
             sel = slice(None) if len(groups) == 1 else np.isin(jj, rows)
-            d = _nl.smul(_nl.smul(_nl.split_grad(act, z[sel]), _nl.split(c[jj[sel]])), _nl.split(g[sel]))
-            D[jj[sel], oD + ii[sel]] = _nl.value(d, D.dtype)
-            A[jj[sel], oA + ii[sel]] = _nl.value(_nl.smul(d, _nl.split(a[sel])), A.dtype)
+            zs = z[sel]
+            gp = _nl.split(np.zeros(zs.shape), lambda q, zs=zs, act=act: act.log_abs_grad(zs[q]),
+                           lambda q, zs=zs, act=act: grad_sign(act, zs[q]))
+            d = _nl.smul(_nl.smul(gp, _nl.split(c[jj[sel]])), _nl.split(g[sel]))
+            D[jj[sel], ii[sel]] = _nl.value(d, D.dtype)
+            A[jj[sel], ia[sel]] = _nl.value(_nl.smul(d, _nl.split(a[sel])), A.dtype)
 
 
 def scaled_samples(inp: _Inputs, idx, D, A, base, loss):
