@@ -149,15 +149,17 @@ CASE = textwrap.dedent(
         out["fsum_reference"] = exact
         out["decay_rate_per_layer"] = exact / depth
     elif kind.startswith("acts"):
-        # kind = "acts[-res]:<threads>[:libm]": every activation, symgrad and PyTorch alternating;
-        # "acts-res": every layer residual, a_l = a_{l-1} + 0.5 φ(z_l), on both sides.
+        # kind = "acts[-res|-mix]:<threads>[:libm]": every activation, symgrad and PyTorch alternating;
+        # "acts-res": every layer residual, a_l = a_{l-1} + 0.5 φ(z_l), on both sides; "acts-mix":
+        # odd layers residual, even layers plain, a_l = φ(z_l).
         import torch
         import torch.nn.functional as F
         from symgrad.numeric import _codegen
         from numba.core import config as numba_config
         parts = kind.split(":")
         threads, libm = int(parts[1]), parts[-1] == "libm"
-        alpha = 0.5 if parts[0] == "acts-res" else None
+        alpha = {"acts": None, "acts-res": 0.5, "acts-mix": [0.5 if j % 2 == 0 else None for j in range(depth)]}[parts[0]]
+        alphas = alpha if isinstance(alpha, list) else [alpha] * depth
         if libm:
             _codegen.LIBM = True
             _codegen.form_of.cache_clear()
@@ -180,8 +182,8 @@ CASE = textwrap.dedent(
                 for t in W + B:
                     t.grad = None
                 a = a0
-                for f, w, b in zip(fs, W, B):
-                    a = f(w * a + b) if alpha is None else a + alpha * f(w * a + b)
+                for f, w, b, al in zip(fs, W, B, alphas):
+                    a = f(w * a + b) if al is None else a + al * f(w * a + b)
                 (0.5 * (a - y) ** 2).sum().backward()
             run_sym = lambda: backprop(net, p, threads=threads, backend="numba")  # noqa: E731
             ts, tt = [], []
@@ -318,15 +320,19 @@ def per_activation():
               % (name, one["symgrad"], one["torch"], one["torch"] / one["symgrad"],
                  two["symgrad"], two["torch"], two["torch"] / two["symgrad"], extra))
     print("  (ratio = PyTorch seconds / symgrad seconds; >= 1.0 means symgrad is at least as fast)")
-    rr = run("acts-res:1", DEPTH, ACT_BATCH, repeat=3, timeout=900, extra=(",".join(ACTIVATIONS),))
-    if "error" in rr:
-        print("  residual chains: failed (%s)" % rr["error"])
-        return
-    print("per activation, residual chains (every layer a_l = a_(l-1) + 0.5 phi(z_l), same draw of w, b, a0, y), one thread:")
-    for name in ACTIVATIONS:
-        one = rr[name]
-        print("  %-12s %.4f / %.4f  ratio %5.2f  (per round %s)" % (name, one["symgrad"], one["torch"], one["torch"] / one["symgrad"],
-                                                                  ", ".join("%.2f" % x for x in one["per_round"])))
+    for kind, what in (("acts-res", "residual chains (every layer a_l = a_(l-1) + 0.5 phi(z_l)"),
+                       ("acts-mix", "mixed chains (odd layers residual as above, even layers plain a_l = phi(z_l)")):
+        rr = {th: run("%s:%d" % (kind, th), DEPTH, ACT_BATCH, repeat=3, timeout=900, extra=(",".join(ACTIVATIONS),)) for th in (1, 2)}
+        if any("error" in r for r in rr.values()):
+            print("  %s: failed (%s)" % (what, "; ".join(r["error"] for r in rr.values() if "error" in r)))
+            continue
+        print("per activation, %s, same draw of w, b, a0, y):" % what)
+        print("  %-12s %28s   %s" % ("activation", "1 thread: symgrad / torch (s)", "2 threads: symgrad / torch (s)"))
+        for name in ACTIVATIONS:
+            one, two = rr[1][name], rr[2][name]
+            print("  %-12s %.4f / %.4f  ratio %5.2f   %.4f / %.4f  ratio %5.2f   (1 thread per round %s)"
+                  % (name, one["symgrad"], one["torch"], one["torch"] / one["symgrad"], two["symgrad"], two["torch"],
+                     two["torch"] / two["symgrad"], ", ".join("%.2f" % x for x in one["per_round"])))
 
 
 ELEMENTARY = textwrap.dedent(

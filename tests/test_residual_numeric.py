@@ -709,6 +709,126 @@ def test_band_entries_of_a_residual_chain_are_exact_without_a_redo(name, monkeyp
     assert got.grads["w1"][at[len(levels) - 1]] != 0  # the subnormal ∂C/∂w_1 beside a zero δ_1
 
 
+@numba_only
+@pytest.mark.parametrize("name", ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "silu", "gelu", "softsign", "identity"])
+@pytest.mark.parametrize("share", [0.01, 0.5], ids=["few-odd", "many-odd"])
+def test_the_fast_pass_and_the_exact_pass_give_the_same_bits(name, share, monkeypatch):
+    # The residual kernel's fast pass flags samples (a superset of the exact pass's conditions) and
+    # ``res_redo`` sends runs of them through the exact pass; above an eighth of a block flagged, the
+    # block goes whole.  Either way every value must be the exact pass's, bit for bit, in all-residual
+    # and mixed (plain and residual) chains; a share of samples with a_0 ~ 1e4 makes z reach ±1e4
+    # there (φ' underflows, certified zeros and band entries).
+    rng = np.random.default_rng(_seed(name, "fast-exact", share))
+    for residual in (0.5, [0.5, None, -0.8, None, 1.0, 0.3]):
+        net = symgrad.chain(6, name, residual=residual)
+        p = sample(net, 3000, seed=int(rng.integers(1 << 30)))
+        odd = rng.uniform(size=3000) < share
+        p["a0"] = np.where(odd, rng.normal(0.0, 1e4, 3000), p["a0"])
+        got = backprop(net, p, backend="numba", threads=1)
+        orig = _res.jit_kernel
+        monkeypatch.setattr(_res, "jit_kernel", lambda inp: orig(inp)[:4] + ({"exact": True},))
+        ref = backprop(net, p, backend="numba", threads=1)
+        monkeypatch.setattr(_res, "jit_kernel", orig)
+        for k in net.parameters:
+            np.testing.assert_array_equal(got.grads[k], ref.grads[k], err_msg="%s %r" % (k, residual))
+        np.testing.assert_array_equal(got.loss, ref.loss)
+
+
+def _spy_passes(monkeypatch):
+    """Record each call of the residual kernel's redo ("redo") and whole-block exact pass ("exact")."""
+    calls = []
+    orig = _res.jit_kernel
+
+    def spy(inp):
+        (fast, redo, exact), *rest = orig(inp)
+        return ((fast, lambda *a: calls.append("redo") or redo(*a), lambda *a: calls.append("exact") or exact(*a)), *rest)
+
+    monkeypatch.setattr(_res, "jit_kernel", spy)
+    return calls
+
+
+@numba_only
+@pytest.mark.parametrize("case", ["z subnormal", "phi underflows alone", "alpha phi' underflows", "a delta underflows",
+                                  "w delta underflows", "z overflows", "g overflows above a mark"])
+def test_each_condition_of_the_fast_pass_hands_the_sample_to_the_exact_pass(case, monkeypatch):
+    # One sample (of 64) per condition of the exact pass that the fast pass must not miss, alone (no
+    # other condition holds in that sample); the others are ordinary.  The exact pass then flags it
+    # for the rescaled redo, certifies or fixes it, or diagnoses it.
+    act, alpha = "sigmoid", 0.5
+    if case == "phi underflows alone":  # in a plain layer: φ(1e-160) = 1e-320, φ' = 2e-160
+        act, alpha = symgrad.custom_activation("z**2", name="square"), [None, 0.5, 0.5]
+    elif case in ("a delta underflows", "w delta underflows"):
+        act, alpha = "identity", [0.5, None, 0.5]
+    elif case == "alpha phi' underflows":
+        alpha = 1e-300
+    elif case == "z overflows":
+        act = "relu"  # z_1 = −inf: φ = φ' = 0, nothing after it is odd
+    elif case == "g overflows above a mark":
+        alpha = 1.0
+    net = symgrad.chain(2 if case == "g overflows above a mark" else 3, act, residual=alpha)
+    p = sample(net, 64, seed=5)
+    for k in net.parameters:
+        p[k] = np.clip(p[k], -0.9, 0.9)
+    i = 17
+    if case == "z subnormal":
+        p["a0"][i], p["w1"][i], p["b1"][i] = 1e-160, 1e-160, 0.0
+    elif case == "phi underflows alone":  # g ~ 1e150: ∂C/∂w_2 = a_1 δ_2 ~ 1e-170 is normal, a_1 is not
+        p["a0"][i], p["w1"][i], p["b1"][i], p["y"][i] = 0.0, 1.0, 1e-160, -1e150
+    elif case == "alpha phi' underflows":
+        p["a0"][i], p["w1"][i], p["b1"][i], p["y"][i] = 1.0, 1.0, -23.0, 1e10  # α σ'(−22) ~ 1e-310, g ~ 1e10
+    elif case == "a delta underflows":
+        p["a0"][i], p["y"][i] = 1e-200, 0.0  # δ_1 ~ g ~ a_L ~ 1e-200, ∂C/∂w_1 = a_0 δ_1 ~ 1e-400
+        for j in (1, 2, 3):
+            p["w%d" % j][i], p["b%d" % j][i] = 1.0, 0.0
+    elif case == "w delta underflows":
+        # plain layer 2 with w_2 = 1e-200: a_L ~ 1e-150, so g_1 = w_2 δ_2 ~ 1e-350 underflows, while
+        # ∂C/∂w_1 = a_0 α g_1 ~ 1e-300 (a_0 = 1e50) does not
+        for j in (1, 2, 3):
+            p["w%d" % j][i], p["b%d" % j][i] = 1.0, 0.0
+        p["a0"][i], p["w2"][i], p["y"][i] = 1e50, 1e-200, 0.0
+    elif case == "z overflows":
+        p["a0"][i], p["w1"][i] = 1e300, -1e300
+    else:
+        # g_2 = a_2 − y ~ 1.7e308 and g_1 = g_2 + 2.5 δ_2 = (1 + 2.5 σ'(0)) g_2 overflows (each term
+        # finite), while layer 1's σ'(−800) underflows (a mark): δ_1 = σ'(−800) g_1 ~ 1e-39, only
+        # through the rescaled redo
+        p["a0"][i], p["w1"][i], p["b1"][i], p["w2"][i], p["b2"][i], p["y"][i] = 1.0, 1.0, -801.0, 2.5, -2.5, -1.7e308
+    calls = _spy_passes(monkeypatch)
+    redone = []
+    orig = _res.scaled_samples
+    monkeypatch.setattr(_res, "scaled_samples", lambda inp, idx, *a: (redone.extend(idx.tolist()), orig(inp, idx, *a))[1])
+    if case == "z overflows":
+        with pytest.raises(InvalidArgument, match=r"overflows float64 at layer 1 .* batch index 17"):
+            backprop(net, p, backend="numba", threads=1)
+        assert calls == ["redo"], calls
+        return
+    got = backprop(net, p, backend="numba", threads=1)
+    assert calls == ["redo"], calls
+    # the exact pass then flags it for the rescaled redo, except the mark, which it certifies or fixes
+    assert redone == ([] if case == "alpha phi' underflows" else [i]), redone
+    monkeypatch.undo()
+    ref = backprop(net, p, backend="numpy")
+    if case == "g overflows above a mark":
+        assert 1e-40 < got.grads["b1"][i] == ref.grads["b1"][i] < 1e-38
+    tol = _chain_tol(net, p)
+    for k in net.parameters:
+        assert_within(got.grads[k], ref.grads[k], 2 * tol[k], k)
+
+
+@numba_only
+def test_a_moderate_residual_chain_never_leaves_the_fast_pass(monkeypatch):
+    # the design's premise: a typical draw (z of a few units) raises no flag, so the exact pass and
+    # its bounds do not run at all; one sample with a_0 = 1e4 is redone alone
+    net = symgrad.chain(8, ["tanh", "sigmoid"] * 4, residual=[0.5, None] * 4)
+    p = sample(net, 5000, seed=3)
+    calls = _spy_passes(monkeypatch)
+    backprop(net, p, backend="numba", threads=1)
+    assert calls == []
+    p["a0"][1234], p["w1"][1234] = 1e4, 1.0
+    backprop(net, p, backend="numba", threads=1)
+    assert calls == ["redo"]
+
+
 # ---------------------------------------------------------------------------------------------
 # Shared weights (backprop_shared: the gradient-flow report and the Monte-Carlo check use it)
 # ---------------------------------------------------------------------------------------------

@@ -493,6 +493,31 @@ _RES_LAYER = """\
                 fl[i] |= zsub | (plost & ~pok) | (dlost & ~mk)
 """
 
+#: The fast pass (``res_*_fast``): the same values with a per-sample flag for a superset of every
+#: condition above, marks and certificates included (any φ or φ' below the smallest normal, or 0
+#: with ``uf`` set), no bounds, no marks; ``res_redo`` sends each run of flagged samples through
+#: the exact pass.  It reads ``uf`` as the exact pass does, so LLVM forms the same products and fused
+#: multiply-adds in both (a sample gets the same values through either).  Its backward need not
+#: test g_{j−1} = r_j g_j + w_j δ_j for overflow, as the exact one does for its marked entries: an
+#: infinite g makes the next layer's δ infinite or nan, which is flagged (g_0 is not an output).
+#: (Neither tests the top δ of a cancelling output, σ(z_L) − y: it is finite.)
+_RES_LAYER_FAST = """\
+        if k == {k}:
+            for i in range(m):
+                ai = a[i]
+                wi = w[i]
+                zi = wi * ai + b[i]
+                pi, di, ufi = phi{k}(zi)
+                li = cj * di
+                an = rj * ai + cj * pi
+                drow[i] = li
+                arow[i] = ai
+                a[i] = an
+                z[i] = zi
+                fl[i] |= (~((abs(zi) <= HUGE) & (abs(an) <= HUGE) & (abs(di) <= HUGE)) | ((abs(zi) < TINY) & (zi != 0.0))
+                          | {small_p} | {small_d} | _lost2(li, cj, di))
+"""
+
 _RES_KERNEL = '''\
 def _lost(x, p, q):
     return ~(abs(x) <= HUGE) | ((abs(x) < TINY) & ((x != 0.0) | ((p != 0.0) & (q != 0.0))))
@@ -540,7 +565,7 @@ def res_forward(W, B, kinds, C, R, a0, s, e, A, oA, D, oD, aL, zL, fl):
 {output}
 
 
-def res_backward(W, R, s, D, oD, A, oA, m, dL, cancel, fl, MK):
+def res_backward(W, R, s, D, oD, A, oA, m, dL, cancel, fl, MK, mo):
     L = D.shape[0]
     g = np.empty(m)
     for i in range(m):
@@ -550,7 +575,7 @@ def res_backward(W, R, s, D, oD, A, oA, m, dL, cancel, fl, MK):
         arow = A[j, oA:oA + m]
         w = W[j][s:s + m]
         rj = R[j]
-        mrow = MK[j, 0:m]  # (MK[j] keeps LLVM from vectorising the loop: 1.5 times slower)
+        mrow = MK[j, mo:mo + m]  # (MK[j] keeps LLVM from vectorising the loop: 1.5 times slower)
         top = cancel and j == L - 1
         for i in range(m):
             li = drow[i]
@@ -567,15 +592,79 @@ def res_backward(W, R, s, D, oD, A, oA, m, dL, cancel, fl, MK):
             arow[i] = ai if fix else (0.0 if mk else qi)
             gn = rj * gi + (0.0 if mk else ui)
             g[i] = gn
-            fl[i] |= ((~mk & ((_lost(di, li, gi) & ~top) | (top & ~(abs(di) <= HUGE)) | _lost(qi, ai, di)
-                              | _lost(ui, wi, di))) | ~(abs(gn) <= HUGE))
+            fl[i] |= (~mk & ((_lost(di, li, gi) & ~top) | _lost(qi, ai, di) | _lost(ui, wi, di))) | ~(abs(gn) <= HUGE)
     for i in range(m):
         if fl[i]:
             return True
     return False
 
 
-def res_chain_block(W, B, kinds, C, R, a0, y, s, e, A, oA, D, oD, cross_entropy, sig_out, loss, fl, MK):
+def _lost2(x, p, q):
+    return ~(abs(x) <= HUGE) | ((abs(x) < TINY) & (p != 0.0) & (q != 0.0))
+
+
+def res_forward_fast(W, B, kinds, C, R, a0, s, e, A, oA, D, oD, aL, zL, fl):
+    L = len(W)
+    m = e - s
+    a = np.empty(m)
+    z = np.empty(m)
+    for i in range(m):
+        a[i] = a0[i]
+    for j in range(L):
+        w = W[j][s:e]
+        b = B[j][s:e]
+        arow = A[j, oA:oA + m]
+        drow = D[j, oD:oD + m]
+        cj = C[j]
+        rj = R[j]
+        k = kinds[j]
+{layers_fast}
+    for i in range(m):
+        aL[i] = a[i]
+        zL[i] = z[i]
+
+
+def res_backward_fast(W, R, s, D, oD, A, oA, m, dL, cancel, fl):
+    L = D.shape[0]
+    g = np.empty(m)
+    for i in range(m):
+        g[i] = dL[i]
+    for j in range(L - 1, -1, -1):
+        drow = D[j, oD:oD + m]
+        arow = A[j, oA:oA + m]
+        w = W[j][s:s + m]
+        rj = R[j]
+        top = cancel and j == L - 1
+        for i in range(m):
+            li = drow[i]
+            gi = g[i]
+            di = gi if top else li * gi
+            ai = arow[i]
+            qi = ai * di
+            wi = w[i]
+            ui = wi * di
+            drow[i] = di
+            arow[i] = qi
+            gn = rj * gi + ui
+            g[i] = gn
+            fl[i] |= (_lost2(di, li, gi) & ~top) | _lost2(qi, ai, di) | _lost2(ui, wi, di)
+
+
+def res_chain_block_fast(W, B, kinds, C, R, a0, y, s, e, A, oA, D, oD, cross_entropy, sig_out, loss, fl):
+    m = e - s
+    aL = np.empty(m)
+    zL = np.empty(m)
+    dL = np.empty(m)
+    res_forward_fast(W, B, kinds, C, R, a0[s:e], s, e, A, oA, D, oD, aL, zL, fl)
+    res_output(zL, aL, y, s, m, cross_entropy, sig_out, loss, dL)
+    res_backward_fast(W, R, s, D, oD, A, oA, m, dL, cross_entropy and sig_out, fl)
+    n = 0
+    for i in range(m):
+        n += fl[i]
+    return n
+
+
+def res_chain_block(W, B, kinds, C, R, a0, y, s, e, A, oA, D, oD, cross_entropy, sig_out, loss, fl, MK, mo):
     m = e - s
     aL = np.empty(m)
     zL = np.empty(m)
@@ -584,9 +673,33 @@ def res_chain_block(W, B, kinds, C, R, a0, y, s, e, A, oA, D, oD, cross_entropy,
         return status
     dL = np.empty(m)
     res_output(zL, aL, y, s, m, cross_entropy, sig_out, loss, dL)
-    if res_backward(W, R, s, D, oD, A, oA, m, dL, cross_entropy and sig_out, fl, MK):
+    if res_backward(W, R, s, D, oD, A, oA, m, dL, cross_entropy and sig_out, fl, MK, mo):
         return -1
     return 0
+'''
+
+
+_RES_REDO = '''
+def res_redo(W, B, kinds, C, R, a0, y, s, e, A, oA, D, oD, cross_entropy, sig_out, loss, fl, MK):
+    m = e - s
+    status = 0
+    i = 0
+    while i < m:
+        if not fl[i]:
+            i += 1
+            continue
+        i1 = i + 1
+        while i1 < m and fl[i1]:
+            i1 += 1
+        for q in range(i, i1):
+            fl[q] = False
+        st = res_chain_block(W, B, kinds, C, R, a0, y, s + i, s + i1, A, oA + i, D, oD + i, cross_entropy, sig_out, loss,
+                             fl[i:i1], MK, i)
+        if st > 0:
+            return st
+        status = min(status, st)
+        i = i1
+    return status
 '''
 
 
@@ -600,19 +713,23 @@ def kernel_source(forms: tuple) -> str:
         parts.append("def phi%d(z):\n" % k + f[len("def phi(z):\n"):])
         parts.append("def bnd%d(z):\n" % k + bd[len("def bnd(z):\n"):])
     layers = "".join(_RES_LAYER.format(k=k) for k in range(len(forms)))
+    small = "((abs({x}) < TINY) & (({x} != 0.0) | ufi))"
+    fast = [_RES_LAYER_FAST.format(k=k, small_p=small.format(x="pi"), small_d=small.format(x="di")) for k in range(len(forms))]
     from symgrad.numeric import _codegen
 
     output = _codegen.OUTPUT_SOURCE.replace("def output(", "def res_output(", 1).rstrip("\n")
-    return "\n\n".join(parts) + "\n\n" + _RES_KERNEL.replace("{layers}", layers).replace("{output}", output)
+    return "\n\n".join(parts) + "\n\n" + (_RES_KERNEL.replace("{layers_fast}", "".join(fast)).replace("{layers}", layers)
+                                            .replace("{output}", output)) + _RES_REDO
 
 
 _KERNELS: dict = {}
 
 
 def chain_kernel(forms: tuple):
-    """The compiled ``res_chain_block`` for these distinct layer forms (compiled on first use, about
-    a second; at most 64 kept).  The text is made only of the forms _codegen printed and of this
-    module's fixed template, and runs through ``_codegen._run_generated`` (the one audited exec)."""
+    """The compiled ``(res_chain_block_fast, res_redo, res_chain_block)`` for these distinct layer forms (each
+    compiled on first use, about a second; at most 64 kept).  The text is made only of the forms
+    _codegen printed and of this module's fixed template, and runs through
+    ``_codegen._run_generated`` (the one audited exec)."""
     if forms in _KERNELS:
         return _KERNELS[forms]
     from symgrad.numeric import _codegen
@@ -624,17 +741,20 @@ def chain_kernel(forms: tuple):
     for k in range(len(forms)):
         ns["phi%d" % k] = numba.njit(inline="always", **opts)(ns["phi%d" % k])
         ns["bnd%d" % k] = numba.njit(inline="always", **opts)(ns["bnd%d" % k])
-    for name in ("_lost", "_box", "_unbox", "_e2", "res_forward", "res_output", "res_backward", "res_chain_block"):
+    for name in ("_lost", "_lost2", "_box", "_unbox", "_e2", "res_forward", "res_output", "res_backward", "res_chain_block",
+                 "res_forward_fast", "res_backward_fast", "res_chain_block_fast", "res_redo"):
         ns[name] = numba.njit(**opts)(ns[name])
     if len(_KERNELS) >= 64:
         _KERNELS.pop(next(iter(_KERNELS)))
-    _KERNELS[forms] = ns["res_chain_block"]
-    return ns["res_chain_block"]
+    _KERNELS[forms] = (ns["res_chain_block_fast"], ns["res_redo"], ns["res_chain_block"])
+    return _KERNELS[forms]
 
 
 def jit_kernel(inp: _Inputs):
-    """(kernel, kinds, c, r) for a residual chain: the compiled kernel of its distinct activation
-    forms, each layer's index into them, and c_l (α_l or 1), r_l (1 or 0) per layer."""
+    """(kernels, kinds, c, r, hint) for a residual chain: the compiled fast and exact kernels of its
+    distinct activation forms, each layer's index into them, c_l (α_l or 1) and r_l (1 or 0) per
+    layer, and a hint for :func:`jit_block` (set once the fast pass flagged more than an eighth of a
+    block's samples: the later blocks of this call then skip it)."""
     from symgrad.numeric import _codegen
 
     net = inp.net
@@ -643,25 +763,40 @@ def jit_kernel(inp: _Inputs):
         kinds.append(forms.setdefault((_codegen.form_of(act), _codegen.bounds_of(act)), len(forms)))
     c = np.array([1.0 if a is None else float(a) for a in inp.alphas])
     r = np.array([0.0 if a is None else 1.0 for a in inp.alphas])
-    return chain_kernel(tuple(forms)), np.array(kinds, dtype=np.int64), c, r
+    return chain_kernel(tuple(forms)), np.array(kinds, dtype=np.int64), c, r, {"exact": False}
 
 
 def jit_block(inp: _Inputs, jk, rows, s, e, D, oD, A, oA, loss, fixes=None):
     """One block through the compiled residual kernel, writing D[:, oD:oD+m] (δ), A[:, oA:oA+m]
     (∂C/∂w) and loss[s:e]; raises ``_NonFiniteBlock`` / ``_RescaleSamples`` as the plain kernel does.
-    The band entries it leaves (:func:`fix_band`) are fixed here, or, given a list ``fixes`` (D, A
-    are then the full outputs, oD = oA = s), appended to it as (layers, samples) for one
-    :func:`fix_band` over a thread's blocks, before its redo."""
+    The fast pass runs first and the exact pass redoes each run of samples it flags (``res_redo``),
+    or all of the block where it flags more than an eighth of them (a sample alone through the
+    exact pass costs several times its share of a block), and then every later block of the call
+    (a deep residual chain whose z reaches 10^4 has an underflowed φ' in most samples).  The band entries the exact pass leaves (:func:`fix_band`) are fixed here, or,
+    given a list ``fixes`` (D, A are then the full outputs, oD = oA = s), appended to it as (layers,
+    samples) for one :func:`fix_band` over a thread's blocks, before its redo."""
     from symgrad.numeric.inputs import _NonFiniteBlock
 
-    kernel, kinds, c, r = jk
+    (fast, redo, exact), kinds, c, r, hint = jk
     WL, BL, a0, y = rows
     net = inp.net
     m, L = e - s, net.depth
     flags = np.zeros(m, dtype=np.bool_)
-    MK = np.empty((L, m), dtype=np.bool_)
     sig_out = bool(net.activations[-1].logistic) and not _residual_output(net)
-    status = kernel(WL, BL, kinds, c, r, a0, y, s, e, A, oA, D, oD, net.loss.domain_open_unit, sig_out, loss, flags, MK)
+    args = (WL, BL, kinds, c, r, a0, y, s, e, A, oA, D, oD, net.loss.domain_open_unit, sig_out, loss, flags)
+    if not hint["exact"]:
+        n = fast(*args)
+        if n == 0:
+            return
+        if n > m // 8:  # scattered flags: the whole block through the exact pass is cheaper
+            hint["exact"] = True
+    if hint["exact"]:
+        flags[:] = False
+        MK = np.empty((L, m), dtype=np.bool_)
+        status = exact(*args, MK, 0)
+    else:
+        MK = np.zeros((L, m), dtype=np.bool_)
+        status = redo(*args, MK)
     if status > 0:
         raise _NonFiniteBlock(status - 1)
     jj, ii = np.divmod(np.flatnonzero(MK), m)
