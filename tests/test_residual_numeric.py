@@ -714,8 +714,8 @@ def test_band_entries_of_a_residual_chain_are_exact_without_a_redo(name, monkeyp
 @pytest.mark.parametrize("share", [0.01, 0.5], ids=["few-odd", "many-odd"])
 def test_the_fast_pass_and_the_exact_pass_give_the_same_bits(name, share, monkeypatch):
     # The residual kernel's fast pass flags samples (a superset of the exact pass's conditions) and
-    # ``res_redo`` sends runs of them through the exact pass; above an eighth of a block flagged, the
-    # block goes whole.  Either way every value must be the exact pass's, bit for bit, in all-residual
+    # ``res_redo`` sends them, gathered, through the exact pass; above a sixteenth of a block flagged,
+    # the block goes whole.  Either way every value must be the exact pass's, bit for bit, in all-residual
     # and mixed (plain and residual) chains; a share of samples with a_0 ~ 1e4 makes z reach ±1e4
     # there (φ' underflows, certified zeros and band entries).
     rng = np.random.default_rng(_seed(name, "fast-exact", share))
