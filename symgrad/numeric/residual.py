@@ -796,9 +796,10 @@ def jit_block(inp: _Inputs, jk, rows, s, e, D, oD, A, oA, loss, fixes=None):
     (``res_redo``), or all of the block where it flags more than a sixteenth of them (a gathered
     sample costs about three times its share of the block's exact pass: 2.3 against 0.7 µs at
     depth 50), and then every later block of the call (a deep residual chain whose z reaches 10^4
-    has an underflowed φ' in most samples).  The band entries the exact pass leaves (:func:`fix_band`) are fixed here, or,
-    given a list ``fixes`` (D, A are then the full outputs, oD = oA = s), appended to it as (layers,
-    samples) for one :func:`fix_band` over a thread's blocks, before its redo."""
+    has an underflowed φ' in most samples).  The band entries the exact pass leaves
+    (:func:`fix_band`) are fixed here, or, given a list ``fixes`` (D, A are then the full outputs,
+    oD = oA = s), appended to it as (layers, samples) for one :func:`fix_band` over a thread's
+    blocks, before its redo."""
     from symgrad.numeric.inputs import _NonFiniteBlock
 
     (fast, redo, exact), kinds, c, r, hint = jk
