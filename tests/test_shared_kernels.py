@@ -144,6 +144,30 @@ def test_float32_runs_on_numpy():
     assert _sk.kernels(net, np.float32) is None
 
 
+@pytest.mark.parametrize("block_max", [None, 0])
+def test_the_weight_gradients_are_separate_arrays_whether_or_not_they_share_a_block(block_max, monkeypatch):
+    # Below _GRAD_BLOCK_MAX the ∂C/∂W^l are views of one block (which malloc recycles between calls);
+    # above it, one array each.  Either way each has its own entries: writing one changes no other,
+    # and the next call's results are new memory.
+    from symgrad.numeric import shared as _shared
+    if block_max is not None:
+        monkeypatch.setattr(_shared, "_GRAD_BLOCK_MAX", block_max)
+    net = symgrad.network([5, 7, 7, 4], "tanh", residual=[None, 0.5, None])
+    p = _params(net, 8, seed=17)
+    first = backprop_shared(net, p)
+    keep = {k: v.copy() for k, v in first.grads.items()}
+    ws = [first.grads["W%d" % l] for l in range(1, 4)]
+    assert [w.shape for w in ws] == [(7, 5), (7, 7), (4, 7)]
+    assert all(w.flags.c_contiguous and w.flags.writeable for w in ws)
+    assert not any(np.shares_memory(x, y) for i, x in enumerate(ws) for y in ws[i + 1:])
+    second = backprop_shared(net, p)
+    ws[1][...] = np.nan
+    for k, v in second.grads.items():
+        np.testing.assert_array_equal(v, keep[k])
+    for k in ("W1", "W3", "b2"):
+        np.testing.assert_array_equal(first.grads[k], keep[k])
+
+
 # ---------------------------------------------------------------------------------------------
 # The optional MKL GEMM
 # ---------------------------------------------------------------------------------------------
@@ -158,6 +182,26 @@ def test_matmul_agrees_with_numpy_in_every_layout(ta, tb):
     out = np.full((m, n), np.nan)  # β = 0: never read
     assert _blas.matmul(a, b, out) is out
     # each entry a k-term dot product in some order: within γ_k Σ|a||b| of the exact one, twice that apart
+    assert np.all(np.abs(out - a @ b) <= 2 * gamma(k) * (np.abs(a) @ np.abs(b)))
+
+
+@pytest.mark.skipif(_blas.backend() != "mkl", reason="the row panels are MKL's path")
+@pytest.mark.parametrize("ta, tb", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("m, k, n, calls", [(300, 64, 2000, 3), (1000, 64, 1000, 8), (256, 127, 2048, 2),
+                                            (300, 47, 2000, 1), (300, 128, 2000, 1), (128, 64, 8192, 1),
+                                            (300, 64, 1000, 1)])
+def test_matmul_in_row_panels_is_the_same_product(m, k, n, calls, ta, tb, monkeypatch):
+    # In MKL's slow range (48 ≤ k < 128, out of ≥ 2^19 entries, more than 128 rows) the product is
+    # taken 128 rows of out at a time, each panel reading its own rows of op(a): every entry is still
+    # the k-term dot product of its row and column, within γ_k Σ|a||b| of the exact one.
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((k, m)).T if ta else rng.standard_normal((m, k))
+    b = rng.standard_normal((n, k)).T if tb else rng.standard_normal((k, n))
+    seen, real = [], _blas._dgemm()
+    monkeypatch.setattr(_blas, "_DGEMM", lambda *args: (seen.append(args[3]), real(*args))[1])
+    out = np.full((m, n), np.nan)
+    assert _blas.matmul(a, b, out) is out
+    assert len(seen) == calls and sum(seen) == m  # rows per call: 128, …, the rest
     assert np.all(np.abs(out - a @ b) <= 2 * gamma(k) * (np.abs(a) @ np.abs(b)))
 
 
