@@ -11,6 +11,7 @@ autograd doing the same forward and backward pass (what each side computes: the 
 MC_CASE below).
 
 Run:  python benchmarks/bench_meanfield.py   [--mc-only] [--pass-only] [--rounds R]  (--mc-only: only (d))
+      python benchmarks/bench_meanfield.py --gemm-panels   (MKL's dgemm whole vs in 128-row panels, symgrad.numeric._blas)
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def main():
           % (brute["line_s"], brute["line_s"] / line["line_s"]))
 
 
-if __name__ == "__main__" and "--mc-only" not in sys.argv:
+if __name__ == "__main__" and "--mc-only" not in sys.argv and "--gemm-panels" not in sys.argv:
     main()
 
 
@@ -217,6 +218,46 @@ def montecarlo(rounds=5, modes=("pass", "grads"), thread_counts=(1, 2)):
                      ns["traced"] / 2**20, ns["q_last"], ts["q_last"], ns["ratio1"], ts["ratio1"]))
 
 
-if __name__ == "__main__":
+def gemm_panels():
+    """MKL's dgemm into an output that is not in cache, whole against 128-row panels (the rule in
+    symgrad.numeric._blas, _PANEL_K): out (m x m) = a^T (m x k) b (k x m), the layout of dC/dW^l =
+    delta^lT a^(l-1), over k and m; each output is a fresh slice of a 600 MB pool (written once before,
+    so no page faults are timed).  Prints time(whole) / time(panels): above 1, panels are faster."""
+    import os
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+    import time
+    import numpy as np
+    from symgrad.numeric import _blas
+    f = _blas._dgemm()
+    if not f:
+        print("gemm panels: MKL not loaded (pip install 'symgrad[mkl]')")
+        return
+    pool = np.zeros(600 * 2**20 // 8)
+    ks = (16, 32, 48, 64, 96, 128, 192, 256, 512)
+    print("gemm panels, one thread, out not in cache: time(whole) / time(128-row panels), by k (columns) and m = n (rows)")
+    print("  %6s " % "m = n" + " ".join("%6s" % ("k=%d" % k) for k in ks))
+    for mn in (256, 512, 1000, 2000):
+        cnt = min(300, pool.size // (mn * mn))
+        row = []
+        for k in ks:
+            a, b = np.random.rand(k, mn), np.random.rand(k, mn)
+            def go(p):
+                best = float("inf")
+                for _ in range(3):
+                    t = time.perf_counter()
+                    for c in range(cnt):
+                        base = pool.ctypes.data + c * mn * mn * 8
+                        for i in range(0, mn, p):  # row-major: out[i:i+p] = a[:, i:i+p]^T b
+                            f(101, 112, 111, min(p, mn - i), mn, k, 1.0, a.ctypes.data + i * 8, mn, b.ctypes.data, mn,
+                              0.0, base + i * mn * 8, mn)
+                    best = min(best, (time.perf_counter() - t) / cnt)
+                return best
+            row.append(go(mn) / go(128))
+        print("  %6d " % mn + " ".join("%6.2f" % r for r in row), flush=True)
+
+
+if __name__ == "__main__" and "--gemm-panels" in sys.argv:
+    gemm_panels()
+elif __name__ == "__main__":
     montecarlo(rounds=int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 5,
                modes=("pass",) if "--pass-only" in sys.argv else ("pass", "grads"))

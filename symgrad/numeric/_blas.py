@@ -39,9 +39,11 @@ _INT_MAX = 2**31 - 1  # MKL's default (LP64) interface takes 32-bit dimensions
 #: which is the case of ∂C/∂W^l = δ^lᵀ a^{l−1} (a fresh n_l × n_{l−1} array, k = the batch): at
 #: 1000 × 1000, k = 64, 100 such products took 0.33-0.35 s whole against 0.17-0.18 s in panels.
 #: Over k = 16..512 and m = n = 256..2000 with out not in cache (benchmarks/bench_meanfield.py
-#: --gemm-panels prints the table), panels were 1.1-2.4× faster for 48 ≤ k ≤ 96 (and k < 128 at
-#: m = n ≤ 512) and 0.3-0.9× for k ≤ 32 or k ≥ 256.  Each entry of out is the same length-k dot
-#: product either way (within γ_k of the exact one), so only the speed depends on it.
+#: --gemm-panels prints the table; two runs), panels were 1.07-2.3× faster for 48 ≤ k ≤ 96 (and at
+#: k = 128 for m = n ≤ 512), and 0.5-0.9× as fast for k ≤ 32 at m = n ≥ 512 and for k ≥ 256.  The
+#: rule leaves outputs under 4 MiB whole, as they are more likely in cache, where panels were
+#: 0.8-0.9× as fast.  Each entry of out is the same length-k dot product either way (within γ_k of
+#: the exact one), so only the speed depends on it.
 _PANEL_K = (48, 128)
 _PANEL_ROWS = 128
 _PANEL_MIN = 2**19  # entries of out (4 MiB of float64)
