@@ -84,9 +84,9 @@ def test_a_non_finite_phi_from_the_compiled_step_is_redone_in_numpy(monkeypatch)
     def poisoned(net, dt):
         k = real(net, dt)
         def step(z, b, a, P, zsq, asq, keep, _f=k.plain[1]):
-            _f(z, b, a, P, zsq, asq, keep)
+            _, _, ss, amax = _f(z, b, a, P, zsq, asq, keep)
             a[0, 0], P[1, 1] = np.inf, np.nan  # what an overflowing printed form would leave
-            return 1, 0
+            return 1, 0, ss, amax
         k.plain[1] = step
         return k
     monkeypatch.setattr(_sk, "kernels", poisoned)
@@ -237,6 +237,29 @@ def test_mkl_is_optional(monkeypatch):
     monkeypatch.setattr(_blas, "_library_path", lambda: None)
     assert _blas.backend() == "numpy"
 
+
+def test_an_overflow_of_a_hidden_layers_batch_sum_is_reported():
+    # Depth 3, so that δ² comes from the compiled backward step and the pass decides from its
+    # returned Σ_s‖δ²_s‖² and the forward step's max_j Σ_s (a¹_sj)² whether ∂C/∂W² needs the scan:
+    # a¹ = 1e200 (Σ_s (a¹)² is +inf), δ² = 1e150, so δ²ᵀa¹ overflows and the scan names layer 2.
+    net = symgrad.network([1, 1, 1, 1], "identity")
+    p = {"a0": np.ones((2, 1)), "W1": np.full((1, 1), 1e200), "W2": np.full((1, 1), 1e-200), "W3": np.full((1, 1), 1e75),
+         "b1": np.zeros(1), "b2": np.zeros(1), "b3": np.zeros(1), "y": np.zeros((2, 1))}
+    with pytest.raises(InvalidArgument, match="a batch-summed gradient overflows float64 at layer 2"):
+        backprop_shared(net, p)
+    ok = backprop_shared(net, {**p, "W1": np.full((1, 1), 1e100), "W2": np.full((1, 1), 1e-100)})
+    np.testing.assert_allclose(ok.grads["W2"], [[2e250]], rtol=1e-14)
+
+
+@pytest.mark.parametrize("residual", [None, [None, None, 1.0]])
+def test_a_hidden_layers_squared_delta_norm_that_overflows_is_named(residual):
+    # ‖δ²‖² = (1e300)² overflows at a hidden layer: the compiled step's Σ_s‖δ²_s‖² (plain or
+    # residual step) is +inf, and the diagnosis names δ², before any gradient is formed from it.
+    net = symgrad.network([1, 1, 1, 1], "identity", residual=residual)
+    p = {"a0": np.full((2, 1), 1e-300), "W1": np.ones((1, 1)), "W2": np.full((1, 1), 1e200), "W3": np.full((1, 1), 1e200),
+         "b1": np.zeros(1), "b2": np.zeros(1), "b3": np.zeros(1), "y": np.zeros((2, 1))}
+    with pytest.raises(InvalidArgument, match="‖δ2‖² overflows float64"):
+        backprop_shared(net, p)
 
 def test_a_gradient_overflow_behind_a_hidden_layer_is_reported():
     # δ²ᵀa¹ = 1e150 · 1e200 overflows; the bound that lets the pass skip the scan of ∂C/∂W² uses

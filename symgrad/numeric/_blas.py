@@ -28,9 +28,10 @@ import os
 
 import numpy as np
 
-__all__ = ["backend", "matmul"]
+__all__ = ["backend", "dgemm", "gemm", "matmul"]
 
 _CBLAS_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+NO_TRANS, TRANS = _NO_TRANS, _TRANS  # the CBLAS flags of gemm()
 _INT_MAX = 2**31 - 1  # MKL's default (LP64) interface takes 32-bit dimensions
 
 #: A product out (m × n) = a (m × k) · b (k × n) with 48 ≤ k < 128 and out of 4 MiB or more is
@@ -125,13 +126,27 @@ def matmul(a, b, out):
               and out.flags.writeable and b.shape[0] == k and out.shape == (m, b.shape[1]) and k > 0 and out.size > 0
               and not np.may_share_memory(out, a) and not np.may_share_memory(out, b))
         if ok:
-            n = out.shape[1]
-            # rows of out per dgemm call: all of them, except in MKL's slow range (_PANEL_K, _PANEL_MIN)
-            step = _PANEL_ROWS if _PANEL_K[0] <= k < _PANEL_K[1] and m > _PANEL_ROWS and m * n >= _PANEL_MIN else m
-            # row i of op(a) starts i·lda entries in (a C-contiguous) or i entries in (a transposed)
-            a_row = oa[1] * 8 if oa[0] == _NO_TRANS else 8
-            for i in range(0, m, step):
-                f(_CBLAS_ROW_MAJOR, oa[0], ob[0], min(step, m - i), n, k, 1.0, a.ctypes.data + i * a_row, oa[1],
-                  b.ctypes.data, ob[1], 0.0, out.ctypes.data + i * n * 8, max(1, n))
+            gemm(f, oa[0], ob[0], m, out.shape[1], k, a.ctypes.data, oa[1], b.ctypes.data, ob[1], out.ctypes.data)
             return out
     return np.matmul(a, b, out=out)
+
+
+def dgemm():
+    """MKL's ``cblas_dgemm`` (a ctypes function) where it is loaded, else None: for :func:`gemm`."""
+    return _dgemm() or None
+
+
+def gemm(f, ta, tb, m, n, k, pa, lda, pb, ldb, pc):
+    """out = op(a) · op(b) by ``f`` (:func:`dgemm`) on raw addresses: row-major float64, out (m × n)
+    C-contiguous at ``pc`` and overlapping neither operand, ``ta``/``tb`` the CBLAS flags
+    (``NO_TRANS``: the operand's rows are rows of op(x); ``TRANS``: they are its columns), ``lda`` and
+    ``ldb`` the operands' row strides in entries, m, n, k ≥ 1.  The caller vouches for all of it
+    (:func:`matmul` checks it for arrays; :func:`symgrad.numeric.shared.backprop_shared` for the
+    buffers it allocates and the weights it validated), which saves the per-call checks where one
+    pass makes hundreds of products.  Row panels in MKL's slow range (``_PANEL_K``)."""
+    # rows of out per dgemm call: all of them, except in MKL's slow range (_PANEL_K, _PANEL_MIN)
+    step = _PANEL_ROWS if _PANEL_K[0] <= k < _PANEL_K[1] and m > _PANEL_ROWS and m * n >= _PANEL_MIN else m
+    # row i of op(a) starts i·lda entries in (a not transposed) or i entries in (a transposed)
+    a_row = lda * 8 if ta == NO_TRANS else 8
+    for i in range(0, m, step):
+        f(_CBLAS_ROW_MAJOR, ta, tb, min(step, m - i), n, k, 1.0, pa + i * a_row, lda, pb, ldb, 0.0, pc + i * n * 8, n)
