@@ -18,7 +18,8 @@ and called with the row-major CBLAS interface on the arrays' own memory.  MKL ta
 count from ``MKL_NUM_THREADS`` / ``OMP_NUM_THREADS`` (default: the cores), as NumPy's OpenBLAS
 takes ``OPENBLAS_NUM_THREADS``.  Set ``SYMGRAD_MKL=0`` to keep NumPy's matmul with MKL installed.
 Arrays MKL cannot take as they are (not float64, not contiguous, overlapping the output) go to
-``np.matmul``.
+``np.matmul``.  :func:`gemm` is the same call on raw addresses, for a caller that has checked its
+arrays once and makes hundreds of products (the shared-weight pass).
 """
 
 from __future__ import annotations

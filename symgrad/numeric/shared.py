@@ -377,6 +377,7 @@ def _compiled_pass(kern, net, Ws, bs, a0, y, delta_out, grads, dt, zblock, alpha
     bcs = [np.ascontiguousarray(b) for b in bs]
     alph = [float(alphas[l]) if res[l] else 0.0 for l in range(L)]
     pz = ptr(zbuf)
+    zsqv, asqv = [zsq[:m] for m in n], [asq[:m] for m in n]
     amax = [None] * (L + 1)  # max_j Σ_s (a^l_sj)², for the overflow bound of ∂C/∂W^{l+1}
     Ps, As = [None] * (L + 1), [None] * (L + 1)
     As[0] = a = a0
@@ -400,9 +401,9 @@ def _compiled_pass(kern, net, Ws, bs, a0, y, delta_out, grads, dt, zblock, alpha
             P, nxt = Pv[l], nv[l]
             keep = l == L  # z^L is read again by the loss; z^l (l < L) is not written back
             if res[l - 1]:
-                bad, zeros, ss, am = kern.res[l - 1](z, bcs[l - 1], a, alph[l - 1], nxt, P, zsq[:m], asq[:m], keep)
+                bad, zeros, ss, am = kern.res[l - 1](z, bcs[l - 1], a, alph[l - 1], nxt, P, zsqv[l], asqv[l], keep)
             else:
-                bad, zeros, ss, am = kern.plain[l - 1](z, bcs[l - 1], nxt, P, zsq[:m], asq[:m], keep)
+                bad, zeros, ss, am = kern.plain[l - 1](z, bcs[l - 1], nxt, P, zsqv[l], asqv[l], keep)
             finite = math.isfinite(ss)
             if (bad or not finite) and not keep:
                 z += bs[l - 1]  # z^l itself, for the diagnosis or the NumPy redo below
@@ -442,8 +443,11 @@ def _compiled_pass(kern, net, Ws, bs, a0, y, delta_out, grads, dt, zblock, alpha
         gbo = np.concatenate([[0], np.cumsum(n[1:L])]).astype(np.int64)
         gbv = [gbblock[gbo[l - 1]:gbo[l]] for l in range(1, L)]
         uv = [[ubufs[i][:B * n[l]].reshape(B, n[l]) for l in range(L + 1)] for i in range(2)]
+        uflat = [[ubufs[i][:B * n[l]] for l in range(L + 1)] for i in range(2)]
         pu = [ptr(ubufs[0]), ptr(ubufs[1])]
         dv_, pd = [dbuf[:B * n[l]].reshape(B, n[l]) for l in range(L + 1)], ptr(dbuf)
+        dflat = [dbuf[:B * n[l]] for l in range(L + 1)]
+        gflat = None if g is None else g.reshape(-1)  # g^L = ∂C/∂a^L of a residual output layer
         Pflat = [None] + [Ps[l].reshape(-1) for l in range(1, L)]  # P^l, l < L: read by the backward steps
         pa_ = [ptr(x) for x in As[:L]] if grads else None
         out = {}
@@ -472,12 +476,12 @@ def _compiled_pass(kern, net, Ws, bs, a0, y, delta_out, grads, dt, zblock, alpha
                 else:
                     _blas.matmul(d, Ws[l - 1], u)
                 d, pdl = dv_[l - 1], pd
-                uf, dfl = u.reshape(-1), d.reshape(-1)
+                uf = uflat[l % 2][l - 1]
                 if res[l - 1]:  # g^{l−1} = δ^l W^l + g^l, in place in u
-                    dsum = kern.bwd_res(uf, g.reshape(-1), 1.0, Pflat[l - 1], dfl, m, dsq[l - 2], gbv[l - 2])
+                    dsum = kern.bwd_res(uf, gflat, 1.0, Pflat[l - 1], dflat[l - 1], m, dsq[l - 2], gbv[l - 2])
                 else:  # g^{l−1} = δ^l W^l
-                    dsum = kern.bwd_plain(uf, Pflat[l - 1], dfl, m, dsq[l - 2], gbv[l - 2])
-                g = u
+                    dsum = kern.bwd_plain(uf, Pflat[l - 1], dflat[l - 1], m, dsq[l - 2], gbv[l - 2])
+                g, gflat = u, uf
     dsq = np.ascontiguousarray(dsq.T)
     grads_out = {k: out[k] for k in net.parameters if k in out}
     return SharedBackprop(q, dsq, dsq.mean(axis=0), grads_out, cost, B)
