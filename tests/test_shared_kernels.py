@@ -144,24 +144,19 @@ def test_float32_runs_on_numpy():
     assert _sk.kernels(net, np.float32) is None
 
 
-@pytest.mark.parametrize("block_max", [None, 0])
-def test_the_weight_gradients_are_separate_arrays_whether_or_not_they_share_a_block(block_max, monkeypatch):
-    # Below _GRAD_BLOCK_MAX the ∂C/∂W^l are views of one block (which malloc recycles between calls);
-    # above it, one array each.  Either way each has its own entries: writing one changes no other,
-    # and the next call's results are new memory.
-    from symgrad.numeric import shared as _shared
-    if block_max is not None:
-        monkeypatch.setattr(_shared, "_GRAD_BLOCK_MAX", block_max)
+def test_the_gradients_are_arrays_of_their_own():
+    # Each ∂C/∂W^l and ∂C/∂b^l owns its memory: a caller that keeps one gradient keeps no other layer's
+    # (a view into a shared block would), writing one changes no other, and the next call's results
+    # are new memory.
     net = symgrad.network([5, 7, 7, 4], "tanh", residual=[None, 0.5, None])
     p = _params(net, 8, seed=17)
     first = backprop_shared(net, p)
     keep = {k: v.copy() for k, v in first.grads.items()}
-    ws = [first.grads["W%d" % l] for l in range(1, 4)]
-    assert [w.shape for w in ws] == [(7, 5), (7, 7), (4, 7)]
-    assert all(w.flags.c_contiguous and w.flags.writeable for w in ws)
-    assert not any(np.shares_memory(x, y) for i, x in enumerate(ws) for y in ws[i + 1:])
+    assert [first.grads["W%d" % l].shape for l in range(1, 4)] == [(7, 5), (7, 7), (4, 7)]
+    for k, v in first.grads.items():
+        assert v.base is None and v.flags.c_contiguous and v.flags.writeable, k
     second = backprop_shared(net, p)
-    ws[1][...] = np.nan
+    first.grads["W2"][...] = np.nan
     for k, v in second.grads.items():
         np.testing.assert_array_equal(v, keep[k])
     for k in ("W1", "W3", "b2"):
@@ -260,6 +255,23 @@ def test_a_hidden_layers_squared_delta_norm_that_overflows_is_named(residual):
          "b1": np.zeros(1), "b2": np.zeros(1), "b3": np.zeros(1), "y": np.zeros((2, 1))}
     with pytest.raises(InvalidArgument, match="‖δ2‖² overflows float64"):
         backprop_shared(net, p)
+
+
+@numba_only
+def test_alpha_times_phi_prime_is_never_formed_where_it_would_overflow(monkeypatch):
+    # α = 1.5e308 and φ'(z¹) = 3·0.9² = 2.43: α·φ' overflows, δ¹ = (φ'(z¹)·g¹)·α = 2.43e-160·1.5e308 does
+    # not.  The compiled step keeps φ' and multiplies by α last, as the NumPy path does; with a zero
+    # δ² every δ is 0 (not inf·0 = nan).
+    net = symgrad.network([1, 1, 1], ["z*z*z", "identity"], residual=[1.5e308, None])
+    assert _sk.kernels(net, np.float64) is not None
+    p = {"a0": np.array([[1e-3]]), "W1": np.array([[900.0]]), "b1": np.zeros(1), "W2": np.array([[1e-300]]), "b2": np.zeros(1)}
+    got = backprop_shared(net, p, delta_out=np.array([[1e140]]), grads=False)  # (∂C/∂W² = 1e140·a¹ overflows)
+    zero = backprop_shared(net, p, delta_out=np.zeros((1, 1)))
+    _numpy_only(monkeypatch)
+    ref = backprop_shared(net, p, delta_out=np.array([[1e140]]), grads=False)
+    np.testing.assert_allclose(got.delta_sq, [[(2.43e-160 * 1.5e308) ** 2, 1e280]], rtol=1e-13)
+    np.testing.assert_allclose(got.delta_sq, ref.delta_sq, rtol=1e-14)
+    assert all(np.all(zero.grads[k] == 0.0) for k in net.parameters)
 
 def test_a_gradient_overflow_behind_a_hidden_layer_is_reported():
     # δ²ᵀa¹ = 1e150 · 1e200 overflows; the bound that lets the pass skip the scan of ∂C/∂W² uses

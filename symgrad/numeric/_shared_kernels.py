@@ -5,7 +5,7 @@ Per layer of a batch (B rows) with one W^l shared, after the GEMM ``z = a^{l−1
 C-contiguous, written flat)::
 
     fwd_plain{k}:  z += b^l,  a^l = φ(z),                 P^l = φ'(z)
-    fwd_res{k}:    z += b^l,  a^l = a^{l−1} + α_l φ(z),   P^l = α_l φ'(z)
+    fwd_res{k}:    z += b^l,  a^l = a^{l−1} + α_l φ(z),   P^l = φ'(z)
 
 each writing the column sums of squares Σ_s (z^l_sj)² into ``zsq`` and Σ_s (a^l_sj)² into ``asq``
 (q^l and the overflow bound of ∂C/∂W^{l+1}, without reading z^l or a^l again), z^l itself back
@@ -18,14 +18,16 @@ its own, its code and data evicted from the caches)
 (φ and φ' from one evaluation of the printed form, which shares their subexpressions), and after
 the GEMM ``u = δ^l W^l``::
 
-    bwd_plain:     δ^{l−1} = P^{l−1} ⊙ u
-    bwd_res:       g^{l−1} = u + r g^l (in place in u),  δ^{l−1} = P^{l−1} ⊙ g^{l−1}
+    bwd_plain:     δ^{l−1} = (P^{l−1} ⊙ u)·c
+    bwd_res:       g^{l−1} = u + r g^l (in place in u),  δ^{l−1} = (P^{l−1} ⊙ g^{l−1})·c
 
 each also writing ‖δ^{l−1}_s‖² per sample and Σ_s δ^{l−1}_s (∂C/∂b^{l−1}) in the same pass, and
 returning Σ_s ‖δ^{l−1}_s‖² (finite iff every ‖δ^{l−1}_s‖² is, as the terms are not negative, unless
 the sum alone overflows)
-(r = 1 after a residual layer l, 0 after a plain one; g^l = ∂C/∂a^l; the residual recursion is
-derived in :mod:`symgrad.numeric.residual`'s module docstring).  So φ' is never recomputed, no
+(r = 1 after a residual layer l, 0 after a plain one; c = α_{l−1} for a residual layer l − 1, else
+1, multiplied last, so that α·φ' is never formed: it can overflow where δ does not, as the NumPy
+path's (φ'·g)·α does not; g^l = ∂C/∂a^l; the residual recursion is derived in
+:mod:`symgrad.numeric.residual`'s module docstring).  So φ' is never recomputed, no
 temporary is made, and each entry is read and written once per pass instead of once per NumPy
 ufunc.  The sums are reassociated (vectorised): any order of an n-term sum is within γ_n of the
 exact one (Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed., §3.1), which is the
@@ -82,11 +84,11 @@ def fwd_{kind}{k}(z, b, {extra}a, P, zsq, asq, keep_z):
 
 #: The plain and the residual forward steps, from the one template above.
 _FWD_KINDS = {"plain": dict(extra="", a_new="pi", p_new="di"),
-              "res": dict(extra="a_prev, c, ", a_new="a_prev[i, j] + c * pi", p_new="c * di")}
+              "res": dict(extra="a_prev, c, ", a_new="a_prev[i, j] + c * pi", p_new="di")}
 
 # (flat views of (B, n) blocks, n given)
 _BWD = """\
-def bwd_plain(u, P, d, n, dsq, gb):
+def bwd_plain(u, P, c, d, n, dsq, gb):
     for j in range(n):
         gb[j] = 0.0
     tot = 0.0
@@ -94,7 +96,7 @@ def bwd_plain(u, P, d, n, dsq, gb):
         s = 0.0
         for j in range(n):
             k = i * n + j
-            di = P[k] * u[k]
+            di = (P[k] * u[k]) * c
             d[k] = di
             s += di * di
             gb[j] += di
@@ -103,7 +105,7 @@ def bwd_plain(u, P, d, n, dsq, gb):
     return tot
 
 
-def bwd_res(u, g, r, P, d, n, dsq, gb):
+def bwd_res(u, g, r, P, c, d, n, dsq, gb):
     for j in range(n):
         gb[j] = 0.0
     tot = 0.0
@@ -113,7 +115,7 @@ def bwd_res(u, g, r, P, d, n, dsq, gb):
             k = i * n + j
             gi = u[k] + r * g[k]
             u[k] = gi
-            di = P[k] * gi
+            di = (P[k] * gi) * c
             d[k] = di
             s += di * di
             gb[j] += di

@@ -272,31 +272,6 @@ def _residual_overflow(a, l, dt):
                               "parameters or α down" % (dt.name, l, l, l - 1, l))
 
 
-#: The weight gradients of a pass go into one block when they total at most this many bytes, else
-#: into one array per layer.  32 MiB is glibc's largest dynamic mmap threshold: a block below it
-#: that was freed is handed out again by malloc (its pages already mapped), where separate arrays of
-#: a few hundred KiB each are unmapped when freed and faulted in afresh on the next call (width 256,
-#: depth 10, batch 512: 1310 page faults and 0.92 ms per ∂C/∂W^l, against none and 0.74 ms).  Above
-#: it both are mapped afresh, and one array per layer faults in faster (one 800 MB block at width
-#: 1000, depth 100 took 0.40-2.1 s, as the kernel compacts memory for its huge pages, against
-#: 0.44-0.51 s for 100 arrays of 8 MB).  The caller keeps the arrays; nothing is kept here.
-_GRAD_BLOCK_MAX = 32 * 2**20
-
-
-def _grad_block(n, dt):
-    """One flat block for every ∂C/∂W^l (n_l × n_{l−1}), or None (one array per layer)."""
-    size = sum(n[l] * n[l - 1] for l in range(1, len(n)))
-    return np.empty(size, dtype=dt) if size * np.dtype(dt).itemsize <= _GRAD_BLOCK_MAX else None
-
-
-def _grad_array(gblock, n, l, dt):
-    """The (n_l, n_{l−1}) array for ∂C/∂W^l: a view of ``gblock`` (:func:`_grad_block`), else fresh."""
-    if gblock is None:
-        return np.empty((n[l], n[l - 1]), dtype=dt)
-    off = sum(n[k] * n[k - 1] for k in range(1, l))
-    return gblock[off:off + n[l] * n[l - 1]].reshape(n[l], n[l - 1])
-
-
 def _delta_norms(d, l, dsq_row, dt, computed):
     """‖δ^l‖² per sample into ``dsq_row`` (unless ``computed``), with the diagnosis of a δ^l, or its
     squared norm, that leaves the range of ``dt``."""
@@ -330,7 +305,7 @@ def _check_grads(d, a, dsq_row, gw, gb, l, dt, a_col_max=None):
 def _compiled_pass(kern, net, Ws, bs, a0, y, delta_out, grads, dt, zblock, alphas) -> SharedBackprop:
     """:func:`_shared_pass` with the compiled steps ``kern`` (:func:`symgrad.numeric._shared_kernels.kernels`).
 
-    Blocks: P^l = c_l φ'(z^l) for every layer (in ``zblock``: φ' is evaluated once, with φ, and read
+    Blocks: P^l = φ'(z^l) for every layer (in ``zblock``: φ' is evaluated once, with φ, and read
     again by the backward step); a^l for every layer when ``grads`` (∂C/∂W^{l+1} reads it), else two
     alternating buffers; z^l in one scratch buffer (the GEMM's output, finished in place by the
     compiled step); δ in one buffer and δW in two (g^l = ∂C/∂a^l of a residual layer is the
@@ -375,7 +350,7 @@ def _compiled_pass(kern, net, Ws, bs, a0, y, delta_out, grads, dt, zblock, alpha
     nv = [a0] + [(ablock[offs[l - 1]:offs[l]] if grads else abufs[l % 2][:B * n[l]]).reshape(B, n[l]) for l in range(1, L + 1)]
     pn = [ptr(v) for v in nv]
     bcs = [np.ascontiguousarray(b) for b in bs]
-    alph = [float(alphas[l]) if res[l] else 0.0 for l in range(L)]
+    alph = [float(alphas[l]) if res[l] else 1.0 for l in range(L)]  # c_l: α_l, or 1 for a plain layer
     pz = ptr(zbuf)
     zsqv, asqv = [zsq[:m] for m in n], [asq[:m] for m in n]
     amax = [None] * (L + 1)  # max_j Σ_s (a^l_sj)², for the overflow bound of ∂C/∂W^{l+1}
@@ -417,10 +392,10 @@ def _compiled_pass(kern, net, Ws, bs, a0, y, delta_out, grads, dt, zblock, alpha
                 v, dv = acts[l - 1].value(z), acts[l - 1].grad(z)
                 if res[l - 1]:
                     np.add(a, alphas[l - 1] * v, out=nxt)
-                    np.multiply(dv, alphas[l - 1], out=P)
                     _residual_overflow(nxt, l, dt)
                 else:
-                    nxt[...], P[...] = v, dv
+                    nxt[...] = v
+                P[...] = dv
             a, Ps[l] = nxt, P
             if grads or l == L:
                 As[l] = a
@@ -430,18 +405,19 @@ def _compiled_pass(kern, net, Ws, bs, a0, y, delta_out, grads, dt, zblock, alpha
             d, cost = delta_out, None
         else:
             dd, per, cancels = _output_delta(net, As[L], zL, y)
-            d = np.asarray(dd if cancels else Ps[L] * dd, dtype=dt)  # P^L = c_L φ'(z^L)
+            d = np.asarray(dd if cancels else Ps[L] * dd, dtype=dt)  # P^L = φ'(z^L)
             cost = np.sum(per, axis=-1)
             if res[L - 1]:
                 g = np.ascontiguousarray(dd, dtype=dt)  # ∂C/∂a^L = a^L − y
+                d = d * alphas[L - 1]  # δ^L = (φ'(z^L)·g^L)·α_L, as the NumPy path
         d = np.ascontiguousarray(d)
         dsq = np.empty((L, B), dtype=dt)
-        gblock = _grad_block(n, dt) if grads else None
-        gws = [None] + [_grad_array(gblock, n, l, dt) for l in range(1, L + 1)] if grads else None
+        # the gradients, one array each (the caller keeps them: a view into a shared block would keep
+        # every layer's alive for the one kept; malloc recycles them between calls all the same,
+        # no page faults either way at width 256, depth 10, batch 512)
+        gws = [None] + [np.empty((n[l], n[l - 1]), dtype=dt) for l in range(1, L + 1)] if grads else None
         pg = [ptr(w) for w in gws[1:]] if grads else None
-        gbblock = np.empty(sum(n[1:L]), dtype=dt)  # Σ_batch δ^l, l < L, from the compiled steps
-        gbo = np.concatenate([[0], np.cumsum(n[1:L])]).astype(np.int64)
-        gbv = [gbblock[gbo[l - 1]:gbo[l]] for l in range(1, L)]
+        gbv = [np.empty(n[l], dtype=dt) for l in range(1, L)]  # Σ_batch δ^l, l < L, from the compiled steps
         uv = [[ubufs[i][:B * n[l]].reshape(B, n[l]) for l in range(L + 1)] for i in range(2)]
         uflat = [[ubufs[i][:B * n[l]] for l in range(L + 1)] for i in range(2)]
         pu = [ptr(ubufs[0]), ptr(ubufs[1])]
@@ -477,10 +453,11 @@ def _compiled_pass(kern, net, Ws, bs, a0, y, delta_out, grads, dt, zblock, alpha
                     _blas.matmul(d, Ws[l - 1], u)
                 d, pdl = dv_[l - 1], pd
                 uf = uflat[l % 2][l - 1]
+                c = alph[l - 2]  # δ^{l−1} = (φ'(z^{l−1}) ⊙ g^{l−1})·c, c = α_{l−1} or 1
                 if res[l - 1]:  # g^{l−1} = δ^l W^l + g^l, in place in u
-                    dsum = kern.bwd_res(uf, gflat, 1.0, Pflat[l - 1], dflat[l - 1], m, dsq[l - 2], gbv[l - 2])
+                    dsum = kern.bwd_res(uf, gflat, 1.0, Pflat[l - 1], c, dflat[l - 1], m, dsq[l - 2], gbv[l - 2])
                 else:  # g^{l−1} = δ^l W^l
-                    dsum = kern.bwd_plain(uf, Pflat[l - 1], dflat[l - 1], m, dsq[l - 2], gbv[l - 2])
+                    dsum = kern.bwd_plain(uf, Pflat[l - 1], c, dflat[l - 1], m, dsq[l - 2], gbv[l - 2])
                 g, gflat = u, uf
     dsq = np.ascontiguousarray(dsq.T)
     grads_out = {k: out[k] for k in net.parameters if k in out}
