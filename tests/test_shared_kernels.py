@@ -4,6 +4,8 @@ the diagnoses that the compiled steps now make themselves (non-finite φ/φ', de
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import sympy
@@ -282,3 +284,25 @@ def test_a_gradient_overflow_behind_a_hidden_layer_is_reported():
         backprop_shared(net, p, delta_out=np.full((4, 2), 1e150))
     ok = backprop_shared(net, {**p, "a0": np.full((4, 2), 1e100)}, delta_out=np.full((4, 2), 1e150))
     assert np.all(np.isfinite(ok.grads["W2"]))
+
+
+def test_ndarray_subclasses_are_read_as_plain_arrays_and_masked_arrays_are_refused():
+    # np.matrix makes ``*`` a matrix product: with B = n_L, P^L * ∂C/∂a^L was silently a (B × B)
+    # product (red team).  Every input is read as a plain ndarray; a masked array is refused, as the
+    # pass would read the entries under its mask.
+    net = symgrad.network([3, 4, 2], "tanh")
+    p = _params(net, 2, seed=5)  # B = 2 = n_L
+    ref = backprop_shared(net, p)
+    with warnings.catch_warnings():  # NumPy's own notice that np.matrix is not recommended
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        as_matrices = {k: np.asmatrix(v) if np.ndim(v) == 2 else v for k, v in p.items()}
+    got = backprop_shared(net, as_matrices)
+    for k in net.parameters:
+        assert type(got.grads[k]) is np.ndarray
+        np.testing.assert_array_equal(got.grads[k], ref.grads[k])
+    masked = np.ma.masked_array(p["y"], mask=[[True, False], [False, False]])
+    with pytest.raises(InvalidArgument, match="parameter 'y' is a masked array"):
+        backprop_shared(net, {**p, "y": masked})
+    chain = symgrad.chain(2, "sigmoid")
+    with pytest.raises(InvalidArgument, match="parameter 'a0' is a masked array"):
+        symgrad.backprop(chain, {**sample(chain, 3, seed=0), "a0": np.ma.masked_array(np.ones(3), mask=[1, 0, 0])})

@@ -130,6 +130,16 @@ def _base_shape(net, name) -> tuple:
 _FAST_SCALARS = (float, np.float64)
 
 
+def _plain_array(name, v) -> np.ndarray:
+    """``v`` as a plain ndarray (its own data, no copy): a subclass such as ``np.matrix`` would
+    change what ``*`` means inside the pass (a matrix product where an elementwise one is meant);
+    a masked array is refused, as the pass would read the data under its mask."""
+    if isinstance(v, np.ma.MaskedArray):
+        raise InvalidArgument("parameter %r is a masked array; symgrad reads every entry, masked or not: pass "
+                              "np.ma.filled(x, value) or x.data" % (name,))
+    return np.asarray(v)
+
+
 def _all_finite(arr) -> bool:
     if arr.size == 0:
         return True
@@ -221,7 +231,7 @@ def _validate(net, params, *, defer_wb=False) -> _Inputs:
             values[name], batched[name] = v, False
             scalars.append(name)
             continue
-        arr = v if isinstance(v, np.ndarray) else np.asarray(v)
+        arr = _plain_array(name, v)
         kind = arr.dtype.kind
         if kind != "f" or arr.dtype.itemsize not in (4, 8):
             what = {"b": "bool", "i": "integer", "u": "unsigned integer", "c": "complex"}.get(kind, str(arr.dtype))
@@ -294,7 +304,7 @@ def _alpha_values(net, params) -> dict:
                 "%r has the symbolic residual scale %s, but params has no value for it; pass its value as a float "
                 "under its name, e.g. params[%r] = 0.5" % (net, name, name))
         v = params[name]
-        arr = v if isinstance(v, np.ndarray) else np.asarray(v)
+        arr = _plain_array(name, v)
         if arr.shape != () or arr.dtype.kind != "f":
             raise InvalidArgument(
                 "params[%r] = %r: the residual scale %s must be one float (a scalar, the same for the whole batch), "

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from symgrad.errors import InvalidArgument
-from symgrad.numeric.inputs import _all_finite, _alpha_values, _alphas_of, _check_memory
+from symgrad.numeric.inputs import _all_finite, _alpha_values, _alphas_of, _check_memory, _plain_array
 from symgrad.numeric.output import _output_delta
 from symgrad.numeric import _blas
 from symgrad.numeric import _shared_kernels as _sk
@@ -57,7 +57,7 @@ class SharedBackprop:
 
 
 def _as_float_array(name, v, shape_text):
-    arr = v if isinstance(v, np.ndarray) else np.asarray(v)
+    arr = _plain_array(name, v)
     if arr.dtype.kind != "f" or arr.dtype.itemsize not in (4, 8):
         raise InvalidArgument("parameter %r has dtype %s; expected float64 (or float32) of shape %s. Integers are not "
                               "converted silently: pass x.astype(float)" % (name, arr.dtype, shape_text))
