@@ -287,7 +287,8 @@ def _delta_norms(d, l, dsq_row, dt, computed):
 def _batch_sums_bounded(dsum, a_col_max, B, dt) -> bool:
     """True when neither ∂C/∂W^l = δᵀa nor ∂C/∂b^l = Σ_s δ_s can overflow, from Σ_s ‖δ_s‖² (``dsum``,
     as the compiled step summed it) and max_j ‖a_:j‖² (``a_col_max``; None: unknown), reading no
-    array: the bound of :func:`_sum_cannot_overflow`.  The bias needs no test of its own: by
+    array: the bound argued in :func:`_sum_cannot_overflow`, which computes its two sums and calls
+    this.  The bias needs no test of its own: by
     Cauchy–Schwarz |Σ_s δ_sj| ≤ √B·√dsum, below the largest double for any finite dsum and any
     batch under 2^1000."""
     if a_col_max is None:
@@ -545,8 +546,8 @@ def _sum_cannot_overflow(d, a, dsq_rows, dt, a_col_max=None) -> bool:
     with np.errstate(over="ignore", invalid="ignore"):
         if a_col_max is None:
             a_col_max = float(np.max(np.einsum("ij,ij->j", a, a)))
-        bound = math.sqrt(float(np.sum(dsq_rows))) * math.sqrt(a_col_max)
-    return math.isfinite(bound) and 2.0 * (1.0 + gamma(a.shape[0], dt)) * bound < float(np.finfo(dt).max)
+        dsum = float(np.sum(dsq_rows))
+    return _batch_sums_bounded(dsum, a_col_max, a.shape[0], dt)
 
 
 #: Unit roundoff of float64 and float32, for the error bounds in the tests (γ_n = n·u/(1 − n·u)).
