@@ -557,6 +557,15 @@ def _np_gelu_log_grad(x):
 KINK_LIMIT_SECONDS = 2.0
 #: Depth of expression tree the custom kernels evaluate (the parser allows 100 levels).
 MAX_KERNEL_DEPTH = 300
+#: The float64 evaluation of a custom activation is trusted where its first-order running error
+#: bound (Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed., §3.3: every operation
+#: adds u·|its computed result|, and input errors propagate through the derivatives) stays within
+#: this many units of the conditioning budget u·(|f(z)| + |z·f'(z)|), for f = φ and for f = φ'
+#: (φ'' for the latter): the result is then the exact value at an input within ERROR_SLACK·u·|z|,
+#: give or take ERROR_SLACK·u·|f|.  Elsewhere (a difference of nearly equal terms, such as
+#: e^z/(1 + e^z) − e^{2z}/(1 + e^z)² at large z) the point is computed exactly instead.  The
+#: compiled forms (symgrad.numeric._codegen) apply the same rule to a custom form.
+ERROR_SLACK = 1024.0
 _MP_DIGITS = 50
 _MP_MAX_DIGITS = 3200
 
