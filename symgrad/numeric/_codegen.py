@@ -13,6 +13,18 @@ generated text is made only of this module's fixed vocabulary (``math.exp``, ``t
 of numbers printed with ``repr(float)``: no name, string or other text of the user's reaches it,
 which is why ``exec`` of it is safe (tests/test_security.py lists that call, with this reason).
 
+Custom forms.  A built-in's stable form is proved stable by hand and printed as it is.  A custom
+form (``trusted=False``: the SymPy φ and φ' as the user's formula gives them) may cancel:
+e^z/(1 + e^z) − e^{2z}/(1 + e^z)², SymPy's φ' of a custom sigmoid, is a difference of two terms
+near 1 whose float64 value at z = 300 is about 1e-16 (exact: 5e-131).  So each of its values is
+printed with its first-order running error bound (:class:`_Bounds`), and φ or φ' is replaced by
+nan wherever the bound exceeds the budget of symgrad.spec.activations.ERROR_SLACK (the NumPy
+kernel's rule, :func:`_trust`); the kernels send a nan at a finite z to the NumPy path, as any
+non-finite φ or φ' (the chain kernels through their status and ``_NonFiniteBlock``, the dense
+shared pass by redoing that layer with ``Activation.value`` and ``.grad``).  Sums and products
+of a custom form are printed as chains of binary operations, in the order Python evaluates the
+one-line form (the same values, bit for bit), so that each partial result has its bound.
+
 Kinks.  φ' at a kink is the left derivative (symgrad's convention): ``Heaviside(u)`` with ``u``
 increasing in z prints as ``1 if u > 0 else 0`` (and with ``u`` decreasing as ``1 if u >= 0``);
 ``sign(u)`` likewise; a kink whose argument has a non-constant slope is not printed (NumPy
@@ -58,7 +70,7 @@ from typing import NamedTuple
 import numpy as np
 import sympy
 
-from symgrad.spec.activations import elu, leaky_relu, relu, sigmoid, softplus, z as Z
+from symgrad.spec.activations import ERROR_SLACK, _ae_derivative, elu, leaky_relu, relu, sigmoid, softplus, z as Z
 
 __all__ = ["form_of", "chain_kernel", "scalar_kernel"]
 
@@ -88,8 +100,8 @@ if _log1p is not None:
 _UNDERFLOWING = {sympy.erfc: "erfc_"}
 
 
-def _num(x) -> str:
-    """A real number as Python source: repr of the double nearest to it (never other text)."""
+def _double(x) -> float:
+    """The double nearest to the real number x (_Unprintable where it is not one)."""
     if isinstance(x, sympy.Rational):
         v = float(Fraction(int(x.p), int(x.q)))
     else:
@@ -99,12 +111,67 @@ def _num(x) -> str:
             raise _Unprintable("the constant %s is not a real number" % sympy.srepr(x)[:60]) from None
     if not math.isfinite(v):
         raise _Unprintable("a constant overflows float64")
-    return "(%r)" % v
+    return v
+
+
+def _num(x) -> str:
+    """A real number as Python source: repr of the double nearest to it (never other text)."""
+    return "(%r)" % _double(x)
+
+
+#: The running error bound of a custom form (see :class:`_Bounds`): ulp accuracies of the functions
+#: it calls.  libm's math.* (exp, expm1, log, log1p, erf, erfc, tanh under LIBM): 4, as for the NumPy
+#: kernel; the branch-free functions of symgrad.numeric.compiled, from the bounds tests/test_jit.py
+#: holds them to: exp_neg 1, expm1_neg 2, log1p_unit 4, tanh_ 5, erfc_ 3; σ (exp_neg, 1 + e, 1/(1 + e),
+#: e·r) 4; softplus (max(u, 0) exact, log1p_unit of a rounded e: 5, the sum: 1) 6.
+_ULP_LIBM = 4.0
+_ULP_EXPM1 = 2.0
+_ULP_LOG1P = 4.0
+_ULP_TANH = 5.0
+_ULP_ERFC = 3.0
+_ULP_SIGMOID = 4.0
+_ULP_SOFTPLUS = 6.0
+#: the literal of a bound known to be 0 (an exact value), u = 2^−53, and ERROR_SLACK, as printed
+_ZERO = "(0.0)"
+_U = "(%r)" % 2.0 ** -53
+_SLACK = "(%r)" % float(ERROR_SLACK)
+
+
+class _Bounds:
+    """The first-order running error bound of a custom form (Higham, *Accuracy and Stability of
+    Numerical Algorithms*, 2nd ed., §3.3), in units of u = 2^−53, printed beside its values.
+
+    ``err`` maps the name of each printed value to the name of its bound (or to ``(0.0)``, a value
+    known to be exact): z is exact; a constant contributes |c| unless it is a double; each rounded
+    operation adds |its result| and propagates its operands' bounds (x + y: E_x + E_y; x·y: |y|E_x +
+    |x|E_y; 1/y: E_y/y²; a function f: |f'(x)|E_x + c_f|f(x)| with c_f its ulp accuracy, above); the
+    1-Lipschitz selections (abs, max, min, relu) take the larger bound; a step (Heaviside, sign) is
+    exact unless its argument is within its own error of 0 (|x| < E_x·u), where it is unbounded, as
+    is a quotient or a logarithm of a value within its error of 0.  ``inf``: the line holding +inf.
+    Underflow is not part of it: a value that underflowed is flagged by ``uf``, as for a built-in."""
+
+    def __init__(self):
+        self.err: dict[str, str] = {}
+        self.inf: str | None = None
+
+
+def _exact_double(c) -> bool:
+    """Whether the number c is a double exactly (its printed constant has no rounding)."""
+    if not (c.is_Rational or c.is_Float):
+        return False
+    q = sympy.Rational(c)
+    return Fraction(_double(c)) == Fraction(int(q.p), int(q.q))
+
+
+def _is_power_of_two(c) -> bool:
+    """Whether c = ±2^k exactly (a product by it is exact, barring underflow and overflow)."""
+    return _exact_double(c) and math.frexp(abs(_double(c)))[0] == 0.5
 
 
 class _Printer:
     """Prints one or more expressions in z into straight-line assignments ``tK = …`` (each
-    distinct node once), and collects the underflow conditions."""
+    distinct node once), and collects the underflow conditions.  For a custom (untrusted) form it
+    also prints, beside each value, its running error bound (:class:`_Bounds`)."""
 
     def __init__(self, derivative_mode: bool, trusted: bool):
         self.lines: list[str] = []
@@ -112,6 +179,7 @@ class _Printer:
         self.uf: list[str] = []
         self.deriv = derivative_mode
         self.trusted = trusted
+        self.bd = None if trusted else _Bounds()
 
     def _tmp(self, code: str) -> str:
         name = "t%d" % len(self.lines)
@@ -135,6 +203,8 @@ class _Printer:
                 raise _Unprintable("a non-real constant")
             return _num(e)
         if e.is_Add:
+            if self.bd is not None:
+                return self._sum(e.args)
             return self._tmp(" + ".join(self.p(a) for a in e.args))
         if e.is_Mul:
             return self._mul(e)
@@ -145,32 +215,65 @@ class _Printer:
             u = e.args[0]
             if u.is_extended_nonpositive and not LIBM:
                 t = self._tmp("exp_neg(%s)" % self.p(u))
+                c = 1.0
             else:
                 t = self._tmp("math.exp(%s)" % self.p(u))
+                c = _ULP_LIBM
             self.uf.append("(%s < TINY)" % t)
+            if self.bd is not None:  # e^u·E_u + c·e^u
+                self._bound(t, self._times(t, self._eb(u)), "%s * %s" % (_num(c), t))
             return t
         if f in _UNDERFLOWING:
-            t = self._tmp("%s(%s)" % ("math.erfc" if LIBM else _UNDERFLOWING[f], self.p(e.args[0])))
+            u = e.args[0]
+            t = self._tmp("%s(%s)" % ("math.erfc" if LIBM else _UNDERFLOWING[f], self.p(u)))
             self.uf.append("(%s < TINY)" % t)
+            if self.bd is not None:  # |erfc'(u)| = (2/√π) e^{−u²}
+                self._bound(t, self._gauss(u), "%s * %s" % (_num(_ULP_LIBM if LIBM else _ULP_ERFC), t))
             return t
         if _expm1 is not None and f is _expm1 and e.args[0].is_extended_nonpositive and not LIBM:
-            return self._tmp("expm1_neg(%s)" % self.p(e.args[0]))
+            u = e.args[0]
+            t = self._tmp("expm1_neg(%s)" % self.p(u))
+            if self.bd is not None:  # expm1' = e^u = t + 1
+                self._bound(t, self._times("(%s + 1.0)" % t, self._eb(u)), "%s * abs(%s)" % (_num(_ULP_EXPM1), t))
+            return t
         if _log1p is not None and f is _log1p:
             u = e.args[0]
             if u.func is sympy.exp and u.args[0].is_extended_nonpositive and not LIBM:  # log1p(e^{−|z|}): in [0, 1]
-                return self._tmp("log1p_unit(%s)" % self.p(u))
+                pu = self.p(u)
+                t = self._tmp("log1p_unit(%s)" % pu)
+                if self.bd is not None:  # log1p'(x) = 1/(1 + x), x ≥ 0
+                    self._bound(t, self._times("(1.0 / (1.0 + %s))" % pu, self._eb(u)), "%s * %s" % (_num(_ULP_LOG1P), t))
+                return t
         if f is sympy.tanh and LIBM:
-            return self._tmp("math.tanh(%s)" % self.p(e.args[0]))
+            u = e.args[0]
+            t = self._tmp("math.tanh(%s)" % self.p(u))
+            if self.bd is not None:
+                self._bound(t, self._times("(1.0 - %s * %s)" % (t, t), self._eb(u)), "%s * abs(%s)" % (_num(_ULP_LIBM), t))
+            return t
         if f in _PLAIN:
-            return self._tmp("%s(%s)" % (_PLAIN[f], self.p(e.args[0])))
+            u = e.args[0]
+            pu = self.p(u)
+            t = self._tmp("%s(%s)" % (_PLAIN[f], pu))
+            if self.bd is not None:
+                self._plain_bound(f, t, u, pu)
+            return t
         if f is sympy.Abs:
-            return self._tmp("abs(%s)" % self.p(e.args[0]))
+            u = e.args[0]
+            t = self._tmp("abs(%s)" % self.p(u))
+            if self.bd is not None:  # 1-Lipschitz, exact
+                self.bd.err[t] = self._eb(u)
+            return t
         if f in (sympy.Max, sympy.Min):
             name = "max" if f is sympy.Max else "min"
             args = [self.p(a) for a in e.args]
+            errs = [self._eb(a) for a in e.args] if self.bd is not None else None
             acc = args[0]
-            for a in args[1:]:
+            ea = errs[0] if errs else None
+            for i, a in enumerate(args[1:], 1):
                 acc = self._tmp("%s(%s, %s)" % (name, acc, a))
+                if self.bd is not None:  # 1-Lipschitz in each argument, exact: the larger bound
+                    ea = self._max_bound(ea, errs[i])
+                    self.bd.err[acc] = ea
             return acc
         if f is sigmoid:
             u = self.p(e.args[0])
@@ -178,25 +281,43 @@ class _Printer:
             r = self._tmp("1.0 / (1.0 + %s)" % ee)
             t = self._tmp("(%s if %s >= 0.0 else %s * %s)" % (r, u, ee, r))
             self.uf.append("(%s < TINY)" % t)
+            if self.bd is not None:  # σ'(u) = e r² with e = e^{−|u|}, r = 1/(1 + e); σ within 4 ulp
+                self._bound(t, self._times("%s * %s * %s" % (ee, r, r), self._eb(e.args[0])), "%s * %s" % (_num(_ULP_SIGMOID), t))
             return t
         if f is softplus:
             u = self.p(e.args[0])
             ee = self._tmp("exp_neg(-abs(%s))" % u)
             self.uf.append("(%s < TINY)" % ee)
-            return self._tmp("max(%s, 0.0) + log1p_unit(%s)" % (u, ee))
+            t = self._tmp("max(%s, 0.0) + log1p_unit(%s)" % (u, ee))
+            if self.bd is not None:  # softplus'(u) = σ(u) ≤ min(1, e^u); max(u, 0) exact, log1p 5 ulp, the sum 1
+                self._bound(t, self._times("(1.0 if %s >= 0.0 else %s)" % (u, ee), self._eb(e.args[0])),
+                            "%s * %s" % (_num(_ULP_SOFTPLUS), t))
+            return t
         if f is relu:
-            return self._tmp("max(%s, 0.0)" % self.p(e.args[0]))
+            u = e.args[0]
+            t = self._tmp("max(%s, 0.0)" % self.p(u))
+            if self.bd is not None:  # 1-Lipschitz, exact
+                self.bd.err[t] = self._eb(u)
+            return t
         if f is leaky_relu:
             u, a = self.p(e.args[0]), e.args[1]
             if a.free_symbols:
                 raise _Unprintable("leaky_relu with a symbolic slope")
-            au = self._product(a, [u])
-            return self._tmp("(%s if %s > 0.0 else %s)" % (u, u, au))
+            eu = self._eb(e.args[0]) if self.bd is not None else None
+            au = self._product(a, [u], None if eu is None else [eu])
+            t = self._tmp("(%s if %s > 0.0 else %s)" % (u, u, au))
+            if self.bd is not None:  # continuous, slopes 1 and a: max(1, |a|)·E_u, and a·u's own rounding
+                self._bound(t, self._times(_num(max(1.0, abs(float(a)))), eu), self.bd.err.get(au) if au != u else None)
+            return t
         if f is elu:
             u, a = self.p(e.args[0]), e.args[1]
             if a.free_symbols or _expm1 is None:
                 raise _Unprintable("elu with a symbolic alpha")
-            return self._tmp("(%s if %s > 0.0 else %s * expm1_neg(min(%s, 0.0)))" % (u, u, _num(a), u))
+            t = self._tmp("(%s if %s > 0.0 else %s * expm1_neg(min(%s, 0.0)))" % (u, u, _num(a), u))
+            if self.bd is not None:  # continuous, slopes 1 and a·e^u ≤ |a|; a·expm1: a (rounded), expm1 2 ulp, the product
+                self._bound(t, self._times(_num(max(1.0, abs(float(a)))), self._eb(e.args[0])),
+                            "%s * abs(%s)" % (_num(_ULP_EXPM1 + 2.0), t))
+            return t
         if f is sympy.Heaviside:
             return self._step(e, "1.0", "0.0", "Heaviside")
         if f is sympy.sign:
@@ -230,7 +351,10 @@ class _Printer:
                 return self._tmp("(1.0 if %s > 0.0 else (-1.0 if %s < 0.0 else 0.0))" % (pu, pu))
             if what == "Heaviside" and len(e.args) == 2 and e.args[1].is_number:
                 pu = self.p(u)  # the value, with its stated H(0)
-                return self._tmp("(1.0 if %s > 0.0 else (%s if %s == 0.0 else 0.0))" % (pu, _num(e.args[1]), pu))
+                t = self._tmp("(1.0 if %s > 0.0 else (%s if %s == 0.0 else 0.0))" % (pu, _num(e.args[1]), pu))
+                if self.bd is not None:
+                    self._decision(t, u, pu)
+                return t
             raise _Unprintable("%s in φ itself" % what)
         if what == "Heaviside" and len(e.args) > 1 and self.trusted:
             if e.args[1] != 0:
@@ -241,33 +365,67 @@ class _Printer:
         pu = self.p(u)
         # Just left of a root of u: u < 0 when u increases (slope > 0), u > 0 when it decreases.
         op = ">" if slope > 0 else ">="
-        return self._tmp("(%s if %s %s 0.0 else %s)" % (pos, pu, op, neg))
+        t = self._tmp("(%s if %s %s 0.0 else %s)" % (pos, pu, op, neg))
+        if self.bd is not None:
+            self._decision(t, u, pu)
+        return t
 
     def _mul(self, e) -> str:
         # x/y is printed as x·(1/y): the reciprocal of a shared denominator (σ's 1/(1 + e)) is
         # then one division for φ and φ' together (a product costs far less than a quotient).
         num = []
+        errs = [] if self.bd is not None else None
         coeff = sympy.S.One
         for f in e.args:
             if not f.free_symbols:
                 coeff *= f
             else:
                 num.append(self.p(f))
-        return self._product(coeff, num)
+                if errs is not None:
+                    errs.append(self._eb(f))
+        return self._product(coeff, num, errs)
 
-    def _product(self, coeff, factors: list[str]) -> str:
+    def _product(self, coeff, factors: list[str], errs: list[str] | None = None) -> str:
         """coeff · Π factors; flagged where it underflowed (no factor 0, result below normal).
         A single factor times a constant of magnitude ≥ 1 cannot underflow (z itself is checked
-        for subnormals by the kernel), and −x is exact."""
+        for subnormals by the kernel), and −x is exact.  ``errs``: the factors' error bounds (a
+        custom form's), then printed as a chain of binary products, each with its bound."""
         if not factors:
             return _num(coeff)
         if len(factors) == 1 and coeff in (1, -1):
-            return factors[0] if coeff == 1 else self._tmp("-%s" % factors[0])
-        t = self._tmp(" * ".join(([_num(coeff)] if coeff != 1 else []) + factors))
+            if coeff == 1:
+                return factors[0]
+            t = self._tmp("-%s" % factors[0])
+            if self.bd is not None:
+                self.bd.err[t] = errs[0]
+            return t
+        if self.bd is not None:
+            t = self._product_bounded(coeff, factors, errs)
+        else:
+            t = self._tmp(" * ".join(([_num(coeff)] if coeff != 1 else []) + factors))
         if len(factors) > 1 or abs(coeff) < 1:
             nz = " & ".join("(%s != 0.0)" % f for f in factors)
             self.uf.append("((abs(%s) < TINY) & %s)" % (t, nz))
         return t
+
+    def _product_bounded(self, coeff, factors: list[str], errs: list[str]) -> str:
+        """coeff · f1 · f2 · … as the same left-to-right products (the same value, bit for bit),
+        one line each, with the bound |y|·E_x + |x|·E_y + |x·y| of each (no rounding where the
+        coefficient is a power of two: that product is exact)."""
+        if coeff != 1:
+            acc, ea, mag = _num(coeff), self._const_bound(coeff), _num(abs(coeff))
+            exact_scale = _is_power_of_two(coeff)
+            items = list(zip(factors, errs))
+        else:
+            acc, ea, mag = factors[0], errs[0], "abs(%s)" % factors[0]
+            exact_scale = False
+            items = list(zip(factors[1:], errs[1:]))
+        for i, (f, ef) in enumerate(items):
+            t = self._tmp("%s * %s" % (acc, f))
+            rnd = None if (i == 0 and exact_scale) else "abs(%s)" % t
+            self._bound(t, self._times("abs(%s)" % f, ea), self._times(mag, ef), rnd)
+            acc, ea, mag = t, self.bd.err[t], "abs(%s)" % t
+        return acc
 
     def _pow(self, e) -> str:
         base, ex = e.args
@@ -277,10 +435,19 @@ class _Printer:
             raise _Unprintable("a power with a non-constant or irrational exponent")
         b = self.p(base)
         if ex == sympy.Rational(1, 2):
-            return self._tmp("math.sqrt(%s)" % b)
+            t = self._tmp("math.sqrt(%s)" % b)
+            if self.bd is not None:  # √'(b) = 1/(2√b); correctly rounded
+                eb = self._eb(base)
+                self._bound(t, None if eb == _ZERO else "(0.5 * %s / %s if abs(%s) > %s * %s else %s)"
+                            % (eb, t, b, eb, _U, self._inf()), "abs(%s)" % t)
+            return t
         if ex == -sympy.Rational(1, 2):
             t = self._tmp("1.0 / math.sqrt(%s)" % b)
             self.uf.append("(abs(%s) < TINY)" % t)
+            if self.bd is not None:  # |d b^{−1/2}/db| = t/(2b); a rounded root and a quotient
+                eb = self._eb(base)
+                self._bound(t, None if eb == _ZERO else "(0.5 * %s * abs(%s) / abs(%s) if abs(%s) > %s * %s else %s)"
+                            % (eb, t, b, b, eb, _U, self._inf()), "(2.0) * abs(%s)" % t)
             return t
         if not ex.is_Integer or abs(ex) > 16:
             raise _Unprintable("a power other than an integer up to 16 or ±1/2")
@@ -290,14 +457,104 @@ class _Printer:
         if n == -1:
             t = self._tmp("1.0 / %s" % b)
             self.uf.append("(abs(%s) < TINY)" % t)
+            if self.bd is not None:  # E_b/b² = E_b·t², infinite where b is within its error of 0
+                eb = self._eb(base)
+                self._bound(t, None if eb == _ZERO else "(%s * abs(%s) * abs(%s) if abs(%s) > %s * %s else %s)"
+                            % (eb, t, t, b, eb, _U, self._inf()), "abs(%s)" % t)
             return t
         if n < 0:  # (1/b)^|n|, sharing the reciprocal
-            b = self.p(base ** -1)
-        return self._product(sympy.S.One, [b] * abs(n))
+            base = base ** -1
+            b = self.p(base)
+        errs = [self._eb(base)] * abs(n) if self.bd is not None else None
+        return self._product(sympy.S.One, [b] * abs(n), errs)
+
+    # -- the running error bound of a custom form ------------------------------------------------
+
+    def _eb(self, node) -> str:
+        """The printed error bound (in units of u) of a node already printed."""
+        if node == Z:
+            return _ZERO
+        if not node.free_symbols:
+            return _ZERO if _exact_double(node) else _num(abs(node))
+        name = self.memo[node]
+        if name not in self.bd.err:
+            raise _Unprintable("no error bound for %s" % type(node).__name__)
+        return self.bd.err[name]
+
+    def _bound(self, t: str, *terms) -> None:
+        """E_t = the sum of ``terms`` (None: a term known to be 0)."""
+        terms = [x for x in terms if x is not None]
+        self.bd.err[t] = self._tmp(" + ".join(terms)) if terms else _ZERO
+
+    @staticmethod
+    def _times(x: str, e: str):
+        """x·E (None where E is the literal 0)."""
+        return None if e == _ZERO else "%s * %s" % (x, e)
+
+    def _inf(self) -> str:
+        if self.bd.inf is None:
+            self.bd.inf = self._tmp("(2.0) * HUGE")
+        return self.bd.inf
+
+    def _const_bound(self, c) -> str:
+        return _ZERO if _exact_double(c) else _num(abs(c))
+
+    def _max_bound(self, ea: str, eb: str) -> str:
+        """max(E_a, E_b), kept nan where either is (an unknown bound stays unknown)."""
+        if ea == _ZERO:
+            return eb
+        if eb == _ZERO:
+            return ea
+        return self._tmp("max(%s, %s) + 0.0 * (%s + %s)" % (ea, eb, ea, eb))
+
+    def _gauss(self, u):
+        """(2/√π)·e^{−u²}·E_u: |erf'(u)| = |erfc'(u)| times u's bound (None where it is 0)."""
+        eu = self._eb(u)
+        if eu == _ZERO:
+            return None
+        pu = self.p(u)
+        return "(1.1283791670955126) * exp_neg(-(%s * %s)) * %s" % (pu, pu, eu)
+
+    def _plain_bound(self, f, t: str, u, pu: str) -> None:
+        eu = self._eb(u)
+        if f is sympy.log:  # log'(u) = 1/u, infinite where u is within its error of 0
+            first = None if eu == _ZERO else "(%s / abs(%s) if abs(%s) > %s * %s else %s)" % (eu, pu, pu, eu, _U, self._inf())
+            self._bound(t, first, "%s * abs(%s)" % (_num(_ULP_LIBM), t))
+        elif f is sympy.tanh:  # tanh' = 1 − tanh²
+            self._bound(t, self._times("(1.0 - %s * %s)" % (t, t), eu), "%s * abs(%s)" % (_num(_ULP_TANH), t))
+        elif f is sympy.erf:
+            self._bound(t, self._gauss(u), "%s * abs(%s)" % (_num(_ULP_LIBM), t))
+        elif f is _log1p:  # log1p'(u) = 1/(1 + u)
+            first = None if eu == _ZERO else "(%s / abs(1.0 + %s) if abs(1.0 + %s) > %s * %s else %s)" % (
+                eu, pu, pu, eu, _U, self._inf())
+            self._bound(t, first, "%s * abs(%s)" % (_num(_ULP_LIBM), t))
+        elif f is _expm1:  # expm1'(u) = e^u = t + 1
+            self._bound(t, self._times("abs(%s + 1.0)" % t, eu), "%s * abs(%s)" % (_num(_ULP_LIBM), t))
+        else:  # pragma: no cover - _PLAIN holds only the functions above
+            raise _Unprintable("no error bound for %s" % f)
+
+    def _decision(self, t: str, u, pu: str) -> None:
+        """A step decided by the sign of u: exact where u is certain to be on its side of 0
+        (|u| ≥ E_u·u, so an exact 0 is certain), else unbounded (a jump may be on the wrong side)."""
+        eu = self._eb(u)
+        self.bd.err[t] = _ZERO if eu == _ZERO else self._tmp("(%s if abs(%s) < %s * %s else 0.0)" % (self._inf(), pu, eu, _U))
+
+    def _sum(self, args) -> str:
+        """a0 + a1 + … as the same left-to-right sums, one line each, with the bound
+        E_x + E_y + |x + y| of each."""
+        acc, ea = self.p(args[0]), self._eb(args[0])
+        for a in args[1:]:
+            pa, e2 = self.p(a), self._eb(a)
+            t = self._tmp("%s + %s" % (acc, pa))
+            self._bound(t, None if ea == _ZERO else ea, None if e2 == _ZERO else e2, "abs(%s)" % t)
+            acc, ea = t, self.bd.err[t]
+        return acc
 
 
 def scalar_source(phi, dphi, name: str, trusted: bool) -> str:
-    """``def name(z): … return (φ, φ', uf)`` for one activation form (raises _Unprintable)."""
+    """``def name(z): … return (φ, φ', uf)`` for one activation form (raises _Unprintable).  An
+    untrusted (custom) form returns nan for φ or φ' where its running error bound is not within the
+    conditioning budget (:func:`_trust`)."""
     if not (isinstance(phi, sympy.Basic) and isinstance(dphi, sympy.Basic)):
         raise _Unprintable("φ and φ' must be SymPy expressions")
     pv = _Printer(derivative_mode=False, trusted=trusted)
@@ -306,10 +563,46 @@ def scalar_source(phi, dphi, name: str, trusted: bool) -> str:
     pd.lines = pv.lines  # one body: φ and φ' share their subexpressions (e = exp(−|z|))
     pd.memo = {k: v for k, v in pv.memo.items()}
     pd.uf = pv.uf
+    pd.bd = pv.bd
     d = pd.p(dphi)
+    if not trusted:
+        a, d = _trust(pd, phi, dphi, a, d)
     uf = " | ".join(pd.uf) if pd.uf else "False"
     body = "".join("    %s\n" % ln for ln in pd.lines)
     return "def %s(z):\n%s    return (%s, %s, %s)\n" % (name, body, a, d, uf)
+
+
+def _trust(pd: _Printer, phi, dphi, a: str, d: str) -> tuple[str, str]:
+    """φ and φ' of a custom form, each replaced by nan where it is not trusted: where its running
+    error bound E exceeds ERROR_SLACK·(|f| + |z|·|f'|) (the rule of symgrad.spec.activations,
+    ERROR_SLACK's comment), for f = φ and for f = φ' (f' = φ'', the derivative of the printed φ',
+    its Dirac deltas dropped, printed here; _Unprintable where it does not print).  |f'| is taken
+    at its certain lower bound, |f'| − u·E_f', so that a f' that cancels does not widen the budget.
+    The kernels send a nan at a finite z to the NumPy path (symgrad.numeric._codegen's docstring)."""
+    ea, ed = pd._eb(phi), pd._eb(dphi)
+    if ed != _ZERO:  # else φ' is exact: φ'' is not needed
+        p2 = _Printer(derivative_mode=True, trusted=False)
+        p2.lines, p2.memo, p2.bd = pd.lines, {k: v for k, v in pd.memo.items()}, pd.bd
+        p2.uf = []  # φ'' is a budget, not a result: its underflow flags nothing
+        dd = _ae_derivative(dphi)
+        f2 = p2.p(dd)
+        d_new = _trusted_value(pd, d, ed, _lower(f2, p2._eb(dd)))
+    else:
+        d_new = d
+    a_new = a if ea == _ZERO else _trusted_value(pd, a, ea, _lower(d, ed))
+    return a_new, d_new
+
+
+def _lower(f: str, ef: str) -> str:
+    """A certain lower bound of |f| from its value and its error bound."""
+    return "abs(%s)" % f if ef == _ZERO else "max(abs(%s) - %s * %s, 0.0)" % (f, _U, ef)
+
+
+def _trusted_value(pr: _Printer, v: str, ev: str, slope: str) -> str:
+    """v where E_v ≤ ERROR_SLACK·(|v| + |z|·slope), else nan (as inf − inf: the generated text
+    keeps to its vocabulary)."""
+    inf = pr._inf()
+    return pr._tmp("(%s if %s <= %s * (abs(%s) + abs(z) * %s) else %s - %s)" % (v, ev, _SLACK, v, slope, inf, inf))
 
 
 @functools.lru_cache(maxsize=256)
