@@ -511,12 +511,10 @@ def test_derivative_bound_accepts_numbers_and_custom_activation_checks_bound_and
     assert act.name == HOSTILE and act.latex_name == r"\varphi"
 
 
-@pytest.mark.xfail(strict=True, reason="known defect (stop 21's note): the float64 forward mode forms this φ' as a "
-                   "difference of two terms near 1 with no bound on the cancellation, and the exact fallback accepts "
-                   "two mpmath precisions that agree at 0; remove this mark when it passes")
 def test_a_custom_sigmoid_keeps_its_derivative_where_the_terms_cancel():
     # φ = e^z/(1 + e^z): φ'(z) = e^z/(1 + e^z)², about e^−z for large z; the form SymPy's derivative
-    # takes, e^z/(1+e^z) − e^{2z}/(1+e^z)², cancels from z ≈ 20 (reference: mpmath at 400 digits)
+    # takes, e^z/(1+e^z) − e^{2z}/(1+e^z)², cancels from z ≈ 20 (reference: mpmath at 400 digits).
+    # Before the running error bounds: 1.1e-16 at z = 300 (true 5.1e-131), 1.0 at z = 356.
     import mpmath
 
     act = symgrad.activation("exp(z)/(1+exp(z))")
@@ -524,3 +522,112 @@ def test_a_custom_sigmoid_keeps_its_derivative_where_the_terms_cancel():
     with mpmath.workdps(400):
         ref = np.array([float(mpmath.exp(x) / (1 + mpmath.exp(x)) ** 2) for x in zs])
     np.testing.assert_allclose(act.grad(zs), ref, rtol=1e-12)
+
+
+# Custom forms whose float64 evaluation cancels somewhere (a difference of nearly equal terms, or an
+# input error amplified), with points on both sides of where it starts.
+CANCELLING = [
+    ("exp(z)/(1+exp(z))", [-800.0, -50.0, 7.0, 20.0, 30.0, 300.0, 356.0, 600.0, 1000.0]),
+    ("exp(z) - z", [1e-10, 1e-5, -1e-8, 3.0]),                  # φ' = e^z − 1 near 0
+    ("sqrt(z**2 + 1) - z", [10.0, 1e4, 1e8, 1e150, -5.0]),      # φ ≈ 1/(2z), φ' ≈ −1/(2z²)
+    ("cosh(z) - sinh(z)", [1.0, 30.0, 300.0, 700.0]),           # e^−z as a difference
+    ("1 - 2/(1 + exp(2*z))", [1e-10, -1e-6, 0.5, 20.0, -20.0]),  # tanh near 0
+    ("z*(1 + erf(z/sqrt(2)))/2", [-3.0, -5.0, -10.0, -30.0, 2.0]),  # GELU with erf: 1 + erf cancels
+    ("abs(exp(z) - 1)", [1e-9, -1e-9, 2.0]),                    # a kink of a cancelled argument
+    ("2*tanh(z)", [20.0, 30.0, 300.0]),                         # tanh' as 1 − tanh² is 0 from |z| ≈ 19
+    ("log(1 + z**2)", [1e-3, 1e-8, 5.0]),
+    ("z - pi", [math.pi, 1.0]),                                 # π rounded: z − π is −1.2e-16, not 0
+    ("(z - 1/3)**2", [1 / 3, 2.0]),
+]
+
+
+def _reference(act, points, exact=False):
+    """φ, φ', φ'' at the points by mpmath at 1500 digits (more than any cancellation above costs:
+    1000 digits for e^{−1000} next to 1) of the expression and its a.e. derivatives: floats, or
+    (``exact``) the mpmath numbers themselves, in a list of rows."""
+    import mpmath
+
+    d1 = A._ae_derivative(act.expr)
+    d2 = A._ae_derivative(d1)
+    fs = [sympy.lambdify(z, e, "mpmath") for e in (act.expr, d1, d2)]  # symgrad's own expressions, no user text
+    with mpmath.workdps(1500):
+        rows = [[mpmath.re(f(mpmath.mpf(float(xi)))) for f in fs] for xi in points]
+    return rows if exact else np.array([[float(t) for t in row] for row in rows])
+
+
+@pytest.mark.parametrize("spec,points", CANCELLING, ids=[c[0] for c in CANCELLING])
+def test_a_custom_activation_is_right_where_its_float64_form_cancels(spec, points):
+    # The contract (ERROR_SLACK): the exact value at an input within ERROR_SLACK·u·|z|, give or take
+    # ERROR_SLACK·u·|f| (and ERROR_SLACK half-subnormals per unit of |z| at the underflow floor).
+    act = symgrad.activation(spec)
+    x = np.array(points)
+    ref = _reference(act, points)
+    floor = A.ERROR_SLACK * 2.0**-1075 * np.maximum(1.0, np.abs(x))
+    for got, f, fp in ((act.value(x), ref[:, 0], ref[:, 1]), (act.grad(x), ref[:, 1], ref[:, 2])):
+        allowed = A.ERROR_SLACK * U * (np.abs(f) + np.abs(x * fp)) + floor
+        assert np.all(np.abs(got - f) <= allowed), (spec, x, got, f, allowed)
+
+
+@pytest.mark.parametrize("spec,points", CANCELLING, ids=[c[0] for c in CANCELLING])
+def test_a_custom_activations_bounded_values_enclose_the_exact_ones(spec, points):
+    # Activation.bounded: the float64 values and their running error bounds, with no exact
+    # re-evaluation (what the mean-field quadrature carries)
+    import mpmath
+
+    act = symgrad.activation(spec)
+    x = np.array(points)
+    ref = _reference(act, points, exact=True)
+    v, d, ev, ed = act.bounded(x)
+    with mpmath.workdps(1500):  # against the exact numbers: the bounds include the rounding to float64
+        for i, (f, fp, _) in enumerate(ref):
+            assert abs(mpmath.mpf(float(v[i])) - f) <= ev[i], (spec, x[i], v[i], f, ev[i])
+            assert abs(mpmath.mpf(float(d[i])) - fp) <= ed[i], (spec, x[i], d[i], fp, ed[i])
+    assert symgrad.activation("tanh").bounded is None  # a built-in's stable forms: a few ulps
+
+
+COMMON = ["z*sigmoid(z)", "z*tanh(softplus(z))", "max(z, 0.1*z)", "z*sigmoid(z) + 0.1*tanh(z)", "2*tanh(z)",
+          "atan(z)", "asinh(z)", "z*exp(-z**2/2)", "relu(z) + 0.1*sin(z)", "softplus(z)"]
+
+
+@pytest.mark.parametrize("spec", COMMON)
+def test_common_custom_activations_stay_on_the_float64_path(spec, monkeypatch):
+    # The trust rule must not send ordinary points to mpmath: not the tails, and not the roots of φ'
+    # (swish's at z = −1.2785, mish's at −1.1924), where the value is small but well conditioned
+    # (the difference quotient's |z·φ''| pays for it).
+    act = symgrad.activation(spec)
+
+    def refuse(self, xi, digits=0):
+        raise AssertionError("%s at z = %r went to mpmath" % (spec, xi))
+
+    monkeypatch.setattr(A._KinkKernel, "_exact", refuse)
+    x = np.concatenate([np.linspace(-60, 60, 12001), np.linspace(-1.3, -1.15, 3001), [-1.2784645427610738, -1.1924]])
+    act.value(x)
+    act.grad(x)
+
+
+def test_the_exact_path_certifies_its_rounding_and_asks_for_the_digits_it_needs():
+    kernel = A._KinkKernel(symgrad.activation("exp(z)/(1+exp(z))").expr)
+    # at 50 digits the derivative at 356 (2.46e-155, a difference of two terms near 1) is noise
+    more = kernel._at_digits(356.0, 50)
+    assert isinstance(more, int) and more > 170
+    v, d = kernel._at_digits(356.0, more)
+    import mpmath
+
+    with mpmath.workdps(600):
+        assert d == float(mpmath.exp(356) / (1 + mpmath.exp(356)) ** 2) and v == 1.0
+    # a derivative that is exactly 0 (its terms cancel in every precision) is certified as 0 once
+    # the bound is below half the smallest subnormal
+    act = symgrad.activation("sin(z)**2 + cos(z)**2")
+    np.testing.assert_array_equal(act.grad(np.array([0.3, 2.0, -7.5])), 0.0)
+    np.testing.assert_array_equal(act.value(np.array([0.3, 2.0, -7.5])), 1.0)
+
+
+def test_mean_field_moments_of_a_custom_form_carry_its_error_bounds():
+    # GELU written with erf cancels in its left tail; χ₁ by quadrature uses the bounded float64
+    # values (no mpmath per node) and agrees with the built-in GELU within both errors
+    from symgrad.theory import meanfield as mf
+
+    custom = mf.chi1(symgrad.activation("z*(1 + erf(z/sqrt(2)))/2"), 1.5, 0.1)
+    builtin = mf.chi1("gelu", 1.5, 0.1)
+    assert abs(custom.value - builtin.value) <= custom.error + builtin.error
+    assert custom.error < 1e-12

@@ -19,6 +19,7 @@ is PyTorch's convention too, so autograd comparisons agree at 0.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import re
@@ -547,19 +548,23 @@ def _np_gelu_log_grad(x):
 # is probed just below x in mpmath (see _left_sign_higher), and SymPy's one-sided limit (under a
 # budget) decides where the probes disagree.
 #
-# The float64 pass runs with floating-point warnings off; any element that comes out nan or
-# ±inf is recomputed in mpmath (whose exponent range does not overflow), at 50 digits and then
-# doubling until two precisions agree in float64, so that exp(z)/(1 + exp(z)) at z = 1000 gives
-# 1 and slope 0, not inf/inf, and ±inf remains only where the true value is beyond float64.
+# The float64 pass runs with floating-point warnings off and carries a running error bound for
+# the value and for the derivative (see _KinkKernel._eval).  Any element that comes out nan or
+# ±inf, or whose bound is beyond ERROR_SLACK of its conditioning (a cancellation: e^z/(1 + e^z)'s
+# derivative at z = 30 is 9.4e-14 as a difference of two terms near 1), is recomputed in mpmath
+# (whose exponent range does not overflow) at the digits the bound asks for, until the same
+# bound, now at mpmath's precision, certifies the rounding to float64; so exp(z)/(1 + exp(z)) at
+# z = 1000 gives 1 and slope 0 (e^−1000 rounded), not inf/inf, and ±inf remains only where the
+# true value is beyond float64.
 # ---------------------------------------------------------------------------------------------
 
 #: SymPy seconds allowed for one undecidable kink (a one-sided limit); see _left_sign_sympy.
 KINK_LIMIT_SECONDS = 2.0
 #: Depth of expression tree the custom kernels evaluate (the parser allows 100 levels).
 MAX_KERNEL_DEPTH = 300
-#: The float64 evaluation of a custom activation is trusted where its first-order running error
-#: bound (Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed., §3.3: every operation
-#: adds u·|its computed result|, and input errors propagate through the derivatives) stays within
+#: The float64 evaluation of a custom activation is trusted where its running error bound
+#: (Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed., §3.3: every operation adds
+#: u·|its computed result|, and input errors propagate through the derivatives) stays within
 #: this many units of the conditioning budget u·(|f(z)| + |z·f'(z)|), for f = φ and for f = φ'
 #: (φ'' for the latter): the result is then the exact value at an input within ERROR_SLACK·u·|z|,
 #: give or take ERROR_SLACK·u·|f|.  Elsewhere (a difference of nearly equal terms, such as
@@ -590,6 +595,7 @@ class _NumpyOps:
 
     sigmoid = staticmethod(lambda t: _np_sigmoid(t))
     dsigmoid = staticmethod(lambda t: _np_dsigmoid(t))
+    dtanh = staticmethod(lambda t: _np_dtanh(t))  # 4e^{−2|t|}/(1 + e^{−2|t|})²: 1 − tanh² cancels for |t| > 19
     softplus = staticmethod(lambda t: _np_softplus(t))
 
     @staticmethod
@@ -599,6 +605,27 @@ class _NumpyOps:
     @staticmethod
     def const(c):
         return float(c)
+
+    @staticmethod
+    def div(a, b):
+        """a / b for an error bound (÷0 gives inf or nan, both read as untrusted)."""
+        return a / b
+
+    @staticmethod
+    def unit():
+        """The unit roundoff of float64, 2^-53."""
+        return 2.0**-53
+
+    @staticmethod
+    def eta():
+        """Underflow's absolute error, half the smallest subnormal 2^-1075, in units of u: an
+        operation's result is (exact)(1 + δ) + η, |δ| ≤ u, |η| ≤ 2^-1075 (Higham §2.1)."""
+        return 2.0**-1022
+
+    @staticmethod
+    def const_error(node, c):
+        """The rounding of a constant to float64 in units of u: 0 where it is exact, else |c|."""
+        return 0.0 if _exact_binary(node, 53) else abs(c)
 
     @staticmethod
     def any(mask):
@@ -680,6 +707,12 @@ class _MpmathOps:
         return 1 / (1 + mpmath.exp(-t))
 
     @staticmethod
+    def dtanh(t):
+        import mpmath
+
+        return mpmath.sech(t) ** 2
+
+    @staticmethod
     def dsigmoid(t):
         import mpmath
 
@@ -708,26 +741,57 @@ class _MpmathOps:
     def const(c):
         import mpmath
 
-        return mpmath.mpf(str(sympy.N(c, _MP_DIGITS + 10)))
+        return mpmath.mpf(str(sympy.N(c, mpmath.mp.dps + 10)))
+
+    @staticmethod
+    def div(a, b):
+        import mpmath
+
+        return a / b if b != 0 else mpmath.inf
+
+    @staticmethod
+    def unit():
+        """The unit roundoff at mpmath's working precision, 2^-prec."""
+        import mpmath
+
+        return mpmath.ldexp(1, -mpmath.mp.prec)
+
+    @staticmethod
+    def eta():
+        """mpmath's exponent does not underflow."""
+        return 0
+
+    @staticmethod
+    def const_error(node, c):
+        import mpmath
+
+        return mpmath.mpf(0) if _exact_binary(node, mpmath.mp.prec) else abs(c)
 
     @staticmethod
     def any(mask):
         return bool(mask)
 
 
-# f(g) -> (name of f on the ops, f'(t) as a function of (ops, t)), for the smooth functions.
+# f(g) -> (name of f on the ops, f'(t), f''(t) as functions of (ops, t)), for the smooth functions
+# (f'' for the running error bound of the derivative, see _KinkKernel._eval).
 _SMOOTH = {
-    sympy.exp: ("exp", lambda o, t: o.exp(t)),
-    sympy.log: ("log", lambda o, t: 1 / t),
-    sympy.sin: ("sin", lambda o, t: o.cos(t)),
-    sympy.cos: ("cos", lambda o, t: -o.sin(t)),
-    sympy.tanh: ("tanh", lambda o, t: 1 - o.tanh(t) ** 2),
-    sympy.sinh: ("sinh", lambda o, t: o.cosh(t)),
-    sympy.cosh: ("cosh", lambda o, t: o.sinh(t)),
-    sympy.atan: ("arctan", lambda o, t: 1 / (1 + t * t)),
-    sympy.asinh: ("arcsinh", lambda o, t: 1 / o.hypot1(t)),
-    sympy.erf: ("erf", lambda o, t: (2 / math.sqrt(math.pi)) * o.exp(-(t * t))),
+    sympy.exp: ("exp", lambda o, t: o.exp(t), lambda o, t: o.exp(t)),
+    sympy.log: ("log", lambda o, t: 1 / t, lambda o, t: -1 / (t * t)),
+    sympy.sin: ("sin", lambda o, t: o.cos(t), lambda o, t: -o.sin(t)),
+    sympy.cos: ("cos", lambda o, t: -o.sin(t), lambda o, t: -o.cos(t)),
+    sympy.tanh: ("tanh", lambda o, t: o.dtanh(t), lambda o, t: -2 * o.tanh(t) * o.dtanh(t)),
+    sympy.sinh: ("sinh", lambda o, t: o.cosh(t), lambda o, t: o.sinh(t)),
+    sympy.cosh: ("cosh", lambda o, t: o.sinh(t), lambda o, t: o.cosh(t)),
+    sympy.atan: ("arctan", lambda o, t: 1 / (1 + t * t), lambda o, t: -2 * t / ((1 + t * t) * (1 + t * t))),
+    sympy.asinh: ("arcsinh", lambda o, t: 1 / o.hypot1(t), lambda o, t: -t / o.hypot1(t) ** 3),
+    sympy.erf: ("erf", lambda o, t: (2 / math.sqrt(math.pi)) * o.exp(-(t * t)),
+                lambda o, t: (-4 / math.sqrt(math.pi)) * t * o.exp(-(t * t))),
 }
+#: ulps of accuracy assumed of a library function (NumPy's and SciPy's elementary functions, and
+#: mpmath's at its working precision, are within 1-2): the running error bound's c_f.
+_FUNC_ULPS = 4.0
+#: the relative step of the difference quotient that estimates |z·φ''(z)| (see _KinkKernel._fast).
+_FD_STEP = 2.0**-20
 # Smooth functions with f(0) = 0: a part that vanishes identically stays so through them.
 _KEEP_ZERO = {sympy.sin, sympy.tanh, sympy.sinh, sympy.atan, sympy.asinh, sympy.erf}
 
@@ -750,6 +814,34 @@ def _kernel_support(expr: sympy.Expr) -> str | None:
             return "it contains %s, which symgrad's NumPy kernels do not evaluate" % type(node).__name__
         stack.extend((a, depth + 1) for a in node.args)
     return None
+
+
+def _start_digits(E, v, F, D):
+    """The decimal digits at which to start mpmath where the float64 pass is not trusted: the
+    digits its bounds say the cancellation cost (log10 of the bound over the value, or over half the
+    smallest subnormal where the value is 0), plus 17 for float64 and 5 to spare; _MP_DIGITS where
+    the bounds say nothing (inf or nan), and at most _MP_MAX_DIGITS."""
+    with np.errstate(all="ignore"):  # in logarithms: E·u / 2^-1075 overflows
+        floor, lu = np.log10(2.0**-1075), np.log10(2.0**-53)
+        lost = np.maximum(np.log10(E) + lu - np.maximum(np.log10(np.abs(v)), floor),
+                          np.log10(F) + lu - np.maximum(np.log10(np.abs(D)), floor))
+        need = np.where(np.isfinite(lost), np.ceil(np.maximum(lost, 0.0)) + 22, _MP_DIGITS)
+    return np.clip(need, _MP_DIGITS, _MP_MAX_DIGITS)
+
+
+@functools.lru_cache(maxsize=1024)
+def _exact_binary(c: sympy.Expr, bits: int) -> bool:
+    """Whether the constant ``c`` is a binary number of at most ``bits`` significant bits (then
+    float64 or mpmath holds it exactly): an integer, a dyadic rational, or a Float of that precision."""
+    if c.is_Float:
+        c = sympy.Rational(c)
+    if not c.is_Rational:
+        return False
+    q = int(c.q)
+    if q & (q - 1):
+        return False
+    p = abs(int(c.p))
+    return p == 0 or (p >> ((p & -p).bit_length() - 1)).bit_length() <= bits
 
 
 class _KinkKernel:
@@ -801,92 +893,180 @@ class _KinkKernel:
         return _left_sign_sympy(node, x0)
 
     def _eval(self, o, node, x, memo):
+        """(value, left value, left derivative, K, E, F) of ``node`` at x: K says the node vanishes
+        identically just below x; E and F are running error bounds (Higham §3.3), in units of the
+        working unit roundoff u = ``o.unit()``, of the value (and of the left value, which differs
+        from it only at a jump, where both are exact constants) and of the derivative: every
+        operation adds |its computed result| (c_f·|f| for a library function f, which is accurate
+        to c_f = ``_FUNC_ULPS`` units) and underflow's η (``o.eta()``), and its operands' bounds
+        propagate through its partial derivatives, with the second-order terms (a product of two
+        errors; ½|f''|ε² for a function) so that (b + ε)² at b = 0 is not bounded by 0.  Third
+        and higher orders are left out: they matter only where the bound is already a large part
+        of the value, which the callers do not trust.  A decision (a kink, a selection, a sign)
+        whose argument is within its own bound of the threshold, and a division or a logarithm of
+        a quantity within its bound of 0, make the bound infinite."""
         hit = memo.get(node)
         if hit is not None:
             return hit
         zero = 0 * x
+        fabs, inf, u, eta = o.fabs, math.inf, o.unit(), o.eta()
         if node == z:
-            out = (x, x, zero + 1, False)
+            out = (x, x, zero + 1, False, zero, zero)
         elif not node.free_symbols:
             c = o.const(node)
-            out = (zero + c, zero + c, zero, c == 0)
+            out = (zero + c, zero + c, zero, c == 0, zero + o.const_error(node, c), zero)
         elif node.is_Add:
             parts = [self._eval(o, a, x, memo) for a in node.args]
-            out = (sum(p[0] for p in parts), sum(p[1] for p in parts), sum(p[2] for p in parts),
-                   _all(o, [p[3] for p in parts]))
+            v, L, D, K, E, F = parts[0]
+            for pv, pL, pD, pK, pE, pF in parts[1:]:
+                v, L, D = v + pv, L + pL, D + pD
+                E, F = E + pE + fabs(v), F + pF + fabs(D)
+            out = (v, L, D, _all(o, [p[3] for p in parts]), E, F)
         elif node.is_Mul:
             parts = [self._eval(o, a, x, memo) for a in node.args]
-            v, L, D, K = parts[0]
-            for pv, pL, pD, pK in parts[1:]:
-                v, D, L = v * pv, D * pL + L * pD, L * pL
+            v, L, D, K, E, F = parts[0]
+            for pv, pL, pD, pK, pE, pF in parts[1:]:
+                d1, d2 = D * pL, L * pD
+                F = (fabs(pL) * F + fabs(D) * pE + fabs(L) * pF + fabs(pD) * E + fabs(d1) + fabs(d2) + fabs(d1 + d2) + 2 * eta
+                     + (F * pE + E * pF) * u)  # the second-order terms, products of two errors
+                E = fabs(pv) * E + fabs(v) * pE + fabs(v * pv) + eta + E * pE * u
+                v, D, L = v * pv, d1 + d2, L * pL
                 K = o.logical_or(K, pK)
-            out = (v, L, D, K)
+            out = (v, L, D, K, E, F)
         elif node.is_Pow:
             base, ex = node.args
-            bv, bL, bD, bK = self._eval(o, base, x, memo)
+            bv, bL, bD, bK, bE, bF = self._eval(o, base, x, memo)
+            near0 = fabs(bL) <= bE * u  # b within its own error of 0: 1/b, b^c (c < 1) unbounded
             if not ex.free_symbols:
                 c = o.const(ex)
                 if c == 2:
-                    out = (bv * bv, bL * bL, 2 * bL * bD, bK)
+                    v, D = bv * bv, 2 * bL * bD
+                    E = 2 * fabs(bL) * bE + fabs(v) + eta + bE * bE * u  # (b + ε)² − b² = 2bε + ε²
+                    F = 2 * (fabs(bD) * bE + fabs(bL) * bF) + 2 * fabs(D) + 2 * eta + 2 * bE * bF * u
+                    out = (v, bL * bL, D, bK, E, F)
                 elif c == -1:
-                    out = (1 / bv, 1 / bL, -bD / (bL * bL), False)
+                    q = bD / bL
+                    v, D = 1 / bv, -q / bL  # (b'/b)/b: b·b may overflow where the slope does not
+                    E = o.where(near0, inf, o.div(o.div(bE, bL), bL) + fabs(v) + eta)
+                    F = o.where(near0, inf, o.div(o.div(bF, bL), bL) + 2 * fabs(D) * o.div(bE, fabs(bL))
+                                + 2 * fabs(D) + o.div(eta, fabs(bL)) + eta)
+                    out = (v, 1 / bL, D, False, E, F)
                 else:
-                    out = (o.power(bv, c), o.power(bL, c), c * o.power(bL, c - 1) * bD,
-                           o.logical_and(bK, c > 0) if o is _NumpyOps else (bK and c > 0))
+                    v, L = o.power(bv, c), o.power(bL, c)
+                    whole = c == int(c) and c > 0  # b^c smooth at 0 (a positive integer power)
+                    if o is _MpmathOps and near0 and not whole:  # b^(c−1) may be 1/0 there
+                        E = F = inf
+                        D = c * o.power(bL, c - 1) * bD  # as before: raises where mpmath cannot (1/0)
+                    else:
+                        p1 = o.power(bL, c - 1)  # b^(c−1): the slope factor
+                        D = c * p1 * bD
+                        p2 = o.power(bL, c - 2) if c >= 3 or not whole else zero  # c(c − 1)b^(c−2) vanishes for c = 1
+                        E = fabs(c * p1) * bE + _FUNC_ULPS * fabs(v) + eta + 0.5 * fabs(c * (c - 1) * p2) * bE * bE * u
+                        F = (fabs(c * (c - 1) * p2 * bD) * bE + fabs(c * p1) * bF + (_FUNC_ULPS + 2) * fabs(D)
+                             + eta * (fabs(c * bD) + 1) + fabs(c * (c - 1) * p2) * bE * bF * u)  # b^(c−1) may underflow
+                        if not whole:
+                            E, F = o.where(near0, inf, E), o.where(near0, inf, F)
+                    out = (v, L, D, o.logical_and(bK, c > 0) if o is _NumpyOps else (bK and c > 0), E, F)
             else:
-                ev, eL, eD, _ = self._eval(o, ex, x, memo)
+                ev, eL, eD, _, eE, eF = self._eval(o, ex, x, memo)
                 v, L = o.power(bv, ev), o.power(bL, eL)
-                D = L * eD * o.log(bL) if not base.free_symbols else L * (eD * o.log(bL) + eL * bD / bL)
-                out = (v, L, D, False)
+                lg = o.log(bL)
+                rb = o.div(bE, fabs(bL))  # the relative error bound of b
+                if not base.free_symbols:  # c^e: D = c^e · e'·log c, log c a constant
+                    D = L * eD * lg
+                    G = eD * lg
+                    eG = fabs(lg) * eF + fabs(eD) * (rb + 1) + 2 * fabs(G)
+                    E = fabs(v) * (fabs(lg) * eE + rb) + _FUNC_ULPS * fabs(v) + eta
+                else:
+                    G = eD * lg + eL * bD / bL
+                    D = L * G
+                    eG = (fabs(lg) * eF + fabs(eD) * (rb + 1) + o.div(fabs(bD), fabs(bL)) * eE
+                          + o.div(fabs(eL), fabs(bL)) * bF + o.div(fabs(eL * bD) * rb, fabs(bL)) + 4 * fabs(G))
+                    E = fabs(v) * (fabs(lg) * eE + fabs(eL) * rb) + _FUNC_ULPS * fabs(v) + eta
+                F = fabs(G) * E + fabs(L) * eG + fabs(D) + eta * (fabs(G) + 1)
+                out = (v, L, D, False, o.where(near0, inf, E), o.where(near0, inf, F))
         elif node.func in _SMOOTH:
-            name, df = _SMOOTH[node.func]
-            av, aL, aD, aK = self._eval(o, node.args[0], x, memo)
+            name, df, d2f = _SMOOTH[node.func]
+            av, aL, aD, aK, aE, aF = self._eval(o, node.args[0], x, memo)
             f = getattr(o, name)
-            out = (f(av), f(aL), df(o, aL) * aD, aK if node.func in _KEEP_ZERO else False)
-        elif node.func is sigmoid:
-            av, aL, aD, _ = self._eval(o, node.args[0], x, memo)
-            out = (o.sigmoid(av), o.sigmoid(aL), o.dsigmoid(aL) * aD, False)
-        elif node.func is softplus:
-            av, aL, aD, _ = self._eval(o, node.args[0], x, memo)
-            out = (o.softplus(av), o.softplus(aL), o.sigmoid(aL) * aD, False)
+            v, fp = f(av), df(o, aL)
+            D = fp * aD
+            f2 = fabs(d2f(o, aL))
+            E = fabs(fp) * aE + _FUNC_ULPS * fabs(v) + eta + 0.5 * f2 * aE * aE * u  # with f'' at a: second order
+            F = f2 * fabs(aD) * aE + fabs(fp) * aF + (_FUNC_ULPS + 1) * fabs(D) + eta * (fabs(aD) + 1) + f2 * aE * aF * u  # f' may underflow
+            if node.func is sympy.log:  # log of a quantity within its error of 0
+                near0 = fabs(aL) <= aE * u
+                E, F = o.where(near0, inf, E), o.where(near0, inf, F)
+            out = (v, f(aL), D, aK if node.func in _KEEP_ZERO else False, E, F)
+        elif node.func in (sigmoid, softplus):
+            av, aL, aD, _, aE, aF = self._eval(o, node.args[0], x, memo)
+            s1 = o.dsigmoid(aL)  # σ' (sigmoid's slope, softplus's curvature)
+            if node.func is sigmoid:
+                v, fp, f2 = o.sigmoid(av), s1, s1 * (1 - 2 * o.sigmoid(aL))
+                L = o.sigmoid(aL)
+            else:
+                v, fp, f2 = o.softplus(av), o.sigmoid(aL), s1
+                L = o.softplus(aL)
+            D = fp * aD
+            E = fabs(fp) * aE + _FUNC_ULPS * fabs(v) + eta + 0.5 * fabs(f2) * aE * aE * u
+            F = fabs(f2 * aD) * aE + fabs(fp) * aF + (_FUNC_ULPS + 1) * fabs(D) + eta * (fabs(aD) + 1) + fabs(f2) * aE * aF * u
+            out = (v, L, D, False, E, F)
         elif node.func is sympy.Abs:
             arg = node.args[0]
-            av, aL, aD, aK = self._eval(o, arg, x, memo)
+            av, aL, aD, aK, aE, aF = self._eval(o, arg, x, memo)
             # |g|' = sign(g(x⁻))·g'(x⁻); an undecided sign multiplies g'(x⁻) = 0, so 0 serves.
             s = o.where(aL > 0, 1.0, o.where(aL < 0, -1.0, -o.sign(aD)))
-            out = (o.fabs(av), o.fabs(aL), s * aD, aK)
+            unsure = (fabs(aL) < aE * u) & (aD != 0) if o is _NumpyOps else (abs(aL) < aE * u and aD != 0)
+            out = (o.fabs(av), o.fabs(aL), s * aD, aK, aE, o.where(unsure, inf, aF))
         elif node.func in (sympy.sign, sympy.Heaviside, relu):
             arg = node.args[0]
-            av, aL, aD, aK = self._eval(o, arg, x, memo)
+            av, aL, aD, aK, aE, aF = self._eval(o, arg, x, memo)
+            # the side of 0 is uncertain where the argument is within its error bound of 0
+            vside = fabs(av) < aE * u
+            lside = (fabs(aL) < aE * u) | ((aL == 0) & (fabs(aD) < aF * u)) if o is _NumpyOps else (
+                abs(aL) < aE * u or (aL == 0 and abs(aD) < aF * u))
             if node.func is relu:
                 s = o.where(aL > 0, 1.0, o.where(aL < 0, -1.0, -o.sign(aD)))
                 on = s > 0
                 out = (o.maximum(av, 0.0 * av), o.maximum(aL, 0.0 * aL), o.where(on, aD, 0.0 * aD),
-                       o.logical_or(aK, ~on) if o is _NumpyOps else (aK or not on))
+                       o.logical_or(aK, ~on) if o is _NumpyOps else (aK or not on),
+                       o.where((av < 0) & ~vside, zero, aE) if o is _NumpyOps else (zero if av < 0 and not vside else aE),
+                       o.where(lside, inf, o.where(on, aF, zero)))
             else:
                 s = self._left_sign(o, arg, x, aL, aD, aK)
+                unsure = o.logical_or(vside, lside) if o is _NumpyOps else (vside or lside)
                 if node.func is sympy.sign:
-                    out = (o.sign(av) + zero, s + zero, zero, aK)
+                    out = (o.sign(av) + zero, s + zero, zero, aK, o.where(unsure, inf, zero), zero)
                 else:
                     h0 = node.args[1] if len(node.args) > 1 else S.Half
                     h = o.const(h0)
                     value = o.where(av > 0, 1.0, o.where(av < 0, 0.0, h)) + zero
                     left = o.where(s > 0, 1.0, o.where(s < 0, 0.0, h)) + zero
-                    out = (value, left, zero, o.logical_or(s < 0, aK) & (h == 0) if o is _NumpyOps else ((s < 0 or aK) and h == 0))
+                    out = (value, left, zero, o.logical_or(s < 0, aK) & (h == 0) if o is _NumpyOps else ((s < 0 or aK) and h == 0),
+                           o.where(unsure, inf, zero), zero)
         elif node.func in (sympy.Max, sympy.Min):
             parts = [self._eval(o, a, x, memo) for a in node.args]
-            v, L, D, K = parts[0]
+            v, L, D, K, E, F = parts[0]
             top = node.func is sympy.Max
-            for pv, pL, pD, pK in parts[1:]:
+            for pv, pL, pD, pK, pE, pF in parts[1:]:
                 # just below x, g(x - ε) ≈ L - εD: max prefers the larger L, then the smaller D
                 if top:
                     take = (pL > L) | ((pL == L) & (pD < D)) if o is _NumpyOps else (pL > L or (pL == L and pD < D))
-                    v = o.where(pv > v, pv, v)
+                    pick = pv > v
                 else:
                     take = (pL < L) | ((pL == L) & (pD > D)) if o is _NumpyOps else (pL < L or (pL == L and pD > D))
-                    v = o.where(pv < v, pv, v)
+                    pick = pv < v
+                # the value: the picked one's bound, or either's where the pick is uncertain (max and
+                # min are 1-Lipschitz in each argument)
+                E = o.where(fabs(pv - v) < (pE + E) * u, o.maximum(E, pE), o.where(pick, pE, E))
+                v = o.where(pick, pv, v)
+                # the slope: uncertain where the two are within their bounds and their slopes differ
+                tie = fabs(pL - L) < (pE + E) * u
+                slope_tie = (pL == L) & (fabs(pD - D) < (pF + F) * u) if o is _NumpyOps else (pL == L and abs(pD - D) < (pF + F) * u)
+                unsure = ((tie | slope_tie) & (pD != D)) if o is _NumpyOps else ((tie or slope_tie) and pD != D)
+                F = o.where(unsure, inf, o.where(take, pF, F))
                 L, D, K = o.where(take, pL, L), o.where(take, pD, D), o.where(take, pK, K)
-            out = (v, L, D, K)
+            out = (v, L, D, K, E, F)
         else:  # _kernel_support refuses these at construction
             raise InvalidArgument("custom activation: cannot evaluate %s numerically" % type(node).__name__)
         memo[node] = out
@@ -894,49 +1074,130 @@ class _KinkKernel:
 
     # -- the kernels ---------------------------------------------------------------------
     def _fast(self, x):
+        """(φ, φ', trusted, digits, |error of φ|, |error of φ'|) in float64 at the points x (1-d):
+        trusted where the running error bounds stay within ERROR_SLACK of the conditioning budget
+        (see ERROR_SLACK); digits, where not, the decimal digits that the bounds say mpmath needs
+        (see _start_digits); the bounds themselves, absolute."""
         with np.errstate(all="ignore"):
-            v, _, D, _ = self._eval(_NumpyOps, self.expr, x, {})
-        return np.array(np.broadcast_to(v, x.shape), dtype=np.float64), np.array(np.broadcast_to(D, x.shape), dtype=np.float64)
+            v, _, D, _, E, F = self._eval(_NumpyOps, self.expr, x, {})
+            v = np.array(np.broadcast_to(v, x.shape), dtype=np.float64)
+            D = np.array(np.broadcast_to(D, x.shape), dtype=np.float64)
+            E, F = np.broadcast_to(E, x.shape), np.broadcast_to(F, x.shape)
+            ev, ed = E * _NumpyOps.unit(), F * _NumpyOps.unit()  # absolute, before the floor below
+            # underflow's allowance, as the input's: ERROR_SLACK·η·max(1, |z|) (η = 2^-1075 absolute,
+            # in units of u), so that z·σ'(z) with σ'(z) flushed to 0 at z = −38000 is not sent to mpmath
+            floor = ERROR_SLACK * _NumpyOps.eta() * np.maximum(1.0, np.abs(x))
+            E, F = E - floor, F - floor
+            ok = (E <= ERROR_SLACK * (np.abs(v) + np.abs(x * D))) & (F <= ERROR_SLACK * np.abs(D))
+            # where φ' alone is not within the slack of its own size: |z·φ''(z)| by a difference
+            # quotient with step h·z; its rounding noise, ~2F·u/h = 2^-32·F, cannot pass the test
+            # below for ERROR_SLACK < 2^32, so only a true slope |z·φ''| ≫ F·u can
+            near = np.flatnonzero(~ok & (E <= ERROR_SLACK * (np.abs(v) + np.abs(x * D))) & np.isfinite(F))
+            if near.size:
+                xs = x[near]
+                Dh = np.broadcast_to(self._eval(_NumpyOps, self.expr, xs + xs * _FD_STEP, {})[2], xs.shape)
+                slope = np.abs(Dh - D[near]) / _FD_STEP
+                ok[near] = F[near] <= ERROR_SLACK * (np.abs(D[near]) + slope)
+            digits = _start_digits(E, v, F, D)
+        return v, D, ok, digits, ev, ed
 
-    def _at_digits(self, xi: float, digits: int) -> tuple[float, float] | None:
+    def _at_digits(self, xi: float, digits: int):
+        """(φ, φ') at xi rounded to float64 from mpmath at ``digits``, when the running error bounds
+        certify both roundings (the bound's interval rounds to one double; ±inf where mpmath's
+        result is beyond any double); else the digits that the bounds say would (an int), or None
+        where mpmath cannot evaluate (an error, nan, a complex value)."""
         import mpmath
 
         try:
             with mpmath.workdps(digits):
-                v, _, D, _ = self._eval(_MpmathOps, self.expr, mpmath.mpf(xi), {})
-                out = []
-                for t in (v, D):
+                v, _, D, _, E, F = self._eval(_MpmathOps, self.expr, mpmath.mpf(xi), {})
+                u = _MpmathOps.unit()
+                out, more = [], 0
+                for t, err in ((v, E), (D, F)):
                     if isinstance(t, mpmath.mpc):
                         if abs(t.imag) > abs(t) * mpmath.mpf(10) ** (-digits // 2):
                             return None
                         t = t.real
+                    if mpmath.isnan(t):
+                        return None
+                    if mpmath.isinf(t):
+                        out.append(float(t))
+                        continue
+                    w = 4 * err * u  # a safety factor of 4 on the first-order bound
+                    if not mpmath.isfinite(w):
+                        more = max(more, 2 * digits)
+                    elif float(t - w) != float(t + w):
+                        # w shrinks tenfold per digit: enough digits for w below 1e-20 of the value
+                        # (or of half the smallest subnormal), and at least ten more
+                        scale = max(abs(t), mpmath.ldexp(1, -1075))
+                        more = max(more, digits + 10, digits + int(mpmath.ceil(mpmath.log10(w / scale))) + 20)
                     out.append(float(t))
         except (ArithmeticError, ValueError, TypeError):
             return None
-        return None if any(math.isnan(t) for t in out) else (out[0], out[1])
+        return more if more else (out[0], out[1])
 
-    def _exact(self, xi: float) -> tuple[float, float]:
-        """(φ, φ') at one point, correctly rounded: mpmath at doubling precision until two
-        precisions round to the same float64 pair (cancellation such as e^z/(1 + e^z)'s
-        derivative at z = 1000 needs ~450 digits), SymPy where mpmath cannot follow."""
-        digits, previous = _MP_DIGITS, None
+    def _exact(self, xi: float, digits: int = _MP_DIGITS) -> tuple[float, float]:
+        """(φ, φ') at one point, rounded to float64 and certified by the running error bound:
+        mpmath at the precision the bounds ask for until the bound's interval rounds to one double
+        (the cancellation in e^z/(1 + e^z)'s derivative at z = 1000 needs ~450 digits; a derivative
+        that cancels to exactly 0 is certified once the bound is below half the smallest
+        subnormal, ~330 digits), SymPy where mpmath cannot follow.  ``digits``: where to start
+        (from the float64 pass's bounds, so that one precision usually suffices)."""
         while digits <= _MP_MAX_DIGITS:
             now = self._at_digits(xi, digits)
             if now is None:
                 break
-            if now == previous:
+            if isinstance(now, tuple):
                 return now
-            previous, digits = now, 2 * digits
+            digits = now if now <= _MP_MAX_DIGITS or digits >= _MP_MAX_DIGITS else _MP_MAX_DIGITS
         return _sympy_point(self.expr, xi)
+
+    def bounded(self, x):
+        """(φ, φ', |error of φ|, |error of φ'|) at x in float64 with their first-order running
+        error bounds, without the exact re-evaluation of untrusted points (for callers that carry
+        the bounds, such as the mean-field quadrature); points whose float64 value is not finite
+        are enclosed by mpmath at _MP_DIGITS digits with the same bounds (exactly where it cannot)."""
+        x = np.asarray(x, dtype=np.float64)
+        flat = x.reshape(-1)
+        v, d, _, digits, ev, ed = self._fast(flat)
+        ev, ed = np.array(ev, dtype=np.float64), np.array(ed, dtype=np.float64)
+        bad = np.isfinite(flat) & ~(np.isfinite(v) & np.isfinite(d) & np.isfinite(ev) & np.isfinite(ed))
+        for i in np.flatnonzero(bad):
+            v[i], d[i], ev[i], ed[i] = self._enclosure(float(flat[i]), int(digits[i]))
+        return tuple(t.reshape(x.shape) for t in (v, d, ev, ed))
+
+    def _enclosure(self, xi: float, digits: int) -> tuple[float, float, float, float]:
+        """(φ, φ', |error of φ|, |error of φ'|) at one point from one mpmath evaluation at
+        _MP_DIGITS digits and its running error bounds (the rounding to float64 included), or the
+        exact values with half an ulp where mpmath cannot evaluate or its bounds are not finite."""
+        import mpmath
+
+        try:
+            with mpmath.workdps(_MP_DIGITS):
+                vals = self._eval(_MpmathOps, self.expr, mpmath.mpf(xi), {})
+                u = _MpmathOps.unit()
+                out = []
+                for t, err in ((vals[0], vals[4]), (vals[2], vals[5])):
+                    if isinstance(t, mpmath.mpc) or not mpmath.isfinite(t) or not mpmath.isfinite(err):
+                        raise ValueError("not enclosed")
+                    f = float(t)
+                    bound = abs(t - f) + 4 * err * u
+                    if not math.isfinite(f):
+                        raise ValueError("beyond float64")
+                    out += [f, float(bound) * (1 + 2.0**-50)]  # rounded up
+                return out[0], out[2], out[1], out[3]
+        except (ArithmeticError, ValueError, TypeError):
+            v, d = self._exact(xi, digits)
+            return v, d, abs(v) * 2.0**-53, abs(d) * 2.0**-53
 
     def both(self, x):
         x = np.asarray(x, dtype=np.float64)
         flat = x.reshape(-1)
-        v, d = self._fast(flat)
+        v, d, ok, digits, _, _ = self._fast(flat)
         # Only finite inputs are promised finite-or-overflowed outputs; inf/nan inputs pass through.
-        bad = np.isfinite(flat) & ~(np.isfinite(v) & np.isfinite(d))
+        bad = np.isfinite(flat) & ~(np.isfinite(v) & np.isfinite(d) & ok)
         for i in np.flatnonzero(bad):
-            v[i], d[i] = self._exact(float(flat[i]))
+            v[i], d[i] = self._exact(float(flat[i]), int(digits[i]))
         return v.reshape(x.shape), d.reshape(x.shape)
 
     def value(self, x):
@@ -1187,6 +1448,12 @@ class Activation:
     output_only: bool = False
     vector: Callable | None = field(default=None, repr=False)
     minus_target: Callable | None = field(default=None, repr=False)
+    #: For a custom activation, x ↦ (φ(x), φ'(x), |error of φ|, |error of φ'|): the float64
+    #: values with their first-order running error bounds (see :data:`ERROR_SLACK`), without the
+    #: exact re-evaluation that ``value``/``grad`` make where the bounds are too wide: for callers
+    #: that carry the bounds (the mean-field quadrature adds them to its error).  None for a
+    #: built-in, whose ``stable`` forms are accurate to a few ulps.
+    bounded: Callable | None = field(default=None, repr=False)
 
     def __post_init__(self):
         # The kernels take real arrays; a string, None or a complex number is refused by name
@@ -1880,7 +2147,7 @@ def custom_activation(spec, *, name: str | None = None, latex_name: str | None =
 
     return Activation(
         label, expr, derivative, _latex_symbol(name, latex_name),
-        kernel.value, kernel.grad, log_abs_grad, bound, builtin=False,
+        kernel.value, kernel.grad, log_abs_grad, bound, builtin=False, bounded=kernel.bounded,
     )
 
 

@@ -316,13 +316,46 @@ def _moments_error(fn_vals, what_variance):
                           "mean field needs φ and φ' to grow slower than e^{z²/4}" % what_variance)
 
 
+def _with_error(out):
+    """(values, absolute error bounds) of an integrand's output: ``out`` itself where it is such a
+    pair, else (out, None)."""
+    return out if isinstance(out, tuple) else (out, None)
+
+
+def _val(act):
+    """x ↦ (φ(x), its error bound): a custom activation's float64 values with their running
+    error bounds (:meth:`symgrad.spec.Activation.bounded`, no exact re-evaluation: the quadrature
+    adds the bounds to its error instead), a built-in's with 0 (its few-ulp rounding is inside the
+    quadrature's 64u·E|f|)."""
+    if act.bounded is None:
+        return lambda x: (act.value(x), 0.0)
+    return lambda x: act.bounded(x)[0::2]
+
+
+def _grad(act):
+    """x ↦ (φ'(x), its error bound), as :func:`_val`."""
+    if act.bounded is None:
+        return lambda x: (act.grad(x), 0.0)
+    return lambda x: act.bounded(x)[1::2]
+
+
+def _square(f):
+    """x ↦ (f(x)², its error bound (2|f| + e)·e) for f returning (values, bounds)."""
+    def sq(x):
+        v, e = f(x)
+        return np.square(v), (2.0 * np.abs(v) + e) * e
+    return sq
+
+
 def _expect(f, scale: np.ndarray, kinks: tuple[float, ...]):
     """E[f(s·Z)] for each s in ``scale`` (s > 0), with an error estimate.  ``f`` maps an array of
-    pre-activations to an array.  Returns (values, errors).
+    pre-activations to an array, or to (array, absolute error bounds of its entries).  Returns
+    (values, errors).
 
     Gauss–Legendre on pieces of [−38, 38] split at the kinks (in Z: k/s), at n and 2n nodes; the
-    error is |I_2n − I_n| plus rounding (64u·E|f|) plus the tail beyond |Z| = 38, bounded by the
-    integrand at the edge.  Without kinks the nodes are shared and every s is one array call.
+    error is |I_2n − I_n| plus rounding (64u·E|f|) plus the integrand's own error bounds (the
+    weighted sum of them) plus the tail beyond |Z| = 38, bounded by the integrand at the edge.
+    Without kinks the nodes are shared and every s is one array call.
     """
     scale = np.atleast_1d(np.asarray(scale, dtype=float))
     groups = [(None, scale)] if not kinks else [(s, np.array([s])) for s in scale]
@@ -332,7 +365,8 @@ def _expect(f, scale: np.ndarray, kinks: tuple[float, ...]):
         # The tail first: two evaluations refuse an activation without Gaussian moments before
         # the full grid is spent on it.
         with np.errstate(over="ignore", invalid="ignore"):
-            edge = np.abs(f(np.stack([-_ZMAX * ss, _ZMAX * ss], axis=1))) * (math.exp(-0.5 * _ZMAX ** 2) / math.sqrt(2 * math.pi))
+            fv, fe = _with_error(f(np.stack([-_ZMAX * ss, _ZMAX * ss], axis=1)))
+            edge = (np.abs(fv) + (0.0 if fe is None else fe)) * (math.exp(-0.5 * _ZMAX ** 2) / math.sqrt(2 * math.pi))
         if not np.all(np.isfinite(edge)):
             _moments_error(edge, float(np.max(ss)) ** 2)
         tail = 2.0 * np.max(edge, axis=1)
@@ -340,15 +374,15 @@ def _expect(f, scale: np.ndarray, kinks: tuple[float, ...]):
         for n in (_N_NODES, 2 * _N_NODES):
             zs, ws = _nodes(breaks, n)
             with np.errstate(over="ignore", invalid="ignore"):
-                fx = f(ss[:, None] * zs[None, :])
+                fx, fe = _with_error(f(ss[:, None] * zs[None, :]))
             if not np.all(np.isfinite(fx)):
                 _moments_error(fx, float(np.max(ss)) ** 2)
-            res.append((fx @ ws, np.abs(fx) @ ws))
-        (lo, _), (hi, mag) = res
+            res.append((fx @ ws, np.abs(fx) @ ws, 0.0 if fe is None else np.broadcast_to(fe, fx.shape) @ ws))
+        (lo, _, _), (hi, mag, ferr) = res
         if np.any(tail > 1e-8 * np.maximum(mag, 1e-300)):
             _moments_error(edge, float(np.max(ss)) ** 2)
         vals.append(hi)
-        errs.append(np.abs(hi - lo) + 64 * _U * mag + tail)
+        errs.append(np.abs(hi - lo) + 64 * _U * mag + ferr + tail)
     return np.concatenate(vals), np.concatenate(errs)
 
 
@@ -361,7 +395,7 @@ def _second_moment(act, q):
         v = float(act.value(np.array([0.0]))[0])
         out[zero] = v * v
     if np.any(~zero):
-        out[~zero], err[~zero] = _expect(lambda x: np.square(act.value(x)), np.sqrt(q[~zero]), _kinks(act))
+        out[~zero], err[~zero] = _expect(_square(_val(act)), np.sqrt(q[~zero]), _kinks(act))
     return out, err
 
 
@@ -375,7 +409,7 @@ def _prime2_moment(act, q):
         g = act.grad(tiny)
         out[zero] = 0.5 * float(g[0] ** 2 + g[1] ** 2)
     if np.any(~zero):
-        out[~zero], err[~zero] = _expect(lambda x: np.square(act.grad(x)), np.sqrt(q[~zero]), _kinks(act))
+        out[~zero], err[~zero] = _expect(_square(_grad(act)), np.sqrt(q[~zero]), _kinks(act))
     return out, err
 
 
@@ -385,7 +419,13 @@ def _moment_slope(act, q):
         v, e = _prime2_moment(act, 0.0)
         return float(v[0]), float(e[0])
     s = math.sqrt(q)
-    v, e = _expect(lambda x: (x / s) * act.value(x) * act.grad(x), np.array([s]), _kinks(act))
+    val, grad = _val(act), _grad(act)
+
+    def f(x):
+        (a, ea), (d, ed) = val(x), grad(x)
+        return (x / s) * a * d, np.abs(x / s) * (np.abs(a) * ed + np.abs(d) * ea + ea * ed)
+
+    v, e = _expect(f, np.array([s]), _kinks(act))
     return float(v[0]) / s, float(e[0]) / s
 
 
@@ -571,7 +611,7 @@ def gaussian_moments(activation, q) -> GaussianMoments:
     if qf <= 0:
         m1, e1 = float(act.value(np.array([0.0]))[0]), 0.0
     else:
-        v, e = _expect(lambda x: act.value(x), np.array([math.sqrt(qf)]), _kinks(act))
+        v, e = _expect(_val(act), np.array([math.sqrt(qf)]), _kinks(act))
         m1, e1 = float(v[0]), float(e[0])
     return GaussianMoments(m1, float(m2[0]), float(p2[0]), e1, float(e2[0]), float(ep[0]))
 
@@ -661,7 +701,8 @@ def depth_scales(activation, sigma_w2, sigma_b2, *, q0=1.0) -> DepthScales:
 
 def _pair_expect(act, f1, f2, q, c):
     """E[f1(u₁) f2(u₂)] with u₁ = √q Z₁, u₂ = √q (c Z₁ + √(1 − c²) Z₂), by nested quadrature
-    (the inner integral split at f2's kinks shifted by the outer node), with an error."""
+    (the inner integral split at f2's kinks shifted by the outer node), with an error.  f1, f2
+    return (values, error bounds), as :func:`_val`."""
     s = math.sqrt(q)
     sc = math.sqrt(max(0.0, 1 - c * c))
     kinks = _kinks(act)
@@ -673,25 +714,27 @@ def _pair_expect(act, f1, f2, q, c):
         res = []
         for n in (_N_NODES, 2 * _N_NODES):
             iz, iw = _nodes(np.asarray(_BREAKS), n)
-            fx = f2(s * c * zs[:, None] + (s * sc) * iz[None, :])
+            fx, fe = f2(s * c * zs[:, None] + (s * sc) * iz[None, :])
             if not np.all(np.isfinite(fx)):
                 _moments_error(fx, q)
-            res.append((fx @ iw, np.abs(fx) @ iw))
-        (lo, _), (inner, mag) = res
-        inner_err = np.abs(inner - lo) + 64 * _U * mag
+            res.append((fx @ iw, np.abs(fx) @ iw, np.broadcast_to(fe, fx.shape) @ iw))
+        (lo, _, _), (inner, mag, ferr) = res
+        inner_err = np.abs(inner - lo) + 64 * _U * mag + ferr
         zs_iter = ()
     else:
         zs_iter = zs
     for i, z1 in enumerate(zs_iter):
         if sc == 0:
-            inner[i], inner_err[i] = float(f2(np.array([s * c * z1]))[0]), 0.0
+            fv, fe = f2(np.array([s * c * z1]))
+            inner[i], inner_err[i] = float(fv[0]), float(np.broadcast_to(fe, fv.shape)[0])
             continue
         mean = s * c * z1
         v, e = _expect(lambda x: f2(mean + x), np.array([s * sc]), tuple(k - mean for k in kinks))
         inner[i], inner_err[i] = v[0], e[0]
-    outer = f1(s * zs)
+    outer, outer_err = f1(s * zs)
     val = float(np.dot(ws, outer * inner))
-    err = float(np.dot(ws, np.abs(outer) * inner_err)) + 64 * _U * float(np.dot(ws, np.abs(outer * inner)))
+    err = (float(np.dot(ws, np.abs(outer) * inner_err + outer_err * (np.abs(inner) + inner_err)))
+           + 64 * _U * float(np.dot(ws, np.abs(outer * inner))))
     return val, err
 
 
@@ -699,7 +742,7 @@ def _chaotic_c_star(act, w2f, b2f, qs):
     from scipy.optimize import brentq
 
     def cmap(c):
-        v, e = _pair_expect(act, act.value, act.value, qs, c)
+        v, e = _pair_expect(act, _val(act), _val(act), qs, c)
         return (w2f * v + b2f) / qs - c, w2f * e / qs
 
     grid = np.linspace(-0.99, 0.999, 24)
@@ -711,7 +754,7 @@ def _chaotic_c_star(act, w2f, b2f, qs):
             break
     if root is None:
         raise InvalidArgument("no correlation fixed point c* < 1 found for %s at σ_w² = %g, σ_b² = %g" % (act.name, w2f, b2f))
-    slope, serr = _pair_expect(act, act.grad, act.grad, qs, root)
+    slope, serr = _pair_expect(act, _grad(act), _grad(act), qs, root)
     return root, cmap(root)[1], w2f * slope, w2f * serr
 
 

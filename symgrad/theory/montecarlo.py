@@ -200,9 +200,9 @@ def _moments(act, qs):
     if k:
         qp = qs[pos]
         s = np.sqrt(np.concatenate([qp * (1 - h), qp, qp * (1 + h)]))
-        M, _ = _mf._expect(lambda x: np.square(act.value(x)), s, kinks)
-        P, _ = _mf._expect(lambda x: np.square(act.grad(x)), s, kinks)
-        M4, _ = _mf._expect(lambda x: np.square(np.square(act.value(x))), s, kinks)
+        M, _ = _mf._expect(_mf._square(_mf._val(act)), s, kinks)
+        P, _ = _mf._expect(_mf._square(_mf._grad(act)), s, kinks)
+        M4, _ = _mf._expect(_mf._square(_mf._square(_mf._val(act))), s, kinks)
         Mm, Mc, Mp = M[:k], M[k:2 * k], M[2 * k:]
         Pm, Pc, Pp = P[:k], P[k:2 * k], P[2 * k:]
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
