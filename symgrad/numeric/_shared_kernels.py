@@ -21,7 +21,8 @@ the GEMM ``u = δ^l W^l``::
     bwd_plain:     δ^{l−1} = (P^{l−1} ⊙ u)·c
     bwd_res:       g^{l−1} = u + r g^l (in place in u),  δ^{l−1} = (P^{l−1} ⊙ g^{l−1})·c
 
-each also writing ‖δ^{l−1}_s‖² per sample and Σ_s δ^{l−1}_s (∂C/∂b^{l−1}) in the same pass, and
+each also writing ‖δ^{l−1}_s‖² per sample and, where ``want_gb`` (the pass returns gradients),
+Σ_s δ^{l−1}_s (∂C/∂b^{l−1}) in the same pass (without it: 0.28 against 0.43 ns per entry), and
 returning Σ_s ‖δ^{l−1}_s‖² (finite iff every ‖δ^{l−1}_s‖² is, as the terms are not negative, unless
 the sum alone overflows)
 (r = 1 after a residual layer l, 0 after a plain one; c = α_{l−1} for a residual layer l − 1, else
@@ -88,39 +89,63 @@ _FWD_KINDS = {"plain": dict(extra="", a_new="pi", p_new="di"),
 
 # (flat views of (B, n) blocks, n given)
 _BWD = """\
-def bwd_plain(u, P, c, d, n, dsq, gb):
-    for j in range(n):
-        gb[j] = 0.0
+def bwd_plain(u, P, c, d, n, dsq, gb, want_gb):
     tot = 0.0
-    for i in range(u.size // n):
-        s = 0.0
+    if want_gb:
         for j in range(n):
-            k = i * n + j
-            di = (P[k] * u[k]) * c
-            d[k] = di
-            s += di * di
-            gb[j] += di
-        dsq[i] = s
-        tot += s
+            gb[j] = 0.0
+        for i in range(u.size // n):
+            s = 0.0
+            for j in range(n):
+                k = i * n + j
+                di = (P[k] * u[k]) * c
+                d[k] = di
+                s += di * di
+                gb[j] += di
+            dsq[i] = s
+            tot += s
+    else:
+        for i in range(u.size // n):
+            s = 0.0
+            for j in range(n):
+                k = i * n + j
+                di = (P[k] * u[k]) * c
+                d[k] = di
+                s += di * di
+            dsq[i] = s
+            tot += s
     return tot
 
 
-def bwd_res(u, g, r, P, c, d, n, dsq, gb):
-    for j in range(n):
-        gb[j] = 0.0
+def bwd_res(u, g, r, P, c, d, n, dsq, gb, want_gb):
     tot = 0.0
-    for i in range(u.size // n):
-        s = 0.0
+    if want_gb:
         for j in range(n):
-            k = i * n + j
-            gi = u[k] + r * g[k]
-            u[k] = gi
-            di = (P[k] * gi) * c
-            d[k] = di
-            s += di * di
-            gb[j] += di
-        dsq[i] = s
-        tot += s
+            gb[j] = 0.0
+        for i in range(u.size // n):
+            s = 0.0
+            for j in range(n):
+                k = i * n + j
+                gi = u[k] + r * g[k]
+                u[k] = gi
+                di = (P[k] * gi) * c
+                d[k] = di
+                s += di * di
+                gb[j] += di
+            dsq[i] = s
+            tot += s
+    else:
+        for i in range(u.size // n):
+            s = 0.0
+            for j in range(n):
+                k = i * n + j
+                gi = u[k] + r * g[k]
+                u[k] = gi
+                di = (P[k] * gi) * c
+                d[k] = di
+                s += di * di
+            dsq[i] = s
+            tot += s
     return tot
 """
 

@@ -456,9 +456,9 @@ def _compiled_pass(kern, net, Ws, bs, a0, y, delta_out, grads, dt, zblock, alpha
                 uf = uflat[l % 2][l - 1]
                 c = alph[l - 2]  # δ^{l−1} = (φ'(z^{l−1}) ⊙ g^{l−1})·c, c = α_{l−1} or 1
                 if res[l - 1]:  # g^{l−1} = δ^l W^l + g^l, in place in u
-                    dsum = kern.bwd_res(uf, gflat, 1.0, Pflat[l - 1], c, dflat[l - 1], m, dsq[l - 2], gbv[l - 2])
+                    dsum = kern.bwd_res(uf, gflat, 1.0, Pflat[l - 1], c, dflat[l - 1], m, dsq[l - 2], gbv[l - 2], grads)
                 else:  # g^{l−1} = δ^l W^l
-                    dsum = kern.bwd_plain(uf, Pflat[l - 1], c, dflat[l - 1], m, dsq[l - 2], gbv[l - 2])
+                    dsum = kern.bwd_plain(uf, Pflat[l - 1], c, dflat[l - 1], m, dsq[l - 2], gbv[l - 2], grads)
                 g, gflat = u, uf
     dsq = np.ascontiguousarray(dsq.T)
     grads_out = {k: out[k] for k in net.parameters if k in out}
