@@ -682,3 +682,35 @@ def test_a_backward_product_that_underflows_is_recovered(name):
         # A loose bound (about 4500 ulp, far above a depth-4 chain's rounding error): it separates
         # the recovered gradient from the 0 (or the digits lost) of an unflagged underflow.
         assert abs(mpmath.mpf(float(res.grads["w1"][i])) - exact["w1"]) <= 1e-12 * abs(exact["w1"]), i
+
+
+@pytest.mark.parametrize("flush", [False, True])
+def test_the_expm1_exp_pair_is_each_within_its_ulp_bound(flush):
+    # (e^u − 1, e^u) from one reduction and one Taylor polynomial p = e^r − 1: e^u − 1 as expm1_neg
+    # ((2^k − 1) + 2^k p: within 2 ulp, above), e^u = (1 + p)·2^k: p's series error (0.11 ulp of p,
+    # p ≤ 0.42) and one rounding of 1 + p, scaled exactly (one rounding where subnormal): within 1
+    # ulp; flushing, 0 wherever e^u < 2^−1022 and never a subnormal
+    import numba
+
+    f = _jit.elementary(flush)["expm1_exp_neg"]
+
+    @numba.njit(error_model="numpy")
+    def loop(u, m, e):
+        for i in range(u.size):
+            m[i], e[i] = f(u[i])
+
+    rng = np.random.default_rng(12)
+    u = np.concatenate([-rng.uniform(0, 1, 1500), -rng.uniform(0, 60, 1000), -rng.uniform(0, 746, 1000),
+                        -rng.uniform(700, 746, 500), -10 ** rng.uniform(-300, 0, 300),
+                        [0.0, -0.0, -5e-324, -0.3466, -0.3467, -60.0, -708.39, -709.0, -745.13, -745.14, -800.0, -2e4]])
+    m, e = np.empty_like(u), np.empty_like(u)
+    loop(u, m, e)
+    assert _ulps(u, m, mpmath.expm1).max() <= 2.0
+    tiny = np.finfo(np.float64).tiny
+    ref = np.exp(u)
+    keep = ref >= tiny if flush else ref > 0
+    assert _ulps(u[keep], e[keep], mpmath.exp).max() <= 1.0
+    if flush:
+        assert np.all(e[~keep] == 0.0)
+    else:
+        assert np.array_equal(e == 0, ref == 0)

@@ -237,13 +237,44 @@ def _make_elementary(njit, opts, exp_neg, flush=False):
         t = 2.0 * s + (2.0 * s) * (s2 * q)
         return ((t + LN2_LO) + LN2_HI) if big else t
 
+    exp_poly, pow2_pair = _make_exp_parts(njit, opts)
+    LOW = _FLUSH_EXP if flush else -746.0
+
+    @njit(inline="always", **opts)
+    def expm1_exp_neg(u):
+        """(e^u − 1, e^u) for u ≤ 0 from one reduction and one polynomial: u = k ln 2 + r, p = e^r − 1
+        by expm1_neg's Taylor series, then (2^k − 1) + 2^k p and (1 + p)·2^k (the latter scaled as
+        exp_neg scales, exactly or with one rounding where e^u is subnormal; flushing: 0 where
+        e^u < 2^−1022).  For the tanh of the compiled kernels, whose stable derivative
+        4e^{−2|x|}/(1 + e^{−2|x|})² needs e^u itself: one polynomial for both."""
+        v = max(u, LOW)
+        kd = v * LOG2E + SHIFT
+        kf = kd - SHIFT
+        r = (v - kf * LN2_HI) - kf * LN2_LO
+        q = T[0]
+        q = q * r + T[1]
+        q = q * r + T[2]
+        q = q * r + T[3]
+        q = q * r + T[4]
+        q = q * r + T[5]
+        q = q * r + T[6]
+        q = q * r + T[7]
+        q = q * r + T[8]
+        q = q * r + T[9]
+        q = q * r + T[10]
+        q = q * r + T[11]
+        p = r + (r * r) * q
+        s = np.int64((np.int64(max(kf, -100.0)) + 1023) << 52).view(np.float64)  # 2^k, or 2^−100 (e^u − 1 = −1 then)
+        s1, s2 = pow2_pair(kd, kf)
+        e = ((1.0 + p) * s1) * s2
+        return (s - 1.0) + s * p, ((0.0 if u < LOW else e) if flush else e)
+
     @njit(inline="always", **opts)
     def tanh_(x):
         """tanh(x) = −m/(2 + m) with m = e^{−2|x|} − 1, signed as x (|x| ≥ 20 gives ±1)."""
         m = expm1_neg(-2.0 * min(abs(x), 20.0))
         return math.copysign(-m / (2.0 + m), x)
 
-    exp_poly, pow2_pair = _make_exp_parts(njit, opts)
     LOW_SPLIT = _FLUSH_SPLIT if flush else -746.0
 
     @njit(inline="always", **opts)
@@ -302,7 +333,7 @@ def _make_elementary(njit, opts, exp_neg, flush=False):
         e4 = 0.0 if x > 0.0 else 2.0
         return e1 if r1 else (e2 if r2 else (e3 if a < B4 else e4))
 
-    return expm1_neg, log1p_unit, tanh_, exp_split, erfc_
+    return expm1_neg, log1p_unit, tanh_, exp_split, erfc_, expm1_exp_neg
 
 
 _ELEMENTARY = None
@@ -324,9 +355,9 @@ def elementary(flush: bool = False) -> dict:
         _ELEMENTARY = {}
         for fl in (False, True):
             e = exp_neg() if not fl else _make_exp_neg(numba.njit, opts, flush=True)
-            expm1_neg, log1p_unit, tanh_, exp_split, erfc_ = _make_elementary(numba.njit, opts, e, flush=fl)
+            expm1_neg, log1p_unit, tanh_, exp_split, erfc_, pair = _make_elementary(numba.njit, opts, e, flush=fl)
             _ELEMENTARY[fl] = {"exp_neg": e, "expm1_neg": expm1_neg, "log1p_unit": log1p_unit, "tanh_": tanh_,
-                               "exp_split": exp_split, "erfc_": erfc_}
+                               "exp_split": exp_split, "erfc_": erfc_, "expm1_exp_neg": pair}
     return _ELEMENTARY[bool(flush)]
 
 
