@@ -6,7 +6,7 @@ one float ``z`` that returns ``(φ(z), φ'(z), uf)``, and the chain kernel (forw
 output delta, backward) is generated around the distinct forms of a chain and compiled by numba.
 
 What is printed.  Only a whitelist of SymPy nodes: numbers, the symbol ``z``, Add, Mul, Pow with
-an integer or ±1/2 exponent, exp, expm1, log, log1p, tanh, erf, erfc, Abs, Max, Min, sign,
+an integer or half-integer exponent, exp, expm1, log, log1p, tanh, erf, erfc, Abs, Max, Min, sign,
 Heaviside, Piecewise (built-in forms only), relationals, and symgrad's sigmoid / softplus / relu /
 leaky_relu / elu.  Anything else raises :class:`_Unprintable`, and the chain runs on NumPy.  The
 generated text is made only of this module's fixed vocabulary (``math.exp``, ``t3``, ``z``) and
@@ -118,6 +118,13 @@ def _num(x) -> str:
     """A real number as Python source: repr of the double nearest to it (never other text)."""
     return "(%r)" % _double(x)
 
+
+#: The most lines a custom form may print to (φ, φ', φ'' and their bounds); a larger one runs on
+#: NumPy.  φ'' of a nested composition grows as the square of its depth (SymPy's product rule
+#: writes d products of d factors): σ nested 10 deep prints 971 lines and its first chain backprop
+#: compiles in 11.8 s (53 lines and 4.1 s without φ'' and the bounds), nested 30 deep 7711 lines;
+#: swish prints 41 lines, a custom sigmoid 44 (2.5-3.1 s).
+MAX_CUSTOM_LINES = 600
 
 #: The running error bound of a custom form (see :class:`_Bounds`): ulp accuracies of the functions
 #: it calls.  libm's math.* (exp, expm1, log, log1p, erf, erfc, tanh under LIBM): 4, as for the NumPy
@@ -449,8 +456,12 @@ class _Printer:
                 self._bound(t, None if eb == _ZERO else "(0.5 * %s * abs(%s) / abs(%s) if abs(%s) > %s * %s else %s)"
                             % (eb, t, b, b, eb, _U, self._inf()), "(2.0) * abs(%s)" % t)
             return t
+        if ex.q == 2 and abs(ex.p) <= 33:  # b^{k/2} = (√b)^k or (1/√b)^|k| (φ'' of a custom √: b^{−3/2})
+            root = self.p(base ** sympy.Rational(1 if ex > 0 else -1, 2))
+            errs = [self._eb(base ** sympy.Rational(1 if ex > 0 else -1, 2))] * abs(int(ex.p)) if self.bd is not None else None
+            return self._product(sympy.S.One, [root] * abs(int(ex.p)), errs)
         if not ex.is_Integer or abs(ex) > 16:
-            raise _Unprintable("a power other than an integer up to 16 or ±1/2")
+            raise _Unprintable("a power other than an integer or a half-integer up to 16")
         n = int(ex)
         if n == 0:
             return "(1.0)"
@@ -551,10 +562,8 @@ class _Printer:
         return acc
 
 
-def scalar_source(phi, dphi, name: str, trusted: bool) -> str:
-    """``def name(z): … return (φ, φ', uf)`` for one activation form (raises _Unprintable).  An
-    untrusted (custom) form returns nan for φ or φ' where its running error bound is not within the
-    conditioning budget (:func:`_trust`)."""
+def _printed(phi, dphi, trusted: bool) -> tuple[_Printer, str, str]:
+    """The printer holding φ and φ' printed into one body, and their names."""
     if not (isinstance(phi, sympy.Basic) and isinstance(dphi, sympy.Basic)):
         raise _Unprintable("φ and φ' must be SymPy expressions")
     pv = _Printer(derivative_mode=False, trusted=trusted)
@@ -565,20 +574,44 @@ def scalar_source(phi, dphi, name: str, trusted: bool) -> str:
     pd.uf = pv.uf
     pd.bd = pv.bd
     d = pd.p(dphi)
+    return pd, a, d
+
+
+def scalar_source(phi, dphi, name: str, trusted: bool) -> str:
+    """``def name(z): … return (φ, φ', uf)`` for one activation form (raises _Unprintable).  An
+    untrusted (custom) form returns nan for φ or φ' where its running error bound is not within the
+    conditioning budget (:func:`_trust`)."""
+    pd, a, d = _printed(phi, dphi, trusted)
     if not trusted:
         a, d = _trust(pd, phi, dphi, a, d)
+        if len(pd.lines) > MAX_CUSTOM_LINES:
+            raise _Unprintable("its compiled form with φ'' and the error bounds would be %d lines (more than %d)"
+                               % (len(pd.lines), MAX_CUSTOM_LINES))
     uf = " | ".join(pd.uf) if pd.uf else "False"
     body = "".join("    %s\n" % ln for ln in pd.lines)
     return "def %s(z):\n%s    return (%s, %s, %s)\n" % (name, body, a, d, uf)
 
 
-def _trust(pd: _Printer, phi, dphi, a: str, d: str) -> tuple[str, str]:
+def bounds_source(phi, dphi) -> str:
+    """For tests: ``def phi(z): … return (φ, E_φ, φ', E_φ', φ'', E_φ'', φ✓, φ'✓)`` of φ, φ' printed as
+    a custom form: the values, their running error bounds in units of u (φ'' and its bound are 0.0
+    where φ' is exact and φ'' is not needed), and the values the form returns (nan where not trusted)."""
+    pd, a, d = _printed(phi, dphi, False)
+    parts: dict = {}
+    ta, td = _trust(pd, phi, dphi, a, d, parts)
+    body = "".join("    %s\n" % ln for ln in pd.lines)
+    out = (a, pd._eb(phi), d, pd._eb(dphi), parts.get("dd", _ZERO), parts.get("edd", _ZERO), ta, td)
+    return "def phi(z):\n%s    return (%s)\n" % (body, ", ".join(out))
+
+
+def _trust(pd: _Printer, phi, dphi, a: str, d: str, parts: dict | None = None) -> tuple[str, str]:
     """φ and φ' of a custom form, each replaced by nan where it is not trusted: where its running
     error bound E exceeds ERROR_SLACK·(|f| + |z|·|f'|) (the rule of symgrad.spec.activations,
     ERROR_SLACK's comment), for f = φ and for f = φ' (f' = φ'', the derivative of the printed φ',
     its Dirac deltas dropped, printed here; _Unprintable where it does not print).  |f'| is taken
     at its certain lower bound, |f'| − u·E_f', so that a f' that cancels does not widen the budget.
-    The kernels send a nan at a finite z to the NumPy path (symgrad.numeric._codegen's docstring)."""
+    The kernels send a nan at a finite z to the NumPy path (symgrad.numeric._codegen's docstring).
+    ``parts``: receives the names of φ'' and its bound (for :func:`bounds_source`)."""
     ea, ed = pd._eb(phi), pd._eb(dphi)
     if ed != _ZERO:  # else φ' is exact: φ'' is not needed
         p2 = _Printer(derivative_mode=True, trusted=False)
@@ -586,7 +619,10 @@ def _trust(pd: _Printer, phi, dphi, a: str, d: str) -> tuple[str, str]:
         p2.uf = []  # φ'' is a budget, not a result: its underflow flags nothing
         dd = _ae_derivative(dphi)
         f2 = p2.p(dd)
-        d_new = _trusted_value(pd, d, ed, _lower(f2, p2._eb(dd)))
+        edd = p2._eb(dd)
+        if parts is not None:
+            parts.update(dd=f2, edd=edd)
+        d_new = _trusted_value(pd, d, ed, _lower(f2, edd))
     else:
         d_new = d
     a_new = a if ea == _ZERO else _trusted_value(pd, a, ea, _lower(d, ed))
