@@ -631,3 +631,28 @@ def test_mean_field_moments_of_a_custom_form_carry_its_error_bounds():
     builtin = mf.chi1("gelu", 1.5, 0.1)
     assert abs(custom.value - builtin.value) <= custom.error + builtin.error
     assert custom.error < 1e-12
+
+
+def test_the_exact_path_is_thread_safe_and_ignores_the_users_mpmath_precision():
+    # backprop evaluates blocks on two threads: mpmath's global precision, shared, gave each thread
+    # the other's (relative errors up to 1e77, found by a helper); and a user's mp.dps is theirs
+    import mpmath
+    from concurrent.futures import ThreadPoolExecutor
+
+    act = symgrad.activation("exp(z)/(1+exp(z))")
+    rng = np.random.default_rng(0)
+    zs = [rng.uniform(40, 300, 400) for _ in range(4)]
+    alone = [act.grad(x) for x in zs]
+    saved = mpmath.mp.dps
+    try:
+        mpmath.mp.dps = 7
+        with ThreadPoolExecutor(2) as pool:
+            together = list(pool.map(act.grad, zs))
+        assert mpmath.mp.dps == 7
+    finally:
+        mpmath.mp.dps = saved
+    for a, b in zip(alone, together):
+        np.testing.assert_array_equal(a, b)
+    with mpmath.workdps(400):
+        ref = np.array([float(mpmath.exp(x) / (1 + mpmath.exp(x)) ** 2) for x in zs[0]])
+    np.testing.assert_allclose(alone[0], ref, rtol=1e-15)

@@ -23,6 +23,7 @@ import functools
 import math
 import numbers
 import re
+import threading
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -633,17 +634,20 @@ class _NumpyOps:
 
 
 class _MpmathOps:
-    """Scalar mpmath arithmetic for the elements the fast pass could not represent."""
+    """Scalar mpmath arithmetic for the elements the fast pass could not represent, in a private
+    mpmath context (``ctx``, one per thread: :func:`_mp_ops`): mpmath's global ``mp`` is shared by
+    every thread, so ``workdps`` in two threads at once (``backprop`` evaluates blocks on two) gave
+    each the other's precision, and wrong values."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.log, self.tanh, self.arctan, self.arcsinh, self.erf = ctx.log, ctx.tanh, ctx.atan, ctx.asinh, ctx.erf
 
     @staticmethod
     def where(c, a, b):
         return a if c else b
 
-    import mpmath as _m
-
-    log, tanh, arctan, arcsinh, erf = _m.log, _m.tanh, _m.atan, _m.asinh, _m.erf
     fabs = staticmethod(abs)
-    del _m
 
     # Beyond these arguments the results are far outside float64 (e^(1e8)) or need the argument
     # to more digits than any budget allows (sin(e^(1e6)) needs it to 434294 digits): answer
@@ -651,37 +655,22 @@ class _MpmathOps:
     # try SymPy under a budget, and then report that the point cannot be evaluated.)
     _HUGE = 10**8
 
-    @staticmethod
-    def exp(t):
-        import mpmath
+    def exp(self, t):
+        if abs(t) > self._HUGE:
+            return self.ctx.inf if t > 0 else self.ctx.mpf(0)
+        return self.ctx.exp(t)
 
-        if abs(t) > _MpmathOps._HUGE:
-            return mpmath.inf if t > 0 else mpmath.mpf(0)
-        return mpmath.exp(t)
+    def sinh(self, t):
+        return (self.ctx.inf if t > 0 else -self.ctx.inf) if abs(t) > self._HUGE else self.ctx.sinh(t)
 
-    @staticmethod
-    def sinh(t):
-        import mpmath
+    def cosh(self, t):
+        return self.ctx.inf if abs(t) > self._HUGE else self.ctx.cosh(t)
 
-        return (mpmath.inf if t > 0 else -mpmath.inf) if abs(t) > _MpmathOps._HUGE else mpmath.sinh(t)
+    def sin(self, t):
+        return self.ctx.nan if abs(t) > self._HUGE else self.ctx.sin(t)
 
-    @staticmethod
-    def cosh(t):
-        import mpmath
-
-        return mpmath.inf if abs(t) > _MpmathOps._HUGE else mpmath.cosh(t)
-
-    @staticmethod
-    def sin(t):
-        import mpmath
-
-        return mpmath.nan if abs(t) > _MpmathOps._HUGE else mpmath.sin(t)
-
-    @staticmethod
-    def cos(t):
-        import mpmath
-
-        return mpmath.nan if abs(t) > _MpmathOps._HUGE else mpmath.cos(t)
+    def cos(self, t):
+        return self.ctx.nan if abs(t) > self._HUGE else self.ctx.cos(t)
 
     @staticmethod
     def sign(t):
@@ -694,82 +683,68 @@ class _MpmathOps:
     logical_and = staticmethod(lambda a, b: a and b)
     logical_or = staticmethod(lambda a, b: a or b)
 
-    @staticmethod
-    def hypot1(t):
-        import mpmath
+    def hypot1(self, t):
+        return self.ctx.hypot(1, t)
 
-        return mpmath.hypot(1, t)
+    def sigmoid(self, t):
+        return 1 / (1 + self.exp(-t))
 
-    @staticmethod
-    def sigmoid(t):
-        import mpmath
+    def dtanh(self, t):
+        return self.ctx.sech(t) ** 2
 
-        return 1 / (1 + mpmath.exp(-t))
-
-    @staticmethod
-    def dtanh(t):
-        import mpmath
-
-        return mpmath.sech(t) ** 2
-
-    @staticmethod
-    def dsigmoid(t):
-        import mpmath
-
-        e = mpmath.exp(-abs(t))
+    def dsigmoid(self, t):
+        e = self.exp(-abs(t))
         return e / (1 + e) ** 2
 
-    @staticmethod
-    def softplus(t):
-        import mpmath
+    def softplus(self, t):
+        ctx = self.ctx
+        return ctx.log1p(self.exp(t)) if t < 0 else t + ctx.log1p(self.exp(-t))
 
-        return mpmath.log1p(mpmath.exp(t)) if t < 0 else t + mpmath.log1p(mpmath.exp(-t))
-
-    @staticmethod
-    def power(b, e):
-        import mpmath
-
-        if b != 0 and mpmath.isfinite(b) and mpmath.isfinite(e):
-            size = e * mpmath.log(abs(b))
-            if abs(size) > _MpmathOps._HUGE:  # |b**e| = e^size: see exp
+    def power(self, b, e):
+        ctx = self.ctx
+        if b != 0 and ctx.isfinite(b) and ctx.isfinite(e):
+            size = e * ctx.log(abs(b))
+            if abs(size) > self._HUGE:  # |b**e| = e^size: see exp
                 if size < 0:
-                    return mpmath.mpf(0)
-                return mpmath.inf if b > 0 or e != int(e) or int(e) % 2 == 0 else -mpmath.inf
+                    return ctx.mpf(0)
+                return ctx.inf if b > 0 or e != int(e) or int(e) % 2 == 0 else -ctx.inf
         return b**e
 
-    @staticmethod
-    def const(c):
-        import mpmath
+    def const(self, c):
+        return self.ctx.mpf(str(sympy.N(c, self.ctx.dps + 10)))
 
-        return mpmath.mpf(str(sympy.N(c, mpmath.mp.dps + 10)))
+    def div(self, a, b):
+        return a / b if b != 0 else self.ctx.inf
 
-    @staticmethod
-    def div(a, b):
-        import mpmath
-
-        return a / b if b != 0 else mpmath.inf
-
-    @staticmethod
-    def unit():
-        """The unit roundoff at mpmath's working precision, 2^-prec."""
-        import mpmath
-
-        return mpmath.ldexp(1, -mpmath.mp.prec)
+    def unit(self):
+        """The unit roundoff at the context's working precision, 2^-prec."""
+        return self.ctx.ldexp(1, -self.ctx.prec)
 
     @staticmethod
     def eta():
         """mpmath's exponent does not underflow."""
         return 0
 
-    @staticmethod
-    def const_error(node, c):
-        import mpmath
-
-        return mpmath.mpf(0) if _exact_binary(node, mpmath.mp.prec) else abs(c)
+    def const_error(self, node, c):
+        return self.ctx.mpf(0) if _exact_binary(node, self.ctx.prec) else abs(c)
 
     @staticmethod
     def any(mask):
         return bool(mask)
+
+
+_MP_LOCAL = threading.local()
+
+
+def _mp_ops(digits: int) -> _MpmathOps:
+    """The calling thread's private mpmath context, set to ``digits`` decimal digits."""
+    ops = getattr(_MP_LOCAL, "ops", None)
+    if ops is None:
+        import mpmath
+
+        ops = _MP_LOCAL.ops = _MpmathOps(mpmath.MPContext())
+    ops.ctx.dps = digits
+    return ops
 
 
 # f(g) -> (name of f on the ops, f'(t), f''(t) as functions of (ops, t)), for the smooth functions
@@ -874,18 +849,16 @@ class _KinkKernel:
         c·δ^k there, and one that cancels to 0 identically below x0 (z − min(z, 1 − z) below 1/2)
         is exactly 0 at both.  When the two probes disagree, SymPy's one-sided limit decides.
         """
-        import mpmath
-
         scale = max(1.0, abs(x0))
         signs = set()
         try:
             for k in (30, 60):
-                with mpmath.workdps(2 * k + 40):
-                    t = mpmath.mpf(x0) - scale * mpmath.mpf(10) ** (-k)
-                    v = self._eval(_MpmathOps, node, t, {})[0]
-                    if isinstance(v, mpmath.mpc):
-                        raise ValueError("complex")
-                    signs.add((v > 0) - (v < 0))
+                o = _mp_ops(2 * k + 40)
+                t = o.ctx.mpf(x0) - scale * o.ctx.mpf(10) ** (-k)
+                v = self._eval(o, node, t, {})[0]
+                if isinstance(v, o.ctx.mpc):
+                    raise ValueError("complex")
+                signs.add((v > 0) - (v < 0))
         except (ArithmeticError, ValueError, TypeError, SymgradError):
             signs = set()
         if len(signs) == 1:
@@ -954,7 +927,7 @@ class _KinkKernel:
                 else:
                     v, L = o.power(bv, c), o.power(bL, c)
                     whole = c == int(c) and c > 0  # b^c smooth at 0 (a positive integer power)
-                    if o is _MpmathOps and near0 and not whole:  # b^(c−1) may be 1/0 there
+                    if o is not _NumpyOps and near0 and not whole:  # b^(c−1) may be 1/0 there
                         E = F = inf
                         D = c * o.power(bL, c - 1) * bD  # as before: raises where mpmath cannot (1/0)
                     else:
@@ -1106,32 +1079,31 @@ class _KinkKernel:
         certify both roundings (the bound's interval rounds to one double; ±inf where mpmath's
         result is beyond any double); else the digits that the bounds say would (an int), or None
         where mpmath cannot evaluate (an error, nan, a complex value)."""
-        import mpmath
-
         try:
-            with mpmath.workdps(digits):
-                v, _, D, _, E, F = self._eval(_MpmathOps, self.expr, mpmath.mpf(xi), {})
-                u = _MpmathOps.unit()
-                out, more = [], 0
-                for t, err in ((v, E), (D, F)):
-                    if isinstance(t, mpmath.mpc):
-                        if abs(t.imag) > abs(t) * mpmath.mpf(10) ** (-digits // 2):
-                            return None
-                        t = t.real
-                    if mpmath.isnan(t):
+            o = _mp_ops(digits)
+            ctx = o.ctx  # the thread's own context: its numbers, functions and precision
+            v, _, D, _, E, F = self._eval(o, self.expr, ctx.mpf(xi), {})
+            u = o.unit()
+            out, more = [], 0
+            for t, err in ((v, E), (D, F)):
+                if isinstance(t, ctx.mpc):
+                    if abs(t.imag) > abs(t) * ctx.mpf(10) ** (-digits // 2):
                         return None
-                    if mpmath.isinf(t):
-                        out.append(float(t))
-                        continue
-                    w = 4 * err * u  # a safety factor of 4 on the first-order bound
-                    if not mpmath.isfinite(w):
-                        more = max(more, 2 * digits)
-                    elif float(t - w) != float(t + w):
-                        # w shrinks tenfold per digit: enough digits for w below 1e-20 of the value
-                        # (or of half the smallest subnormal), and at least ten more
-                        scale = max(abs(t), mpmath.ldexp(1, -1075))
-                        more = max(more, digits + 10, digits + int(mpmath.ceil(mpmath.log10(w / scale))) + 20)
+                    t = t.real
+                if ctx.isnan(t):
+                    return None
+                if ctx.isinf(t):
                     out.append(float(t))
+                    continue
+                w = 4 * err * u  # a safety factor of 4 on the first-order bound
+                if not ctx.isfinite(w):
+                    more = max(more, 2 * digits)
+                elif float(t - w) != float(t + w):
+                    # w shrinks tenfold per digit: enough digits for w below 1e-20 of the value
+                    # (or of half the smallest subnormal), and at least ten more
+                    scale = max(abs(t), ctx.ldexp(1, -1075))
+                    more = max(more, digits + 10, digits + int(ctx.ceil(ctx.log10(w / scale))) + 20)
+                out.append(float(t))
         except (ArithmeticError, ValueError, TypeError):
             return None
         return more if more else (out[0], out[1])
@@ -1170,22 +1142,21 @@ class _KinkKernel:
         """(φ, φ', |error of φ|, |error of φ'|) at one point from one mpmath evaluation at
         _MP_DIGITS digits and its running error bounds (the rounding to float64 included), or the
         exact values with half an ulp where mpmath cannot evaluate or its bounds are not finite."""
-        import mpmath
-
         try:
-            with mpmath.workdps(_MP_DIGITS):
-                vals = self._eval(_MpmathOps, self.expr, mpmath.mpf(xi), {})
-                u = _MpmathOps.unit()
-                out = []
-                for t, err in ((vals[0], vals[4]), (vals[2], vals[5])):
-                    if isinstance(t, mpmath.mpc) or not mpmath.isfinite(t) or not mpmath.isfinite(err):
-                        raise ValueError("not enclosed")
-                    f = float(t)
-                    bound = abs(t - f) + 4 * err * u
-                    if not math.isfinite(f):
-                        raise ValueError("beyond float64")
-                    out += [f, float(bound) * (1 + 2.0**-50)]  # rounded up
-                return out[0], out[2], out[1], out[3]
+            o = _mp_ops(_MP_DIGITS)
+            ctx = o.ctx  # the thread's own context
+            vals = self._eval(o, self.expr, ctx.mpf(xi), {})
+            u = o.unit()
+            out = []
+            for t, err in ((vals[0], vals[4]), (vals[2], vals[5])):
+                if isinstance(t, ctx.mpc) or not ctx.isfinite(t) or not ctx.isfinite(err):
+                    raise ValueError("not enclosed")
+                f = float(t)
+                bound = abs(t - f) + 4 * err * u
+                if not math.isfinite(f):
+                    raise ValueError("beyond float64")
+                out += [f, float(bound) * (1 + 2.0**-50)]  # rounded up
+            return out[0], out[2], out[1], out[3]
         except (ArithmeticError, ValueError, TypeError):
             v, d = self._exact(xi, digits)
             return v, d, abs(v) * 2.0**-53, abs(d) * 2.0**-53
@@ -1658,13 +1629,14 @@ def _certified_root(f: Callable[[sympy.Expr], sympy.Expr], lo, hi, digits: int =
     interval of width 10^-digits around it, evaluated in exact-then-rounded arithmetic."""
     import mpmath
 
-    with mpmath.workdps(digits + 20):
-        g = lambda t: sympy.N(f(sympy.Float(t, digits + 20)), digits + 20)  # noqa: E731
-        r = mpmath.findroot(lambda t: mpmath.mpf(str(g(t))), (mpmath.mpf(lo) + mpmath.mpf(hi)) / 2)
-        eps = mpmath.mpf(10) ** (-digits)
-        a, b = sympy.Rational(str(r - eps)), sympy.Rational(str(r + eps))
-        fa, fb = f(a).evalf(digits + 20), f(b).evalf(digits + 20)
-        text = mpmath.nstr(r, digits + 5)  # inside workdps: str() outside would round to 15 digits
+    ctx = mpmath.MPContext()  # a private context: mpmath's global precision is the user's (and other threads')
+    ctx.dps = digits + 20
+    g = lambda t: sympy.N(f(sympy.Float(str(t), digits + 20)), digits + 20)  # noqa: E731
+    r = ctx.findroot(lambda t: ctx.mpf(str(g(t))), (ctx.mpf(lo) + ctx.mpf(hi)) / 2)
+    eps = ctx.mpf(10) ** (-digits)
+    a, b = sympy.Rational(str(r - eps)), sympy.Rational(str(r + eps))
+    fa, fb = f(a).evalf(digits + 20), f(b).evalf(digits + 20)
+    text = ctx.nstr(r, digits + 5)
     if not (fa * fb < 0):
         raise ArithmeticError("root of %s in [%s, %s] could not be certified" % (f, lo, hi))
     return sympy.Float(text, digits)
