@@ -656,3 +656,25 @@ def test_the_exact_path_is_thread_safe_and_ignores_the_users_mpmath_precision():
     with mpmath.workdps(400):
         ref = np.array([float(mpmath.exp(x) / (1 + mpmath.exp(x)) ** 2) for x in zs[0]])
     np.testing.assert_allclose(alone[0], ref, rtol=1e-15)
+
+
+@pytest.mark.parametrize("spec,points", [("z*sigmoid(z)", [-800.0, -745.5, -50.0, 2.0]),
+                                         ("exp(-z**2/2)", [40.0, -39.0, 1.0]),
+                                         ("z*(1 + erf(z/sqrt(2)))/2", [-40.0, -30.0, 1.0])])
+def test_log_and_sign_of_a_custom_activation_where_it_underflows(spec, points):
+    # the log-space chains read log|φ'| and sign φ' where φ' is 0 in float64: −inf and 0 there made
+    # ∂C/∂b1 of a chain 0 where it is −7.7e-195 (tests/test_jit.py); now from mpmath
+    import mpmath
+
+    act = symgrad.activation(spec)
+    x = np.array(points)
+    ref = _reference(act, points, exact=True)
+    la, lg = act.log_abs_value(x), act.log_abs_grad(x)
+    sa, sg = act.value_sign(x), act.grad_sign(x, act.grad(x))
+    with mpmath.workdps(1500):
+        for i, (f, fp, _) in enumerate(ref):
+            for got_log, got_sign, t in ((la[i], sa[i], f), (lg[i], sg[i], fp)):
+                assert got_sign == (1 if t > 0 else -1 if t < 0 else 0)
+                # underflowed: mpmath's log to 2^-55 relative; elsewhere log of the float64 value,
+                # off by its relative error (within ERROR_SLACK·u of the budget, 1e-13 here)
+                assert abs(got_log - float(mpmath.log(abs(t)))) <= 8 * U * abs(got_log) + 1e-13

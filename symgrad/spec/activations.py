@@ -1171,6 +1171,55 @@ class _KinkKernel:
             v[i], d[i] = self._exact(float(flat[i]), int(digits[i]))
         return v.reshape(x.shape), d.reshape(x.shape)
 
+    def log_abs(self, x, which: int):
+        """log|φ(x)| (which = 0) or log|φ'(x)| (which = 1), also where the value underflows float64
+        (below 2^−1022, or 0): there from mpmath, whose exponent does not underflow, at the digits
+        that its running error bound needs for a relative error below 2^−55; −inf only where the
+        value is certified 0 (exactly, with a zero bound) or mpmath cannot resolve it.  So the
+        log-space chains see log|φ'(−800)| = −793.3 for z·σ(z), not −inf."""
+        return self._underflowed(x, which, 0)
+
+    def sign(self, x, which: int, vals=None):
+        """sign(φ(x)) or sign(φ'(x)) (``which`` as in :meth:`log_abs`), exact where the value
+        underflows: φ'(−800) of z·σ(z) is −1e-345, which float64 holds as 0."""
+        return self._underflowed(x, which, 1, vals)
+
+    def _underflowed(self, x, which: int, part: int, vals=None):
+        x = np.asarray(x, dtype=np.float64)
+        if vals is None:
+            vals = self.both(x)[which]
+        vals = np.broadcast_to(np.asarray(vals, dtype=np.float64), x.shape)
+        out = np.array(_log_abs_where(vals) if part == 0 else np.sign(vals), dtype=np.float64)
+        low = np.isfinite(x) & (np.abs(vals) < np.finfo(np.float64).tiny)
+        flat, res = x.reshape(-1), out.reshape(-1)
+        for i in np.flatnonzero(low.reshape(-1)):
+            res[i] = self._log_exact(float(flat[i]), which)[part]
+        return res.reshape(x.shape)
+
+    def _log_exact(self, xi: float, which: int) -> tuple[float, float]:
+        """(log|f(xi)|, sign f(xi)) for f = φ or φ' from mpmath (see :meth:`log_abs`)."""
+        digits = _MP_DIGITS
+        t = None
+        while digits <= _MP_MAX_DIGITS:
+            o = _mp_ops(digits)
+            try:
+                vals = self._eval(o, self.expr, o.ctx.mpf(xi), {})
+            except (ArithmeticError, ValueError, TypeError):
+                t = None
+                break
+            t, err = (vals[0], vals[4]) if which == 0 else (vals[2], vals[5])
+            if isinstance(t, o.ctx.mpc) or not o.ctx.isfinite(t) or not o.ctx.isfinite(err):
+                t = None
+                break
+            w = 4 * err * o.unit()
+            if w == 0 or (t != 0 and w <= abs(t) * o.ctx.ldexp(1, -55)):
+                break
+            need = digits + 20 + (int(o.ctx.ceil(o.ctx.log10(w / abs(t)))) if t != 0 else digits)
+            digits = max(need, digits + 10)
+        if t is None or t == 0:
+            return -math.inf, 0.0
+        return float(o.ctx.log(abs(t))), (1.0 if t > 0 else -1.0)
+
     def value(self, x):
         return self.both(x)[0]
 
@@ -2114,12 +2163,11 @@ def custom_activation(spec, *, name: str | None = None, latex_name: str | None =
         raise InvalidArgument("custom activation %s cannot be evaluated numerically: %s. Fix: write kinks whose argument "
                               "crosses zero with a nonzero slope (z rather than z**2)" % (_show_value(label), exc)) from None
 
-    def log_abs_grad(x):
-        return _log_abs_where(kernel.grad(x))
-
     return Activation(
         label, expr, derivative, _latex_symbol(name, latex_name),
-        kernel.value, kernel.grad, log_abs_grad, bound, builtin=False, bounded=kernel.bounded,
+        kernel.value, kernel.grad, lambda x: kernel.log_abs(x, 1), bound, builtin=False, bounded=kernel.bounded,
+        log_abs_value=lambda x: kernel.log_abs(x, 0), value_sign=lambda x: kernel.sign(x, 0),
+        grad_sign=lambda x, g: kernel.sign(x, 1, g),
     )
 
 
