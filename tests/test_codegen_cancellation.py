@@ -216,10 +216,12 @@ _BEFORE = {
                "    t5 = t4 * t2\n    t6 = (t4 if (z >= (0.0)) else t5)\n    t7 = t4 * t4\n    t8 = t7 * t2\n"
                "    t9 = min((0.25), t8)\n    return (t6, t9, (t2 < TINY) | (abs(t4) < TINY) | ((abs(t5) < TINY) & (t4 != 0.0)"
                " & (t2 != 0.0)) | ((abs(t7) < TINY) & (t4 != 0.0) & (t4 != 0.0)) | ((abs(t8) < TINY) & (t7 != 0.0) & (t2 != 0.0)))\n",
-    "tanh": "def phi(z):\n    t0 = tanh_(z)\n    t1 = abs(z)\n    t2 = min((10000.0), t1)\n    t3 = (-2.0) * t2\n    t4 = exp_neg(t3)\n"
-            "    t5 = (1.0) + t4\n    t6 = 1.0 / t5\n    t7 = t6 * t6\n    t8 = (4.0) * t7 * t4\n    t9 = min((1.0), t8)\n"
-            "    return (t0, t9, (t4 < TINY) | (abs(t6) < TINY) | ((abs(t7) < TINY) & (t6 != 0.0) & (t6 != 0.0)) | ((abs(t8) < TINY)"
-            " & (t7 != 0.0) & (t4 != 0.0)))\n",
+    # tanh changed on purpose afterwards (commit "tanh shares one polynomial with its stable
+    # derivative"): tanh and 4e/(1 + e)² from one expm1_exp_neg and one division
+    "tanh": "def phi(z):\n    t0 = expm1_exp_neg((-2.0) * min(abs(z), (10000.0)))\n    t1 = t0[0]\n    t2 = t0[1]\n"
+            "    t3 = (1.0) + t2\n    t4 = 1.0 / t3\n    t5 = math.copysign(-t1 * t4, z)\n    t6 = t4 * t4\n"
+            "    t7 = (4.0) * t6 * t2\n    t8 = min((1.0), t7)\n    return (t5, t8, (abs(t4) < TINY) | ((abs(t6) < TINY) & (t4 != 0.0)"
+            " & (t4 != 0.0)) | (t2 < TINY) | ((abs(t7) < TINY) & (t6 != 0.0) & (t2 != 0.0)))\n",
     "gelu": "def phi(z):\n    t0 = (-0.7071067811865476) * z\n    t1 = erfc_(t0)\n    t2 = (0.5) * z * t1\n    t3 = (0.5) * t1\n"
             "    t4 = z * z\n    t5 = (-0.5) * t4\n    t6 = exp_neg(t5)\n    t7 = (0.3989422804014327) * z * t6\n    t8 = t3 + t7\n"
             "    return (t2, t8, ((abs(t0) < TINY) & (z != 0.0)) | (t1 < TINY) | ((abs(t2) < TINY) & (z != 0.0) & (t1 != 0.0))"

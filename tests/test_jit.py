@@ -715,3 +715,30 @@ def test_the_expm1_exp_pair_is_each_within_its_ulp_bound(flush):
         assert np.all(e[~keep] == 0.0)
     else:
         assert np.array_equal(e == 0, ref == 0)
+
+
+def test_the_printed_tanh_and_its_derivative_against_mpmath():
+    U = 2.0**-53
+    # tanh's compiled form: (m, e) = (e^v − 1, e^v), v = −2 min(|z|, 10⁴), from one polynomial, and
+    # r = 1/(1 + e).  Relative errors in units u = 2^−53 (an ulp is at most 2u): m 4u (2 ulp), e 2u;
+    # 1 + e: 2u·e/(1 + e) ≤ 1u carried, 0.5u rounded; r 2u; tanh = −m·r: 4 + 2 + 0.5 = 6.5u; φ' =
+    # (4r²)·e: 2·2 + 0.5 + 2 + 0.5 = 7u (clamped at 1).  And no second exp or division.
+    act = symgrad.activation("tanh")
+    form = _codegen.form_of(act)
+    assert form.count("expm1_exp_neg(") == 1 and form.count("exp_neg(") == 1 and form.count("1.0 /") == 1
+    k = _codegen.scalar_kernel(act)
+    rng = np.random.default_rng(13)
+    xs = np.concatenate([rng.normal(size=3000), rng.uniform(-25, 25, 3000), 10 ** rng.uniform(-300, 2.8, 400),
+                         -10 ** rng.uniform(-300, 2.8, 400), [0.3466, 0.3467, 20.0, -20.0, 354.0, 1e300]])
+    vals = np.array([k(float(x))[:2] for x in xs])
+    assert k(0.0)[:2] == (0.0, 1.0)
+    mpmath.mp.dps = 60
+    tiny = np.finfo(np.float64).tiny
+    for x, (t, d) in zip(xs, vals):
+        X = mpmath.mpf(float(x))
+        rt, rd = mpmath.tanh(X), min(mpmath.sech(X) ** 2, 1)
+        assert abs(mpmath.mpf(float(t)) - rt) <= 6.5 * U * abs(rt), (x, t)
+        if rd >= tiny:
+            assert abs(mpmath.mpf(float(d)) - rd) <= 7 * U * rd, (x, d)
+        else:
+            assert d < tiny  # subnormal or 0 there, and uf set: the kernels redo or flag it

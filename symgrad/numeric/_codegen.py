@@ -187,6 +187,7 @@ class _Printer:
         self.deriv = derivative_mode
         self.trusted = trusted
         self.bd = None if trusted else _Bounds()
+        self.pending: dict = {}  # memoised names printed ahead, and the underflow term each adds when read
 
     def _tmp(self, code: str) -> str:
         name = "t%d" % len(self.lines)
@@ -195,10 +196,36 @@ class _Printer:
 
     def p(self, e) -> str:
         if e in self.memo:
-            return self.memo[e]
+            out = self.memo[e]
+            if out in self.pending:  # printed ahead (by _tanh_pair): its underflow term, now that it is used
+                self.uf.append(self.pending.pop(out))
+            return out
         out = self._p(e)
         self.memo[e] = out
         return out
+
+    def _tanh_pair(self, u) -> str:
+        """tanh(u) of a built-in (trusted) form, sharing its work with the stable derivative
+        4e/(1 + e)², e = e^{−2 min(|u|, 10⁴)} (tanh's ``stable`` φ'): (m, e) = (e^v − 1, e^v) at
+        v = −2 min(|u|, 10⁴) from one polynomial (``expm1_exp_neg``), r = 1/(1 + e) = 1/(2 + m)
+        once, tanh = sign(u)·(−m·r).  e and r are memoised as the SymPy nodes e^{−2 min(|u|, 10⁴)}
+        and (1 + e^{…})^{−1}, so that φ' reads them instead of a second exp and a second division
+        (2.0 against 2.8 ns per entry in the dense pass's tanh step); their underflow terms are
+        added only if they are read.  |error| ≤ 3 ulp: m within 2 ulp (an exact 2 + m would be
+        within 1), r one rounding of 1 + e and one of the quotient, and the product one more."""
+        a = self.p(u)
+        pair = self._tmp("expm1_exp_neg((-2.0) * min(abs(%s), (10000.0)))" % a)
+        m = self._tmp("%s[0]" % pair)
+        ee = self._tmp("%s[1]" % pair)
+        s1 = self._tmp("(1.0) + %s" % ee)
+        r = self._tmp("1.0 / %s" % s1)
+        t = self._tmp("math.copysign(-%s * %s, %s)" % (m, r, a))
+        E = sympy.exp(-2 * sympy.Min(sympy.Abs(u), 10**4))
+        for node, name, uf in ((E, ee, "(%s < TINY)" % ee), (1 + E, s1, None), ((1 + E) ** -1, r, "(abs(%s) < TINY)" % r)):
+            self.memo.setdefault(node, name)
+            if uf:
+                self.pending[name] = uf
+        return t
 
     def _p(self, e) -> str:
         if e == Z:
@@ -251,6 +278,8 @@ class _Printer:
                 if self.bd is not None:  # log1p'(x) = 1/(1 + x), x ≥ 0
                     self._bound(t, self._times("(1.0 / (1.0 + %s))" % pu, self._eb(u)), "%s * %s" % (_num(_ULP_LOG1P), t))
                 return t
+        if f is sympy.tanh and self.trusted and not LIBM:
+            return self._tanh_pair(e.args[0])
         if f is sympy.tanh and LIBM:
             u = e.args[0]
             t = self._tmp("math.tanh(%s)" % self.p(u))
@@ -573,6 +602,7 @@ def _printed(phi, dphi, trusted: bool) -> tuple[_Printer, str, str]:
     pd.memo = {k: v for k, v in pv.memo.items()}
     pd.uf = pv.uf
     pd.bd = pv.bd
+    pd.pending = pv.pending
     d = pd.p(dphi)
     return pd, a, d
 
