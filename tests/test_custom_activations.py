@@ -568,7 +568,13 @@ def test_a_custom_activation_is_right_where_its_float64_form_cancels(spec, point
         assert np.all(np.abs(got - f) <= allowed), (spec, x, got, f, allowed)
 
 
-@pytest.mark.parametrize("spec,points", CANCELLING, ids=[c[0] for c in CANCELLING])
+#: and, for the enclosures only, a red team's: erf' = (2/√π)e^{−t²} carries t²'s rounding as a
+#: relative t²·u; values that underflow to 0 still have a nonzero bound (rounded up)
+ENCLOSED = CANCELLING + [("erf(z) - 1", [-6.975092323916503, 4.480293435662282, 5.4049046095983755, 8.0]),
+                         ("atan(z)*z", [2.140202922136882e-213, 1.0]), ("z/(1+exp(-z))", [-800.0, -30.0])]
+
+
+@pytest.mark.parametrize("spec,points", ENCLOSED, ids=[c[0] for c in ENCLOSED])
 def test_a_custom_activations_bounded_values_enclose_the_exact_ones(spec, points):
     # Activation.bounded: the float64 values and their running error bounds, with no exact
     # re-evaluation (what the mean-field quadrature carries)

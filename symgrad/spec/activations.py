@@ -966,7 +966,10 @@ class _KinkKernel:
             D = fp * aD
             f2 = fabs(d2f(o, aL))
             E = fabs(fp) * aE + _FUNC_ULPS * fabs(v) + eta + 0.5 * f2 * aE * aE * u  # with f'' at a: second order
-            F = f2 * fabs(aD) * aE + fabs(fp) * aF + (_FUNC_ULPS + 1) * fabs(D) + eta * (fabs(aD) + 1) + f2 * aE * aF * u  # f' may underflow
+            # f' as computed: _FUNC_ULPS, and for erf' = (2/√π)e^{−t²} also the rounding of t², which
+            # exp turns into a relative t²·u (48u at t = 7: a helper's red team)
+            fu = _FUNC_ULPS + (aL * aL if node.func is sympy.erf else 0)
+            F = f2 * fabs(aD) * aE + fabs(fp) * aF + (fu + 1) * fabs(D) + eta * (fabs(aD) + 1) + f2 * aE * aF * u  # f' may underflow
             if node.func is sympy.log:  # log of a quantity within its error of 0
                 near0 = fabs(aL) <= aE * u
                 E, F = o.where(near0, inf, E), o.where(near0, inf, F)
@@ -1056,7 +1059,8 @@ class _KinkKernel:
             v = np.array(np.broadcast_to(v, x.shape), dtype=np.float64)
             D = np.array(np.broadcast_to(D, x.shape), dtype=np.float64)
             E, F = np.broadcast_to(E, x.shape), np.broadcast_to(F, x.shape)
-            ev, ed = E * _NumpyOps.unit(), F * _NumpyOps.unit()  # absolute, before the floor below
+            # absolute, before the floor below, rounded up (2^-1075·E may round to 0 below the subnormals)
+            ev, ed = (np.where(t > 0, np.nextafter(t * _NumpyOps.unit(), np.inf), t * _NumpyOps.unit()) for t in (E, F))
             # underflow's allowance, as the input's: ERROR_SLACK·η·max(1, |z|) (η = 2^-1075 absolute,
             # in units of u), so that z·σ'(z) with σ'(z) flushed to 0 at z = −38000 is not sent to mpmath
             floor = ERROR_SLACK * _NumpyOps.eta() * np.maximum(1.0, np.abs(x))
@@ -1155,7 +1159,8 @@ class _KinkKernel:
                 bound = abs(t - f) + 4 * err * u
                 if not math.isfinite(f):
                     raise ValueError("beyond float64")
-                out += [f, float(bound) * (1 + 2.0**-50)]  # rounded up
+                b = float(bound)
+                out += [f, b if b >= bound else float(np.nextafter(b, np.inf))]  # rounded up
             return out[0], out[2], out[1], out[3]
         except (ArithmeticError, ValueError, TypeError):
             v, d = self._exact(xi, digits)
