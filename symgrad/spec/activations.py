@@ -591,6 +591,12 @@ class _NumpyOps:
         return erf(t)
 
     @staticmethod
+    def erfc(t):
+        from scipy.special import erfc
+
+        return erfc(t)
+
+    @staticmethod
     def hypot1(t):
         return np.hypot(1.0, t)
 
@@ -639,9 +645,11 @@ class _MpmathOps:
     every thread, so ``workdps`` in two threads at once (``backprop`` evaluates blocks on two) gave
     each the other's precision, and wrong values."""
 
-    def __init__(self, ctx):
+    def __init__(self, ctx, wide: bool = False):
         self.ctx = ctx
-        self.log, self.tanh, self.arctan, self.arcsinh, self.erf = ctx.log, ctx.tanh, ctx.atan, ctx.asinh, ctx.erf
+        if wide:  # log space: e^(−1e10) is a number there, not 0 (sin and cos keep their cutoff)
+            self._HUGE_EXP = math.inf
+        self.log, self.tanh, self.arctan, self.arcsinh, self.erf, self.erfc = ctx.log, ctx.tanh, ctx.atan, ctx.asinh, ctx.erf, ctx.erfc
 
     @staticmethod
     def where(c, a, b):
@@ -654,17 +662,18 @@ class _MpmathOps:
     # ±inf, 0 or nan at once instead of letting mpmath work for minutes.  (nan makes the caller
     # try SymPy under a budget, and then report that the point cannot be evaluated.)
     _HUGE = 10**8
+    _HUGE_EXP = 10**8  # the same for exp, sinh, cosh and powers, except in log space
 
     def exp(self, t):
-        if abs(t) > self._HUGE:
+        if abs(t) > self._HUGE_EXP:
             return self.ctx.inf if t > 0 else self.ctx.mpf(0)
         return self.ctx.exp(t)
 
     def sinh(self, t):
-        return (self.ctx.inf if t > 0 else -self.ctx.inf) if abs(t) > self._HUGE else self.ctx.sinh(t)
+        return (self.ctx.inf if t > 0 else -self.ctx.inf) if abs(t) > self._HUGE_EXP else self.ctx.sinh(t)
 
     def cosh(self, t):
-        return self.ctx.inf if abs(t) > self._HUGE else self.ctx.cosh(t)
+        return self.ctx.inf if abs(t) > self._HUGE_EXP else self.ctx.cosh(t)
 
     def sin(self, t):
         return self.ctx.nan if abs(t) > self._HUGE else self.ctx.sin(t)
@@ -704,7 +713,7 @@ class _MpmathOps:
         ctx = self.ctx
         if b != 0 and ctx.isfinite(b) and ctx.isfinite(e):
             size = e * ctx.log(abs(b))
-            if abs(size) > self._HUGE:  # |b**e| = e^size: see exp
+            if abs(size) > self._HUGE_EXP:  # |b**e| = e^size: see exp
                 if size < 0:
                     return ctx.mpf(0)
                 return ctx.inf if b > 0 or e != int(e) or int(e) % 2 == 0 else -ctx.inf
@@ -736,13 +745,16 @@ class _MpmathOps:
 _MP_LOCAL = threading.local()
 
 
-def _mp_ops(digits: int) -> _MpmathOps:
-    """The calling thread's private mpmath context, set to ``digits`` decimal digits."""
-    ops = getattr(_MP_LOCAL, "ops", None)
+def _mp_ops(digits: int, wide: bool = False) -> _MpmathOps:
+    """The calling thread's private mpmath context, set to ``digits`` decimal digits (``wide``:
+    without the cutoff of exp, sinh, cosh and powers, for logarithms)."""
+    key = "wide" if wide else "ops"
+    ops = getattr(_MP_LOCAL, key, None)
     if ops is None:
         import mpmath
 
-        ops = _MP_LOCAL.ops = _MpmathOps(mpmath.MPContext())
+        ops = _MpmathOps(mpmath.MPContext(), wide)
+        setattr(_MP_LOCAL, key, ops)
     ops.ctx.dps = digits
     return ops
 
@@ -761,6 +773,8 @@ _SMOOTH = {
     sympy.asinh: ("arcsinh", lambda o, t: 1 / o.hypot1(t), lambda o, t: -t / o.hypot1(t) ** 3),
     sympy.erf: ("erf", lambda o, t: (2 / math.sqrt(math.pi)) * o.exp(-(t * t)),
                 lambda o, t: (-4 / math.sqrt(math.pi)) * t * o.exp(-(t * t))),
+    sympy.erfc: ("erfc", lambda o, t: (-2 / math.sqrt(math.pi)) * o.exp(-(t * t)),
+                 lambda o, t: (4 / math.sqrt(math.pi)) * t * o.exp(-(t * t))),
 }
 #: ulps of accuracy assumed of a library function (NumPy's and SciPy's elementary functions, and
 #: mpmath's at its working precision, are within 1-2): the running error bound's c_f.
@@ -804,6 +818,58 @@ def _start_digits(E, v, F, D):
     return np.clip(need, _MP_DIGITS, _MP_MAX_DIGITS)
 
 
+def _stable_rewrites(expr: sympy.Expr) -> sympy.Expr:
+    """The expression the NumPy kernel evaluates: ``expr`` with exact identities applied where the
+    written form cancels in float64 over a whole range (so every point there would need mpmath):
+    1 + erf(u) → erfc(−u) and 1 − erf(u) → erfc(u) (GELU written with erf, whose left tail is
+    e^{−z²/2} next to 1), log(1 + e^u) → softplus(u), e^u/(1 + e^u) → σ(u) and 1/(1 + e^u) → σ(−u).
+    The same function, so φ, φ' and the kinks are unchanged; the running error bound still checks
+    every point.  The activation's ``expr`` (what is shown, derived and proved) is not touched."""
+    def add(node):
+        terms = list(node.args)
+        for i, t in enumerate(terms):
+            c, rest = t.as_coeff_Mul()
+            if rest.func is sympy.erf and c in (1, -1):
+                one = next((j for j, s in enumerate(terms) if j != i and s == 1), None)
+                if one is not None:
+                    arg = -rest.args[0] if c == 1 else rest.args[0]
+                    kept = [s for j, s in enumerate(terms) if j not in (i, one)]
+                    return sympy.Add(sympy.erfc(arg, evaluate=False), *kept)  # SymPy would write erfc(−x) as 2 − erfc(x)
+        return node
+
+    def pow_(node):
+        base, ex = node.args
+        if ex == -1 and base.is_Add and len(base.args) == 2 and S.One in base.args:
+            e = next(a for a in base.args if a != 1)
+            if e.func is sympy.exp:
+                return sigmoid(-e.args[0])
+        return node
+
+    def mul(node):
+        args = list(node.args)
+        for i, a in enumerate(args):
+            if a.func is sympy.exp:
+                target = sigmoid(-a.args[0])  # 1/(1 + e^u), rewritten above
+                if target in args:
+                    j = args.index(target)
+                    kept = [b for k, b in enumerate(args) if k not in (i, j)]
+                    return sympy.Mul(sigmoid(a.args[0]), *kept)
+        return node
+
+    def log_(node):
+        u = node.args[0]
+        if u.is_Add and len(u.args) == 2 and S.One in u.args:
+            e = next(a for a in u.args if a != 1)
+            if e.func is sympy.exp:
+                return softplus(e.args[0])
+        return node
+
+    out = expr
+    for kind, fn in ((sympy.Add, add), (sympy.Pow, pow_), (sympy.Mul, mul), (sympy.log, log_)):
+        out = out.replace(lambda n, kind=kind: isinstance(n, kind), fn)
+    return out
+
+
 @functools.lru_cache(maxsize=1024)
 def _exact_binary(c: sympy.Expr, bits: int) -> bool:
     """Whether the constant ``c`` is a binary number of at most ``bits`` significant bits (then
@@ -823,7 +889,7 @@ class _KinkKernel:
     """φ and the left-limit φ' of one custom expression (see the comment above)."""
 
     def __init__(self, expr: sympy.Expr):
-        self.expr = expr
+        self.expr = _stable_rewrites(expr)
 
     # -- one pass ------------------------------------------------------------------------
     def _left_sign(self, o, node, x, L, D, K):
@@ -968,7 +1034,7 @@ class _KinkKernel:
             E = fabs(fp) * aE + _FUNC_ULPS * fabs(v) + eta + 0.5 * f2 * aE * aE * u  # with f'' at a: second order
             # f' as computed: _FUNC_ULPS, and for erf' = (2/√π)e^{−t²} also the rounding of t², which
             # exp turns into a relative t²·u (48u at t = 7: a helper's red team)
-            fu = _FUNC_ULPS + (aL * aL if node.func is sympy.erf else 0)
+            fu = _FUNC_ULPS + (aL * aL if node.func in (sympy.erf, sympy.erfc) else 0)
             F = f2 * fabs(aD) * aE + fabs(fp) * aF + (fu + 1) * fabs(D) + eta * (fabs(aD) + 1) + f2 * aE * aF * u  # f' may underflow
             if node.func is sympy.log:  # log of a quantity within its error of 0
                 near0 = fabs(aL) <= aE * u
@@ -1195,7 +1261,8 @@ class _KinkKernel:
             vals = self.both(x)[which]
         vals = np.broadcast_to(np.asarray(vals, dtype=np.float64), x.shape)
         out = np.array(_log_abs_where(vals) if part == 0 else np.sign(vals), dtype=np.float64)
-        low = np.isfinite(x) & (np.abs(vals) < np.finfo(np.float64).tiny)
+        # underflowed (below the smallest normal), or overflowed (±inf at a finite z: log|z⁵| at 1e300)
+        low = np.isfinite(x) & ((np.abs(vals) < np.finfo(np.float64).tiny) | np.isinf(vals))
         flat, res = x.reshape(-1), out.reshape(-1)
         for i in np.flatnonzero(low.reshape(-1)):
             res[i] = self._log_exact(float(flat[i]), which)[part]
@@ -1206,7 +1273,7 @@ class _KinkKernel:
         digits = _MP_DIGITS
         t = None
         while digits <= _MP_MAX_DIGITS:
-            o = _mp_ops(digits)
+            o = _mp_ops(digits, wide=True)
             try:
                 vals = self._eval(o, self.expr, o.ctx.mpf(xi), {})
             except (ArithmeticError, ValueError, TypeError):
