@@ -441,3 +441,16 @@ def test_a_custom_form_too_large_to_compile_runs_on_numpy():
     with pytest.raises(symgrad.InvalidArgument, match="lines"):
         backprop(net, p, backend="numba")
     assert np.isfinite(backprop(net, p).grads["b1"]).all()  # auto: NumPy
+
+
+def test_a_hand_written_gelu_compiles_through_the_kernels_identities():
+    # z(1 + erf(z/√2))/2 cancels over its whole left tail; the compiled form, like the NumPy kernel,
+    # evaluates it as z·erfc(−z/√2)/2 (symgrad.spec.activations._stable_rewrites), so no point of
+    # [−30, 30] is untrusted, and the values agree with the built-in GELU's compiled form
+    custom = symgrad.activation("z*(1 + erf(z/sqrt(2)))/2")
+    assert "erfc_" in _codegen.form_of(custom) and "math.erf(" not in _codegen.form_of(custom)
+    k, g = _codegen.scalar_kernel(custom), _codegen.scalar_kernel(symgrad.activation("gelu"))
+    for x in np.linspace(-30, 30, 6001):
+        a, b = k(float(x))[:2], g(float(x))[:2]
+        assert not (math.isnan(a[0]) or math.isnan(a[1]))
+        assert abs(a[0] - b[0]) <= 1e-14 * abs(b[0]) + 1e-300 and abs(a[1] - b[1]) <= 1e-13 * abs(b[1]) + 1e-300, (x, a, b)

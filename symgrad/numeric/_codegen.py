@@ -679,7 +679,13 @@ def form_of(act) -> str:
         phi, dphi = stable
         trusted = True
     else:
-        phi, dphi = act.expr, act.derivative
+        # a custom φ through the NumPy kernel's exact identities (1 + erf → erfc, log(1 + e^u) →
+        # softplus, …: symgrad.spec.activations._stable_rewrites), so that GELU written with erf is
+        # not untrusted over its whole left tail; φ' is then the derivative of the rewritten φ
+        from symgrad.spec.activations import _ae_derivative, _stable_rewrites
+
+        phi = _stable_rewrites(act.expr)
+        dphi = act.derivative if phi == act.expr else _ae_derivative(phi)
         trusted = False
     return scalar_source(phi, dphi, "phi", trusted)
 
