@@ -194,12 +194,8 @@ def _make_elementary(njit, opts, exp_neg, flush=False):
     SQRT2_M1 = _SQRT2_M1
 
     @njit(inline="always", **opts)
-    def expm1_neg(u):
-        """e^u − 1 for u ≤ 0: u = k ln 2 + r, then (2^k − 1) + 2^k (e^r − 1) (exact for k = 0)."""
-        u = max(u, -60.0)  # e^−60 − 1 rounds to −1
-        kd = u * LOG2E + SHIFT
-        kf = kd - SHIFT
-        r = (u - kf * LN2_HI) - kf * LN2_LO
+    def expm1_reduced(r):
+        """e^r − 1 on |r| ≤ ln(2)/2: r + r²(1/2! + r(1/3! + … + r/13!)) (EXPM1_TAYLOR)."""
         q = T[0]
         q = q * r + T[1]
         q = q * r + T[2]
@@ -212,7 +208,16 @@ def _make_elementary(njit, opts, exp_neg, flush=False):
         q = q * r + T[9]
         q = q * r + T[10]
         q = q * r + T[11]
-        p = r + (r * r) * q
+        return r + (r * r) * q
+
+    @njit(inline="always", **opts)
+    def expm1_neg(u):
+        """e^u − 1 for u ≤ 0: u = k ln 2 + r, then (2^k − 1) + 2^k (e^r − 1) (exact for k = 0)."""
+        u = max(u, -60.0)  # e^−60 − 1 rounds to −1
+        kd = u * LOG2E + SHIFT
+        kf = kd - SHIFT
+        r = (u - kf * LN2_HI) - kf * LN2_LO
+        p = expm1_reduced(r)
         s = np.int64((np.int64(kf) + 1023) << 52).view(np.float64)  # 2^k, k ≥ −87: normal
         return (s - 1.0) + s * p
 
@@ -251,19 +256,7 @@ def _make_elementary(njit, opts, exp_neg, flush=False):
         kd = v * LOG2E + SHIFT
         kf = kd - SHIFT
         r = (v - kf * LN2_HI) - kf * LN2_LO
-        q = T[0]
-        q = q * r + T[1]
-        q = q * r + T[2]
-        q = q * r + T[3]
-        q = q * r + T[4]
-        q = q * r + T[5]
-        q = q * r + T[6]
-        q = q * r + T[7]
-        q = q * r + T[8]
-        q = q * r + T[9]
-        q = q * r + T[10]
-        q = q * r + T[11]
-        p = r + (r * r) * q
+        p = expm1_reduced(r)
         s = np.int64((np.int64(max(kf, -100.0)) + 1023) << 52).view(np.float64)  # 2^k, or 2^−100 (e^u − 1 = −1 then)
         s1, s2 = pow2_pair(kd, kf)
         e = ((1.0 + p) * s1) * s2
