@@ -88,66 +88,43 @@ _FWD_KINDS = {"plain": dict(extra="", a_new="pi", p_new="di"),
               "res": dict(extra="a_prev, c, ", a_new="a_prev[i, j] + c * pi", p_new="di")}
 
 # (flat views of (B, n) blocks, n given)
-_BWD = """\
-def bwd_plain(u, P, c, d, n, dsq, gb, want_gb):
-    tot = 0.0
-    if want_gb:
-        for j in range(n):
-            gb[j] = 0.0
+# One row loop, written out twice per step (with and without the column sums Σ_s δ: numba
+# vectorises each only as a loop of its own), and each step's way of forming its g.
+_BWD_LOOP = """\
         for i in range(u.size // n):
             s = 0.0
             for j in range(n):
                 k = i * n + j
-                di = (P[k] * u[k]) * c
+{g}                di = (P[k] * {gi}) * c
                 d[k] = di
                 s += di * di
-                gb[j] += di
-            dsq[i] = s
+{gb}            dsq[i] = s
             tot += s
-    else:
-        for i in range(u.size // n):
-            s = 0.0
-            for j in range(n):
-                k = i * n + j
-                di = (P[k] * u[k]) * c
-                d[k] = di
-                s += di * di
-            dsq[i] = s
-            tot += s
-    return tot
-
-
-def bwd_res(u, g, r, P, c, d, n, dsq, gb, want_gb):
-    tot = 0.0
-    if want_gb:
-        for j in range(n):
-            gb[j] = 0.0
-        for i in range(u.size // n):
-            s = 0.0
-            for j in range(n):
-                k = i * n + j
-                gi = u[k] + r * g[k]
-                u[k] = gi
-                di = (P[k] * gi) * c
-                d[k] = di
-                s += di * di
-                gb[j] += di
-            dsq[i] = s
-            tot += s
-    else:
-        for i in range(u.size // n):
-            s = 0.0
-            for j in range(n):
-                k = i * n + j
-                gi = u[k] + r * g[k]
-                u[k] = gi
-                di = (P[k] * gi) * c
-                d[k] = di
-                s += di * di
-            dsq[i] = s
-            tot += s
-    return tot
 """
+_BWD_STEP = """\
+def bwd_{kind}({args}):
+    tot = 0.0
+    if want_gb:
+        for j in range(n):
+            gb[j] = 0.0
+{with_gb}    else:
+{without_gb}    return tot
+"""
+_BWD_KINDS = {"plain": dict(args="u, P, c, d, n, dsq, gb, want_gb", g="", gi="u[k]"),
+              "res": dict(args="u, g, r, P, c, d, n, dsq, gb, want_gb",
+                          g="                gi = u[k] + r * g[k]\n                u[k] = gi\n", gi="gi")}
+
+
+def _bwd_source() -> str:
+    steps = []
+    for kind, f in _BWD_KINDS.items():
+        loop = lambda gb: _BWD_LOOP.format(g=f["g"], gi=f["gi"], gb=gb)  # noqa: E731
+        steps.append(_BWD_STEP.format(kind=kind, args=f["args"], with_gb=loop("                gb[j] += di\n"),
+                                      without_gb=loop("")))
+    return "\n\n".join(steps)
+
+
+_BWD = _bwd_source()
 
 _CACHE: dict = {}
 
